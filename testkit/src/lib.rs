@@ -1,1 +1,48 @@
+//! Real servers for tests: `redis-server` and PostgreSQL, started from the machine's packages on
+//! free loopback ports, each in its own temporary directory, stopped when dropped.
+//!
+//! A missing program is an error that says how to install it; nothing here ever skips a test.
+//!
+//! ```no_run
+//! let redis = timedeal_testkit::RedisServer::start().expect("redis-server");
+//! let postgres = timedeal_testkit::PostgresServer::start().expect("PostgreSQL");
+//! println!("{} {}", redis.url(), postgres.url());
+//! ```
+//!
+//! Servers are children of the test process and are killed with it even when it dies without
+//! unwinding (see [`process`]); directories left by such a death are removed by the next run.
 
+mod postgres;
+mod process;
+mod redis;
+
+pub use postgres::PostgresServer;
+pub use redis::RedisServer;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{program} was not found ({looked}); install it with `make setup` (or `{install}`)")]
+    Missing {
+        program: &'static str,
+        looked: String,
+        install: &'static str,
+    },
+
+    #[error("{what} failed: {detail}")]
+    Failed { what: String, detail: String },
+
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}

@@ -1,0 +1,210 @@
+//! A real PostgreSQL cluster in a temporary directory on a free loopback port.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root, `initdb` and the server run
+//! as the `postgres` user that Debian's package creates, in a directory that user owns.
+
+use std::{
+    ffi::CStr,
+    fs,
+    os::unix::{fs::chown, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tempfile::TempDir;
+
+use crate::{
+    process::{find_program, free_port, server_dir, spawn_tied, tail, wait_until},
+    Error,
+};
+
+const INSTALL: &str = "apt-get install postgresql";
+
+/// A PostgreSQL server of its own, listening on 127.0.0.1 only, with `trust` authentication for
+/// the `postgres` superuser. Durability settings are off: its data lives as long as the test.
+pub struct PostgresServer {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+/// The user a server process must run as: ourselves, or `postgres` when we are root.
+#[derive(Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl PostgresServer {
+    /// Creates a cluster with `initdb`, starts it on a free port and waits until it accepts
+    /// connections.
+    pub fn start() -> Result<Self, Error> {
+        let bin = bin_dir()?;
+        let run_as = run_as()?;
+        let dir = server_dir("postgres")?;
+        if let Some(user) = run_as {
+            chown(dir.path(), Some(user.uid), Some(user.gid))
+                .map_err(Error::io("give the postgres user its directory"))?;
+        }
+        let data = dir.path().join("data");
+        let log = dir.path().join("initdb.log");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            .args(["--locale", "C"]);
+        let status = as_user(&mut initdb, run_as, dir.path())
+            .stdout(fs::File::create(&log).map_err(Error::io("create the initdb log"))?)
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(Error::io(format!("run {}", bin.join("initdb").display())))?;
+        if !status.status.success() {
+            return Err(Error::Failed {
+                what: "initdb".into(),
+                detail: format!(
+                    "{}\n{}",
+                    String::from_utf8_lossy(&status.stderr).trim(),
+                    tail(&log)
+                ),
+            });
+        }
+
+        let mut last = None;
+        // A free port can be taken between finding it and binding it; try another.
+        for _ in 0..3 {
+            let port = free_port()?;
+            match start_server(&bin, run_as, dir.path(), &data, port) {
+                Ok(child) => return Ok(Self { child, port, dir }),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// The URL of another database on this server.
+    pub fn url_for(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The cluster's directory (data in `data/`, server log in `postgres.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn start_server(bin: &Path, run_as: Option<RunAs>, dir: &Path, data: &Path, port: u16) -> Result<Child, Error> {
+    let log = dir.join("postgres.log");
+    let log_file = fs::File::create(&log).map_err(Error::io("create the postgres log"))?;
+    if let Some(user) = run_as {
+        chown(&log, Some(user.uid), Some(user.gid)).map_err(Error::io("give the postgres user its log"))?;
+    }
+    let mut command = Command::new(bin.join("postgres"));
+    command
+        .arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+        .args(["-c", "max_connections=200"])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().map_err(Error::io("redirect the postgres log"))?)
+        .stderr(log_file);
+    as_user(&mut command, run_as, dir);
+    // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
+    let mut child = spawn_tied(command, libc::SIGQUIT).map_err(Error::io("start postgres"))?;
+    let pg_isready = bin.join("pg_isready");
+    let ready = wait_until("postgres", &mut child, &log, Duration::from_secs(30), || {
+        Command::new(&pg_isready)
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    match ready {
+        Ok(()) => Ok(child),
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(error)
+        }
+    }
+}
+
+fn as_user<'c>(command: &'c mut Command, run_as: Option<RunAs>, dir: &Path) -> &'c mut Command {
+    // The postgres user may not be allowed into our working directory.
+    command.current_dir(dir);
+    if let Some(user) = run_as {
+        command.uid(user.uid).gid(user.gid);
+    }
+    command
+}
+
+/// Where `initdb` and `postgres` live: `$TIMEDEAL_PG_BIN`, the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian keeps them off `PATH`), or `PATH`.
+fn bin_dir() -> Result<PathBuf, Error> {
+    let chosen = match std::env::var_os("TIMEDEAL_PG_BIN") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => newest_debian_bin_dir()
+            .or_else(|| find_program("postgres", &[]).and_then(|p| p.parent().map(Path::to_path_buf))),
+    };
+    chosen
+        .filter(|bin| ["initdb", "postgres", "pg_isready"].iter().all(|p| bin.join(p).is_file()))
+        .ok_or(Error::Missing {
+            program: "PostgreSQL (initdb, postgres, pg_isready)",
+            looked: "in $TIMEDEAL_PG_BIN, else /usr/lib/postgresql/*/bin, else on PATH".into(),
+            install: INSTALL,
+        })
+}
+
+fn newest_debian_bin_dir() -> Option<PathBuf> {
+    fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("postgres").is_file())
+        .max_by_key(|(version, _)| *version)
+        .map(|(_, bin)| bin)
+}
+
+fn run_as() -> Result<Option<RunAs>, Error> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = CStr::from_bytes_with_nul(b"postgres\0").expect("a C string");
+    // SAFETY: getpwnam returns a pointer to static storage or null; it is read at once. Tests in
+    // one process may race here, but they all look up the same user.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        return Err(Error::Missing {
+            program: "the postgres user (PostgreSQL refuses to run as root)",
+            looked: "in the user database".into(),
+            install: INSTALL,
+        });
+    }
+    // SAFETY: checked non-null above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    Ok(Some(RunAs { uid, gid }))
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child, whose pid has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT) };
+        let _ = self.child.wait();
+    }
+}
