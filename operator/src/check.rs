@@ -36,7 +36,10 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
                 file.display().to_string()
             };
             match document {
-                Ok(deal) => println!("{place}: valid TimeDeal {}", deal.metadata.name.unwrap_or_default()),
+                Ok(deal) => println!(
+                    "{place}: valid TimeDeal {}",
+                    deal.metadata.name.unwrap_or_default()
+                ),
                 Err(error) => {
                     invalid += 1;
                     println!("{place}: invalid");
@@ -66,7 +69,11 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot list: {e}"))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
         })
         .collect();
     entries.sort();

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 mod check;
 
 #[derive(Parser)]
-#[command(name = "timedeal-operator", version, about = "Rents out flash-sale infrastructure, one TimeDeal at a time")]
+#[command(
+    name = "timedeal-operator",
+    version,
+    about = "Rents out flash-sale infrastructure, one TimeDeal at a time"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

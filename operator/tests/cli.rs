@@ -24,10 +24,17 @@ fn committed_crd_matches_what_the_code_generates() {
 
 #[test]
 fn check_accepts_the_sample_deals() {
-    let output = operator().arg("check").arg(repo().join("manifests/samples")).output().unwrap();
+    let output = operator()
+        .arg("check")
+        .arg(repo().join("manifests/samples"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("valid TimeDeal winter-headphones"), "{stdout}");
+    assert!(
+        stdout.contains("valid TimeDeal winter-headphones"),
+        "{stdout}"
+    );
     assert!(stdout.contains("all valid"), "{stdout}");
 }
 
@@ -45,8 +52,14 @@ fn check_rejects_an_invalid_deal_naming_the_rule() {
 
 #[test]
 fn check_of_a_missing_file_says_so() {
-    let output = operator().args(["check", "/nonexistent/deal.yaml"]).output().unwrap();
+    let output = operator()
+        .args(["check", "/nonexistent/deal.yaml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr.contains("/nonexistent/deal.yaml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/deal.yaml: cannot read"),
+        "{stderr}"
+    );
 }

@@ -4,7 +4,6 @@
 //! as the `postgres` user that Debian's package creates, in a directory that user owns.
 
 use std::{
-    ffi::CStr,
     fs,
     os::unix::{fs::chown, process::CommandExt},
     path::{Path, PathBuf},
@@ -53,7 +52,16 @@ impl PostgresServer {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ])
             .args(["--locale", "C"]);
         let status = as_user(&mut initdb, run_as, dir.path())
             .stdout(fs::File::create(&log).map_err(Error::io("create the initdb log"))?)
@@ -103,11 +111,18 @@ impl PostgresServer {
     }
 }
 
-fn start_server(bin: &Path, run_as: Option<RunAs>, dir: &Path, data: &Path, port: u16) -> Result<Child, Error> {
+fn start_server(
+    bin: &Path,
+    run_as: Option<RunAs>,
+    dir: &Path,
+    data: &Path,
+    port: u16,
+) -> Result<Child, Error> {
     let log = dir.join("postgres.log");
     let log_file = fs::File::create(&log).map_err(Error::io("create the postgres log"))?;
     if let Some(user) = run_as {
-        chown(&log, Some(user.uid), Some(user.gid)).map_err(Error::io("give the postgres user its log"))?;
+        chown(&log, Some(user.uid), Some(user.gid))
+            .map_err(Error::io("give the postgres user its log"))?;
     }
     let mut command = Command::new(bin.join("postgres"));
     command
@@ -116,21 +131,46 @@ fn start_server(bin: &Path, run_as: Option<RunAs>, dir: &Path, data: &Path, port
         .args(["-p", &port.to_string(), "-k"])
         .arg(dir)
         .args(["-c", "listen_addresses=127.0.0.1"])
-        .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
         .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
-        .stdout(log_file.try_clone().map_err(Error::io("redirect the postgres log"))?)
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(Error::io("redirect the postgres log"))?,
+        )
         .stderr(log_file);
     as_user(&mut command, run_as, dir);
     // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
     let mut child = spawn_tied(command, libc::SIGQUIT).map_err(Error::io("start postgres"))?;
     let pg_isready = bin.join("pg_isready");
-    let ready = wait_until("postgres", &mut child, &log, Duration::from_secs(30), || {
-        Command::new(&pg_isready)
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let ready = wait_until(
+        "postgres",
+        &mut child,
+        &log,
+        Duration::from_secs(30),
+        || {
+            Command::new(&pg_isready)
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
     match ready {
         Ok(()) => Ok(child),
         Err(error) => {
@@ -155,11 +195,16 @@ fn as_user<'c>(command: &'c mut Command, run_as: Option<RunAs>, dir: &Path) -> &
 fn bin_dir() -> Result<PathBuf, Error> {
     let chosen = match std::env::var_os("TIMEDEAL_PG_BIN") {
         Some(dir) => Some(PathBuf::from(dir)),
-        None => newest_debian_bin_dir()
-            .or_else(|| find_program("postgres", &[]).and_then(|p| p.parent().map(Path::to_path_buf))),
+        None => newest_debian_bin_dir().or_else(|| {
+            find_program("postgres", &[]).and_then(|p| p.parent().map(Path::to_path_buf))
+        }),
     };
     chosen
-        .filter(|bin| ["initdb", "postgres", "pg_isready"].iter().all(|p| bin.join(p).is_file()))
+        .filter(|bin| {
+            ["initdb", "postgres", "pg_isready"]
+                .iter()
+                .all(|p| bin.join(p).is_file())
+        })
         .ok_or(Error::Missing {
             program: "PostgreSQL (initdb, postgres, pg_isready)",
             looked: "in $TIMEDEAL_PG_BIN, else /usr/lib/postgresql/*/bin, else on PATH".into(),
@@ -185,7 +230,7 @@ fn run_as() -> Result<Option<RunAs>, Error> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let name = CStr::from_bytes_with_nul(b"postgres\0").expect("a C string");
+    let name = c"postgres";
     // SAFETY: getpwnam returns a pointer to static storage or null; it is read at once. Tests in
     // one process may race here, but they all look up the same user.
     let entry = unsafe { libc::getpwnam(name.as_ptr()) };

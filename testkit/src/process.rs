@@ -23,7 +23,10 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, and the test harness
 /// runs every test on a short-lived thread; so every server is forked by one spawner thread that
 /// lives as long as the process.
-pub(crate) fn spawn_tied(mut command: Command, death_signal: libc::c_int) -> std::io::Result<Child> {
+pub(crate) fn spawn_tied(
+    mut command: Command,
+    death_signal: libc::c_int,
+) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -58,8 +61,12 @@ pub(crate) fn spawn_tied(mut command: Command, death_signal: libc::c_int) -> std
 /// A port on 127.0.0.1 that was free a moment ago. Servers that lose the race fail to bind and are
 /// started again on another port by their caller.
 pub(crate) fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("find a free port"))?;
-    Ok(listener.local_addr().map_err(Error::io("find a free port"))?.port())
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("find a free port"))?;
+    Ok(listener
+        .local_addr()
+        .map_err(Error::io("find a free port"))?
+        .port())
 }
 
 /// Polls `ready` until it answers true, the child exits, or `limit` passes.
@@ -84,7 +91,10 @@ pub(crate) fn wait_until(
         if Instant::now() > deadline {
             return Err(Error::Failed {
                 what: what.into(),
-                detail: format!("not ready after {limit:?}; its log ends with:\n{}", tail(log)),
+                detail: format!(
+                    "not ready after {limit:?}; its log ends with:\n{}",
+                    tail(log)
+                ),
             });
         }
         thread::sleep(Duration::from_millis(20));

@@ -26,13 +26,14 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, Error> {
-        let program = find_program("redis-server", &[PathBuf::from("/usr/bin")]).ok_or_else(|| {
-            Error::Missing {
-                program: "redis-server",
-                looked: "on PATH and in /usr/bin".into(),
-                install: "apt-get install redis-server",
-            }
-        })?;
+        let program =
+            find_program("redis-server", &[PathBuf::from("/usr/bin")]).ok_or_else(|| {
+                Error::Missing {
+                    program: "redis-server",
+                    looked: "on PATH and in /usr/bin".into(),
+                    install: "apt-get install redis-server",
+                }
+            })?;
         let mut last = None;
         // A free port can be taken between finding it and binding it; try another.
         for _ in 0..3 {
@@ -55,13 +56,21 @@ impl RedisServer {
             .arg("--dir")
             .arg(dir.path())
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().map_err(Error::io("redirect the redis log"))?)
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(Error::io("redirect the redis log"))?,
+            )
             .stderr(log_file);
-        let mut child =
-            spawn_tied(command, libc::SIGTERM).map_err(Error::io(format!("start {}", program.display())))?;
-        let ready = wait_until("redis-server", &mut child, &log, Duration::from_secs(10), || {
-            ping(port)
-        });
+        let mut child = spawn_tied(command, libc::SIGTERM)
+            .map_err(Error::io(format!("start {}", program.display())))?;
+        let ready = wait_until(
+            "redis-server",
+            &mut child,
+            &log,
+            Duration::from_secs(10),
+            || ping(port),
+        );
         let server = Self { child, port, dir };
         ready.map(|()| server)
     }

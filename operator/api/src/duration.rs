@@ -69,7 +69,9 @@ impl FromStr for Duration {
         let mut millis: u128 = 0;
         let mut rest = input;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(fail("each part must start with a number"));
             }
@@ -77,7 +79,9 @@ impl FromStr for Duration {
                 .parse()
                 .map_err(|_| fail("a number is too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             let (_, scale) = UNITS
                 .iter()
@@ -163,7 +167,9 @@ mod tests {
     #[test]
     fn the_schema_pattern_accepts_exactly_what_the_parser_accepts() {
         let pattern = regex::Regex::new(PATTERN).unwrap();
-        for text in ["90s", "1h30m", "2d", "250ms", "1m500ms", "10", "m", "1.5h", "-1m", "1h 30m"] {
+        for text in [
+            "90s", "1h30m", "2d", "250ms", "1m500ms", "10", "m", "1.5h", "-1m", "1h 30m",
+        ] {
             assert_eq!(
                 pattern.is_match(text),
                 text.parse::<Duration>().is_ok(),

@@ -82,7 +82,8 @@ pub struct TimeDealSpec {
 /// The transition rule that freezes what shoppers were promised. The operator sets
 /// `status.startedAt` when it first sees the clock pass `schedule.start`; from then on the API
 /// server refuses any change to prices, currency or stock.
-pub const PRICE_AND_STOCK_LOCKED_RULE: &str = "!has(oldSelf.status) || !has(oldSelf.status.startedAt) || \
+pub const PRICE_AND_STOCK_LOCKED_RULE: &str =
+    "!has(oldSelf.status) || !has(oldSelf.status.startedAt) || \
 (self.spec.product.listPrice == oldSelf.spec.product.listPrice && \
 self.spec.product.dealPrice == oldSelf.spec.product.dealPrice && \
 self.spec.product.currency == oldSelf.spec.product.currency && \

@@ -228,7 +228,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
 
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         if !matches!(type_name(value), "integer" | "string") {
-            fail(format!("Invalid value: {}: must be an integer or a string", shown()));
+            fail(format!(
+                "Invalid value: {}: must be an integer or a string",
+                shown()
+            ));
         }
         return;
     }
@@ -237,7 +240,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
         let found = type_name(value);
         let fits = found == wanted || (wanted == "number" && found == "integer");
         if !fits {
-            fail(format!("Invalid value: {}: must be of type {wanted}, not {found}", shown()));
+            fail(format!(
+                "Invalid value: {}: must be of type {wanted}, not {found}",
+                shown()
+            ));
             return;
         }
     }
@@ -271,7 +277,8 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
                 }
             }
             let additional = schema.get("additionalProperties");
-            let open = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let open =
+                schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             for (key, item) in fields {
                 let item_path = join(path, key);
                 match (properties.and_then(|p| p.get(key)), additional) {
@@ -286,7 +293,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
                             .unwrap_or_default();
                         errors.push(FieldError {
                             field: item_path,
-                            message: format!("unknown field; known fields here: {}", known.join(", ")),
+                            message: format!(
+                                "unknown field; known fields here: {}",
+                                known.join(", ")
+                            ),
                         });
                     }
                 }
@@ -316,7 +326,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 if !pattern_matches(pattern, text) {
-                    fail(format!("Invalid value: {}: should match '{pattern}'", shown()));
+                    fail(format!(
+                        "Invalid value: {}: should match '{pattern}'",
+                        shown()
+                    ));
                 }
             }
             if schema.get("format").and_then(Value::as_str) == Some("date-time")
@@ -339,7 +352,9 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
             }
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
                 if n > max {
-                    fail(format!("Invalid value: {number}: should be less than or equal to {max}"));
+                    fail(format!(
+                        "Invalid value: {number}: should be less than or equal to {max}"
+                    ));
                 }
             }
         }
@@ -350,10 +365,12 @@ fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
 fn pattern_matches(pattern: &str, text: &str) -> bool {
     static CACHE: LazyLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
         LazyLock::new(Default::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let regex = cache
-        .entry(pattern.to_owned())
-        .or_insert_with(|| Regex::new(pattern).expect("CRD patterns are valid regular expressions"));
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let regex = cache.entry(pattern.to_owned()).or_insert_with(|| {
+        Regex::new(pattern).expect("CRD patterns are valid regular expressions")
+    });
     regex.is_match(text)
 }
 
@@ -410,8 +427,19 @@ mod tests {
         object["spec"]["product"]["stock"] = json!("ten");
         object["spec"]["queue"] = json!({ "maxActive": 0 });
         object["spec"]["ingress"] = json!({});
-        let fields: Vec<String> = validate(&object).unwrap_err().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["spec.ingress.host", "spec.product.stock", "spec.queue.maxActive"]);
+        let fields: Vec<String> = validate(&object)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.ingress.host",
+                "spec.product.stock",
+                "spec.queue.maxActive"
+            ]
+        );
     }
 
     #[test]
@@ -420,10 +448,22 @@ mod tests {
         object["kind"] = json!("Deployment");
         object["metadata"] = json!({});
         let errors = validate(&object).unwrap_err();
-        assert_eq!(errors[0].to_string(), r#"kind: is "Deployment"; a deal needs kind: TimeDeal"#);
-        assert_eq!(errors[1].to_string(), "metadata.name: Required value: give the deal a name");
-        assert!(parse("just a string").unwrap_err().to_string().contains("must be a mapping"));
-        assert!(parse("spec: [").unwrap_err().to_string().contains("not valid YAML or JSON"));
+        assert_eq!(
+            errors[0].to_string(),
+            r#"kind: is "Deployment"; a deal needs kind: TimeDeal"#
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "metadata.name: Required value: give the deal a name"
+        );
+        assert!(parse("just a string")
+            .unwrap_err()
+            .to_string()
+            .contains("must be a mapping"));
+        assert!(parse("spec: [")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid YAML or JSON"));
     }
 
     #[test]
@@ -432,11 +472,17 @@ mod tests {
         let mut new = deal();
         new["spec"]["product"]["dealPrice"] = json!(40);
         new["spec"]["product"]["stock"] = json!(20);
-        assert!(validate_update(&new, &old).is_ok(), "no status yet: changes allowed");
+        assert!(
+            validate_update(&new, &old).is_ok(),
+            "no status yet: changes allowed"
+        );
 
         let mut scheduled = old.clone();
         scheduled["status"] = json!({ "phase": "Scheduled" });
-        assert!(validate_update(&new, &scheduled).is_ok(), "not started: changes allowed");
+        assert!(
+            validate_update(&new, &scheduled).is_ok(),
+            "not started: changes allowed"
+        );
 
         let mut started = old.clone();
         started["status"] = json!({ "phase": "Live", "startedAt": "2027-03-01T10:00:01Z" });
@@ -446,6 +492,9 @@ mod tests {
 
         let mut renamed = started.clone();
         renamed["spec"]["product"]["name"] = json!("Green tea");
-        assert!(validate_update(&renamed, &started).is_ok(), "other fields stay editable");
+        assert!(
+            validate_update(&renamed, &started).is_ok(),
+            "other fields stay editable"
+        );
     }
 }

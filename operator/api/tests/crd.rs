@@ -9,7 +9,10 @@ fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         for (name, property) in properties {
             let here = format!("{path}.{name}");
-            let text = property.get("description").and_then(Value::as_str).unwrap_or("");
+            let text = property
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if text.trim().is_empty() {
                 out.push(here.clone());
             }
@@ -29,7 +32,10 @@ fn every_field_has_a_description() {
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut missing = Vec::new();
     undocumented(schema, "", &mut missing);
-    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
 }
 
 #[test]
@@ -57,10 +63,15 @@ fn every_string_checked_by_a_regex_rule_has_a_length_bound() {
     // The API server estimates the cost of `matches()` from maxLength and refuses a CRD whose
     // rules could run unbounded.
     fn walk(schema: &Value, path: &str, out: &mut Vec<String>) {
-        if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
-            let uses_regex = rules
-                .iter()
-                .any(|r| r["rule"].as_str().is_some_and(|s| s.contains("matches(") || s.contains("startsWith(")));
+        if let Some(rules) = schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        {
+            let uses_regex = rules.iter().any(|r| {
+                r["rule"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("matches(") || s.contains("startsWith("))
+            });
             if uses_regex && schema.get("maxLength").is_none() {
                 out.push(path.to_owned());
             }
@@ -73,6 +84,13 @@ fn every_string_checked_by_a_regex_rule_has_a_length_bound() {
     }
     let crd = serde_json::to_value(TimeDeal::crd()).unwrap();
     let mut unbounded = Vec::new();
-    walk(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "", &mut unbounded);
-    assert!(unbounded.is_empty(), "regex rules on unbounded strings: {unbounded:?}");
+    walk(
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        "",
+        &mut unbounded,
+    );
+    assert!(
+        unbounded.is_empty(),
+        "regex rules on unbounded strings: {unbounded:?}"
+    );
 }

@@ -47,7 +47,10 @@ fn errors_of(file: &Path, docs: &[Value]) -> Vec<String> {
         [new] => validation::validate(new),
         [old, new] => {
             validation::validate(old).unwrap_or_else(|e| {
-                panic!("{}: the stored object itself must be valid: {e:?}", file.display())
+                panic!(
+                    "{}: the stored object itself must be valid: {e:?}",
+                    file.display()
+                )
             });
             validation::validate_update(new, old)
         }
@@ -62,7 +65,11 @@ fn errors_of(file: &Path, docs: &[Value]) -> Vec<String> {
 #[test]
 fn valid_samples_pass_and_read_back_as_timedeals() {
     let files = yaml_files(&samples_dir());
-    assert!(files.len() >= 2, "expected the sample deals in {}", samples_dir().display());
+    assert!(
+        files.len() >= 2,
+        "expected the sample deals in {}",
+        samples_dir().display()
+    );
     for file in files {
         let text = fs::read_to_string(&file).unwrap();
         let deal = validation::parse(&text)
@@ -72,9 +79,17 @@ fn valid_samples_pass_and_read_back_as_timedeals() {
     }
 }
 
+/// Invalid creates live in `invalid/`, invalid updates (stored object, then the change) in
+/// `invalid-updates/`.
+fn invalid_samples() -> Vec<PathBuf> {
+    let mut files = yaml_files(&samples_dir().join("invalid"));
+    files.extend(yaml_files(&samples_dir().join("invalid-updates")));
+    files
+}
+
 #[test]
 fn each_invalid_sample_fails_with_exactly_its_own_message() {
-    let files = yaml_files(&samples_dir().join("invalid"));
+    let files = invalid_samples();
     assert!(files.len() >= 10, "expected the invalid samples");
     for file in files {
         let text = fs::read_to_string(&file).unwrap();
@@ -111,9 +126,12 @@ fn every_cel_rule_has_an_invalid_sample_that_breaks_it() {
     let crd = serde_json::to_value(TimeDeal::crd()).unwrap();
     let mut messages = BTreeSet::new();
     rule_messages(&crd, &mut messages);
-    assert!(messages.len() >= 10, "expected the CRD's CEL rules, found {messages:?}");
+    assert!(
+        messages.len() >= 10,
+        "expected the CRD's CEL rules, found {messages:?}"
+    );
 
-    let expected: Vec<String> = yaml_files(&samples_dir().join("invalid"))
+    let expected: Vec<String> = invalid_samples()
         .iter()
         .map(|f| expectation(f, &fs::read_to_string(f).unwrap()))
         .collect();

@@ -1,0 +1,19 @@
+# Timedeal: `make demo` runs the product, `make test` runs every test. Both install what is missing.
+.PHONY: setup demo test lint crd
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	cargo test --workspace --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# crds/ is generated: edit operator/api/src/types.rs, then run this and commit the result.
+crd:
+	cargo run -q -p timedeal-operator -- crd > crds/timedeal.yaml
