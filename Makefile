@@ -9,6 +9,7 @@ demo: setup
 
 test: setup
 	cargo test --workspace --locked
+	@e2e/cluster.sh
 
 lint:
 	cargo fmt --all -- --check
