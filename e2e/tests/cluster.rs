@@ -6,17 +6,14 @@
 //! It installs or updates the CRD, works in a namespace of its own and deletes that namespace.
 
 use std::{
-    collections::BTreeSet,
     fs,
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
 };
 
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
-use timedeal_api::TimeDeal;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -71,25 +68,6 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The messages of the CRD's CEL rules, which the API server repeats word for word.
-fn rule_messages() -> BTreeSet<String> {
-    fn walk(v: &Value, out: &mut BTreeSet<String>) {
-        match v {
-            Value::Object(map) => {
-                if let Some(message) = map.get("message").and_then(Value::as_str) {
-                    out.insert(message.to_owned());
-                }
-                map.values().for_each(|v| walk(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&serde_json::to_value(TimeDeal::crd()).unwrap(), &mut out);
-    out
-}
-
 /// Checks that the API server's refusal names the field, and for CEL rules, the same message.
 fn assert_rejected_for(file: &Path, output: &Output) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -109,7 +87,7 @@ fn assert_rejected_for(file: &Path, output: &Output) {
         "{}: expected {field} in:\n{stderr}",
         file.display()
     );
-    if rule_messages().contains(message) {
+    if timedeal_api::validation::rule_messages().contains(message) {
         assert!(
             stderr.contains(message),
             "{}: expected {message:?} in:\n{stderr}",

@@ -105,6 +105,32 @@ pub fn from_value(value: &Value) -> Result<TimeDeal, Error> {
     })
 }
 
+/// The message of every CEL rule in the CRD: what a person sees when a deal breaks one.
+pub fn rule_messages() -> std::collections::BTreeSet<String> {
+    fn walk(schema: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match schema {
+            Value::Object(map) => {
+                for rule in map
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(message) = rule.get("message").and_then(Value::as_str) {
+                        out.insert(message.to_owned());
+                    }
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Default::default();
+    walk(&SCHEMA, &mut out);
+    out
+}
+
 /// Checks a new TimeDeal object (as JSON) and returns it with defaults applied.
 pub fn validate(object: &Value) -> Result<Value, Vec<FieldError>> {
     check(object, None)

@@ -2,15 +2,13 @@
 //! the valid ones pass, and each invalid one fails with exactly its own rule's message.
 
 use std::{
-    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
 };
 
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
-use timedeal_api::{validation, TimeDeal};
+use timedeal_api::validation;
 
 fn samples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/samples")
@@ -104,28 +102,9 @@ fn each_invalid_sample_fails_with_exactly_its_own_message() {
     }
 }
 
-/// Collects the message of every CEL rule in a schema.
-fn rule_messages(schema: &Value, out: &mut BTreeSet<String>) {
-    match schema {
-        Value::Object(map) => {
-            if let Some(Value::Array(rules)) = map.get("x-kubernetes-validations") {
-                for rule in rules {
-                    let message = rule["message"].as_str().expect("every rule has a message");
-                    out.insert(message.to_owned());
-                }
-            }
-            map.values().for_each(|v| rule_messages(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| rule_messages(v, out)),
-        _ => {}
-    }
-}
-
 #[test]
 fn every_cel_rule_has_an_invalid_sample_that_breaks_it() {
-    let crd = serde_json::to_value(TimeDeal::crd()).unwrap();
-    let mut messages = BTreeSet::new();
-    rule_messages(&crd, &mut messages);
+    let messages = validation::rule_messages();
     assert!(
         messages.len() >= 10,
         "expected the CRD's CEL rules, found {messages:?}"
