@@ -14,7 +14,7 @@ use std::{
 use tempfile::TempDir;
 
 use crate::{
-    process::{find_program, free_port, server_dir, spawn_tied, tail, wait_until},
+    process::{find_program, on_free_port, server_dir, spawn_tied, tail, wait_until},
     Error,
 };
 
@@ -79,16 +79,10 @@ impl PostgresServer {
             });
         }
 
-        let mut last = None;
-        // A free port can be taken between finding it and binding it; try another.
-        for _ in 0..3 {
-            let port = free_port()?;
-            match start_server(&bin, run_as, dir.path(), &data, port) {
-                Ok(child) => return Ok(Self { child, port, dir }),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        let (child, port) = on_free_port(|port| {
+            start_server(&bin, run_as, dir.path(), &data, port).map(|child| (child, port))
+        })?;
+        Ok(Self { child, port, dir })
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.

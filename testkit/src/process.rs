@@ -58,15 +58,27 @@ pub(crate) fn spawn_tied(
     answer.recv().expect("the spawner thread answers")
 }
 
-/// A port on 127.0.0.1 that was free a moment ago. Servers that lose the race fail to bind and are
-/// started again on another port by their caller.
-pub(crate) fn free_port() -> Result<u16, Error> {
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16, Error> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("find a free port"))?;
     Ok(listener
         .local_addr()
         .map_err(Error::io("find a free port"))?
         .port())
+}
+
+/// Runs `start` on a free port, and again on another one when the port was taken in between
+/// (the server then fails to bind).
+pub(crate) fn on_free_port<T>(mut start: impl FnMut(u16) -> Result<T, Error>) -> Result<T, Error> {
+    let mut last = None;
+    for _ in 0..3 {
+        match start(free_port()?) {
+            Ok(server) => return Ok(server),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 /// Polls `ready` until it answers true, the child exits, or `limit` passes.

@@ -12,7 +12,7 @@ use std::{
 use tempfile::TempDir;
 
 use crate::{
-    process::{find_program, free_port, server_dir, spawn_tied, wait_until},
+    process::{find_program, on_free_port, server_dir, spawn_tied, wait_until},
     Error,
 };
 
@@ -34,15 +34,7 @@ impl RedisServer {
                     install: "apt-get install redis-server",
                 }
             })?;
-        let mut last = None;
-        // A free port can be taken between finding it and binding it; try another.
-        for _ in 0..3 {
-            match Self::start_on(&program, free_port()?) {
-                Ok(server) => return Ok(server),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        on_free_port(|port| Self::start_on(&program, port))
     }
 
     fn start_on(program: &PathBuf, port: u16) -> Result<Self, Error> {
