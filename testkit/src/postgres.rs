@@ -14,7 +14,7 @@ use std::{
 use tempfile::TempDir;
 
 use crate::{
-    process::{find_program, on_free_port, server_dir, spawn_tied, tail, wait_until},
+    process::{find_program, log_to, on_free_port, server_dir, spawn_tied, tail, wait_until},
     Error,
 };
 
@@ -113,11 +113,6 @@ fn start_server(
     port: u16,
 ) -> Result<Child, Error> {
     let log = dir.join("postgres.log");
-    let log_file = fs::File::create(&log).map_err(Error::io("create the postgres log"))?;
-    if let Some(user) = run_as {
-        chown(&log, Some(user.uid), Some(user.gid))
-            .map_err(Error::io("give the postgres user its log"))?;
-    }
     let mut command = Command::new(bin.join("postgres"));
     command
         .arg("-D")
@@ -133,14 +128,8 @@ fn start_server(
             "-c",
             "full_page_writes=off",
         ])
-        .args(["-c", "max_connections=200"])
-        .stdin(Stdio::null())
-        .stdout(
-            log_file
-                .try_clone()
-                .map_err(Error::io("redirect the postgres log"))?,
-        )
-        .stderr(log_file);
+        .args(["-c", "max_connections=200"]);
+    log_to(&mut command, &log)?;
     as_user(&mut command, run_as, dir);
     // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.
     let mut child = spawn_tied(command, libc::SIGQUIT).map_err(Error::io("start postgres"))?;

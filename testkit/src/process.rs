@@ -68,6 +68,19 @@ fn free_port() -> Result<u16, Error> {
         .port())
 }
 
+/// Sends a server's output to a new log file in its directory, with no input.
+pub(crate) fn log_to(command: &mut Command, log: &Path) -> Result<(), Error> {
+    let file = fs::File::create(log).map_err(Error::io(format!("create {}", log.display())))?;
+    let copy = file
+        .try_clone()
+        .map_err(Error::io(format!("open {}", log.display())))?;
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(copy)
+        .stderr(file);
+    Ok(())
+}
+
 /// Runs `start` on a free port, and again on another one when the port was taken in between
 /// (the server then fails to bind).
 pub(crate) fn on_free_port<T>(mut start: impl FnMut(u16) -> Result<T, Error>) -> Result<T, Error> {

@@ -1,18 +1,17 @@
 //! A real `redis-server` on a free loopback port.
 
 use std::{
-    fs,
     io::{Read, Write},
     net::{Ipv4Addr, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
 use tempfile::TempDir;
 
 use crate::{
-    process::{find_program, on_free_port, server_dir, spawn_tied, wait_until},
+    process::{find_program, log_to, on_free_port, server_dir, spawn_tied, wait_until},
     Error,
 };
 
@@ -40,20 +39,13 @@ impl RedisServer {
     fn start_on(program: &PathBuf, port: u16) -> Result<Self, Error> {
         let dir = server_dir("redis")?;
         let log = dir.path().join("redis.log");
-        let log_file = fs::File::create(&log).map_err(Error::io("create the redis log"))?;
         let mut command = Command::new(program);
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .map_err(Error::io("redirect the redis log"))?,
-            )
-            .stderr(log_file);
+            .arg(dir.path());
+        log_to(&mut command, &log)?;
         let mut child = spawn_tied(command, libc::SIGTERM)
             .map_err(Error::io(format!("start {}", program.display())))?;
         let ready = wait_until(
