@@ -1,97 +1,67 @@
 //! `tenant-app`: the storefront of one time deal.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Parser;
-use timedeal_api::{Stage, TimeDeal, Timeline};
-
-mod deal;
-
-#[derive(Parser)]
-#[command(
-    name = "tenant-app",
-    version,
-    about = "The storefront of one time deal"
-)]
-struct Cli {
-    /// TimeDeal YAML or JSON file describing the deal to serve.
-    #[arg(long, env = "TIMEDEAL_DEAL", value_name = "PATH")]
-    deal: PathBuf,
-
-    /// Check the deal file, print the deal and its timeline, and exit.
-    #[arg(long)]
-    check: bool,
-}
+use timedeal_tenant_app::{
+    config::{Cli, LogFormat},
+    deal, describe,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let deal = match deal::load(&cli.deal) {
-        Ok(deal) => deal,
+    let loaded = match deal::load(&cli.deal) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("tenant-app: {error}");
             return ExitCode::from(2);
         }
     };
-    print!("{}", describe(&deal, Utc::now()));
     if cli.check {
+        print!("{}", describe(&loaded, Utc::now()));
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "tenant-app: serving the storefront is not available in this version; run with --check"
-    );
-    ExitCode::from(2)
-}
-
-/// A short, human summary of the deal and where it stands now.
-fn describe(deal: &TimeDeal, now: DateTime<Utc>) -> String {
-    let spec = &deal.spec;
-    let product = &spec.product;
-    let timeline = Timeline::of(spec);
-    let stage = match timeline.stage_at(now) {
-        Stage::Upcoming | Stage::WarmingUp if timeline.pre_queue_open_at(now) => "pre-queue open",
-        Stage::Upcoming | Stage::WarmingUp => "upcoming",
-        Stage::Live => "live",
-        Stage::Ended => "ended (read-only)",
-        Stage::Retired => "retired",
+    let deal = match deal::Deal::new(loaded) {
+        Ok(deal) => deal,
+        Err(error) => {
+            eprintln!("tenant-app: the deal file {}: {error}", cli.deal.display());
+            return ExitCode::from(2);
+        }
     };
-    format!(
-        "{name}: {product} by {company}\n  \
-         {stock} in stock at {deal_price} {currency} (list {list_price}), at most {limit} per shopper\n  \
-         pre-queue {pre_queue}, start {start}, end {end}\n  \
-         now {stage}\n",
-        name = deal.metadata.name.as_deref().unwrap_or("?"),
-        product = product.name,
-        company = spec.company.name,
-        stock = product.stock,
-        deal_price = product.deal_price,
-        currency = product.currency,
-        list_price = product.list_price,
-        limit = product.per_user_limit,
-        pre_queue = timeline.pre_queue_from,
-        start = timeline.start,
-        end = timeline.end,
-    )
+    let config = match cli.config(&deal) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tenant-app: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tenant-app: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(timedeal_tenant_app::serve(deal, cli.deal.clone(), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the storefront stopped");
+            eprintln!("tenant-app: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describes_the_stage_by_the_given_clock() {
-        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../manifests/samples/timedeal-minimal.yaml");
-        let deal = deal::load(&sample).unwrap();
-        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
-        assert!(describe(&deal, at("2027-01-01T00:00:00Z")).contains("now upcoming"));
-        assert!(describe(&deal, at("2027-03-01T09:45:00Z")).contains("now pre-queue open"));
-        assert!(describe(&deal, at("2027-03-01T10:10:00Z")).contains("now live"));
-        assert!(describe(&deal, at("2027-03-01T10:30:00Z")).contains("now ended (read-only)"));
-        let text = describe(&deal, at("2027-03-01T10:10:00Z"));
-        assert!(
-            text.contains("300 in stock at 9000 KRW (list 18000), at most 1 per shopper"),
-            "{text}"
-        );
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }

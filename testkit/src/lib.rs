@@ -15,9 +15,11 @@
 mod postgres;
 mod process;
 mod redis;
+mod service;
 
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;
+pub use service::Service;
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,28 @@
+-- Turns a reservation into a sale once its order is committed to PostgreSQL.
+--
+-- Invariants:
+--   * stock moves from reserved to sold exactly once per order (a repeat is a no-op);
+--   * a shopper who now owns their limit is done: their admission ends and frees a place for
+--     the next shopper in line.
+--
+-- KEYS[1]  key prefix of the deal
+-- ARGV[1]  order id
+-- ARGV[2]  how long the order's state is remembered, in milliseconds
+-- Returns 1 when the reservation was confirmed now, 0 when it was not pending.
+local p, id, keep = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local res = p .. 'res:' .. id
+local fields = redis.call('HMGET', res, 'shopper', 'qty', 'limit')
+if not fields[1] then
+  return 0
+end
+local shopper, qty, limit = fields[1], tonumber(fields[2]), tonumber(fields[3])
+redis.call('DECRBY', p .. 'reserved', qty)
+redis.call('INCRBY', p .. 'sold', qty)
+redis.call('DEL', res)
+redis.call('ZREM', p .. 'res_expiry', id)
+redis.call('SET', p .. 'state:' .. id, 'confirmed', 'PX', keep)
+if tonumber(redis.call('GET', p .. 'held:' .. shopper) or '0') >= limit then
+  redis.call('ZREM', p .. 'active', shopper)
+  redis.call('HDEL', p .. 'adm', shopper)
+end
+return 1

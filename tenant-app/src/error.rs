@@ -1,0 +1,33 @@
+//! The tenant app's errors: what went wrong at start-up or in the storage behind a request.
+//! Shopper-facing errors, with their stable codes, are `http::error::ApiError`.
+
+use crate::deal::DealError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot work; the message names the setting and the fix.
+    #[error("{0}")]
+    Config(String),
+
+    #[error(transparent)]
+    Deal(#[from] DealError),
+
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+
+    #[error("Redis: {0}")]
+    Redis(String),
+
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::Redis(e.to_string())
+    }
+}

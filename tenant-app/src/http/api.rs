@@ -1,0 +1,288 @@
+//! The JSON API. Every answer is JSON; every refusal is an [`ApiError`] with a stable code.
+
+use axum::{
+    extract::{FromRequest, Path, Request, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    app::{App, SharedApp},
+    db::{self, Order},
+    deal::DealState,
+    http::error::{ApiError, ErrorBody},
+    identity::Shopper,
+    orders::{self, PlaceOrder},
+    queue::{self, Joined, QueueStatus, ViewContext},
+    tokens::Admission,
+};
+
+/// A JSON body whose problems are answered as [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(value)| ApiJson(value))
+            .map_err(ApiError::from)
+    }
+}
+
+/// The deal as shoppers see it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DealView {
+    pub name: String,
+    pub company: String,
+    pub product: ProductView,
+    pub state: DealState,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// When shoppers may start joining the pre-queue.
+    pub pre_queue_opens_at: DateTime<Utc>,
+    pub stock: StockView,
+    /// The server's clock: countdowns are computed against this, never the device's clock.
+    pub server_time: DateTime<Utc>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductView {
+    pub name: String,
+    pub description: String,
+    pub image_url: Option<String>,
+    /// Prices in the currency's smallest unit (cents for USD).
+    pub list_price: i64,
+    pub deal_price: i64,
+    pub currency: String,
+    /// The most this shopper may buy.
+    pub limit: u32,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockView {
+    pub total: i64,
+    /// Units neither sold nor reserved.
+    pub remaining: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+pub fn deal_view(app: &App, shopper: &Shopper, now: DateTime<Utc>) -> DealView {
+    let deal = app.deal();
+    let figures = *app.figures.borrow();
+    let product = &deal.spec.product;
+    DealView {
+        name: deal.name.clone(),
+        company: deal.spec.company.name.clone(),
+        product: ProductView {
+            name: product.name.clone(),
+            description: product.description.clone(),
+            image_url: product.image_url.clone(),
+            list_price: product.list_price,
+            deal_price: product.deal_price,
+            currency: product.currency.clone(),
+            limit: shopper.limit,
+        },
+        state: app.state_now(now),
+        starts_at: deal.timeline.start,
+        ends_at: deal.timeline.end,
+        pre_queue_opens_at: deal.timeline.pre_queue_from,
+        stock: StockView {
+            total: product.stock,
+            remaining: figures.available.max(0),
+            reserved: figures.reserved,
+            sold: figures.sold,
+        },
+        server_time: now,
+    }
+}
+
+/// The deal, its state and its stock.
+#[utoipa::path(get, path = "/api/deal", tag = "deal",
+    responses((status = 200, body = DealView)))]
+pub async fn deal(State(app): State<SharedApp>, shopper: Shopper) -> Json<DealView> {
+    Json(deal_view(&app, &shopper, Utc::now()))
+}
+
+/// What the shopper is told about the queue right now.
+pub async fn status_of(app: &App, shopper: &Shopper) -> Result<QueueStatus, ApiError> {
+    let now = Utc::now();
+    let (place, owned, figures) = app
+        .queue
+        .status(&shopper.id, now.timestamp_millis())
+        .await?;
+    let deal = app.deal();
+    let sign = |nonce: u64, expires_ms: i64| {
+        app.signer.admission_token(&Admission {
+            deal: deal.name.clone(),
+            shopper: shopper.id.clone(),
+            nonce,
+            expires_ms,
+        })
+    };
+    let cx = ViewContext {
+        deal: deal.state_at(now, figures.sold_out()),
+        settings: App::settings(&deal),
+        limit: shopper.limit,
+        owned,
+        start: deal.timeline.start,
+        now,
+        admission_token: &sign,
+    };
+    Ok(queue::view(place, &figures, &cx))
+}
+
+/// The shopper's place in the queue, the estimated wait and when to ask again. Once admitted,
+/// the answer carries the admission token to send with orders.
+#[utoipa::path(get, path = "/api/queue", tag = "queue",
+    responses((status = 200, body = QueueStatus), (status = 503, body = ErrorBody)))]
+pub async fn queue_status(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+) -> Result<Json<QueueStatus>, ApiError> {
+    Ok(Json(status_of(&app, &shopper).await?))
+}
+
+/// Joins the queue (the pre-queue before the start). Joining again, from a refresh or another
+/// tab, keeps the place already held.
+#[utoipa::path(post, path = "/api/queue", tag = "queue",
+    responses((status = 200, body = QueueStatus), (status = 409, body = ErrorBody,
+        description = "queue_not_open, sold_out, over_limit, deal_ended or deal_suspended")))]
+pub async fn join(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+) -> Result<Json<QueueStatus>, ApiError> {
+    let now = Utc::now();
+    let deal = app.deal();
+    match app.state_now(now) {
+        DealState::Upcoming if !deal.timeline.pre_queue_open_at(now) => {
+            return Err(ApiError::conflict(
+                "queue_not_open",
+                format!(
+                    "the queue opens at {}",
+                    deal.timeline.pre_queue_from.to_rfc3339()
+                ),
+            ))
+        }
+        DealState::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        DealState::Ended => return Err(ApiError::conflict("deal_ended", "the deal has ended")),
+        DealState::Suspended => {
+            return Err(ApiError::conflict(
+                "deal_suspended",
+                "the deal is paused; the queue takes no one right now",
+            ))
+        }
+        DealState::Upcoming | DealState::Live => {}
+    }
+    match app
+        .queue
+        .join(&shopper.id, shopper.limit, now.timestamp_millis())
+        .await?
+    {
+        Joined::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        Joined::AtLimit => {
+            return Err(ApiError::conflict(
+                "over_limit",
+                format!(
+                    "you already own your limit of {} for this deal",
+                    shopper.limit
+                ),
+            ))
+        }
+        Joined::Placed => {}
+    }
+    Ok(Json(status_of(&app, &shopper).await?))
+}
+
+/// Leaves the queue, or ends the admission, giving the place to the next shopper.
+#[utoipa::path(delete, path = "/api/queue", tag = "queue", responses((status = 204)))]
+pub async fn leave(State(app): State<SharedApp>, shopper: Shopper) -> Result<StatusCode, ApiError> {
+    app.queue.leave(&shopper.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Places an order. Stock is reserved, the payment taken and the order recorded before the
+/// answer: 201 means confirmed. The same idempotency key again answers 200 with the same order.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = PlaceOrder,
+    responses(
+        (status = 201, body = Order, description = "confirmed"),
+        (status = 200, body = Order, description = "the same idempotency key was used before: the first order"),
+        (status = 400, body = ErrorBody, description = "invalid_json, invalid_body, invalid_quantity, invalid_idempotency_key"),
+        (status = 402, body = ErrorBody, description = "payment_declined"),
+        (status = 403, body = ErrorBody, description = "admission_forged, admission_expired, admission_foreign, admission_other_deal, admission_malformed, not_admitted"),
+        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed"),
+        (status = 413, body = ErrorBody, description = "body_too_large"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type"),
+        (status = 503, body = ErrorBody, description = "unavailable, outcome_unknown"),
+    ))]
+pub async fn place_order(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+    ApiJson(request): ApiJson<PlaceOrder>,
+) -> Result<Response, ApiError> {
+    let placed = orders::place(&app, &shopper, request).await?;
+    let status = if placed.repeated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(placed.order)).into_response())
+}
+
+/// The shopper's orders, newest first.
+#[utoipa::path(get, path = "/api/orders", tag = "orders",
+    responses((status = 200, body = Vec<Order>)))]
+pub async fn my_orders(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    Ok(Json(db::orders_of(&app.db, &shopper.id).await?))
+}
+
+fn order_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_order_id",
+            format!("{id:?} is not an order id; ids are positive whole numbers"),
+        )
+    })
+}
+
+/// One of the shopper's orders.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = i64, Path, description = "order id")),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+pub async fn my_order(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let id = order_id(&id)?;
+    db::order_of(&app.db, &shopper.id, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("you have no order {id}")))
+}
+
+/// Cancels an order and refunds it; its stock goes back on sale. Cancelling twice changes
+/// nothing the second time (409 `already_cancelled`).
+#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders",
+    params(("id" = i64, Path, description = "order id")),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "already_cancelled")))]
+pub async fn cancel_order(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let id = order_id(&id)?;
+    Ok(Json(orders::cancel(&app, &shopper, id).await?))
+}

@@ -1,0 +1,87 @@
+//! Live updates for the storefront page: a server-sent event stream of the shopper's queue
+//! status, pushed whenever the deal-wide figures move (so a sellout reaches everyone waiting at
+//! once) and at least every few seconds.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::State,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures_util::{stream, Stream};
+use tokio::time::Instant;
+
+use crate::{app::SharedApp, http::api::status_of, identity::Shopper};
+
+/// At most this often per connection, however fast the figures move.
+const MIN_GAP: Duration = Duration::from_millis(250);
+/// At least this often, so the page's clock offset stays fresh.
+const MAX_GAP: Duration = Duration::from_secs(5);
+
+struct Cursor {
+    app: SharedApp,
+    shopper: Shopper,
+    figures: tokio::sync::watch::Receiver<crate::queue::Figures>,
+    deal: tokio::sync::watch::Receiver<std::sync::Arc<crate::deal::Deal>>,
+    last: Option<serde_json::Value>,
+    last_sent: Instant,
+}
+
+/// `status` events carrying the same JSON as `GET /api/queue`.
+#[utoipa::path(get, path = "/api/events", tag = "queue",
+    responses((status = 200, content_type = "text/event-stream",
+        description = "`status` events, each carrying a QueueStatus as JSON")))]
+pub async fn stream(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let cursor = Cursor {
+        figures: app.figures.clone(),
+        deal: app.deal.clone(),
+        app,
+        shopper,
+        last: None,
+        last_sent: Instant::now(),
+    };
+    let events = stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            let since = cursor.last_sent.elapsed();
+            if cursor.last.is_some() && since < MIN_GAP {
+                tokio::time::sleep(MIN_GAP - since).await;
+            }
+            let event = match status_of(&cursor.app, &cursor.shopper).await {
+                Ok(status) => {
+                    let mut json = serde_json::to_value(&status).unwrap_or_default();
+                    // The server time changes every call; it alone is no reason to send.
+                    let mut compared = json.clone();
+                    compared["serverTime"] = serde_json::Value::Null;
+                    if cursor.last.as_ref() != Some(&compared)
+                        || cursor.last_sent.elapsed() >= MAX_GAP
+                    {
+                        cursor.last = Some(compared);
+                        Some(
+                            Event::default()
+                                .event("status")
+                                .data(json.take().to_string()),
+                        )
+                    } else {
+                        None
+                    }
+                }
+                Err(error) => Some(Event::default().event("problem").data(
+                    serde_json::json!({"code": error.code, "message": error.message}).to_string(),
+                )),
+            };
+            if let Some(event) = event {
+                cursor.last_sent = Instant::now();
+                return Some((Ok(event), cursor));
+            }
+            tokio::select! {
+                _ = cursor.figures.changed() => {}
+                _ = cursor.deal.changed() => {}
+                _ = tokio::time::sleep(MAX_GAP) => {}
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,114 @@
+//! Operational endpoints: metrics, health, readiness, and the figures the operator copies into
+//! the TimeDeal's status.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use timedeal_api::{OrderFigures, QueueFigures, StockFigures};
+
+use crate::{app::SharedApp, db, deal::DealState, http::error::ApiError};
+
+pub async fn metrics(State(app): State<SharedApp>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// The process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub redis: String,
+    pub postgres: String,
+}
+
+/// Ready when Redis and PostgreSQL both answer (migrations run before the app listens).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(app): State<SharedApp>) -> Response {
+    let redis = match redis::cmd("PING")
+        .query_async::<String>(&mut app.redis.clone())
+        .await
+    {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("unreachable: {e}"),
+    };
+    let postgres = match sqlx::query("SELECT 1").execute(&app.db).await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("unreachable: {e}"),
+    };
+    let status = if redis == "ok" && postgres == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { redis, postgres })).into_response()
+}
+
+/// The figures the operator copies into the TimeDeal's status.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub deal: String,
+    pub state: DealState,
+    #[schema(value_type = Object)]
+    pub stock: StockFigures,
+    #[schema(value_type = Object)]
+    pub queue: QueueFigures,
+    #[schema(value_type = Object)]
+    pub orders: OrderFigures,
+    /// Confirmed sales, in the currency's smallest unit.
+    pub revenue: i64,
+    pub currency: String,
+    pub at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/internal/stats", tag = "operations",
+    responses((status = 200, body = Stats), (status = 503)))]
+pub async fn stats(State(app): State<SharedApp>) -> Result<Json<Stats>, ApiError> {
+    let now = Utc::now();
+    let figures = crate::ticker::figures(&app).await?;
+    let sales = db::sales(&app.db).await?;
+    let peak: Option<i64> = redis::cmd("GET")
+        .arg(format!("{}peak_waiting", app.prefix))
+        .query_async(&mut app.redis.clone())
+        .await
+        .map_err(crate::error::Error::from)?;
+    let deal = app.deal();
+    Ok(Json(Stats {
+        deal: deal.name.clone(),
+        state: deal.state_at(now, figures.sold_out()),
+        stock: StockFigures {
+            remaining: figures.available.max(0),
+            sold: figures.sold,
+            reserved: figures.reserved,
+        },
+        queue: QueueFigures {
+            waiting: (figures.waiting + figures.pre_queue) as i64,
+            active: figures.active as i64,
+            peak_waiting: peak
+                .unwrap_or(0)
+                .max((figures.waiting + figures.pre_queue) as i64),
+        },
+        orders: OrderFigures {
+            confirmed: sales.confirmed,
+            cancelled: sales.cancelled,
+        },
+        revenue: sales.revenue,
+        currency: deal.spec.product.currency.clone(),
+        at: now,
+    }))
+}

@@ -1,0 +1,190 @@
+//! The storefront page, rendered on the server, with a small plain script (`static/app.js`)
+//! that keeps it live through server-sent events.
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{Html, IntoResponse, Response},
+};
+use chrono::Utc;
+use maud::{html, Markup, DOCTYPE};
+
+use crate::{
+    app::SharedApp,
+    deal::DealState,
+    http::api::{deal_view, DealView},
+    identity::Shopper,
+};
+
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// Currencies without minor units (ISO 4217 exponent 0) among those commonly used.
+const ZERO_DECIMAL: &[&str] = &[
+    "JPY", "KRW", "VND", "CLP", "ISK", "UGX", "PYG", "XAF", "XOF",
+];
+
+/// An amount in the currency's smallest unit, written for people: `9900 USD` is `99.00 USD`.
+pub fn money(amount: i64, currency: &str) -> String {
+    let digits = if ZERO_DECIMAL.contains(&currency) {
+        0
+    } else {
+        2
+    };
+    let scale = 10i64.pow(digits);
+    let whole = (amount / scale).abs();
+    let mut grouped = String::new();
+    for (i, c) in whole.to_string().chars().rev().enumerate() {
+        if i > 0 && i % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let mut text: String = grouped.chars().rev().collect();
+    if amount < 0 {
+        text.insert(0, '-');
+    }
+    if digits > 0 {
+        text = format!("{text}.{:02}", (amount % scale).abs());
+    }
+    format!("{text} {currency}")
+}
+
+fn banner(state: DealState) -> &'static str {
+    match state {
+        DealState::Upcoming => "Starts soon",
+        DealState::Live => "Live now",
+        DealState::SoldOut => "Sold out",
+        DealState::Ended => "This deal has ended",
+        DealState::Suspended => "Paused",
+    }
+}
+
+pub async fn storefront(State(app): State<SharedApp>, shopper: Option<Shopper>) -> Html<String> {
+    let view = shopper
+        .as_ref()
+        .map(|s| deal_view(&app, s, Utc::now()))
+        .unwrap_or_else(|| {
+            deal_view(
+                &app,
+                &Shopper {
+                    id: String::new(),
+                    limit: app.deal().per_user_limit(),
+                    new_session: None,
+                },
+                Utc::now(),
+            )
+        });
+    Html(page(&view, shopper.is_some()).into_string())
+}
+
+fn page(deal: &DealView, signed_in: bool) -> Markup {
+    let product = &deal.product;
+    let discount = if product.list_price > 0 {
+        100 - (product.deal_price * 100 / product.list_price)
+    } else {
+        0
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (product.name) " · " (deal.company) }
+                link rel="stylesheet" href="/static/app.css";
+            }
+            body data-starts-at=(deal.starts_at.to_rfc3339())
+                 data-ends-at=(deal.ends_at.to_rfc3339())
+                 data-pre-queue-at=(deal.pre_queue_opens_at.to_rfc3339())
+                 data-server-time=(deal.server_time.to_rfc3339())
+                 data-currency=(product.currency)
+                 data-limit=(product.limit)
+                 data-state=(serde_json::to_value(deal.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) {
+                header {
+                    span.company { (deal.company) }
+                    span #state-banner .(format!("state-{}", serde_json::to_value(deal.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())) { (banner(deal.state)) }
+                }
+                main {
+                    section.product {
+                        @if let Some(url) = &product.image_url {
+                            img src=(url) alt=(product.name);
+                        }
+                        h1 { (product.name) }
+                        p.description { (product.description) }
+                        p.prices {
+                            span.deal-price #deal-price { (money(product.deal_price, &product.currency)) }
+                            " "
+                            s.list-price { (money(product.list_price, &product.currency)) }
+                            " "
+                            span.discount { "−" (discount) "%" }
+                        }
+                        p.stock {
+                            span #stock-remaining { (deal.stock.remaining) }
+                            " of " (deal.stock.total) " left · at most " (product.limit) " per shopper"
+                        }
+                        p #countdown-line hidden[deal.state != DealState::Upcoming] {
+                            "Starts in " strong #countdown { "…" }
+                        }
+                    }
+                    section.queue #queue-panel {
+                        @if !signed_in {
+                            p.notice #sign-in { "Sign in with your " (deal.company) " account to take part in this deal." }
+                        }
+                        p #queue-message { "Connecting…" }
+                        p #queue-detail {}
+                        button #join-button type="button" hidden { "Join the queue" }
+                    }
+                    section.order #order-panel hidden {
+                        h2 { "Your turn" }
+                        p #admission-left {}
+                        form #order-form {
+                            label for="quantity" { "Quantity" }
+                            select #quantity name="quantity" {
+                                @for n in 1..=product.limit {
+                                    option value=(n) { (n) }
+                                }
+                            }
+                            button #buy-button type="submit" { "Buy now" }
+                        }
+                    }
+                    p #order-result role="status" {}
+                    section.orders {
+                        h2 { "My orders" }
+                        ul #orders-list {}
+                        p #orders-empty { "No orders yet." }
+                    }
+                }
+                footer { "All times are the server's. Prices in " (product.currency) "." }
+                script src="/static/app.js" {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_uses_the_currency_minor_unit() {
+        assert_eq!(money(9900, "USD"), "99.00 USD");
+        assert_eq!(money(123456789, "EUR"), "1,234,567.89 EUR");
+        assert_eq!(money(5, "USD"), "0.05 USD");
+        assert_eq!(money(19900, "KRW"), "19,900 KRW");
+        assert_eq!(money(-250, "USD"), "-2.50 USD");
+    }
+}

@@ -1,0 +1,395 @@
+//! Who the shopper is. By default an anonymous shopper, known by a signed session token (a
+//! cookie for browsers, or the `X-Timedeal-Session` header for apps); when the deal says so, a
+//! JWT issued by the company, which names the shopper and may carry their per-user limit.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::http::{header, HeaderMap};
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use timedeal_api::{JwtAlgorithm, JwtAuth, ShopperAuthMode};
+use tokio::sync::RwLock;
+
+use crate::{error::Error, tokens::Signer};
+
+pub const SESSION_COOKIE: &str = "td_session";
+pub const SESSION_HEADER: &str = "x-timedeal-session";
+
+/// The shopper behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shopper {
+    pub id: String,
+    /// The most this shopper may own: the deal's per-user limit, or the JWT's when it has one.
+    pub limit: u32,
+    /// A session token issued with this request, to be handed to the client.
+    pub new_session: Option<String>,
+}
+
+/// Why a request has no shopper.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("sign in first: this deal needs a bearer token from {issuer}")]
+    Missing { issuer: String },
+    #[error("the bearer token was refused: {0}")]
+    Invalid(String),
+}
+
+/// How shoppers are identified for one deal.
+pub enum Identifier {
+    Anonymous,
+    Jwt(Box<JwtVerifier>),
+}
+
+pub struct JwtVerifier {
+    settings: JwtAuth,
+    keys: Keys,
+}
+
+enum Keys {
+    Fixed(DecodingKey),
+    Jwks {
+        url: String,
+        client: reqwest::Client,
+        cache: RwLock<Option<(Instant, JwkSet)>>,
+    },
+}
+
+/// How long fetched JWKS keys are trusted before they are fetched again.
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+impl Identifier {
+    pub fn new(
+        auth: Option<&timedeal_api::ShopperAuth>,
+        key: Option<&[u8]>,
+    ) -> Result<Self, Error> {
+        let Some(auth) = auth.filter(|a| a.mode == ShopperAuthMode::Jwt) else {
+            return Ok(Identifier::Anonymous);
+        };
+        let jwt = auth.jwt.clone().ok_or_else(|| {
+            Error::Config("shopperAuth.mode is Jwt but shopperAuth.jwt is missing".into())
+        })?;
+        let keys = match (&jwt.jwks_url, key) {
+            (Some(url), _) => Keys::Jwks {
+                url: url.clone(),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot build the JWKS client: {e}")))?,
+                cache: RwLock::new(None),
+            },
+            (None, Some(key)) => Keys::Fixed(match jwt.algorithm {
+                JwtAlgorithm::HS256 => DecodingKey::from_secret(key),
+                JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(key).map_err(|e| {
+                    Error::Config(format!(
+                        "--jwt-key-file is not an RSA public key in PEM form: {e}"
+                    ))
+                })?,
+            }),
+            (None, None) => return Err(Error::Config(
+                "the deal's JWT settings name no key: set shopperAuth.jwt.jwksUrl or keySecretRef"
+                    .into(),
+            )),
+        };
+        Ok(Identifier::Jwt(Box::new(JwtVerifier {
+            settings: jwt,
+            keys,
+        })))
+    }
+
+    /// The shopper behind these headers. Anonymous shoppers without a valid session get a new
+    /// one; JWT deals refuse requests without a valid token.
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        signer: &Signer,
+        deal_limit: u32,
+    ) -> Result<Shopper, AuthError> {
+        match self {
+            Identifier::Anonymous => {
+                let existing = session_token(headers).and_then(|t| signer.session_id(&t).ok());
+                Ok(match existing {
+                    Some(id) => Shopper {
+                        id,
+                        limit: deal_limit,
+                        new_session: None,
+                    },
+                    None => {
+                        let (id, token) = signer.new_session();
+                        Shopper {
+                            id,
+                            limit: deal_limit,
+                            new_session: Some(token),
+                        }
+                    }
+                })
+            }
+            Identifier::Jwt(verifier) => verifier.identify(headers, deal_limit).await,
+        }
+    }
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(value.to_owned());
+    }
+    cookie(headers, SESSION_COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+impl JwtVerifier {
+    async fn identify(&self, headers: &HeaderMap, deal_limit: u32) -> Result<Shopper, AuthError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned)
+            .or_else(|| cookie(headers, "td_jwt"))
+            .ok_or_else(|| AuthError::Missing {
+                issuer: self.settings.issuer.clone(),
+            })?;
+        let algorithm = match self.settings.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&[&self.settings.audience]);
+        let key = self.key_for(&token).await?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            &token,
+            &key,
+            &validation,
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let id = match data.claims.get(&self.settings.user_claim) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(AuthError::Invalid(format!(
+                    "the token has no {:?} claim naming the shopper",
+                    self.settings.user_claim
+                )))
+            }
+        };
+        let limit = match &self.settings.limit_claim {
+            Some(claim) => match data.claims.get(claim) {
+                None => deal_limit,
+                Some(value) => value
+                    .as_u64()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        AuthError::Invalid(format!(
+                            "the {claim:?} claim must be a whole number from 1 to 10000"
+                        ))
+                    })?,
+            },
+            None => deal_limit,
+        };
+        Ok(Shopper {
+            id: format!("jwt-{id}"),
+            limit,
+            new_session: None,
+        })
+    }
+
+    async fn key_for(&self, token: &str) -> Result<DecodingKey, AuthError> {
+        match &self.keys {
+            Keys::Fixed(key) => Ok(key.clone()),
+            Keys::Jwks { url, client, cache } => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
+                let find = |set: &JwkSet| match &header.kid {
+                    Some(kid) => set.find(kid).cloned(),
+                    None => set.keys.first().cloned(),
+                };
+                if let Some((fetched, set)) = cache.read().await.as_ref() {
+                    if fetched.elapsed() < JWKS_REFRESH {
+                        if let Some(jwk) = find(set) {
+                            return DecodingKey::from_jwk(&jwk)
+                                .map_err(|e| AuthError::Invalid(e.to_string()));
+                        }
+                    }
+                }
+                // Unknown key id or stale cache: the issuer may have rotated its keys.
+                let set: JwkSet = client
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| AuthError::Invalid(format!("cannot fetch the JWKS: {e}")))?
+                    .json()
+                    .await
+                    .map_err(|e| AuthError::Invalid(format!("the JWKS is not valid: {e}")))?;
+                let jwk = find(&set).ok_or_else(|| {
+                    AuthError::Invalid("the token's key is not in the issuer's JWKS".into())
+                })?;
+                *cache.write().await = Some((Instant::now(), set));
+                DecodingKey::from_jwk(&jwk).map_err(|e| AuthError::Invalid(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Shared across the app.
+pub type SharedIdentifier = Arc<Identifier>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; td_session=abc.def; lang=en"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("abc.def"));
+        headers.insert(SESSION_HEADER, HeaderValue::from_static("xyz.uvw"));
+        assert_eq!(session_token(&headers).as_deref(), Some("xyz.uvw"));
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_shopper_keeps_their_session() {
+        let signer = Signer::new(&[7; 32]);
+        let identifier = Identifier::Anonymous;
+        let first = identifier
+            .identify(&HeaderMap::new(), &signer, 2)
+            .await
+            .unwrap();
+        let token = first.new_session.clone().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(SESSION_HEADER, HeaderValue::from_str(&token).unwrap());
+        let again = identifier.identify(&headers, &signer, 2).await.unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.new_session, None);
+    }
+
+    #[tokio::test]
+    async fn a_forged_session_gets_a_new_identity() {
+        let signer = Signer::new(&[7; 32]);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SESSION_HEADER,
+            HeaderValue::from_static("YW5vbi14.Zm9yZ2Vk"),
+        );
+        let shopper = Identifier::Anonymous
+            .identify(&headers, &signer, 2)
+            .await
+            .unwrap();
+        assert_ne!(shopper.id, "anon-x");
+        assert!(shopper.new_session.is_some());
+    }
+
+    fn hs256(limit_claim: Option<&str>) -> Identifier {
+        let auth = timedeal_api::ShopperAuth {
+            mode: ShopperAuthMode::Jwt,
+            jwt: Some(JwtAuth {
+                issuer: "https://id.acme.example".into(),
+                audience: "deals".into(),
+                algorithm: JwtAlgorithm::HS256,
+                jwks_url: None,
+                key_secret_ref: Some(timedeal_api::SecretKeyRef {
+                    name: "acme-jwt".into(),
+                    key: "secret".into(),
+                }),
+                user_claim: "sub".into(),
+                limit_claim: limit_claim.map(str::to_owned),
+            }),
+        };
+        Identifier::new(Some(&auth), Some(b"company-secret-company-secret-00")).unwrap()
+    }
+
+    fn bearer(claims: serde_json::Value, key: &[u8]) -> HeaderMap {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(key),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut claims = serde_json::json!({
+            "iss": "https://id.acme.example",
+            "aud": "deals",
+            "sub": "customer-42",
+            "exp": chrono::Utc::now().timestamp() + 600,
+        });
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        claims
+    }
+
+    #[tokio::test]
+    async fn a_company_jwt_names_the_shopper_and_their_limit() {
+        let signer = Signer::new(&[7; 32]);
+        let key = b"company-secret-company-secret-00";
+        let shopper = hs256(Some("maxQty"))
+            .identify(
+                &bearer(claims(serde_json::json!({"maxQty": 5})), key),
+                &signer,
+                2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(shopper.id, "jwt-customer-42");
+        assert_eq!(shopper.limit, 5);
+        let plain = hs256(None)
+            .identify(&bearer(claims(serde_json::json!({})), key), &signer, 2)
+            .await
+            .unwrap();
+        assert_eq!(plain.limit, 2);
+    }
+
+    #[tokio::test]
+    async fn bad_jwts_are_refused() {
+        let signer = Signer::new(&[7; 32]);
+        let key = b"company-secret-company-secret-00";
+        let identifier = hs256(None);
+        assert!(matches!(
+            identifier.identify(&HeaderMap::new(), &signer, 2).await,
+            Err(AuthError::Missing { .. })
+        ));
+        let wrong_key = bearer(
+            claims(serde_json::json!({})),
+            b"another-secret-another-secret-00",
+        );
+        assert!(matches!(
+            identifier.identify(&wrong_key, &signer, 2).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let wrong_audience = bearer(claims(serde_json::json!({"aud": "other"})), key);
+        assert!(matches!(
+            identifier.identify(&wrong_audience, &signer, 2).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let expired = bearer(claims(serde_json::json!({"exp": 1000})), key);
+        assert!(matches!(
+            identifier.identify(&expired, &signer, 2).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+}

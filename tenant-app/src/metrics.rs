@@ -1,0 +1,161 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub orders: Family<OutcomeLabel, Counter>,
+    pub rejections: Family<ReasonLabel, Counter>,
+    pub queue_waiting: Gauge<i64, AtomicI64>,
+    pub queue_admitted: Gauge<i64, AtomicI64>,
+    pub stock_remaining: Gauge<i64, AtomicI64>,
+    pub stock_reserved: Gauge<i64, AtomicI64>,
+    pub requests: Family<RouteLabels, Histogram>,
+    pub commit_batch_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("timedeal");
+        let orders = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "orders",
+            "Orders placed, by outcome (confirmed, cancelled, payment_declined, lapsed, failed)",
+            orders.clone(),
+        );
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "rejections",
+            "Requests refused, by the error code returned",
+            rejections.clone(),
+        );
+        let queue_waiting = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "queue_waiting",
+            "Shoppers waiting in line",
+            queue_waiting.clone(),
+        );
+        let queue_admitted = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "queue_admitted",
+            "Shoppers admitted and not yet done",
+            queue_admitted.clone(),
+        );
+        let stock_remaining = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "stock_remaining",
+            "Units neither sold nor reserved",
+            stock_remaining.clone(),
+        );
+        let stock_reserved = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "stock_reserved",
+            "Units reserved by orders in progress",
+            stock_reserved.clone(),
+        );
+        let requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by method, route and status",
+            requests.clone(),
+        );
+        let commit_batch_size =
+            Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
+        registry.register(
+            "order_commit_batch_size",
+            "Orders per PostgreSQL transaction of the group-commit writer",
+            commit_batch_size.clone(),
+        );
+        Self {
+            registry,
+            orders,
+            rejections,
+            queue_waiting,
+            queue_admitted,
+            stock_remaining,
+            stock_reserved,
+            requests,
+            commit_batch_size,
+        }
+    }
+
+    pub fn order(&self, outcome: &str) {
+        self.orders
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn rejection(&self, reason: &str) {
+        self.rejections
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_named_and_labelled() {
+        let metrics = Metrics::new();
+        metrics.order("confirmed");
+        metrics.rejection("sold_out");
+        metrics.rejection("sold_out");
+        metrics.queue_waiting.set(12);
+        let text = metrics.encode();
+        assert!(
+            text.contains("timedeal_orders_total{outcome=\"confirmed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("timedeal_rejections_total{reason=\"sold_out\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("timedeal_queue_waiting 12"), "{text}");
+    }
+}

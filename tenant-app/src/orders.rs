@@ -1,0 +1,427 @@
+//! The order path: reserve in Redis (one Lua script), take the payment, commit to PostgreSQL
+//! through the group-commit writer, and only then confirm. Every way out of this path either
+//! confirms the order or gives its stock back, exactly once; a reservation whose request died
+//! half-way lapses after `reservationTtl` (see `ticker`).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::{
+    app::{App, IDEMPOTENCY_TTL_MS},
+    commit::{NewOrder, Outcome},
+    db::{self, Order},
+    deal::DealState,
+    http::error::ApiError,
+    identity::Shopper,
+    tokens::TokenError,
+};
+
+/// The body of `POST /api/orders`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrder {
+    /// Units to buy: at least 1, at most the shopper's limit.
+    pub quantity: i64,
+    /// Chosen by the client, 1 to 64 letters, digits, `-` or `_`: sending the same order again
+    /// with the same key (after a timeout, say) never orders twice.
+    pub idempotency_key: String,
+    /// The token from the queue status once admitted.
+    pub admission_token: String,
+}
+
+/// A placed order and whether this request placed it or repeated an earlier one.
+pub struct Placed {
+    pub order: Order,
+    pub repeated: bool,
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks what can be checked without touching storage: the request itself first (a bad request
+/// is a bad request whatever the deal's state), then whether the deal takes orders.
+pub fn check_request(
+    request: &PlaceOrder,
+    shopper: &Shopper,
+    deal: DealState,
+) -> Result<u32, ApiError> {
+    if request.quantity < 1 || request.quantity > shopper.limit as i64 {
+        return Err(ApiError::bad_request(
+            "invalid_quantity",
+            format!(
+                "quantity must be a whole number from 1 to {} (your limit for this deal)",
+                shopper.limit
+            ),
+        ));
+    }
+    if !valid_key(&request.idempotency_key) {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "idempotencyKey must be 1 to 64 letters, digits, '-' or '_' (a UUID works)",
+        ));
+    }
+    match deal {
+        DealState::Live => {}
+        DealState::Upcoming => {
+            return Err(ApiError::conflict(
+                "deal_not_started",
+                "the deal has not started yet; join the queue and wait for your turn",
+            ))
+        }
+        DealState::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        DealState::Ended => {
+            return Err(ApiError::conflict(
+                "deal_ended",
+                "the deal has ended; your orders stay viewable",
+            ))
+        }
+        DealState::Suspended => {
+            return Err(ApiError::conflict(
+                "deal_suspended",
+                "the deal is paused and takes no orders right now",
+            ))
+        }
+    }
+    Ok(request.quantity as u32)
+}
+
+fn token_error(error: TokenError) -> ApiError {
+    let code = match error {
+        TokenError::Malformed => "admission_malformed",
+        TokenError::Forged => "admission_forged",
+        TokenError::Expired => "admission_expired",
+        TokenError::Foreign => "admission_foreign",
+        TokenError::OtherDeal => "admission_other_deal",
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        code,
+        format!("{error}; wait for your turn in the queue to get a valid admission"),
+    )
+}
+
+pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<Placed, ApiError> {
+    let now = Utc::now();
+    let deal = app.deal();
+    let quantity = check_request(&request, shopper, app.state_now(now))?;
+    let admission = app
+        .signer
+        .check_admission(
+            &request.admission_token,
+            &deal.name,
+            &shopper.id,
+            now.timestamp_millis(),
+        )
+        .map_err(token_error)?;
+
+    let (outcome, id): (String, i64) = app
+        .scripts
+        .reserve
+        .key(&app.prefix)
+        .arg(&shopper.id)
+        .arg(admission.nonce)
+        .arg(quantity)
+        .arg(shopper.limit)
+        .arg(&request.idempotency_key)
+        .arg(now.timestamp_millis())
+        .arg(deal.spec.queue.reservation_ttl.std().as_millis() as i64)
+        .arg(IDEMPOTENCY_TTL_MS)
+        .invoke_async(&mut app.redis.clone())
+        .await
+        .map_err(crate::error::Error::from)?;
+    match outcome.as_str() {
+        "reserved" => {}
+        "existing" => return repeated(app, shopper, id, &request.idempotency_key).await,
+        "not_admitted" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_admitted",
+                "this admission is no longer valid (it ended, or you reached your limit); join the queue again",
+            ))
+        }
+        "over_limit" => {
+            return Err(ApiError::conflict(
+                "over_limit",
+                format!("that would take you over your limit of {} for this deal", shopper.limit),
+            ))
+        }
+        "sold_out" => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        _ => {
+            return Err(ApiError::conflict(
+                "insufficient_stock",
+                "fewer units are left than you asked for; try a smaller quantity",
+            ))
+        }
+    }
+
+    let product = &deal.spec.product;
+    let amount = product.deal_price * quantity as i64;
+    let payment = match app.payments.charge(id, amount, &product.currency).await {
+        Ok(reference) => reference,
+        Err(error) => {
+            release(app, id, "payment_failed").await;
+            app.metrics.order("payment_declined");
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_declined",
+                format!("the payment did not go through ({error}); nothing was charged"),
+            ));
+        }
+    };
+
+    let order = NewOrder {
+        id,
+        shopper: shopper.id.clone(),
+        quantity: quantity as i32,
+        unit_price: product.deal_price,
+        currency: product.currency.clone(),
+        idempotency_key: request.idempotency_key.clone(),
+        payment_provider: app.payments.name().to_owned(),
+        payment_reference: payment,
+    };
+    match app.writer.commit(order).await {
+        Outcome::Committed => {
+            confirm(app, id).await;
+            app.metrics.order("confirmed");
+            let order = db::order_of(&app.db, &shopper.id, id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unavailable("the order was committed but cannot be read back")
+                })?;
+            Ok(Placed {
+                order,
+                repeated: false,
+            })
+        }
+        Outcome::Conflict => {
+            // The reservation lapsed before the commit (the sweeper recorded it first).
+            refund(app, id, amount, &product.currency).await;
+            release(app, id, "lapsed").await;
+            app.metrics.order("lapsed");
+            Err(ApiError::conflict(
+                "reservation_lapsed",
+                "your reservation ran out before the payment completed; nothing was charged",
+            ))
+        }
+        Outcome::NotWritten(reason) => {
+            tracing::warn!(order = id, %reason, "order not written; giving its stock back");
+            refund(app, id, amount, &product.currency).await;
+            release(app, id, "failed").await;
+            app.metrics.order("failed");
+            Err(ApiError::unavailable(
+                "the order could not be recorded, so nothing was charged and the stock is back; try again in a moment",
+            ))
+        }
+        Outcome::Unknown(reason) => {
+            // Maybe committed: the reservation stays until the sweeper finds out which.
+            tracing::warn!(order = id, %reason, "order outcome unknown; the sweeper will settle it");
+            app.metrics.order("unknown");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outcome_unknown",
+                format!(
+                    "order {id} may or may not have been recorded; check your orders in a minute"
+                ),
+            ))
+        }
+    }
+}
+
+/// The same idempotency key again: answer with what became of the first request, waiting for it
+/// when it is still in flight.
+async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Placed, ApiError> {
+    let state_key = format!("{}state:{id}", app.prefix);
+    for _ in 0..250 {
+        let state: Option<String> = redis::cmd("GET")
+            .arg(&state_key)
+            .query_async(&mut app.redis.clone())
+            .await
+            .map_err(crate::error::Error::from)?;
+        match state.as_deref() {
+            Some("reserved") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Some("payment_failed") => {
+                return Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "payment_declined",
+                    "this order's payment did not go through; order again with a new idempotency key",
+                ))
+            }
+            Some("failed") | Some("lapsed") => {
+                return Err(ApiError::conflict(
+                    "order_failed",
+                    "this order was not placed (nothing was charged); order again with a new idempotency key",
+                ))
+            }
+            _ => {
+                let order = db::order_by_key(&app.db, &shopper.id, key).await?;
+                return order
+                    .map(|order| Placed {
+                        order,
+                        repeated: true,
+                    })
+                    .ok_or_else(|| {
+                        ApiError::conflict(
+                            "order_failed",
+                            "this order was not placed; order again with a new idempotency key",
+                        )
+                    });
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        "order_in_progress",
+        "an order with this idempotency key is still being processed; ask again shortly",
+    ))
+}
+
+pub async fn confirm(app: &App, id: i64) {
+    let result: Result<i64, _> = app
+        .scripts
+        .confirm
+        .key(&app.prefix)
+        .arg(id)
+        .arg(IDEMPOTENCY_TTL_MS)
+        .invoke_async(&mut app.redis.clone())
+        .await;
+    if let Err(error) = result {
+        // The order is safe in PostgreSQL; the sweeper confirms the reservation when it lapses.
+        tracing::warn!(order = id, %error, "cannot confirm the reservation in Redis");
+    }
+}
+
+pub async fn release(app: &App, id: i64, final_state: &str) {
+    let result: Result<i64, _> = app
+        .scripts
+        .release
+        .key(&app.prefix)
+        .arg(id)
+        .arg(final_state)
+        .arg(IDEMPOTENCY_TTL_MS)
+        .invoke_async(&mut app.redis.clone())
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(order = id, %error, "cannot release the reservation; it will lapse");
+    }
+}
+
+async fn refund(app: &App, id: i64, amount: i64, currency: &str) {
+    if let Err(error) = app.payments.refund(id, amount, currency).await {
+        tracing::error!(order = id, %error, "refund of an unrecorded order failed");
+    }
+}
+
+/// Cancels a confirmed order: the refund is recorded with the cancellation in one transaction,
+/// then the stock goes back (exactly once, by `restock.lua`; the sweeper retries if Redis is
+/// away).
+pub async fn cancel(app: &App, shopper: &Shopper, id: i64) -> Result<Order, ApiError> {
+    let Some(existing) = db::order_of(&app.db, &shopper.id, id).await? else {
+        return Err(ApiError::not_found(format!("you have no order {id}")));
+    };
+    if existing.status != "confirmed" {
+        return Err(ApiError::conflict(
+            "already_cancelled",
+            format!("order {id} is already cancelled"),
+        ));
+    }
+    let reference = app
+        .payments
+        .refund(id, existing.amount, &existing.currency)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "the refund did not go through ({e}); the order stands"
+            ))
+        })?;
+    let Some(cancelled) = db::cancel(&app.db, &shopper.id, id, &reference).await? else {
+        return Err(ApiError::conflict(
+            "already_cancelled",
+            format!("order {id} is already cancelled"),
+        ));
+    };
+    app.metrics.order("cancelled");
+    restock(app, id, &cancelled.shopper, cancelled.order.quantity).await;
+    Ok(cancelled.order)
+}
+
+/// Returns a cancelled order's stock and records that it did.
+pub async fn restock(app: &App, id: i64, shopper: &str, quantity: i32) {
+    let result: Result<i64, _> = app
+        .scripts
+        .restock
+        .key(&app.prefix)
+        .arg(id)
+        .arg(shopper)
+        .arg(quantity)
+        .invoke_async(&mut app.redis.clone())
+        .await;
+    match result {
+        Ok(_) => {
+            if let Err(error) = db::mark_restocked(&app.db, id).await {
+                tracing::warn!(order = id, %error, "stock returned; marking it will be retried");
+            }
+        }
+        Err(error) => tracing::warn!(order = id, %error, "cannot return stock now; will retry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shopper() -> Shopper {
+        Shopper {
+            id: "anon-1".into(),
+            limit: 2,
+            new_session: None,
+        }
+    }
+
+    fn request(quantity: i64, key: &str) -> PlaceOrder {
+        PlaceOrder {
+            quantity,
+            idempotency_key: key.into(),
+            admission_token: "t".into(),
+        }
+    }
+
+    #[test]
+    fn quantities_are_whole_and_within_the_limit() {
+        assert_eq!(
+            check_request(&request(2, "k-1"), &shopper(), DealState::Live),
+            Ok(2)
+        );
+        for quantity in [0, -1, 3, i64::MAX] {
+            let error =
+                check_request(&request(quantity, "k-1"), &shopper(), DealState::Live).unwrap_err();
+            assert_eq!(error.code, "invalid_quantity");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_and_plain() {
+        for key in ["", "with space", "ü", &"k".repeat(65)] {
+            let error = check_request(&request(1, key), &shopper(), DealState::Live).unwrap_err();
+            assert_eq!(error.code, "invalid_idempotency_key", "{key:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_live_deal_takes_orders() {
+        for (state, code) in [
+            (DealState::Upcoming, "deal_not_started"),
+            (DealState::SoldOut, "sold_out"),
+            (DealState::Ended, "deal_ended"),
+            (DealState::Suspended, "deal_suspended"),
+        ] {
+            let error = check_request(&request(1, "k"), &shopper(), state).unwrap_err();
+            assert_eq!(error.code, code);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The Lua scripts that keep the deal's Redis state consistent. Each is loaded once and run by
+//! hash (`EVALSHA`, falling back to `EVAL` after a Redis restart); each file states the invariant
+//! it keeps.
+
+use redis::Script;
+
+pub struct Scripts {
+    pub init: Script,
+    pub join: Script,
+    pub open: Script,
+    pub status: Script,
+    pub admit: Script,
+    pub reserve: Script,
+    pub confirm: Script,
+    pub release: Script,
+    pub restock: Script,
+}
+
+impl Scripts {
+    pub fn load() -> Self {
+        Self {
+            init: Script::new(include_str!("../lua/init.lua")),
+            join: Script::new(include_str!("../lua/join.lua")),
+            open: Script::new(include_str!("../lua/open.lua")),
+            status: Script::new(include_str!("../lua/status.lua")),
+            admit: Script::new(include_str!("../lua/admit.lua")),
+            reserve: Script::new(include_str!("../lua/reserve.lua")),
+            confirm: Script::new(include_str!("../lua/confirm.lua")),
+            release: Script::new(include_str!("../lua/release.lua")),
+            restock: Script::new(include_str!("../lua/restock.lua")),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+// The storefront's live part: follows the queue status pushed by the server (server-sent
+// events), and places, lists and cancels orders through the JSON API. All times come from the
+// server: the page only measures how far the device clock is off.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+const startsAt = Date.parse(body.dataset.startsAt);
+const preQueueAt = Date.parse(body.dataset.preQueueAt);
+const currency = body.dataset.currency;
+let offset = Date.parse(body.dataset.serverTime) - Date.now();
+let status = null;
+let idempotencyKey = null;
+
+const serverNow = () => Date.now() + offset;
+
+function money(amount) {
+  const digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  return (amount / 10 ** digits).toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits }) + " " + currency;
+}
+
+function duration(seconds) {
+  const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+  const m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return (d ? d + "d " : "") + (d || h ? two(h) + ":" : "") + two(m) + ":" + two(s);
+}
+
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+}
+
+const BANNERS = { upcoming: "Starts soon", live: "Live now", sold_out: "Sold out", ended: "This deal has ended", suspended: "Paused" };
+
+function render(next) {
+  status = next;
+  offset = Date.parse(next.serverTime) - Date.now();
+  body.dataset.state = next.deal;
+  const banner = $("state-banner");
+  banner.textContent = BANNERS[next.deal];
+  banner.className = "state-" + next.deal;
+  $("stock-remaining").textContent = next.stockRemaining;
+  $("countdown-line").hidden = next.deal !== "upcoming";
+
+  let message = "", detail = "", canJoin = false;
+  switch (next.state) {
+    case "outside":
+      if (next.deal === "upcoming" && serverNow() < preQueueAt) {
+        message = "The queue opens " + new Date(preQueueAt).toLocaleTimeString() + ".";
+      } else {
+        message = next.deal === "upcoming" ? "The pre-queue is open: join now, places are drawn at random at the start." : "Join the queue to buy.";
+        canJoin = true;
+      }
+      break;
+    case "done":
+      message = "You have bought your limit of " + next.limit + " for this deal. Enjoy!";
+      break;
+    case "pre_queue":
+      message = "You are in the pre-queue.";
+      detail = "Places are drawn at random when the deal starts; refreshing does not change yours.";
+      break;
+    case "waiting":
+      message = "You are number " + next.position + " in line (" + next.waiting + " waiting).";
+      detail = next.estimateKnown ? "Estimated wait: about " + duration(next.estimatedWaitSeconds) + "." : "The line is not moving right now; no estimate yet.";
+      if (next.likelySoldOut) detail += " The deal will likely sell out before your turn.";
+      break;
+    case "admitted":
+      message = "It's your turn!";
+      break;
+    case "closed":
+      message = { sold_out: "Sold out: every unit has been sold.", ended: "This deal has ended. Your orders are below.", suspended: "The deal is paused. Please check back later." }[next.deal] || "The queue is closed.";
+      break;
+  }
+  $("queue-message").textContent = message;
+  $("queue-detail").textContent = detail;
+  $("join-button").hidden = !canJoin;
+
+  const admitted = next.state === "admitted";
+  $("order-panel").hidden = !admitted;
+  if (admitted && !idempotencyKey) idempotencyKey = newKey();
+  if (admitted && next.admissionExpiresAt) {
+    $("admission-left").textContent = "Your turn lasts until " + new Date(Date.parse(next.admissionExpiresAt) - offset).toLocaleTimeString() + ".";
+  }
+}
+
+function tick() {
+  const seconds = Math.max(0, Math.ceil((startsAt - serverNow()) / 1000));
+  $("countdown").textContent = duration(seconds);
+}
+
+function showResult(text, isError) {
+  const result = $("order-result");
+  result.textContent = text;
+  result.className = isError ? "error" : "";
+}
+
+async function api(method, path, payload) {
+  const init = { method, headers: {} };
+  if (payload !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(payload);
+  }
+  const response = await fetch(path, init);
+  const json = response.status === 204 ? null : await response.json();
+  if (!response.ok) throw Object.assign(new Error(json.error.message), { code: json.error.code });
+  return json;
+}
+
+async function loadOrders() {
+  const orders = await api("GET", "/api/orders");
+  const list = $("orders-list");
+  list.replaceChildren();
+  for (const order of orders) {
+    const item = document.createElement("li");
+    item.className = order.status;
+    item.dataset.id = order.id;
+    const text = document.createElement("span");
+    text.textContent = "#" + order.id + " · " + order.quantity + " × " + money(order.unitPrice) + " · " + order.status;
+    item.append(text);
+    if (order.status === "confirmed") {
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "secondary cancel-button";
+      cancel.textContent = "Cancel";
+      cancel.onclick = async () => {
+        cancel.disabled = true;
+        try {
+          await api("POST", "/api/orders/" + order.id + "/cancel");
+          showResult("Order #" + order.id + " is cancelled and refunded.", false);
+        } catch (error) {
+          showResult(error.message, true);
+        }
+        loadOrders();
+      };
+      item.append(cancel);
+    }
+    list.append(item);
+  }
+  $("orders-empty").hidden = orders.length > 0;
+}
+
+$("join-button").onclick = async () => {
+  $("join-button").disabled = true;
+  try {
+    render(await api("POST", "/api/queue"));
+  } catch (error) {
+    showResult(error.message, true);
+  }
+  $("join-button").disabled = false;
+};
+
+$("order-form").onsubmit = async (event) => {
+  event.preventDefault();
+  if (!status || !status.admissionToken) return;
+  $("buy-button").disabled = true;
+  showResult("Placing your order…", false);
+  try {
+    const order = await api("POST", "/api/orders", {
+      quantity: Number($("quantity").value),
+      idempotencyKey,
+      admissionToken: status.admissionToken,
+    });
+    idempotencyKey = newKey();
+    showResult("Confirmed: order #" + order.id + ", " + order.quantity + " × " + money(order.unitPrice) + ".", false);
+    loadOrders();
+  } catch (error) {
+    // A network error keeps the key, so trying again cannot order twice.
+    if (error.code) idempotencyKey = newKey();
+    showResult(error.message, true);
+  }
+  $("buy-button").disabled = false;
+};
+
+const events = new EventSource("/api/events");
+events.addEventListener("status", (event) => render(JSON.parse(event.data)));
+events.addEventListener("problem", (event) => showResult(JSON.parse(event.data).message, true));
+tick();
+setInterval(tick, 250);
+loadOrders().catch(() => {});

@@ -1,0 +1,187 @@
+//! The order path's promises, against real Redis and PostgreSQL: lapsed reservations give their
+//! stock back, a cancel returns stock exactly once, an idempotency key orders once, and a
+//! PostgreSQL outage confirms nothing and loses no stock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, eventually, postgres, DealFile, Shopper, Storefront};
+use reqwest::StatusCode;
+use timedeal_testkit::{PostgresServer, RedisServer};
+
+async fn admitted(shop: &Storefront) -> (Shopper, String) {
+    let shopper = Shopper::new(&client(), &shop.url());
+    let (code, answer) = shopper.join().await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let token = shopper
+        .wait_for_turn(Duration::from_secs(20))
+        .await
+        .expect("admitted");
+    (shopper, token)
+}
+
+fn small(name: &str) -> DealFile {
+    DealFile {
+        stock: 5,
+        limit: 2,
+        ..DealFile::live(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_reservation_lapses_and_its_stock_returns() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        reservation_ttl: "1s",
+        ..small("lapsing")
+    };
+    // Payments take longer than a reservation lives.
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &["--payment-delay", "4s"]);
+    let (shopper, token) = admitted(&shop).await;
+    let order = tokio::spawn(async move { shopper.order(2, "slow-payer", &token).await });
+
+    eventually(
+        "the reservation to hold stock",
+        Duration::from_secs(3),
+        || async { shop.stats().await["stock"]["reserved"] == 2 },
+    )
+    .await;
+    eventually(
+        "the reservation to lapse",
+        Duration::from_secs(5),
+        || async {
+            let stats = shop.stats().await;
+            stats["stock"]["reserved"] == 0 && stats["stock"]["remaining"] == 5
+        },
+    )
+    .await;
+
+    let (code, answer) = order.await.unwrap();
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "reservation_lapsed");
+    assert_eq!(shop.count_orders("confirmed").await, 0);
+    assert_eq!(shop.count_orders("lapsed").await, 1);
+    let stats = shop.stats().await;
+    assert_eq!(stats["stock"]["remaining"], 5, "{stats}");
+    assert_eq!(stats["stock"]["sold"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cancel_changes_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let shop = Storefront::start(&redis, &postgres().url(), &small("cancelling"), &[]);
+    let (shopper, token) = admitted(&shop).await;
+    let (code, order) = shopper.order(2, "buy-two", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["amount"], 2 * 9900);
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(shop.stats().await["stock"]["remaining"], 3);
+    // Owning the limit ends the admission: nothing left to queue for.
+    let status = shopper.status().await;
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["owned"], 2);
+    let (code, answer) = shopper.join().await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(answer["error"]["code"], "over_limit");
+
+    let (code, cancelled) = shopper.cancel(id).await;
+    assert_eq!(code, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    eventually("the stock to return", Duration::from_secs(3), || async {
+        shop.stats().await["stock"]["remaining"] == 5
+    })
+    .await;
+
+    let (code, again) = shopper.cancel(id).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "already_cancelled");
+    // Give a wrongly repeated restock every chance to show.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stats = shop.stats().await;
+    assert_eq!(stats["stock"]["remaining"], 5, "{stats}");
+    assert_eq!(stats["stock"]["sold"], 0, "{stats}");
+    assert_eq!(stats["orders"]["cancelled"], 1, "{stats}");
+    let db = shop.db().await;
+    let refunds: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}.refunds", shop.schema))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(refunds, 1);
+    assert_eq!(shopper.orders().await[0]["status"], "cancelled");
+    // The cancelled units no longer count against the limit.
+    assert_eq!(shopper.status().await["owned"], 0);
+
+    // Someone else's order is not found, and cannot be cancelled.
+    let stranger = Shopper::new(&client(), &shop.url());
+    let (code, answer) = stranger.cancel(id).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_gives_one_order() {
+    let redis = RedisServer::start().unwrap();
+    let shop = Storefront::start(&redis, &postgres().url(), &small("idempotent"), &[]);
+    let (shopper, token) = admitted(&shop).await;
+
+    let (code, first) = shopper.order(1, "key-1", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let (code, again) = shopper.order(1, "key-1", &token).await;
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    // The same key sent twice at once (a double click) still orders once.
+    let twin = Shopper::with_session(&shopper.client, &shopper.base, shopper.session());
+    let twin_token = token.clone();
+    let (a, b) = tokio::join!(
+        shopper.order(1, "key-2", &token),
+        twin.order(1, "key-2", &twin_token)
+    );
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [StatusCode::OK, StatusCode::CREATED],
+        "{} / {}",
+        a.1,
+        b.1
+    );
+    assert_eq!(a.1["id"], b.1["id"]);
+
+    assert_eq!(shop.count_orders("confirmed").await, 2);
+    assert_eq!(shop.stats().await["stock"]["sold"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_failure_confirms_nothing_and_loses_no_stock() {
+    let redis = RedisServer::start().unwrap();
+    let own_postgres = PostgresServer::start().unwrap();
+    let shop = Storefront::start(&redis, &own_postgres.url(), &small("outage"), &[]);
+    let (shopper, token) = admitted(&shop).await;
+    assert_eq!(shopper.status().await["stockRemaining"], 5);
+
+    drop(own_postgres);
+    let (code, answer) = shopper.order(2, "during-outage", &token).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "unavailable");
+
+    // Redis holds no sale and no reservation: every unit is still for sale.
+    let mut redis_conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (sold, reserved): (i64, i64) = redis::pipe()
+        .get("td:{outage}:sold")
+        .get("td:{outage}:reserved")
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    assert_eq!((sold, reserved), (0, 0));
+    assert_eq!(shopper.status().await["stockRemaining"], 5);
+    let readyz = reqwest::get(format!("{}/readyz", shop.url()))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

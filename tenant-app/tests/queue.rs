@@ -1,0 +1,323 @@
+//! The fair queue, against real Redis: FIFO under concurrency, the pre-queue drawn once at the
+//! start, a refresh keeping one's place, admission tokens that cannot be forged, reused or
+//! shared, and a sellout that reaches everyone waiting at once.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+use common::{client, eventually, postgres, DealFile, Shopper, Storefront, SECRET};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use timedeal_tenant_app::tokens::{Admission, Signer};
+use timedeal_testkit::RedisServer;
+
+/// The admission nonce inside a token: admissions are numbered in the order they happen.
+fn nonce(token: &str) -> u64 {
+    let body = B64.decode(token.split('.').next().unwrap()).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    body.rsplit('|').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_are_admitted_first_come_first_served() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 20,
+        stock: 1000,
+        ..DealFile::live("fifo")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let joins = (0..60).map(|_| {
+        let shopper = Shopper::new(&client, &shop.url());
+        async move {
+            let (code, status) = shopper.join().await;
+            assert_eq!(code, StatusCode::OK, "{status}");
+            (shopper, status)
+        }
+    });
+    let joined = futures_util::future::join_all(joins).await;
+    let mut tickets: Vec<u64> = Vec::new();
+    let mut shoppers = Vec::new();
+    for (shopper, status) in joined {
+        // Anyone admitted straight away had the lowest tickets; the rest carry theirs.
+        if let Some(ticket) = status["ticket"].as_u64() {
+            tickets.push(ticket);
+            shoppers.push((ticket, shopper));
+        }
+    }
+    let unique: HashSet<u64> = tickets.iter().copied().collect();
+    assert_eq!(unique.len(), tickets.len(), "two shoppers share a ticket");
+    assert!(tickets.len() >= 40, "most shoppers should still be waiting");
+
+    let waits = shoppers.into_iter().map(|(ticket, shopper)| async move {
+        let token = shopper
+            .wait_for_turn(Duration::from_secs(30))
+            .await
+            .expect("admitted");
+        (ticket, nonce(&token))
+    });
+    let mut admitted = futures_util::future::join_all(waits).await;
+    admitted.sort();
+    for pair in admitted.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1,
+            "ticket {} was admitted after ticket {}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_queue_is_drawn_at_random_once_at_the_start() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        starts_in: 4,
+        rate: 1,
+        max_active: 1,
+        ..DealFile::live("pre-queue")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let mut early = Vec::new();
+    for _ in 0..30 {
+        let shopper = Shopper::new(&client, &shop.url());
+        let (code, status) = shopper.join().await;
+        assert_eq!(code, StatusCode::OK, "{status}");
+        assert_eq!(status["state"], "pre_queue");
+        assert_eq!(status["estimateKnown"], false);
+        early.push(shopper);
+    }
+    // Refreshing before the start changes nothing.
+    let (_, again) = early[0].join().await;
+    assert_eq!(again["state"], "pre_queue");
+
+    eventually("the start", Duration::from_secs(10), || async {
+        early[1].status().await["deal"] == "live"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = Shopper::new(&client, &shop.url());
+    let (_, late_status) = late.join().await;
+
+    let mut tickets = Vec::new();
+    for shopper in early.iter() {
+        let status = shopper.status().await;
+        match status["state"].as_str().unwrap() {
+            "waiting" => tickets.push(status["ticket"].as_u64().unwrap()),
+            "admitted" => tickets.push(0),
+            other => panic!("unexpected state {other}: {status}"),
+        }
+    }
+    let mut sorted = tickets.clone();
+    sorted.sort();
+    // One shopper was admitted at once (ticket 1, shown as 0); the others hold 2..=30.
+    let expected: Vec<u64> = std::iter::once(0).chain(2..=30).collect();
+    assert_eq!(sorted, expected);
+    let joined_in_order: Vec<u64> = (1..=30).collect();
+    assert_ne!(
+        tickets
+            .iter()
+            .map(|t| if *t == 0 { 1 } else { *t })
+            .collect::<Vec<_>>(),
+        joined_in_order,
+        "the pre-queue kept its arrival order"
+    );
+    // After the start, arrivals queue behind the whole pre-queue.
+    assert_eq!(late_status["ticket"], 31, "{late_status}");
+
+    // Drawn once: asking again, and refreshing, keeps every ticket.
+    for (shopper, ticket) in early.iter().zip(&tickets) {
+        if *ticket == 0 {
+            continue;
+        }
+        let (_, status) = shopper.join().await;
+        assert_eq!(status["ticket"].as_u64(), Some(*ticket));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_or_second_tab_keeps_the_place() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 1,
+        max_active: 1,
+        ..DealFile::live("refresh")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let first = Shopper::new(&client, &shop.url());
+    first.join().await;
+    let shopper = Shopper::new(&client, &shop.url());
+    let (_, joined) = shopper.join().await;
+    assert_eq!(joined["state"], "waiting", "{joined}");
+    let ticket = joined["ticket"].clone();
+
+    let (_, refreshed) = shopper.join().await;
+    assert_eq!(refreshed["ticket"], ticket);
+    // A second tab carries the same session cookie.
+    let tab = Shopper::with_session(&client, &shop.url(), shopper.session());
+    assert_eq!(tab.status().await["ticket"], ticket);
+    assert_eq!(tab.join().await.1["ticket"], ticket);
+
+    let newcomer = Shopper::new(&client, &shop.url());
+    let (_, behind) = newcomer.join().await;
+    assert!(behind["ticket"].as_u64() > ticket.as_u64(), "{behind}");
+    assert!(behind["position"].as_u64() > joined["position"].as_u64());
+    assert!(behind["pollAfterMs"].as_u64().unwrap() >= 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_replayed_and_foreign_tokens_are_refused() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        limit: 1,
+        session_ttl: "3s",
+        ..DealFile::live("tokens")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let alice = Shopper::new(&client, &shop.url());
+    alice.join().await;
+    let token = alice.wait_for_turn(Duration::from_secs(10)).await.unwrap();
+    let bob = Shopper::new(&client, &shop.url());
+    bob.join().await;
+    let bob_token = bob.wait_for_turn(Duration::from_secs(10)).await.unwrap();
+
+    let refused = |answer: &serde_json::Value, code: &str| {
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+    };
+    // Made up.
+    let (code, answer) = alice.order(1, "forged-1", "bm90.YSB0b2tlbg").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    refused(&answer, "admission_forged");
+    let (code, answer) = alice.order(1, "forged-2", "garbage").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    refused(&answer, "admission_malformed");
+    // Signed with another secret, with a far expiry.
+    let alice_id = alice_id(&token);
+    let forged = Signer::new(b"not-the-deal-secret-not-the-deal!").admission_token(&Admission {
+        deal: "tokens".into(),
+        shopper: alice_id.clone(),
+        nonce: nonce(&token),
+        expires_ms: i64::MAX / 2,
+    });
+    refused(
+        &alice.order(1, "forged-3", &forged).await.1,
+        "admission_forged",
+    );
+    // Another deal's token (same platform secret).
+    let elsewhere = Signer::new(SECRET.as_bytes()).admission_token(&Admission {
+        deal: "another-deal".into(),
+        shopper: alice_id,
+        nonce: nonce(&token),
+        expires_ms: i64::MAX / 2,
+    });
+    refused(
+        &alice.order(1, "other-deal", &elsewhere).await.1,
+        "admission_other_deal",
+    );
+    // Bob's token in Alice's hands.
+    refused(
+        &alice.order(1, "foreign", &bob_token).await.1,
+        "admission_foreign",
+    );
+
+    // Used up: after buying her limit, Alice's admission ends and the token is spent.
+    let (code, order) = alice.order(1, "real", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{order}");
+    let (code, answer) = alice.order(1, "replay", &token).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{answer}");
+    refused(&answer, "not_admitted");
+
+    // Expired: Bob waits past the session TTL.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (code, answer) = bob.order(1, "too-late", &bob_token).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    refused(&answer, "admission_expired");
+
+    assert_eq!(shop.count_orders("confirmed").await, 1);
+    assert_eq!(shop.stats().await["stock"]["sold"], 1);
+}
+
+fn alice_id(token: &str) -> String {
+    let body = String::from_utf8(B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    let mut parts = body.splitn(2, '|');
+    parts.next();
+    let rest = parts.next().unwrap();
+    let mut tail = rest.rsplitn(3, '|');
+    tail.next();
+    tail.next();
+    tail.next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sellout_tells_everyone_waiting_at_once() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        stock: 3,
+        limit: 1,
+        rate: 3,
+        max_active: 3,
+        ..DealFile::live("sellout")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let mut buyers = Vec::new();
+    for _ in 0..3 {
+        let shopper = Shopper::new(&client, &shop.url());
+        shopper.join().await;
+        buyers.push(shopper);
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        let shopper = Shopper::new(&client, &shop.url());
+        let (_, status) = shopper.join().await;
+        assert_eq!(status["state"], "waiting", "{status}");
+        waiting.push(shopper);
+    }
+    // Everyone behind the first three is told they will likely miss out.
+    assert_eq!(waiting[19].status().await["likelySoldOut"], true);
+
+    // One waiting shopper follows the live updates.
+    let mut events = client
+        .get(format!("{}/api/events", shop.url()))
+        .header("x-timedeal-session", waiting[10].session().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let first = events.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"state\":\"waiting\""));
+
+    for (i, buyer) in buyers.iter().enumerate() {
+        let token = buyer.wait_for_turn(Duration::from_secs(10)).await.unwrap();
+        let (code, order) = buyer.order(1, &format!("buy-{i}"), &token).await;
+        assert_eq!(code, StatusCode::CREATED, "{order}");
+    }
+
+    let told = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(chunk) = events.next().await {
+            let text = String::from_utf8_lossy(&chunk.unwrap()).to_string();
+            if text.contains("\"deal\":\"sold_out\"") {
+                return text;
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .expect("the live update announces the sellout");
+    assert!(told.contains("\"state\":\"closed\""), "{told}");
+    for shopper in waiting.iter() {
+        let status = shopper.status().await;
+        assert_eq!(status["state"], "closed", "{status}");
+        assert_eq!(status["deal"], "sold_out");
+    }
+    let latecomer = Shopper::new(&client, &shop.url());
+    let (code, answer) = latecomer.join().await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(answer["error"]["code"], "sold_out");
+}
