@@ -1,5 +1,5 @@
 # Timedeal: `make demo` runs the product, `make test` runs every test. Both install what is missing.
-.PHONY: setup demo test lint crd
+.PHONY: setup demo test lint crd screenshots
 
 setup:
 	@scripts/setup.sh
@@ -18,3 +18,7 @@ lint:
 # crds/ is generated: edit operator/api/src/types.rs, then run this and commit the result.
 crd:
 	cargo run -q -p timedeal-operator -- crd > crds/timedeal.yaml
+
+# Refreshes the storefront screenshots the README shows (a headless Chromium walk-through).
+screenshots: setup
+	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-tenant-app --test browser

