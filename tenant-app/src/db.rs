@@ -228,6 +228,16 @@ pub async fn sold_and_last_id(pool: &PgPool) -> Result<(i64, i64), Error> {
     .map_err(db_error("cannot read the units sold"))
 }
 
+/// Units each shopper owns (confirmed orders), to rebuild the per-shopper counts in Redis.
+pub async fn owned_by_shopper(pool: &PgPool) -> Result<Vec<(String, i64)>, Error> {
+    sqlx::query_as(
+        "SELECT shopper, SUM(quantity)::BIGINT FROM orders WHERE status = 'confirmed' GROUP BY shopper",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db_error("cannot read what each shopper owns"))
+}
+
 /// Order counts and revenue for the operator's status figures.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sales {

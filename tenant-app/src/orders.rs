@@ -201,8 +201,19 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             })
         }
         Outcome::Conflict => {
-            // The reservation lapsed before the commit (the sweeper recorded it first).
             refund(app, id, amount, &product.currency).await;
+            // The idempotency key was used before, and Redis forgot it (it lost its data):
+            // the first order is the answer.
+            if let Some(first) =
+                db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+            {
+                release(app, id, "failed").await;
+                return Ok(Placed {
+                    order: first,
+                    repeated: true,
+                });
+            }
+            // Otherwise the reservation lapsed before the commit (the sweeper recorded it first).
             release(app, id, "lapsed").await;
             app.metrics.order("lapsed");
             Err(ApiError::conflict(

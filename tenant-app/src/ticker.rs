@@ -27,7 +27,24 @@ pub async fn init_stock(app: &App) -> Result<(), Error> {
         .invoke_async(&mut app.redis.clone())
         .await?;
     if fresh == 1 {
-        tracing::info!(deal = %deal.name, stock = deal.spec.product.stock, sold, "stock figures initialised in Redis");
+        // Redis had nothing: also restore what each shopper owns, so per-user limits hold
+        // across a Redis that lost its data.
+        let owned = db::owned_by_shopper(&app.db).await?;
+        if !owned.is_empty() {
+            let mut pipe = redis::pipe();
+            for (shopper, units) in &owned {
+                pipe.set(format!("{}held:{shopper}", app.prefix), units)
+                    .ignore();
+            }
+            pipe.exec_async(&mut app.redis.clone()).await?;
+        }
+        tracing::info!(
+            deal = %deal.name,
+            stock = deal.spec.product.stock,
+            sold,
+            shoppers = owned.len(),
+            "stock figures initialised in Redis"
+        );
     }
     Ok(())
 }

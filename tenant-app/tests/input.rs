@@ -242,8 +242,22 @@ async fn the_operational_endpoints_answer() {
         .to_str()
         .unwrap()
         .starts_with("td_session="));
+    assert!(!page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
     let html = page.text().await.unwrap();
     assert!(html.contains("ACME NC-700 headphones"));
+    let behind_tls = reqwest::Client::new()
+        .get(format!("{}/", shop.url()))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert!(behind_tls.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .ends_with("; Secure"));
     assert!(html.contains("99.00 USD"));
     assert!(html.contains("Live now"));
 }

@@ -185,3 +185,41 @@ async fn a_commit_failure_confirms_nothing_and_loses_no_stock() {
         .unwrap();
     assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_is_rebuilt_from_postgres() {
+    let redis = RedisServer::start().unwrap();
+    let shop = Storefront::start(&redis, &postgres().url(), &small("amnesia"), &[]);
+    let (shopper, token) = admitted(&shop).await;
+    let (code, first) = shopper.order(2, "before-the-loss", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("FLUSHALL").exec_async(&mut conn).await.unwrap();
+
+    eventually(
+        "the figures to be rebuilt",
+        Duration::from_secs(5),
+        || async { shopper.status().await["stockRemaining"] == 3 },
+    )
+    .await;
+    let stats = shop.stats().await;
+    assert_eq!(stats["stock"]["sold"], 2, "{stats}");
+    // The shopper still owns their limit, so they cannot queue to buy more.
+    assert_eq!(shopper.status().await["owned"], 2);
+    let (code, answer) = shopper.join().await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "over_limit");
+
+    // Another shopper buys, with new order ids that do not collide with the stored ones.
+    let (other, token) = admitted(&shop).await;
+    let (code, order) = other.order(1, "after-the-loss", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{order}");
+    assert!(order["id"].as_i64() > first["id"].as_i64());
+    assert_eq!(shop.count_orders("confirmed").await, 2);
+    assert_eq!(shop.stats().await["stock"]["remaining"], 2);
+}

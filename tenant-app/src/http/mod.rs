@@ -99,11 +99,18 @@ async fn identify(State(app): State<SharedApp>, mut request: Request, next: Next
         .identify(request.headers(), &app.signer, limit)
         .await;
     let new_session = identity.as_ref().ok().and_then(|s| s.new_session.clone());
+    // Behind the TLS-terminating ingress the cookie must never travel in clear.
+    let secure = request
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
     request.extensions_mut().insert(Identity(identity));
     let mut response = next.run(request).await;
     if let Some(token) = new_session {
-        let cookie =
-            format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400");
+        let cookie = format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{}",
+            if secure { "; Secure" } else { "" }
+        );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
