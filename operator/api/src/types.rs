@@ -36,6 +36,7 @@ use crate::duration::Duration;
         .message(PRICE_AND_STOCK_LOCKED_MESSAGE)
         .reason(Reason::FieldValueForbidden)
         .field_path(".spec.product"),
+    validation = Rule::new(NAME_RULE).message(NAME_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TimeDealSpec {
@@ -88,6 +89,13 @@ pub const PRICE_AND_STOCK_LOCKED_RULE: &str =
 self.spec.product.dealPrice == oldSelf.spec.product.dealPrice && \
 self.spec.product.currency == oldSelf.spec.product.currency && \
 self.spec.product.stock == oldSelf.spec.product.stock)";
+
+/// The deal's objects are named `<deal>-<part>` (the longest part is `storefront-keys`) and
+/// Services need DNS-1035 labels: at most 63 characters, starting with a letter.
+pub const NAME_RULE: &str =
+    "size(self.metadata.name) <= 47 && self.metadata.name.matches('^[a-z]')";
+pub const NAME_MESSAGE: &str =
+    "metadata.name must start with a letter and be at most 47 characters: the deal's objects are named after it";
 
 pub const PRICE_AND_STOCK_LOCKED_MESSAGE: &str =
     "product.listPrice, product.dealPrice, product.currency and product.stock cannot change once the deal has started";
