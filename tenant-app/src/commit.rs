@@ -2,6 +2,10 @@
 //! batch, so a burst of orders costs a handful of commits instead of one each. A request waits
 //! for its batch to commit before the shopper is told "confirmed".
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,8 +25,8 @@ pub struct NewOrder {
 /// What became of one order in its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The order is in PostgreSQL.
-    Committed,
+    /// The order is in PostgreSQL, recorded at this time.
+    Committed(DateTime<Utc>),
     /// A row for this id, or for this shopper's idempotency key, was there first: the
     /// reservation lapsed, or the same request was committed before.
     Conflict,
@@ -47,9 +51,10 @@ pub struct Writer {
 const MAX_BATCH: usize = 512;
 
 impl Writer {
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the writer; `batch_sizes` records how many orders each transaction carried.
+    pub fn start(pool: PgPool, batch_sizes: Histogram) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, rx, batch_sizes));
         Self { tx }
     }
 
@@ -65,11 +70,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_sizes: Histogram) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Whatever queued up while the previous batch was committing forms the next batch: no
     // artificial delay, so a lone order commits at once.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        batch_sizes.observe(batch.len() as f64);
         let orders: Vec<&NewOrder> = batch.iter().map(|r| &r.order).collect();
         let outcomes = write_batch(&pool, &orders).await;
         for (request, outcome) in batch.drain(..).zip(outcomes) {
@@ -84,12 +90,12 @@ async fn write_batch(pool: &PgPool, orders: &[&NewOrder]) -> Vec<Outcome> {
         Ok(tx) => tx,
         Err(e) => return all(Outcome::NotWritten(format!("cannot reach PostgreSQL: {e}"))),
     };
-    let inserted: Vec<i64> = match sqlx::query_scalar(
+    let inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
         "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
          SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key \
          FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[]) \
               AS o(id, shopper, quantity, unit_price, currency, key) \
-         ON CONFLICT DO NOTHING RETURNING id",
+         ON CONFLICT DO NOTHING RETURNING id, created_at",
     )
     .bind(orders.iter().map(|o| o.id).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.shopper.clone()).collect::<Vec<_>>())
@@ -100,10 +106,13 @@ async fn write_batch(pool: &PgPool, orders: &[&NewOrder]) -> Vec<Outcome> {
     .fetch_all(&mut *tx)
     .await
     {
-        Ok(ids) => ids,
+        Ok(rows) => rows.into_iter().collect(),
         Err(e) => return all(Outcome::NotWritten(format!("cannot insert orders: {e}"))),
     };
-    let written: Vec<&&NewOrder> = orders.iter().filter(|o| inserted.contains(&o.id)).collect();
+    let written: Vec<&&NewOrder> = orders
+        .iter()
+        .filter(|o| inserted.contains_key(&o.id))
+        .collect();
     if let Err(e) = sqlx::query(
         "INSERT INTO payments (order_id, provider, reference, amount, currency) \
          SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[])",
@@ -145,12 +154,9 @@ async fn write_batch(pool: &PgPool, orders: &[&NewOrder]) -> Vec<Outcome> {
     }
     orders
         .iter()
-        .map(|o| {
-            if inserted.contains(&o.id) {
-                Outcome::Committed
-            } else {
-                Outcome::Conflict
-            }
+        .map(|o| match inserted.get(&o.id) {
+            Some(at) => Outcome::Committed(*at),
+            None => Outcome::Conflict,
         })
         .collect()
 }

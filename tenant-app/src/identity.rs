@@ -2,10 +2,7 @@
 //! cookie for browsers, or the `X-Timedeal-Session` header for apps); when the deal says so, a
 //! JWT issued by the company, which names the shopper and may carry their per-user limit.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
@@ -242,9 +239,6 @@ impl JwtVerifier {
         }
     }
 }
-
-/// Shared across the app.
-pub type SharedIdentifier = Arc<Identifier>;
 
 #[cfg(test)]
 mod tests {

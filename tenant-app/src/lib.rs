@@ -61,10 +61,11 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     let name = deal.name.clone();
     let deal_rx = deal::watch_file(deal_path, Arc::new(deal));
     let (figures_tx, figures_rx) = watch::channel(queue::Figures::default());
+    let metrics = metrics::Metrics::new();
     let app = Arc::new(App {
         deal: deal_rx,
         queue: Queue::new(redis.clone(), scripts.clone(), prefix.clone()),
-        writer: commit::Writer::start(db.clone()),
+        writer: commit::Writer::start(db.clone(), metrics.commit_batch_size.clone()),
         redis,
         db,
         scripts,
@@ -74,7 +75,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         }),
         signer: Signer::new(&config.signing_secret),
         identifier,
-        metrics: metrics::Metrics::new(),
+        metrics,
         figures: figures_rx,
         prefix,
     });

@@ -176,7 +176,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         }
     };
 
-    let order = NewOrder {
+    let new = NewOrder {
         id,
         shopper: shopper.id.clone(),
         quantity: quantity as i32,
@@ -186,17 +186,22 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         payment_provider: app.payments.name().to_owned(),
         payment_reference: payment,
     };
-    match app.writer.commit(order).await {
-        Outcome::Committed => {
+    match app.writer.commit(new).await {
+        Outcome::Committed(created_at) => {
             confirm(app, id).await;
             app.metrics.order("confirmed");
-            let order = db::order_of(&app.db, &shopper.id, id)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::unavailable("the order was committed but cannot be read back")
-                })?;
+            // Everything the shopper sees is known here: no read back from PostgreSQL.
             Ok(Placed {
-                order,
+                order: Order {
+                    id,
+                    quantity: quantity as i32,
+                    unit_price: product.deal_price,
+                    amount,
+                    currency: product.currency.clone(),
+                    status: "confirmed".into(),
+                    created_at,
+                    cancelled_at: None,
+                },
                 repeated: false,
             })
         }

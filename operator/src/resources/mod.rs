@@ -210,6 +210,27 @@ pub(crate) fn resources(
     })
 }
 
+/// An environment variable taken from a key of a Secret, so the value never sits in the pod spec.
+pub(crate) fn env_from_secret(
+    name: &str,
+    secret: &str,
+    key: &str,
+) -> k8s_openapi::api::core::v1::EnvVar {
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The restricted security context every container runs with.
 pub(crate) fn restricted(user: i64) -> k8s_openapi::api::core::v1::SecurityContext {
     use k8s_openapi::api::core::v1::{Capabilities, SeccompProfile, SecurityContext};

@@ -7,15 +7,14 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-            PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, Volume,
-            VolumeMount,
+            Container, ContainerPort, EmptyDirVolumeSource, ExecAction, PodSpec, PodTemplateSpec,
+            Probe, Secret, Service, Volume, VolumeMount,
         },
     },
     ByteString,
 };
 
-use super::{resources, restricted, Deal, Secrets, Settings};
+use super::{env_from_secret, resources, restricted, Deal, Secrets, Settings};
 
 pub const COMPONENT: &str = "redis";
 pub const PORT: i32 = 6379;
@@ -46,18 +45,7 @@ pub fn deployment(deal: &Deal, settings: &Settings, replicas: i32) -> Deployment
         .as_ref()
         .and_then(|i| i.redis.clone())
         .unwrap_or_else(|| settings.redis_image.clone());
-    let password = EnvVar {
-        name: "REDIS_PASSWORD".into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret_name(deal),
-                key: PASSWORD_KEY.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let password = env_from_secret("REDIS_PASSWORD", &secret_name(deal), PASSWORD_KEY);
     let ping = Probe {
         exec: Some(ExecAction {
             command: Some(vec![

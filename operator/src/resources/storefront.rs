@@ -7,9 +7,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-            HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
-            SecretVolumeSource, Service, Volume, VolumeMount,
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+            PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -17,7 +17,9 @@ use k8s_openapi::{
 };
 use timedeal_api::ShopperAuthMode;
 
-use super::{redis, resources, restricted, Deal, Secrets, Settings};
+use super::{
+    env_from_secret as from_secret, redis, resources, restricted, Deal, Secrets, Settings,
+};
 
 pub const COMPONENT: &str = "storefront";
 pub const PORT: i32 = 8080;
@@ -61,21 +63,6 @@ pub fn secret(deal: &Deal, secrets: &Secrets) -> Secret {
             ("redis-url".to_owned(), bytes(&redis_url)),
         ])),
         type_: Some("Opaque".into()),
-        ..Default::default()
-    }
-}
-
-fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
