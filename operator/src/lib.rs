@@ -2,8 +2,19 @@
 //! that follows the deal's clock.
 //!
 //! Desired state is built by pure functions: [`phase`] (the phase and scale from the clock),
-//! [`conditions`] (Ready, Progressing, Degraded) and [`resources`] (every child object).
+//! [`conditions`] (Ready, Progressing, Degraded), [`status`] (the next status) and [`resources`]
+//! (every child object). [`reconcile`] is the loop that applies them; [`run`] wires it to a
+//! cluster with leader election, metrics and health endpoints.
 
+pub mod apply;
+pub mod clock;
 pub mod conditions;
+pub mod error;
+pub mod figures;
+pub mod metrics;
 pub mod phase;
+pub mod rbac;
+pub mod reconcile;
 pub mod resources;
+pub mod run;
+pub mod status;

@@ -1,8 +1,9 @@
 //! `timedeal-operator`: the Timedeal operator binary.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use timedeal_operator::{reconcile::Config, resources::Settings, run};
 
 mod check;
 
@@ -19,8 +20,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Reconcile TimeDeals in the cluster KUBECONFIG (or the pod's service account) reaches.
+    Run(RunArgs),
     /// Print the TimeDeal CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Print the ClusterRole and Role the operator needs, as YAML.
+    Rbac {
+        /// The operator's namespace.
+        #[arg(long, default_value = "timedeal-system")]
+        namespace: String,
+        /// The platform PostgreSQL Secret's name.
+        #[arg(long, default_value = "timedeal-postgres")]
+        postgres_secret: String,
+    },
     /// Check TimeDeal files against every rule of the CRD, as `kubectl apply` would, without a
     /// cluster. Exits non-zero when any file is invalid.
     Check {
@@ -30,12 +42,95 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct RunArgs {
+    /// The operator's own namespace: where its leader Lease and the PostgreSQL Secret live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "timedeal-system")]
+    namespace: String,
+    /// The Secret (in the operator's namespace) holding the platform PostgreSQL URL.
+    #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET", default_value = "timedeal-postgres")]
+    postgres_secret: String,
+    /// The key of that Secret holding the URL.
+    #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET_KEY", default_value = "url")]
+    postgres_secret_key: String,
+    /// The storefront image, unless a deal sets `spec.images.tenantApp`.
+    #[arg(long, env = "TIMEDEAL_TENANT_IMAGE", default_value = concat!("ghcr.io/timedeal/tenant-app:", env!("CARGO_PKG_VERSION")))]
+    tenant_image: String,
+    /// The Redis image, unless a deal sets `spec.images.redis`.
+    #[arg(long, env = "TIMEDEAL_REDIS_IMAGE", default_value = "redis:7.2.5-alpine")]
+    redis_image: String,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "TIMEDEAL_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Seconds between two readings of a running storefront's figures.
+    #[arg(long, env = "TIMEDEAL_FIGURES_INTERVAL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    figures_interval: u64,
+    /// Seconds deletion waits for a storefront's final figures.
+    #[arg(long, env = "TIMEDEAL_FINAL_FIGURES_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    final_figures_timeout: u64,
+    /// Run without the leader Lease (one replica only, e.g. on a laptop).
+    #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// This replica's name in the Lease; defaults to the pod's name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run(args) => serve(args),
         Command::Crd => {
             print!("{}", timedeal_api::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::Rbac {
+            namespace,
+            postgres_secret,
+        } => {
+            print!(
+                "{}",
+                timedeal_operator::rbac::yaml(&namespace, &postgres_secret)
+            );
+            ExitCode::SUCCESS
+        }
         Command::Check { paths } => check::run(&paths),
+    }
+}
+
+fn serve(args: RunArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .json()
+        .init();
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "timedeal-operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let options = run::Options {
+        config: Config {
+            settings: Settings {
+                tenant_image: args.tenant_image,
+                redis_image: args.redis_image,
+            },
+            operator_namespace: args.namespace,
+            postgres_secret: args.postgres_secret,
+            postgres_secret_key: args.postgres_secret_key,
+            figures_interval: Duration::from_secs(args.figures_interval),
+            final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
+        },
+        listen: args.listen,
+        leader_election: !args.no_leader_election,
+        identity,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("timedeal-operator: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -2,11 +2,13 @@
 //! app (which reads the same spec from a file), with the validation both apply.
 
 pub mod duration;
+pub mod stats;
 pub mod timeline;
 pub mod types;
 pub mod validation;
 
 pub use duration::Duration;
+pub use stats::StorefrontStats;
 pub use timeline::{Stage, Timeline};
 pub use types::*;
 

@@ -43,6 +43,9 @@ pub fn config_map(deal: &Deal) -> ConfigMap {
     }
 }
 
+/// The key of the storefront Secret holding the token signing secret.
+pub const SIGNING_KEY: &str = "signing-secret";
+
 pub fn secret_name(deal: &Deal) -> String {
     deal.child("storefront-keys")
 }
@@ -58,7 +61,7 @@ pub fn secret(deal: &Deal, secrets: &Secrets) -> Secret {
     Secret {
         metadata: deal.meta("storefront-keys", COMPONENT),
         data: Some(BTreeMap::from([
-            ("signing-secret".to_owned(), bytes(&secrets.signing_secret)),
+            (SIGNING_KEY.to_owned(), bytes(&secrets.signing_secret)),
             ("postgres-url".to_owned(), bytes(&secrets.postgres_url)),
             ("redis-url".to_owned(), bytes(&redis_url)),
         ])),

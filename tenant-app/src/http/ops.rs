@@ -7,11 +7,11 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Serialize;
-use timedeal_api::{OrderFigures, QueueFigures, StockFigures};
+use timedeal_api::{OrderFigures, QueueFigures, StockFigures, StorefrontStats};
 
-use crate::{app::SharedApp, db, deal::DealState, http::error::ApiError};
+use crate::{app::SharedApp, db, http::error::ApiError};
 
 pub async fn metrics(State(app): State<SharedApp>) -> Response {
     (
@@ -58,27 +58,9 @@ pub async fn readyz(State(app): State<SharedApp>) -> Response {
     (status, Json(Readiness { redis, postgres })).into_response()
 }
 
-/// The figures the operator copies into the TimeDeal's status.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Stats {
-    pub deal: String,
-    pub state: DealState,
-    #[schema(value_type = Object)]
-    pub stock: StockFigures,
-    #[schema(value_type = Object)]
-    pub queue: QueueFigures,
-    #[schema(value_type = Object)]
-    pub orders: OrderFigures,
-    /// Confirmed sales, in the currency's smallest unit.
-    pub revenue: i64,
-    pub currency: String,
-    pub at: DateTime<Utc>,
-}
-
 #[utoipa::path(get, path = "/internal/stats", tag = "operations",
-    responses((status = 200, body = Stats), (status = 503)))]
-pub async fn stats(State(app): State<SharedApp>) -> Result<Json<Stats>, ApiError> {
+    responses((status = 200, description = "the figures the operator copies into the TimeDeal's status (`timedeal_api::StorefrontStats`)", body = Object), (status = 503)))]
+pub async fn stats(State(app): State<SharedApp>) -> Result<Json<StorefrontStats>, ApiError> {
     let now = Utc::now();
     let figures = crate::ticker::figures(&app).await?;
     let sales = db::sales(&app.db).await?;
@@ -88,9 +70,13 @@ pub async fn stats(State(app): State<SharedApp>) -> Result<Json<Stats>, ApiError
         .await
         .map_err(crate::error::Error::from)?;
     let deal = app.deal();
-    Ok(Json(Stats {
+    let state = serde_json::to_value(deal.state_at(now, figures.sold_out()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Json(StorefrontStats {
         deal: deal.name.clone(),
-        state: deal.state_at(now, figures.sold_out()),
+        state,
         stock: StockFigures {
             remaining: figures.available.max(0),
             sold: figures.sold,

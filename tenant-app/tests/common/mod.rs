@@ -210,13 +210,18 @@ impl Storefront {
         .unwrap()
     }
 
+    /// `/internal/stats`, checked to be readable as the operator reads it.
     pub async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/internal/stats", self.url()))
+        let stats: Value = reqwest::get(format!("{}/internal/stats", self.url()))
             .await
             .unwrap()
             .json()
             .await
-            .unwrap()
+            .unwrap();
+        if let Err(e) = serde_json::from_value::<timedeal_api::StorefrontStats>(stats.clone()) {
+            panic!("the operator cannot read /internal/stats ({e}): {stats}");
+        }
+        stats
     }
 }
 

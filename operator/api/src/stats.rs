@@ -1,0 +1,32 @@
+//! The figures a storefront reports at `/internal/stats` and the operator copies into the
+//! TimeDeal's status. One type for both ends, so the two cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{OrderFigures, QueueFigures, StockFigures};
+
+/// A storefront's figures at one moment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorefrontStats {
+    /// The deal's name.
+    pub deal: String,
+    /// What shoppers can do now: `upcoming`, `live`, `sold_out`, `ended` or `suspended`.
+    pub state: String,
+    pub stock: StockFigures,
+    pub queue: QueueFigures,
+    pub orders: OrderFigures,
+    /// Confirmed, uncancelled sales, in the currency's smallest unit.
+    pub revenue: i64,
+    pub currency: String,
+    /// When the figures were read.
+    pub at: DateTime<Utc>,
+}
+
+impl StorefrontStats {
+    /// The storefront has sold every unit.
+    pub fn sold_out(&self) -> bool {
+        self.state == "sold_out"
+    }
+}

@@ -1,0 +1,159 @@
+//! Prometheus metrics at `/metrics`: reconciles, errors by kind, durations, deals by phase, and
+//! whether this replica leads. Every series exists from the start at zero, so a dashboard can
+//! tell "no errors" from "no data".
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::AtomicI64, Mutex},
+};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use timedeal_api::Phase;
+
+use crate::error::Error;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: String,
+}
+
+pub const PHASES: [Phase; 9] = [
+    Phase::PendingApproval,
+    Phase::Provisioning,
+    Phase::Scheduled,
+    Phase::WarmingUp,
+    Phase::Live,
+    Phase::SoldOut,
+    Phase::Ended,
+    Phase::Suspended,
+    Phase::Failed,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub errors: Family<KindLabel, Counter>,
+    pub duration: Histogram,
+    deals: Family<PhaseLabel, Gauge<i64, AtomicI64>>,
+    pub leader: Gauge<i64, AtomicI64>,
+    /// Each deal's last phase, by uid, from which `deals` is counted.
+    phases: Mutex<HashMap<String, Phase>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("timedeal_operator");
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        let errors = Family::<KindLabel, Counter>::default();
+        registry.register("reconcile_errors", "Reconciles that failed, by kind", errors.clone());
+        for kind in Error::KINDS {
+            let _ = errors.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
+        let deals = Family::<PhaseLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register("deals", "TimeDeals by phase", deals.clone());
+        for phase in PHASES {
+            let _ = deals.get_or_create(&label(phase));
+        }
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            deals,
+            leader,
+            phases: Mutex::default(),
+        }
+    }
+
+    pub fn error(&self, error: &Error) {
+        self.errors
+            .get_or_create(&KindLabel {
+                kind: error.kind().into(),
+            })
+            .inc();
+    }
+
+    /// Records a deal's phase, or forgets the deal (`None`) once it is gone.
+    pub fn phase(&self, uid: &str, phase: Option<Phase>) {
+        let mut phases = self.phases.lock().expect("metrics lock");
+        match phase {
+            Some(phase) => phases.insert(uid.to_owned(), phase),
+            None => phases.remove(uid),
+        };
+        for each in PHASES {
+            let count = phases.values().filter(|p| **p == each).count();
+            self.deals.get_or_create(&label(each)).set(count as i64);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("metrics encode into a String");
+        text
+    }
+}
+
+fn label(phase: Phase) -> PhaseLabel {
+    PhaseLabel {
+        phase: format!("{phase:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_starts_at_zero() {
+        let text = Metrics::new().encode();
+        assert!(text.contains("timedeal_operator_reconciles_total 0"), "{text}");
+        for kind in Error::KINDS {
+            assert!(
+                text.contains(&format!("timedeal_operator_reconcile_errors_total{{kind=\"{kind}\"}} 0")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("timedeal_operator_deals{phase=\"Live\"} 0"), "{text}");
+    }
+
+    #[test]
+    fn deals_are_counted_by_their_latest_phase() {
+        let metrics = Metrics::new();
+        metrics.phase("a", Some(Phase::Scheduled));
+        metrics.phase("b", Some(Phase::Scheduled));
+        metrics.phase("a", Some(Phase::Live));
+        let text = metrics.encode();
+        assert!(text.contains("timedeal_operator_deals{phase=\"Scheduled\"} 1"), "{text}");
+        assert!(text.contains("timedeal_operator_deals{phase=\"Live\"} 1"), "{text}");
+        metrics.phase("a", None);
+        assert!(metrics.encode().contains("timedeal_operator_deals{phase=\"Live\"} 0"));
+    }
+}

@@ -1,0 +1,663 @@
+//! The reconcile loop: one TimeDeal at a time, in steps.
+//!
+//! 1. validate: the deal can own children and its spec keeps the CRD's rules;
+//! 2. build the desired bundle of children for the phase the clock says;
+//! 3. apply what differs from what runs (server-side apply, one field manager);
+//! 4. observe the storefront (replicas, and its figures at a bounded rate);
+//! 5. update the status when it changed, with an Event for every transition.
+//!
+//! A finalizer records the final sales figures before the deal and its children go.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ObjectReference, Secret},
+};
+use kube::{
+    api::{Api, Patch, PatchParams},
+    core::{error_boundary::InvalidObject, DeserializeGuard},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder},
+        finalizer::{finalizer, Event as Finalizing},
+    },
+    Client, Resource, ResourceExt,
+};
+use rand::{distributions::Alphanumeric, Rng};
+use serde_json::json;
+use timedeal_api::{validation, Phase, ReplicaFigures, StorefrontStats, TimeDeal, TimeDealStatus};
+use tracing::{info, warn};
+
+use crate::{
+    apply::{self, Applied},
+    clock::Clock,
+    conditions::{self, Problem},
+    error::{kube, Error, Result},
+    figures::FiguresClient,
+    metrics::Metrics,
+    phase::{self, Observed, Scale},
+    resources::{self, Deal, Secrets, Settings},
+    status::{self, Seen},
+};
+
+/// Keeps a deal from going before its final figures are recorded.
+pub const FINALIZER: &str = "timedeal.dev/final-figures";
+
+/// How the operator is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Default images of the children.
+    pub settings: Settings,
+    /// Where the platform PostgreSQL Secret (and the leader Lease) live.
+    pub operator_namespace: String,
+    /// The Secret holding the platform PostgreSQL URL, and its key.
+    pub postgres_secret: String,
+    pub postgres_secret_key: String,
+    /// Least time between two readings of a running storefront's figures.
+    pub figures_interval: Duration,
+    /// How long deletion waits for the final figures.
+    pub final_figures_timeout: Duration,
+}
+
+/// Everything reconcile needs, shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub figures: FiguresClient,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Per deal (by uid): when its figures were last asked for, and what went wrong then.
+    readings: Mutex<HashMap<String, Reading>>,
+    /// Per deal (by uid): reconciles failed in a row, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Clone)]
+struct Reading {
+    at: DateTime<Utc>,
+    problem: Option<Problem>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        figures: FiguresClient,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            clock,
+            figures,
+            recorder,
+            metrics,
+            readings: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+/// The controller's reconcile: one deal, as the watcher delivered it.
+pub async fn reconcile(guard: Arc<DeserializeGuard<TimeDeal>>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = match &guard.0 {
+        Ok(td) => reconcile_deal(Arc::new(td.clone()), &ctx).await,
+        Err(invalid) => malformed(invalid, &ctx).await,
+    };
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let uid = uid_of(&guard);
+    match &result {
+        Ok(_) => {
+            ctx.failures.lock().expect("failures lock").remove(&uid);
+        }
+        Err(error) => {
+            ctx.metrics.error(error);
+            warn!(deal = %name_of(&guard), error = %error, "reconcile failed");
+        }
+    }
+    result
+}
+
+/// Failed reconciles are retried after 5 s, doubling up to 5 minutes.
+pub fn error_policy(guard: Arc<DeserializeGuard<TimeDeal>>, _: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let count = failures.entry(uid_of(&guard)).or_insert(0);
+    *count += 1;
+    Action::requeue(backoff(*count))
+}
+
+pub fn backoff(failures: u32) -> Duration {
+    let seconds = 5u64.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    Duration::from_secs(seconds.min(300))
+}
+
+async fn reconcile_deal(td: Arc<TimeDeal>, ctx: &Context) -> Result<Action> {
+    let namespace = td.namespace().unwrap_or_default();
+    let api: Api<TimeDeal> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, td.clone(), |event| async {
+        match event {
+            Finalizing::Apply(td) => apply_deal(&td, ctx).await,
+            Finalizing::Cleanup(td) => cleanup(&td, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(error) = &result {
+        publish(ctx, &td, EventType::Warning, error.reason(), error.to_string()).await;
+    }
+    result
+}
+
+/// Apply, and when the deal itself is at fault, say so in its status before retrying.
+async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
+    let now = ctx.clock.now();
+    match provision(td, ctx, now).await {
+        Err(error @ (Error::Build(_) | Error::InvalidSpec(_) | Error::PostgresSecret { .. })) => {
+            let problem = Problem {
+                reason: error.reason(),
+                message: error.to_string(),
+            };
+            let old = td.status.clone().unwrap_or_default();
+            let failed = status::next(
+                &old,
+                Seen {
+                    phase: Phase::Failed,
+                    scale: phase::scale_at(&td.spec, now),
+                    problem: Some(&problem),
+                    generation: td.metadata.generation.unwrap_or(0),
+                    url: None,
+                    replicas: None,
+                    figures: None,
+                    now,
+                },
+            );
+            write_status(ctx, td, &old, &failed).await?;
+            record_phase(ctx, td, Phase::Failed);
+            Err(error)
+        }
+        other => other,
+    }
+}
+
+/// Steps 1 to 5 for a deal that is not being deleted.
+async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<Action> {
+    // 1. validate
+    let deal = Deal::new(td)?;
+    check_rules(td)?;
+    let old = td.status.clone().unwrap_or_default();
+    let generation = td.metadata.generation.unwrap_or(0);
+    let scale = phase::scale_at(&td.spec, now);
+    if !td.spec.approved {
+        let pending = status::next(
+            &old,
+            Seen {
+                phase: Phase::PendingApproval,
+                scale,
+                problem: None,
+                generation,
+                url: None,
+                replicas: None,
+                figures: None,
+                now,
+            },
+        );
+        write_status(ctx, td, &old, &pending).await?;
+        announce(ctx, td, &old, &pending).await;
+        record_phase(ctx, td, Phase::PendingApproval);
+        return Ok(Action::await_change());
+    }
+
+    // 2. build the desired bundle
+    let secrets = secrets(ctx, &deal).await?;
+    let bundle = resources::bundle(&deal, &ctx.config.settings, &secrets, scale);
+
+    // 3. apply what differs
+    let written = apply_bundle(&ctx.client, &deal, bundle).await?;
+    if !written.is_empty() && old.phase.is_some_and(|p| p != Phase::PendingApproval) {
+        let note = format!("updated to match the spec and clock: {}", written.join(", "));
+        publish(ctx, td, EventType::Normal, "ChildrenUpdated", note).await;
+    }
+
+    // 4. observe
+    let replicas = storefront_replicas(&ctx.client, &deal).await?;
+    let ready = replicas.as_ref().is_some_and(|r| r.ready > 0);
+    let (figures, problem) = if ready && scale != Scale::Off {
+        read_figures_if_due(ctx, &deal, &old, now).await
+    } else {
+        (None, None)
+    };
+    let sold_out = match &figures {
+        Some(figures) => figures.sold_out(),
+        None => old.phase == Some(Phase::SoldOut),
+    };
+    let phase = phase::phase_at(&td.spec, now, Observed { ready, sold_out });
+
+    // 5. update the status
+    let next = status::next(
+        &old,
+        Seen {
+            phase,
+            scale,
+            problem: problem.as_ref(),
+            generation,
+            url: Some(resources::ingress::url(&deal)),
+            replicas,
+            figures: figures.as_ref(),
+            now,
+        },
+    );
+    write_status(ctx, td, &old, &next).await?;
+    announce(ctx, td, &old, &next).await;
+    record_phase(ctx, td, phase);
+
+    let clock_change = phase::requeue_after(&td.spec, now);
+    let reading = (scale != Scale::Off).then(|| figures_interval(ctx, phase));
+    Ok(match (clock_change, reading) {
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+        (Some(a), None) | (None, Some(a)) => Action::requeue(a),
+        (None, None) => Action::await_change(),
+    })
+}
+
+/// A spec stored before the CRD's current rules is refused here as the API server would.
+fn check_rules(td: &TimeDeal) -> Result<()> {
+    let mut object = serde_json::to_value(td).expect("a TimeDeal serialises");
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    validation::validate(&object).map(|_| ()).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Error::InvalidSpec(lines.join("; "))
+    })
+}
+
+/// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
+/// a password or signing key never changes under a running storefront.
+async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<Secrets> {
+    let config = &ctx.config;
+    let platform: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.operator_namespace);
+    let missing = |problem| Error::PostgresSecret {
+        namespace: config.operator_namespace.clone(),
+        name: config.postgres_secret.clone(),
+        key: config.postgres_secret_key.clone(),
+        problem,
+    };
+    let postgres = platform
+        .get_opt(&config.postgres_secret)
+        .await
+        .map_err(kube(format!(
+            "reading Secret {}/{}",
+            config.operator_namespace, config.postgres_secret
+        )))?
+        .ok_or_else(|| missing("does not exist"))?;
+    let postgres_url = secret_value(&postgres, &config.postgres_secret_key)
+        .ok_or_else(|| missing("has no such key, or its value is empty or not UTF-8"))?;
+
+    let own: Api<Secret> = Api::namespaced(ctx.client.clone(), deal.namespace);
+    let existing = |name: String| {
+        let own = own.clone();
+        async move {
+            own.get_opt(&name)
+                .await
+                .map_err(kube(format!("reading Secret {}/{name}", deal.namespace)))
+        }
+    };
+    let redis_password = existing(resources::redis::secret_name(deal))
+        .await?
+        .and_then(|s| secret_value(&s, resources::redis::PASSWORD_KEY))
+        .unwrap_or_else(|| generate(32));
+    let signing_secret = existing(resources::storefront::secret_name(deal))
+        .await?
+        .and_then(|s| secret_value(&s, resources::storefront::SIGNING_KEY))
+        .unwrap_or_else(|| generate(48));
+    Ok(Secrets {
+        redis_password,
+        signing_secret,
+        postgres_url,
+    })
+}
+
+fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A random secret of letters and digits (URL-safe, so it fits in a Redis URL as is).
+fn generate(length: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(length)
+        .map(char::from)
+        .collect()
+}
+
+fn resource_kind<K: Resource<DynamicType = ()>>(_: &K) -> String {
+    K::kind(&()).into_owned()
+}
+
+/// Applies every child; returns the kinds and names of those written.
+async fn apply_bundle(
+    client: &Client,
+    deal: &Deal<'_>,
+    bundle: resources::Bundle,
+) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    let mut note = |kind: &str, name: Option<String>, applied: Applied| {
+        if applied == Applied::Written {
+            written.push(format!("{kind} {}", name.unwrap_or_default()));
+        }
+    };
+    macro_rules! apply_each {
+        ($($child:expr),* $(,)?) => {$(
+            let child = $child;
+            let name = child.metadata.name.clone();
+            let kind = resource_kind(&child);
+            note(&kind, name, apply::apply(client, child).await?);
+        )*};
+    }
+    // Secrets and config first, so pods never start without them; Redis before the storefront.
+    apply_each!(
+        bundle.redis_secret,
+        bundle.storefront_secret,
+        bundle.deal_config,
+        bundle.redis_policy,
+        bundle.redis,
+        bundle.redis_service,
+        bundle.storefront,
+        bundle.storefront_service,
+        bundle.pdb,
+        bundle.ingress,
+    );
+    let hpa_name = deal.child("storefront");
+    match bundle.hpa {
+        Some(hpa) => {
+            apply_each!(hpa);
+        }
+        None => note(
+            "HorizontalPodAutoscaler",
+            Some(hpa_name.clone()),
+            apply::remove::<HorizontalPodAutoscaler>(client, deal.namespace, &hpa_name).await?,
+        ),
+    }
+    Ok(written)
+}
+
+async fn storefront_replicas(client: &Client, deal: &Deal<'_>) -> Result<Option<ReplicaFigures>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), deal.namespace);
+    let name = deal.child("storefront");
+    let deployment = api
+        .get_opt(&name)
+        .await
+        .map_err(kube(format!("reading Deployment {}/{name}", deal.namespace)))?;
+    Ok(deployment.map(|d| {
+        let status = d.status.unwrap_or_default();
+        ReplicaFigures {
+            desired: status
+                .replicas
+                .or_else(|| d.spec.and_then(|s| s.replicas))
+                .unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+        }
+    }))
+}
+
+/// How often a deal's figures are read: often while shoppers come, rarely once it is over.
+fn figures_interval(ctx: &Context, phase: Phase) -> Duration {
+    match phase {
+        Phase::Ended | Phase::Suspended => ctx.config.figures_interval * 20,
+        _ => ctx.config.figures_interval,
+    }
+}
+
+/// Reads the figures when the last attempt is older than the interval; otherwise repeats what
+/// the last attempt found wrong, so Degraded does not flicker between readings.
+async fn read_figures_if_due(
+    ctx: &Context,
+    deal: &Deal<'_>,
+    old: &TimeDealStatus,
+    now: DateTime<Utc>,
+) -> (Option<StorefrontStats>, Option<Problem>) {
+    let uid = deal.td.uid().unwrap_or_default();
+    let interval = figures_interval(ctx, old.phase.unwrap_or(Phase::Provisioning));
+    let last = ctx.readings.lock().expect("readings lock").get(&uid).cloned();
+    if let Some(last) = last {
+        let due = last.at + chrono::Duration::from_std(interval).unwrap_or_default();
+        if now < due {
+            return (None, last.problem);
+        }
+    }
+    let (figures, problem) = match ctx.figures.read(deal).await {
+        Ok(figures) => (Some(figures), None),
+        Err(unavailable) => (
+            None,
+            Some(Problem {
+                reason: "StorefrontUnreachable",
+                message: format!("{unavailable}; retrying every {}s", interval.as_secs()),
+            }),
+        ),
+    };
+    ctx.readings.lock().expect("readings lock").insert(
+        uid,
+        Reading {
+            at: now,
+            problem: problem.clone(),
+        },
+    );
+    (figures, problem)
+}
+
+/// Writes the status, unless it is what the API server already holds.
+async fn write_status(
+    ctx: &Context,
+    td: &TimeDeal,
+    old: &TimeDealStatus,
+    new: &TimeDealStatus,
+) -> Result<()> {
+    if td.status.is_some() && old == new {
+        return Ok(());
+    }
+    let namespace = td.namespace().unwrap_or_default();
+    let name = td.name_any();
+    let api: Api<TimeDeal> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": new })),
+    )
+    .await
+    .map_err(kube(format!("writing the status of TimeDeal {namespace}/{name}")))?;
+    Ok(())
+}
+
+/// Events for a new phase, and for Degraded turning on or off.
+async fn announce(ctx: &Context, td: &TimeDeal, old: &TimeDealStatus, new: &TimeDealStatus) {
+    if old.phase != new.phase {
+        let phase = new.phase.unwrap_or(Phase::Provisioning);
+        let ready = condition(new, conditions::READY);
+        let note = match old.phase {
+            Some(before) => format!("{before:?} → {phase:?}: {}", ready.map_or("", |c| &c.message)),
+            None => format!("{phase:?}: {}", ready.map_or("", |c| &c.message)),
+        };
+        info!(deal = %td.name_any(), namespace = %td.namespace().unwrap_or_default(), %note, "phase changed");
+        publish(ctx, td, EventType::Normal, &format!("{phase:?}"), note).await;
+    }
+    let degraded = |s: &TimeDealStatus| {
+        condition(s, conditions::DEGRADED).is_some_and(|c| c.status == "True")
+    };
+    if let Some(now) = condition(new, conditions::DEGRADED) {
+        if degraded(new) && !degraded(old) {
+            publish(ctx, td, EventType::Warning, &now.reason, now.message.clone()).await;
+        } else if !degraded(new) && degraded(old) {
+            publish(ctx, td, EventType::Normal, "Recovered", "no problem seen any more".into())
+                .await;
+        }
+    }
+}
+
+fn condition<'a>(
+    status: &'a TimeDealStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn record_phase(ctx: &Context, td: &TimeDeal, phase: Phase) {
+    ctx.metrics.phase(&td.uid().unwrap_or_default(), Some(phase));
+}
+
+/// The deal is going: read its figures one last time (bounded in time), keep them in the
+/// status and an Event, then let the children go with it.
+async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
+    ctx.metrics.phase(&td.uid().unwrap_or_default(), None);
+    let old = td.status.clone().unwrap_or_default();
+    if matches!(old.phase, None | Some(Phase::PendingApproval)) {
+        return Ok(Action::await_change());
+    }
+    let deal = Deal::new(td)?;
+    let currency = &td.spec.product.currency;
+    let timeout = ctx.config.final_figures_timeout;
+    let reading = match tokio::time::timeout(timeout, ctx.figures.read(&deal)).await {
+        Ok(reading) => reading.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the storefront did not answer within {}s", timeout.as_secs())),
+    };
+    match reading {
+        Ok(figures) => {
+            let mut last = old.clone();
+            status::copy_figures(&mut last, &figures, ctx.clock.now());
+            write_status(ctx, td, &old, &last).await?;
+            let note = status::final_figures_note(&last, currency);
+            info!(deal = %td.name_any(), %note, "deal deleted");
+            publish(ctx, td, EventType::Normal, "FinalFigures", note).await;
+        }
+        Err(why) => {
+            let note = format!(
+                "{why}; keeping the figures last read{}: {}",
+                old.figures_updated_at
+                    .as_ref()
+                    .map(|t| format!(" at {}", t.0))
+                    .unwrap_or_default(),
+                status::final_figures_note(&old, currency)
+            );
+            publish(ctx, td, EventType::Warning, "FinalFiguresUnavailable", note).await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// An object the watcher could not read as a TimeDeal: say so on it, and leave it alone.
+async fn malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
+    let meta = &invalid.metadata;
+    warn!(
+        deal = meta.name.as_deref().unwrap_or(""),
+        namespace = meta.namespace.as_deref().unwrap_or(""),
+        error = %invalid.error,
+        "cannot read TimeDeal"
+    );
+    let reference = ObjectReference {
+        api_version: Some(TimeDeal::api_version(&()).into()),
+        kind: Some(TimeDeal::kind(&()).into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Malformed".into(),
+        note: Some(truncate(format!(
+            "the object cannot be read as a TimeDeal and is left alone: {}",
+            invalid.error
+        ))),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        warn!(error = %e, "cannot publish an Event");
+    }
+    Ok(Action::await_change())
+}
+
+/// Publishes an Event on the deal; a failure to publish is logged, never fatal.
+async fn publish(ctx: &Context, td: &TimeDeal, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &td.object_ref(&())).await {
+        warn!(error = %e, "cannot publish an Event");
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate(mut note: String) -> String {
+    if note.len() > 1000 {
+        let mut end = 997;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+fn uid_of(guard: &DeserializeGuard<TimeDeal>) -> String {
+    match &guard.0 {
+        Ok(td) => td.uid(),
+        Err(invalid) => invalid.metadata.uid.clone(),
+    }
+    .unwrap_or_default()
+}
+
+fn name_of(guard: &DeserializeGuard<TimeDeal>) -> String {
+    match &guard.0 {
+        Ok(td) => td.name_any(),
+        Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_five_minutes() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn generated_secrets_are_long_and_distinct() {
+        let (a, b) = (generate(48), generate(48));
+        assert_eq!(a.len(), 48);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn long_notes_are_cut_at_a_character_boundary() {
+        let note = truncate("é".repeat(800));
+        assert!(note.len() <= 1000);
+        assert!(note.ends_with("..."));
+    }
+}

@@ -1,0 +1,225 @@
+//! `timedeal-operator run`: connect to the cluster, serve health and metrics, take the leader
+//! Lease, and run the controller while holding it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::Service,
+    networking::v1::{Ingress, NetworkPolicy},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    api::{Api, ListParams},
+    core::DeserializeGuard,
+    runtime::{
+        events::{Recorder, Reporter},
+        watcher, Controller,
+    },
+    Client,
+};
+use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
+use timedeal_api::TimeDeal;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::{
+    clock::SystemClock,
+    figures::FiguresClient,
+    metrics::Metrics,
+    rbac,
+    reconcile::{self, Config, Context},
+};
+
+/// Everything `run` is told on its command line.
+pub struct Options {
+    pub config: Config,
+    pub listen: SocketAddr,
+    pub leader_election: bool,
+    /// This replica's name in the Lease (the pod name in a cluster).
+    pub identity: String,
+}
+
+/// Why the operator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "no Kubernetes configuration found ({0}); set KUBECONFIG, or run inside a cluster with a \
+         service account"
+    )]
+    NoConfig(String),
+    #[error(
+        "cannot reach the Kubernetes API server ({0}); check KUBECONFIG and that the cluster is \
+         running"
+    )]
+    Unreachable(String),
+    #[error(
+        "the TimeDeal CRD is not installed in this cluster; install it with \
+         `timedeal-operator crd | kubectl apply -f -`"
+    )]
+    NoCrd,
+    #[error("the API server refused to list TimeDeals ({0}); see operator/rbac.yaml for the permissions the operator needs")]
+    Forbidden(String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// Connects once, with a deadline, so a wrong KUBECONFIG fails fast with one clear line rather
+/// than a stream of retries.
+pub async fn connect() -> Result<Client, StartError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| StartError::NoConfig(e.to_string()))?;
+    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(StartError::Unreachable(e.to_string())),
+        Err(_) => return Err(StartError::Unreachable("no answer within 10s".into())),
+    }
+    let deals: Api<TimeDeal> = Api::all(client.clone());
+    match deals.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(client),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(StartError::NoCrd),
+        Err(kube::Error::Api(e)) if e.code == 403 => Err(StartError::Forbidden(e.message)),
+        Err(e) => Err(StartError::Unreachable(e.to_string())),
+    }
+}
+
+/// Runs until a signal arrives or the Lease is lost.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let client = connect().await?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| StartError::Listen(options.listen, e))?;
+    info!(listen = %options.listen, "serving /metrics, /healthz and /readyz");
+    let server = axum::serve(listener, ops_router(metrics.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            error!(error = %e, "the metrics server stopped");
+        }
+    });
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        options.config.clone(),
+        Arc::new(SystemClock),
+        FiguresClient::in_cluster(Duration::from_secs(5)),
+        Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "timedeal-operator".into(),
+                instance: Some(options.identity.clone()),
+            },
+        ),
+        metrics.clone(),
+    ));
+
+    if !options.leader_election {
+        metrics.leader.set(1);
+        controller(client, ctx).await;
+        return Ok(());
+    }
+    let lease = LeaseLock::new(
+        client.clone(),
+        &options.config.operator_namespace,
+        LeaseLockParams {
+            lease_name: rbac::NAME.into(),
+            holder_id: options.identity.clone(),
+            lease_ttl: LEASE_TTL,
+        },
+    );
+    let (lost_tx, mut lost) = watch::channel(false);
+    // Wait for the Lease, then keep renewing it; the controller runs only while it is held.
+    loop {
+        match lease.try_acquire_or_renew().await {
+            Ok(LeaseLockResult::Acquired(_)) => break,
+            Ok(LeaseLockResult::NotAcquired(_)) => {}
+            Err(e) => warn!(error = %e, "cannot read the leader Lease; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_TTL / 3) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+    info!(identity = %options.identity, "leading: reconciling TimeDeals");
+    metrics.leader.set(1);
+    let renewer = tokio::spawn(async move {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(LEASE_TTL / 3).await;
+            match lease.try_acquire_or_renew().await {
+                Ok(LeaseLockResult::Acquired(_)) => last_renewal = tokio::time::Instant::now(),
+                Ok(LeaseLockResult::NotAcquired(_)) => break,
+                Err(e) if last_renewal.elapsed() < LEASE_TTL => {
+                    warn!(error = %e, "cannot renew the leader Lease; retrying")
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = lost_tx.send(true);
+    });
+    tokio::select! {
+        _ = controller(client, ctx) => {
+            renewer.abort();
+            Ok(())
+        }
+        _ = lost.changed() => {
+            metrics.leader.set(0);
+            // Another replica may already reconcile: stop at once; the pod restarts as a standby.
+            anyhow::bail!("lost the leader Lease; stopping so that only one replica reconciles")
+        }
+    }
+}
+
+const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// The controller: TimeDeals (read through `DeserializeGuard`, so one malformed object cannot
+/// stop the watch) and the children they own.
+async fn controller(client: Client, ctx: Arc<Context>) {
+    let deals: Api<DeserializeGuard<TimeDeal>> = Api::all(client.clone());
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=timedeal-operator");
+    Controller::new(deals, watcher::Config::default().any_semantic())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            owned.clone(),
+        )
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                // Reconcile errors are logged and counted in reconcile; these are the
+                // controller's own (a watch that broke, an object gone meanwhile).
+                warn!(error = %e, "controller");
+            }
+        })
+        .await;
+}
+
+fn ops_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        // Ready once connected to the API server, which `run` checked before serving; a
+        // standby replica is ready too (it takes over when the Lease frees).
+        .route("/readyz", get(|| async { "ready\n" }))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (
+        StatusCode::OK,
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}
