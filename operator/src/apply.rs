@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn fields_added_by_the_server_do_not_count_as_a_change() {
-        let wanted = json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80}]}]}});
+        let wanted =
+            json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80}]}]}});
         let live = json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}],
             "terminationMessagePath": "/dev/termination-log"}], "dnsPolicy": "ClusterFirst"},
             "status": {"replicas": 2}});
@@ -143,9 +144,18 @@ mod tests {
     #[test]
     fn an_edited_or_missing_value_counts_as_a_change() {
         let wanted = json!({"spec": {"minReplicas": 6, "metrics": [{"type": "Resource"}]}});
-        assert!(!covers(&json!({"spec": {"minReplicas": 2, "metrics": [{"type": "Resource"}]}}), &wanted));
-        assert!(!covers(&json!({"spec": {"metrics": [{"type": "Resource"}]}}), &wanted));
-        assert!(!covers(&json!({"spec": {"minReplicas": 6, "metrics": []}}), &wanted));
+        assert!(!covers(
+            &json!({"spec": {"minReplicas": 2, "metrics": [{"type": "Resource"}]}}),
+            &wanted
+        ));
+        assert!(!covers(
+            &json!({"spec": {"metrics": [{"type": "Resource"}]}}),
+            &wanted
+        ));
+        assert!(!covers(
+            &json!({"spec": {"minReplicas": 6, "metrics": []}}),
+            &wanted
+        ));
         assert!(!covers(
             &json!({"spec": {"minReplicas": 6, "metrics": [{"type": "Resource"}, {"type": "Pods"}]}}),
             &wanted

@@ -48,7 +48,11 @@ struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "timedeal-system")]
     namespace: String,
     /// The Secret (in the operator's namespace) holding the platform PostgreSQL URL.
-    #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET", default_value = "timedeal-postgres")]
+    #[arg(
+        long,
+        env = "TIMEDEAL_POSTGRES_SECRET",
+        default_value = "timedeal-postgres"
+    )]
     postgres_secret: String,
     /// The key of that Secret holding the URL.
     #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET_KEY", default_value = "url")]
@@ -57,7 +61,11 @@ struct RunArgs {
     #[arg(long, env = "TIMEDEAL_TENANT_IMAGE", default_value = concat!("ghcr.io/timedeal/tenant-app:", env!("CARGO_PKG_VERSION")))]
     tenant_image: String,
     /// The Redis image, unless a deal sets `spec.images.redis`.
-    #[arg(long, env = "TIMEDEAL_REDIS_IMAGE", default_value = "redis:7.2.5-alpine")]
+    #[arg(
+        long,
+        env = "TIMEDEAL_REDIS_IMAGE",
+        default_value = "redis:7.2.5-alpine"
+    )]
     redis_image: String,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "TIMEDEAL_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]

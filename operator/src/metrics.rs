@@ -61,11 +61,17 @@ impl Metrics {
         let reconciles = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         let errors = Family::<KindLabel, Counter>::default();
-        registry.register("reconcile_errors", "Reconciles that failed, by kind", errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by kind",
+            errors.clone(),
+        );
         for kind in Error::KINDS {
             let _ = errors.get_or_create(&KindLabel { kind: kind.into() });
         }
-        let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile took",
@@ -134,14 +140,22 @@ mod tests {
     #[test]
     fn every_series_starts_at_zero() {
         let text = Metrics::new().encode();
-        assert!(text.contains("timedeal_operator_reconciles_total 0"), "{text}");
+        assert!(
+            text.contains("timedeal_operator_reconciles_total 0"),
+            "{text}"
+        );
         for kind in Error::KINDS {
             assert!(
-                text.contains(&format!("timedeal_operator_reconcile_errors_total{{kind=\"{kind}\"}} 0")),
+                text.contains(&format!(
+                    "timedeal_operator_reconcile_errors_total{{kind=\"{kind}\"}} 0"
+                )),
                 "{text}"
             );
         }
-        assert!(text.contains("timedeal_operator_deals{phase=\"Live\"} 0"), "{text}");
+        assert!(
+            text.contains("timedeal_operator_deals{phase=\"Live\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -151,9 +165,17 @@ mod tests {
         metrics.phase("b", Some(Phase::Scheduled));
         metrics.phase("a", Some(Phase::Live));
         let text = metrics.encode();
-        assert!(text.contains("timedeal_operator_deals{phase=\"Scheduled\"} 1"), "{text}");
-        assert!(text.contains("timedeal_operator_deals{phase=\"Live\"} 1"), "{text}");
+        assert!(
+            text.contains("timedeal_operator_deals{phase=\"Scheduled\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("timedeal_operator_deals{phase=\"Live\"} 1"),
+            "{text}"
+        );
         metrics.phase("a", None);
-        assert!(metrics.encode().contains("timedeal_operator_deals{phase=\"Live\"} 0"));
+        assert!(metrics
+            .encode()
+            .contains("timedeal_operator_deals{phase=\"Live\"} 0"));
     }
 }

@@ -48,12 +48,24 @@ pub fn cluster_role() -> ClusterRole {
             ..Default::default()
         },
         rules: Some(vec![
-            rule("timedeal.dev", &["timedeals"], &["get", "list", "watch", "patch"]),
+            rule(
+                "timedeal.dev",
+                &["timedeals"],
+                &["get", "list", "watch", "patch"],
+            ),
             rule("timedeal.dev", &["timedeals/status"], &["get", "patch"]),
             rule("apps", &["deployments"], CHILD),
             rule("", &["services"], CHILD),
-            rule("autoscaling", &["horizontalpodautoscalers"], &["get", "list", "watch", "create", "patch", "delete"]),
-            rule("networking.k8s.io", &["ingresses", "networkpolicies"], CHILD),
+            rule(
+                "autoscaling",
+                &["horizontalpodautoscalers"],
+                &["get", "list", "watch", "create", "patch", "delete"],
+            ),
+            rule(
+                "networking.k8s.io",
+                &["ingresses", "networkpolicies"],
+                CHILD,
+            ),
             rule("policy", &["poddisruptionbudgets"], CHILD),
             rule("", &["secrets", "configmaps"], &["get", "create", "patch"]),
             rule("events.k8s.io", &["events"], &["create", "patch"]),

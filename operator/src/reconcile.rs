@@ -109,11 +109,15 @@ impl Context {
 }
 
 /// The controller's reconcile: one deal, as the watcher delivered it.
-pub async fn reconcile(guard: Arc<DeserializeGuard<TimeDeal>>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<TimeDeal>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let result = match &guard.0 {
-        Ok(td) => reconcile_deal(Arc::new(td.clone()), &ctx).await,
+        // Boxed: the reconcile future is large, and the controller runs many.
+        Ok(td) => Box::pin(reconcile_deal(Arc::new(td.clone()), &ctx)).await,
         Err(invalid) => malformed(invalid, &ctx).await,
     };
     ctx.metrics
@@ -133,7 +137,11 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<TimeDeal>>, ctx: Arc<Context>
 }
 
 /// Failed reconciles are retried after 5 s, doubling up to 5 minutes.
-pub fn error_policy(guard: Arc<DeserializeGuard<TimeDeal>>, _: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<TimeDeal>>,
+    _: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let mut failures = ctx.failures.lock().expect("failures lock");
     let count = failures.entry(uid_of(&guard)).or_insert(0);
     *count += 1;
@@ -157,7 +165,14 @@ async fn reconcile_deal(td: Arc<TimeDeal>, ctx: &Context) -> Result<Action> {
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(error) = &result {
-        publish(ctx, &td, EventType::Warning, error.reason(), error.to_string()).await;
+        publish(
+            ctx,
+            &td,
+            EventType::Warning,
+            error.reason(),
+            error.to_string(),
+        )
+        .await;
     }
     result
 }
@@ -228,7 +243,10 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     // 3. apply what differs
     let written = apply_bundle(&ctx.client, &deal, bundle).await?;
     if !written.is_empty() && old.phase.is_some_and(|p| p != Phase::PendingApproval) {
-        let note = format!("updated to match the spec and clock: {}", written.join(", "));
+        let note = format!(
+            "updated to match the spec and clock: {}",
+            written.join(", ")
+        );
         publish(ctx, td, EventType::Normal, "ChildrenUpdated", note).await;
     }
 
@@ -265,7 +283,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     record_phase(ctx, td, phase);
 
     let clock_change = phase::requeue_after(&td.spec, now);
-    let reading = (scale != Scale::Off).then(|| figures_interval(ctx, phase));
+    let reading = (ready && scale != Scale::Off).then(|| figures_interval(ctx, phase));
     Ok(match (clock_change, reading) {
         (Some(a), Some(b)) => Action::requeue(a.min(b)),
         (Some(a), None) | (None, Some(a)) => Action::requeue(a),
@@ -401,10 +419,10 @@ async fn apply_bundle(
 async fn storefront_replicas(client: &Client, deal: &Deal<'_>) -> Result<Option<ReplicaFigures>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), deal.namespace);
     let name = deal.child("storefront");
-    let deployment = api
-        .get_opt(&name)
-        .await
-        .map_err(kube(format!("reading Deployment {}/{name}", deal.namespace)))?;
+    let deployment = api.get_opt(&name).await.map_err(kube(format!(
+        "reading Deployment {}/{name}",
+        deal.namespace
+    )))?;
     Ok(deployment.map(|d| {
         let status = d.status.unwrap_or_default();
         ReplicaFigures {
@@ -435,7 +453,12 @@ async fn read_figures_if_due(
 ) -> (Option<StorefrontStats>, Option<Problem>) {
     let uid = deal.td.uid().unwrap_or_default();
     let interval = figures_interval(ctx, old.phase.unwrap_or(Phase::Provisioning));
-    let last = ctx.readings.lock().expect("readings lock").get(&uid).cloned();
+    let last = ctx
+        .readings
+        .lock()
+        .expect("readings lock")
+        .get(&uid)
+        .cloned();
     if let Some(last) = last {
         let due = last.at + chrono::Duration::from_std(interval).unwrap_or_default();
         if now < due {
@@ -481,7 +504,9 @@ async fn write_status(
         &Patch::Merge(json!({ "status": new })),
     )
     .await
-    .map_err(kube(format!("writing the status of TimeDeal {namespace}/{name}")))?;
+    .map_err(kube(format!(
+        "writing the status of TimeDeal {namespace}/{name}"
+    )))?;
     Ok(())
 }
 
@@ -491,21 +516,36 @@ async fn announce(ctx: &Context, td: &TimeDeal, old: &TimeDealStatus, new: &Time
         let phase = new.phase.unwrap_or(Phase::Provisioning);
         let ready = condition(new, conditions::READY);
         let note = match old.phase {
-            Some(before) => format!("{before:?} → {phase:?}: {}", ready.map_or("", |c| &c.message)),
+            Some(before) => format!(
+                "{before:?} → {phase:?}: {}",
+                ready.map_or("", |c| &c.message)
+            ),
             None => format!("{phase:?}: {}", ready.map_or("", |c| &c.message)),
         };
         info!(deal = %td.name_any(), namespace = %td.namespace().unwrap_or_default(), %note, "phase changed");
         publish(ctx, td, EventType::Normal, &format!("{phase:?}"), note).await;
     }
-    let degraded = |s: &TimeDealStatus| {
-        condition(s, conditions::DEGRADED).is_some_and(|c| c.status == "True")
-    };
+    let degraded =
+        |s: &TimeDealStatus| condition(s, conditions::DEGRADED).is_some_and(|c| c.status == "True");
     if let Some(now) = condition(new, conditions::DEGRADED) {
         if degraded(new) && !degraded(old) {
-            publish(ctx, td, EventType::Warning, &now.reason, now.message.clone()).await;
+            publish(
+                ctx,
+                td,
+                EventType::Warning,
+                &now.reason,
+                now.message.clone(),
+            )
+            .await;
         } else if !degraded(new) && degraded(old) {
-            publish(ctx, td, EventType::Normal, "Recovered", "no problem seen any more".into())
-                .await;
+            publish(
+                ctx,
+                td,
+                EventType::Normal,
+                "Recovered",
+                "no problem seen any more".into(),
+            )
+            .await;
         }
     }
 }
@@ -518,7 +558,8 @@ fn condition<'a>(
 }
 
 fn record_phase(ctx: &Context, td: &TimeDeal, phase: Phase) {
-    ctx.metrics.phase(&td.uid().unwrap_or_default(), Some(phase));
+    ctx.metrics
+        .phase(&td.uid().unwrap_or_default(), Some(phase));
 }
 
 /// The deal is going: read its figures one last time (bounded in time), keep them in the
@@ -534,7 +575,10 @@ async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
     let timeout = ctx.config.final_figures_timeout;
     let reading = match tokio::time::timeout(timeout, ctx.figures.read(&deal)).await {
         Ok(reading) => reading.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("the storefront did not answer within {}s", timeout.as_secs())),
+        Err(_) => Err(format!(
+            "the storefront did not answer within {}s",
+            timeout.as_secs()
+        )),
     };
     match reading {
         Ok(figures) => {

@@ -189,7 +189,10 @@ async fn controller(client: Client, ctx: Arc<Context>) {
             owned.clone(),
         )
         .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned.clone(),
+        )
         .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -213,7 +216,9 @@ fn ops_router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+async fn render_metrics(
+    State(metrics): State<Arc<Metrics>>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     (
         StatusCode::OK,
         [(

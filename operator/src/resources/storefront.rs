@@ -27,13 +27,18 @@ pub const DEAL_FILE: &str = "deal.yaml";
 const DEAL_DIR: &str = "/etc/timedeal/deal";
 const JWT_DIR: &str = "/etc/timedeal/jwt";
 
-/// The deal as the storefront reads it: the TimeDeal's name and spec, nothing from the cluster.
+/// The deal as the storefront reads it: the TimeDeal's name and the spec it sells by. Capacity
+/// and images are the operator's business and left at their defaults, so scaling a deal does not
+/// rewrite the file every storefront replica watches.
 pub fn config_map(deal: &Deal) -> ConfigMap {
+    let mut spec = deal.td.spec.clone();
+    spec.capacity = timedeal_api::Capacity::default();
+    spec.images = None;
     let document = serde_json::json!({
         "apiVersion": "timedeal.dev/v1alpha1",
         "kind": "TimeDeal",
         "metadata": {"name": deal.name, "namespace": deal.namespace},
-        "spec": deal.td.spec,
+        "spec": spec,
     });
     let yaml = serde_yaml::to_string(&document).expect("a TimeDeal always serialises");
     ConfigMap {
@@ -227,7 +232,19 @@ mod tests {
         let yaml = &map.data.unwrap()[DEAL_FILE];
         let parsed = timedeal_api::validation::parse(yaml).unwrap();
         assert_eq!(parsed.metadata.name.as_deref(), Some("winter-headphones"));
-        assert_eq!(parsed.spec, td.spec);
+        // Everything the storefront sells by is there; scaling stays the operator's business.
+        assert_eq!(parsed.spec.product, td.spec.product);
+        assert_eq!(parsed.spec.schedule, td.spec.schedule);
+        assert_eq!(parsed.spec.queue, td.spec.queue);
+        assert_eq!(parsed.spec.shopper_auth, td.spec.shopper_auth);
+        assert_eq!(parsed.spec.suspend, td.spec.suspend);
+        assert_eq!(parsed.spec.capacity, timedeal_api::Capacity::default());
+        let mut rescaled = td.clone();
+        rescaled.spec.capacity.max_replicas = 30;
+        assert_eq!(
+            config_map(&Deal::new(&rescaled).unwrap()),
+            config_map(&deal)
+        );
     }
 
     #[test]
