@@ -1,5 +1,5 @@
 # Timedeal: `make demo` runs the product, `make test` runs every test. Both install what is missing.
-.PHONY: setup demo test lint crd screenshots
+.PHONY: setup demo test lint crd rbac screenshots
 
 setup:
 	@scripts/setup.sh
@@ -18,6 +18,10 @@ lint:
 # crds/ is generated: edit operator/api/src/types.rs, then run this and commit the result.
 crd:
 	cargo run -q -p timedeal-operator -- crd > crds/timedeal.yaml
+
+# operator/rbac.yaml is generated from operator/src/rbac.rs.
+rbac:
+	cargo run -q -p timedeal-operator -- rbac > operator/rbac.yaml
 
 # Refreshes the storefront screenshots the README shows (a headless Chromium walk-through).
 screenshots: setup

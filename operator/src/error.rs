@@ -25,8 +25,9 @@ pub enum Error {
     #[error("{action}: {source}")]
     Kube {
         action: String,
+        // Boxed: kube's error is large, and every Result in reconcile would carry its size.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     #[error("the finalizer failed: {0}")]
@@ -76,7 +77,10 @@ impl Error {
 /// Wraps a kube error with what was being done.
 pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
-    move |source| Error::Kube { action, source }
+    move |source| Error::Kube {
+        action,
+        source: Box::new(source),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

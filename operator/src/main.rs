@@ -106,6 +106,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: RunArgs) -> ExitCode {
+    // Two TLS crypto back-ends are linked in (the Kubernetes client's and the HTTP client's);
+    // rustls needs one chosen for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -63,3 +63,67 @@ fn check_of_a_missing_file_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn committed_rbac_matches_what_the_code_needs() {
+    let output = operator().arg("rbac").output().unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(repo().join("operator/rbac.yaml")).unwrap();
+    assert!(
+        generated == committed,
+        "operator/rbac.yaml is stale: regenerate it with `make rbac` and commit the result"
+    );
+}
+
+#[test]
+fn run_against_an_unreachable_cluster_exits_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: gone\n  context:\n    cluster: gone\n    user: nobody\ncurrent-context: gone\n\
+             users:\n- name: nobody\n  user:\n    token: not-a-real-token\n"
+        ),
+    )
+    .unwrap();
+    let output = operator()
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API server"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line, not a stack of retries: {stderr}"
+    );
+}
+
+#[test]
+fn run_without_any_cluster_configuration_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = operator()
+        .arg("run")
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("set KUBECONFIG"), "{stderr}");
+}
