@@ -11,6 +11,7 @@ pub mod clock;
 pub mod conditions;
 pub mod error;
 pub mod figures;
+pub mod leader;
 pub mod metrics;
 pub mod phase;
 pub mod rbac;

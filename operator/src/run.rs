@@ -21,14 +21,13 @@ use kube::{
     },
     Client,
 };
-use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
 use timedeal_api::TimeDeal;
-use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::{
     clock::SystemClock,
     figures::FiguresClient,
+    leader::Leadership,
     metrics::Metrics,
     rbac,
     reconcile::{self, Config, Context},
@@ -122,51 +121,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         controller(client, ctx).await;
         return Ok(());
     }
-    let lease = LeaseLock::new(
+    let leadership = Leadership::new(
         client.clone(),
         &options.config.operator_namespace,
-        LeaseLockParams {
-            lease_name: rbac::NAME.into(),
-            holder_id: options.identity.clone(),
-            lease_ttl: LEASE_TTL,
-        },
+        rbac::NAME,
+        &options.identity,
+        LEASE_TTL,
     );
-    let (lost_tx, mut lost) = watch::channel(false);
-    // Wait for the Lease, then keep renewing it; the controller runs only while it is held.
-    loop {
-        match lease.try_acquire_or_renew().await {
-            Ok(LeaseLockResult::Acquired(_)) => break,
-            Ok(LeaseLockResult::NotAcquired(_)) => {}
-            Err(e) => warn!(error = %e, "cannot read the leader Lease; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(LEASE_TTL / 3) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
+    tokio::select! {
+        _ = leadership.acquire() => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
     }
     info!(identity = %options.identity, "leading: reconciling TimeDeals");
     metrics.leader.set(1);
-    let renewer = tokio::spawn(async move {
-        let mut last_renewal = tokio::time::Instant::now();
-        loop {
-            tokio::time::sleep(LEASE_TTL / 3).await;
-            match lease.try_acquire_or_renew().await {
-                Ok(LeaseLockResult::Acquired(_)) => last_renewal = tokio::time::Instant::now(),
-                Ok(LeaseLockResult::NotAcquired(_)) => break,
-                Err(e) if last_renewal.elapsed() < LEASE_TTL => {
-                    warn!(error = %e, "cannot renew the leader Lease; retrying")
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = lost_tx.send(true);
-    });
     tokio::select! {
-        _ = controller(client, ctx) => {
-            renewer.abort();
-            Ok(())
-        }
-        _ = lost.changed() => {
+        _ = controller(client, ctx) => Ok(()),
+        _ = leadership.hold() => {
             metrics.leader.set(0);
             // Another replica may already reconcile: stop at once; the pod restarts as a standby.
             anyhow::bail!("lost the leader Lease; stopping so that only one replica reconciles")
@@ -206,7 +176,7 @@ async fn controller(client: Client, ctx: Arc<Context>) {
         .await;
 }
 
-fn ops_router(metrics: Arc<Metrics>) -> Router {
+pub fn ops_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
