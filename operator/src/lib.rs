@@ -14,6 +14,7 @@ pub mod figures;
 pub mod leader;
 pub mod metrics;
 pub mod phase;
+pub mod portal;
 pub mod rbac;
 pub mod reconcile;
 pub mod resources;

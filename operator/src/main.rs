@@ -76,6 +76,22 @@ struct RunArgs {
     /// Seconds deletion waits for a storefront's final figures.
     #[arg(long, env = "TIMEDEAL_FINAL_FIGURES_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     final_figures_timeout: u64,
+    /// Where the rental portal (request form and status pages) is served.
+    #[arg(long, env = "TIMEDEAL_PORTAL_LISTEN", default_value = "0.0.0.0:8081")]
+    portal_listen: SocketAddr,
+    /// Key signing the portal's status links (at least 32 bytes); by default it is kept in the
+    /// Secret `timedeal-portal` in the operator's namespace, made on first start.
+    #[arg(long, env = "TIMEDEAL_PORTAL_LINK_KEY", hide_env_values = true)]
+    portal_link_key: Option<String>,
+    /// Most storefront replicas a request from the portal may get.
+    #[arg(long, env = "TIMEDEAL_PORTAL_MAX_REPLICAS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(2..=1000))]
+    portal_max_replicas: i32,
+    /// Highest admission rate (shoppers per second) a request from the portal may get.
+    #[arg(long, env = "TIMEDEAL_PORTAL_MAX_ADMISSION_RATE", default_value_t = 1000, value_parser = clap::value_parser!(i32).range(10..=100000))]
+    portal_max_admission_rate: i32,
+    /// Requests one client address may submit per minute.
+    #[arg(long, env = "TIMEDEAL_PORTAL_SUBMISSIONS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    portal_submissions_per_minute: u32,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -133,6 +149,15 @@ fn serve(args: RunArgs) -> ExitCode {
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
         },
         listen: args.listen,
+        portal: run::PortalOptions {
+            listen: args.portal_listen,
+            link_key: args.portal_link_key,
+            limits: timedeal_operator::portal::capacity::Limits {
+                max_replicas: args.portal_max_replicas,
+                max_admission_rate: args.portal_max_admission_rate,
+            },
+            submissions_per_minute: args.portal_submissions_per_minute,
+        },
         leader_election: !args.no_leader_election,
         identity,
     };

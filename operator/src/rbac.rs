@@ -14,6 +14,9 @@
 //! - events: published (create) and aggregated into series (patch).
 //! - leases (own namespace): leader election reads, creates and renews one Lease.
 //! - the platform PostgreSQL Secret (own namespace): read by name.
+//! - the rental portal: creates TimeDeals and, when missing, the company's namespace (create;
+//!   "already exists" is fine); reads its status link key from the Secret `timedeal-portal` in its own namespace
+//!   and creates that Secret on first start (create cannot be narrowed to one name).
 
 use k8s_openapi::{
     api::rbac::v1::{ClusterRole, PolicyRule, Role},
@@ -86,6 +89,8 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
             rule("coordination.k8s.io", &["leases"], &["create"]),
             named("coordination.k8s.io", "leases", NAME, &["get", "patch"]),
             named("", "secrets", postgres_secret, &["get"]),
+            named("", "secrets", crate::portal::LINK_SECRET, &["get"]),
+            rule("", &["secrets"], &["create"]),
         ]),
     }
 }

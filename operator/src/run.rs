@@ -29,6 +29,7 @@ use crate::{
     figures::FiguresClient,
     leader::Leadership,
     metrics::Metrics,
+    portal::{self, capacity::Limits, Portal},
     rbac,
     reconcile::{self, Config, Context},
 };
@@ -37,9 +38,19 @@ use crate::{
 pub struct Options {
     pub config: Config,
     pub listen: SocketAddr,
+    pub portal: PortalOptions,
     pub leader_election: bool,
     /// This replica's name in the Lease (the pod name in a cluster).
     pub identity: String,
+}
+
+/// The rental portal's settings.
+pub struct PortalOptions {
+    pub listen: SocketAddr,
+    /// The status link key; from the Secret `timedeal-portal` when not given.
+    pub link_key: Option<String>,
+    pub limits: Limits,
+    pub submissions_per_minute: u32,
 }
 
 /// Why the operator cannot start.
@@ -64,6 +75,8 @@ pub enum StartError {
     Forbidden(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("the rental portal cannot start: {0}")]
+    Portal(String),
 }
 
 /// Connects once, with a deadline, so a wrong KUBECONFIG fails fast with one clear line rather
@@ -98,6 +111,31 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     tokio::spawn(async move {
         if let Err(e) = server.await {
             error!(error = %e, "the metrics server stopped");
+        }
+    });
+
+    let links = portal::link_key(
+        &client,
+        &options.config.operator_namespace,
+        options.portal.link_key.clone(),
+    )
+    .await
+    .map_err(StartError::Portal)?;
+    let portal_listener = tokio::net::TcpListener::bind(options.portal.listen)
+        .await
+        .map_err(|e| StartError::Listen(options.portal.listen, e))?;
+    info!(listen = %options.portal.listen, "serving the rental portal");
+    let portal = Arc::new(Portal::new(
+        client.clone(),
+        links,
+        options.portal.limits,
+        Arc::new(SystemClock),
+        options.portal.submissions_per_minute,
+    ));
+    tokio::spawn(async move {
+        let app = portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(portal_listener, app).await {
+            error!(error = %e, "the rental portal stopped");
         }
     });
 

@@ -44,27 +44,9 @@ use timedeal_operator::{
     resources::Settings,
 };
 
-/// The fake client learns which kinds have a status subresource from a default instance; the real
-/// TimeDeal has no sensible default, so a stand-in of the same group, version and kind is used.
-mod status_kind {
-    #[derive(
-        kube::CustomResource,
-        serde::Serialize,
-        serde::Deserialize,
-        Clone,
-        Debug,
-        Default,
-        schemars::JsonSchema,
-    )]
-    #[kube(
-        group = "timedeal.dev",
-        version = "v1alpha1",
-        kind = "TimeDeal",
-        namespaced,
-        derive = "Default"
-    )]
-    pub struct StandInSpec {}
-}
+mod common;
+
+use common::status_kind;
 
 const NS: &str = "acme-audio";
 const NAME: &str = "winter-headphones";

@@ -5,116 +5,14 @@
 
 mod common;
 
-use std::{
-    net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use common::{postgres, DealFile, Storefront};
-use fantoccini::{Client, ClientBuilder, Locator};
-use timedeal_testkit::RedisServer;
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
-
-impl ChromeDriver {
-    fn start() -> Self {
-        let program = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("chromedriver is missing: run `make setup` (apt-get install chromium-driver)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = std::env::var_os("TIMEDEAL_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-extensions", "--no-first-run",
-                "--window-size=430,1000"
-            ]
-        }),
-    );
-    // chromedriver speaks plain HTTP on loopback.
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("connect to chromedriver")
-}
-
-async fn text(client: &Client, id: &str) -> String {
-    client
-        .find(Locator::Id(id))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// Waits until the element's text satisfies `check`.
-async fn wait_text(
-    client: &Client,
-    id: &str,
-    limit: Duration,
-    check: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let current = text(client, id).await;
-        if check(&current) {
-            return current;
-        }
-        assert!(Instant::now() < deadline, "#{id} still says {current:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn shot(client: &Client, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshots_dir().join(name), png).unwrap();
-}
+use fantoccini::Locator;
+use timedeal_testkit::{
+    browser::{shot, text, wait_text, ChromeDriver},
+    RedisServer,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
@@ -128,7 +26,7 @@ async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
     let driver = ChromeDriver::start();
-    let client = browser(&driver).await;
+    let client = driver.browser(430, 1000).await;
     let run = async {
         client.goto(&shop.url()).await.unwrap();
         let countdown = wait_text(&client, "countdown", Duration::from_secs(5), |t| {

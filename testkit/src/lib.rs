@@ -12,6 +12,8 @@
 //! Servers are children of the test process and are killed with it even when it dies without
 //! unwinding (see [`process`]); directories left by such a death are removed by the next run.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod postgres;
 mod process;
 mod redis;

@@ -2,6 +2,7 @@
 //! app (which reads the same spec from a file), with the validation both apply.
 
 pub mod duration;
+pub mod money;
 pub mod stats;
 pub mod timeline;
 pub mod types;

@@ -32,36 +32,7 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// Currencies without minor units (ISO 4217 exponent 0) among those commonly used.
-const ZERO_DECIMAL: &[&str] = &[
-    "JPY", "KRW", "VND", "CLP", "ISK", "UGX", "PYG", "XAF", "XOF",
-];
-
-/// An amount in the currency's smallest unit, written for people: `9900 USD` is `99.00 USD`.
-pub fn money(amount: i64, currency: &str) -> String {
-    let digits = if ZERO_DECIMAL.contains(&currency) {
-        0
-    } else {
-        2
-    };
-    let scale = 10i64.pow(digits);
-    let whole = (amount / scale).abs();
-    let mut grouped = String::new();
-    for (i, c) in whole.to_string().chars().rev().enumerate() {
-        if i > 0 && i % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    let mut text: String = grouped.chars().rev().collect();
-    if amount < 0 {
-        text.insert(0, '-');
-    }
-    if digits > 0 {
-        text = format!("{text}.{:02}", (amount % scale).abs());
-    }
-    format!("{text} {currency}")
-}
+pub use timedeal_api::money::format as money;
 
 fn banner(state: DealState) -> &'static str {
     match state {
@@ -172,19 +143,5 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                 script src="/static/app.js" {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn money_uses_the_currency_minor_unit() {
-        assert_eq!(money(9900, "USD"), "99.00 USD");
-        assert_eq!(money(123456789, "EUR"), "1,234,567.89 EUR");
-        assert_eq!(money(5, "USD"), "0.05 USD");
-        assert_eq!(money(19900, "KRW"), "19,900 KRW");
-        assert_eq!(money(-250, "USD"), "-2.50 USD");
     }
 }

@@ -1,0 +1,152 @@
+//! Shared by the operator's integration tests.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use kube::Client;
+use kube_fake_client::ClientBuilder;
+use timedeal_api::TimeDeal;
+use timedeal_operator::{
+    clock::ManualClock,
+    portal::{self, capacity::Limits, links::LinkKey, Portal},
+};
+
+/// The fake client learns which kinds have a status subresource from a default instance; the real
+/// TimeDeal has no sensible default, so a stand-in of the same group, version and kind is used.
+pub mod status_kind {
+    #[derive(
+        kube::CustomResource,
+        serde::Serialize,
+        serde::Deserialize,
+        Clone,
+        Debug,
+        Default,
+        schemars::JsonSchema,
+    )]
+    #[kube(
+        group = "timedeal.dev",
+        version = "v1alpha1",
+        kind = "TimeDeal",
+        namespaced,
+        derive = "Default"
+    )]
+    pub struct StandInSpec {}
+}
+
+/// The in-memory API cannot route `/api/v1/namespaces` (it reads every `namespaces` segment as
+/// the start of a namespaced path), so this client answers creating and listing Namespaces itself,
+/// as the API server does, and hands every other request to `inner`.
+pub fn with_namespaces(inner: Client) -> Client {
+    use std::{collections::BTreeMap, sync::Mutex};
+
+    use http::{Method, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::{json, Value};
+
+    let store: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let (inner, store) = (inner.clone(), store.clone());
+        async move {
+            if request.uri().path() != "/api/v1/namespaces" {
+                return inner.send(request).await;
+            }
+            let reply = |status: StatusCode, body: Value| {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap()
+            };
+            if request.method() == Method::GET {
+                let items: Vec<Value> = store.lock().unwrap().values().cloned().collect();
+                return Ok(reply(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items}),
+                ));
+            }
+            let body = request.into_body().collect_bytes().await?;
+            let mut namespace: Value = serde_json::from_slice(&body).unwrap();
+            let name = namespace["metadata"]["name"].as_str().unwrap().to_owned();
+            let mut store = store.lock().unwrap();
+            if store.contains_key(&name) {
+                return Ok(reply(
+                    StatusCode::CONFLICT,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "message": format!("namespaces \"{name}\" already exists"),
+                        "reason": "AlreadyExists", "code": 409}),
+                ));
+            }
+            namespace["metadata"]["uid"] = json!(format!("ns-{}", store.len() + 1));
+            store.insert(name, namespace.clone());
+            Ok(reply(StatusCode::CREATED, namespace))
+        }
+    });
+    Client::new(service, "default")
+}
+
+/// "Now" for the portal's tests: ten days before the deals they request.
+pub fn portal_now() -> DateTime<Utc> {
+    "2026-11-21T09:00:00Z".parse().unwrap()
+}
+
+pub const LINK_KEY: &[u8] = b"portal-link-key-for-tests-0123456789";
+
+/// The rental portal on a free loopback port, over an in-memory Kubernetes API.
+pub struct PortalServer {
+    pub client: Client,
+    pub url: String,
+    pub links: LinkKey,
+}
+
+impl PortalServer {
+    pub async fn start(submissions_per_minute: u32) -> Self {
+        let client = ClientBuilder::new()
+            .with_resource::<TimeDeal>()
+            .with_status_subresource::<status_kind::TimeDeal>()
+            .build()
+            .await
+            .unwrap();
+        let client = with_namespaces(client);
+        let links = LinkKey::new(LINK_KEY.to_vec()).unwrap();
+        let portal = Arc::new(Portal::new(
+            client.clone(),
+            links.clone(),
+            Limits::default(),
+            Arc::new(ManualClock::at(portal_now())),
+            submissions_per_minute,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let app = portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.unwrap()
+        });
+        Self { client, url, links }
+    }
+}
+
+/// A complete, valid request as form fields.
+pub fn valid_request() -> Vec<(&'static str, String)> {
+    [
+        ("company_name", "ACME Audio"),
+        ("contact_email", "sales@acme-audio.example"),
+        ("product_name", "NC-700 headphones"),
+        ("description", "Over-ear, 30 hours of battery."),
+        ("image_url", "https://cdn.acme-audio.example/nc700.png"),
+        ("list_price", "299.00"),
+        ("deal_price", "99.00"),
+        ("currency", "USD"),
+        ("stock", "500"),
+        ("per_user_limit", "2"),
+        ("date", "2026-12-01"),
+        ("time", "12:00"),
+        ("utc_offset", "+09:00"),
+        ("duration_minutes", "60"),
+        ("peak_shoppers", "30000"),
+        ("host", "headphones.deals.example.com"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
