@@ -23,6 +23,8 @@ crd:
 rbac:
 	cargo run -q -p timedeal-operator -- rbac > operator/rbac.yaml
 
-# Refreshes the storefront screenshots the README shows (a headless Chromium walk-through).
+# Refreshes the screenshots the README shows (headless Chromium walk-throughs of the storefront
+# and the rental portal).
 screenshots: setup
 	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-tenant-app --test browser
+	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-operator --test portal_browser

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Reconcile TimeDeals in the cluster KUBECONFIG (or the pod's service account) reaches.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the TimeDeal CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
     /// Print the ClusterRole and Role the operator needs, as YAML.
@@ -102,7 +102,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => serve(args),
+        Command::Run(args) => serve(*args),
         Command::Crd => {
             print!("{}", timedeal_api::crd_yaml());
             ExitCode::SUCCESS

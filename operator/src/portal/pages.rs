@@ -245,6 +245,9 @@ pub fn status(deal: &TimeDeal) -> Markup {
             h1 { (spec.product.name) }
             p.lead { (spec.company.name) " · " (utc(spec.schedule.start)) " to " (utc(spec.schedule.end)) }
             p.phase { "Status: " strong id="phase" { (phase_words(phase)) } }
+            @if phase == Phase::PendingApproval {
+                p.hint { "A platform admin reviews every request. This page follows it from here: the storefront's address once it is set up, live figures during the deal, and the sales report afterwards." }
+            }
             ol.timeline {
                 @for (step, done, at) in &steps {
                     li.done[*done] { span.step { (step) } @if *done && !at.is_empty() { " " time { (at) } } }

@@ -1,0 +1,170 @@
+//! A company in a real headless Chromium (chromedriver): fills the rental form, submits, lands on
+//! the confirmation, follows the status link; then submits bad values and sees each error by its
+//! field. Screenshots go to `$TIMEDEAL_SCREENSHOTS` (default `target/screenshots`); `make
+//! screenshots` refreshes the ones the README shows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{valid_request, PortalServer};
+use fantoccini::{Client, Locator};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use timedeal_api::TimeDeal;
+use timedeal_testkit::browser::{shot, text, wait_text, ChromeDriver};
+
+/// Types into a field as a person would; date and time inputs take their value directly, since
+/// what their keyboard entry expects depends on the browser's locale.
+async fn fill(client: &Client, id: &str, value: &str) {
+    let element = client.find(Locator::Id(id)).await.unwrap();
+    match element.attr("type").await.unwrap().as_deref() {
+        Some("date") | Some("time") => {
+            client
+                .execute(
+                    "document.getElementById(arguments[0]).value = arguments[1];",
+                    vec![id.into(), value.into()],
+                )
+                .await
+                .unwrap();
+        }
+        _ if element.tag_name().await.unwrap() == "select" => {
+            element.select_by_value(value).await.unwrap();
+        }
+        _ => {
+            element.clear().await.unwrap();
+            element.send_keys(value).await.unwrap();
+        }
+    }
+}
+
+async fn deals(portal: &PortalServer) -> Vec<TimeDeal> {
+    Api::<TimeDeal>::all(portal.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
+    let portal = PortalServer::start(20).await;
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1400).await;
+    let run = async {
+        client.goto(&format!("{}/", portal.url)).await.unwrap();
+        for (id, value) in valid_request() {
+            fill(&client, id, &value).await;
+        }
+        // The suggestion follows the expected peak as it is typed.
+        wait_text(&client, "suggestion", Duration::from_secs(5), |t| {
+            t.contains("15 from the warm-up") && t.contains("admitting 100 shoppers a second")
+        })
+        .await;
+        shot(&client, "portal-1-form.png").await;
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        wait_text(&client, "status-link", Duration::from_secs(5), |t| {
+            t.starts_with("/requests/td-acme-audio/")
+        })
+        .await;
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/confirmation/"));
+        shot(&client, "portal-2-confirmation.png").await;
+        let created = deals(&portal).await;
+        assert_eq!(created.len(), 1);
+        assert!(!created[0].spec.approved);
+
+        client
+            .find(Locator::Id("status-link"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&client, "phase", Duration::from_secs(5), |t| {
+            t == "waiting for approval"
+        })
+        .await;
+        shot(&client, "portal-3-status.png").await;
+
+        // What the operator writes once the deal has run; the same link now shows the report.
+        let name = created[0].metadata.name.clone().unwrap();
+        let api: Api<TimeDeal> = Api::namespaced(portal.client.clone(), "td-acme-audio");
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"approved": true}})),
+        )
+        .await
+        .unwrap();
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+            "phase": "Ended", "url": "https://headphones.deals.example.com/",
+            "startedAt": "2026-12-01T03:00:00Z", "soldOutAt": "2026-12-01T03:41:00Z",
+            "endedAt": "2026-12-01T04:00:00Z",
+            "stock": {"remaining": 0, "sold": 500, "reserved": 0},
+            "queue": {"waiting": 0, "active": 0, "peakWaiting": 9100},
+            "orders": {"confirmed": 260, "cancelled": 3}, "revenue": 4950000,
+            "figuresUpdatedAt": "2026-12-01T04:00:00Z"}})),
+        )
+        .await
+        .unwrap();
+        client.refresh().await.unwrap();
+        wait_text(&client, "phase", Duration::from_secs(5), |t| t == "ended").await;
+        assert_eq!(text(&client, "revenue").await, "49,500.00 USD");
+        assert_eq!(text(&client, "sold").await, "500 of 500");
+        shot(&client, "portal-4-report.png").await;
+
+        // A second request with mistakes: each is shown by its field, nothing is created.
+        client.goto(&format!("{}/", portal.url)).await.unwrap();
+        for (id, value) in valid_request() {
+            let value = match id {
+                "deal_price" => "399.00".to_owned(),
+                "contact_email" => "sales-at-acme".to_owned(),
+                "stock" => "500".to_owned(),
+                "host" => "my shop".to_owned(),
+                _ => value,
+            };
+            fill(&client, id, &value).await;
+        }
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let price_error = wait_text(&client, "deal_price-error", Duration::from_secs(5), |t| {
+            !t.is_empty()
+        })
+        .await;
+        assert!(price_error.contains("must not be higher"), "{price_error}");
+        assert!(text(&client, "contact_email-error").await.contains("email"));
+        assert!(text(&client, "host-error").await.contains("DNS name"));
+        let typed = client
+            .find(Locator::Id("deal_price"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(typed.as_deref(), Some("399.00"), "what was typed is kept");
+        shot(&client, "portal-5-errors.png").await;
+        assert_eq!(deals(&portal).await.len(), 1);
+    };
+    run.await;
+    client.close().await.unwrap();
+}
