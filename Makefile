@@ -18,6 +18,7 @@ lint:
 # crds/ is generated: edit operator/api/src/types.rs, then run this and commit the result.
 crd:
 	cargo run -q -p timedeal-operator -- crd > crds/timedeal.yaml
+	cargo run -q -p timedeal-operator -- crd --helm > charts/timedeal-operator/templates/crds/timedeal.yaml
 
 # operator/rbac.yaml is generated from operator/src/rbac.rs.
 rbac:

@@ -23,7 +23,11 @@ enum Command {
     /// Reconcile TimeDeals in the cluster KUBECONFIG (or the pod's service account) reaches.
     Run(Box<RunArgs>),
     /// Print the TimeDeal CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
-    Crd,
+    Crd {
+        /// Print it as the Helm chart's template instead.
+        #[arg(long)]
+        helm: bool,
+    },
     /// Print the ClusterRole and Role the operator needs, as YAML.
     Rbac {
         /// The operator's namespace.
@@ -103,8 +107,12 @@ struct RunArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => serve(*args),
-        Command::Crd => {
-            print!("{}", timedeal_api::crd_yaml());
+        Command::Crd { helm } => {
+            if helm {
+                print!("{}", timedeal_api::crd_helm_template());
+            } else {
+                print!("{}", timedeal_api::crd_yaml());
+            }
             ExitCode::SUCCESS
         }
         Command::Rbac {

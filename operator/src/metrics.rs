@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{atomic::AtomicI64, Mutex},
+    sync::{
+        atomic::{AtomicI64, AtomicU64},
+        Mutex,
+    },
 };
 
 use prometheus_client::{
@@ -19,6 +22,12 @@ use crate::error::Error;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DealLabels {
+    pub namespace: String,
+    pub deal: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +54,8 @@ pub struct Metrics {
     pub duration: Histogram,
     deals: Family<PhaseLabel, Gauge<i64, AtomicI64>>,
     pub leader: Gauge<i64, AtomicI64>,
+    degraded: Family<DealLabels, Gauge<i64, AtomicI64>>,
+    live_stock: Family<DealLabels, Gauge<f64, AtomicU64>>,
     /// Each deal's last phase, by uid, from which `deals` is counted.
     phases: Mutex<HashMap<String, Phase>>,
 }
@@ -88,8 +99,22 @@ impl Metrics {
             "1 while this replica holds the leader Lease and reconciles",
             leader.clone(),
         );
+        let degraded = Family::<DealLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "deal_degraded",
+            "1 while a deal's Degraded condition is True",
+            degraded.clone(),
+        );
+        let live_stock = Family::<DealLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "deal_live_stock_ratio",
+            "Share of a live deal's stock still unsold (present only while the deal sells)",
+            live_stock.clone(),
+        );
         Self {
             registry,
+            degraded,
+            live_stock,
             reconciles,
             errors,
             duration,
@@ -118,6 +143,34 @@ impl Metrics {
             let count = phases.values().filter(|p| **p == each).count();
             self.deals.get_or_create(&label(each)).set(count as i64);
         }
+    }
+
+    /// Records one deal's health: whether it is Degraded, and while it sells, the share of its
+    /// stock left.
+    pub fn deal(&self, namespace: &str, deal: &str, degraded: bool, live_stock_ratio: Option<f64>) {
+        let labels = DealLabels {
+            namespace: namespace.into(),
+            deal: deal.into(),
+        };
+        self.degraded.get_or_create(&labels).set(i64::from(degraded));
+        match live_stock_ratio {
+            Some(ratio) => {
+                self.live_stock.get_or_create(&labels).set(ratio);
+            }
+            None => {
+                self.live_stock.remove(&labels);
+            }
+        }
+    }
+
+    /// Drops a deleted deal's series.
+    pub fn forget_deal(&self, namespace: &str, deal: &str) {
+        let labels = DealLabels {
+            namespace: namespace.into(),
+            deal: deal.into(),
+        };
+        self.degraded.remove(&labels);
+        self.live_stock.remove(&labels);
     }
 
     pub fn encode(&self) -> String {

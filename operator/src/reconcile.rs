@@ -201,7 +201,7 @@ async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
                 },
             );
             write_status(ctx, td, &old, &failed).await?;
-            record_phase(ctx, td, Phase::Failed);
+            record(ctx, td, &failed);
             Err(error)
         }
         other => other,
@@ -232,7 +232,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         );
         write_status(ctx, td, &old, &pending).await?;
         announce(ctx, td, &old, &pending).await;
-        record_phase(ctx, td, Phase::PendingApproval);
+        record(ctx, td, &pending);
         return Ok(Action::await_change());
     }
 
@@ -280,7 +280,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     );
     write_status(ctx, td, &old, &next).await?;
     announce(ctx, td, &old, &next).await;
-    record_phase(ctx, td, phase);
+    record(ctx, td, &next);
 
     let clock_change = phase::requeue_after(&td.spec, now);
     let reading = (ready && scale != Scale::Off).then(|| figures_interval(ctx, phase));
@@ -557,15 +557,31 @@ fn condition<'a>(
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-fn record_phase(ctx: &Context, td: &TimeDeal, phase: Phase) {
-    ctx.metrics
-        .phase(&td.uid().unwrap_or_default(), Some(phase));
+/// The deal's phase and health in the metrics, from the status just written.
+fn record(ctx: &Context, td: &TimeDeal, status: &TimeDealStatus) {
+    let phase = status.phase.unwrap_or(Phase::Provisioning);
+    ctx.metrics.phase(&td.uid().unwrap_or_default(), Some(phase));
+    let degraded = condition(status, conditions::DEGRADED).is_some_and(|c| c.status == "True");
+    let stock_left = match (phase, &status.stock) {
+        (Phase::Live | Phase::SoldOut, Some(stock)) if td.spec.product.stock > 0 => {
+            Some(stock.remaining as f64 / td.spec.product.stock as f64)
+        }
+        _ => None,
+    };
+    ctx.metrics.deal(
+        &td.namespace().unwrap_or_default(),
+        &td.name_any(),
+        degraded,
+        stock_left,
+    );
 }
 
 /// The deal is going: read its figures one last time (bounded in time), keep them in the
 /// status and an Event, then let the children go with it.
 async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
     ctx.metrics.phase(&td.uid().unwrap_or_default(), None);
+    ctx.metrics
+        .forget_deal(&td.namespace().unwrap_or_default(), &td.name_any());
     let old = td.status.clone().unwrap_or_default();
     if matches!(old.phase, None | Some(Phase::PendingApproval)) {
         return Ok(Action::await_change());

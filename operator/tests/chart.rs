@@ -1,0 +1,250 @@
+//! The Helm chart, checked without a cluster: `helm lint`, `helm template` with the defaults and
+//! with every option on, every rendered object read into its k8s-openapi type (a misspelt field
+//! fails: the object must survive the round trip unchanged), the CRD template identical to
+//! `crds/timedeal.yaml`, and the RBAC rules identical to what the code calls (`rbac.rs`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::{Secret, Service, ServiceAccount},
+        networking::v1::Ingress,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use timedeal_operator::{metrics::Metrics, rbac};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/timedeal-operator")
+}
+
+fn helm() -> Command {
+    let local = repo().join(".tools/bin/helm");
+    let program = if local.exists() {
+        local
+    } else {
+        PathBuf::from("helm")
+    };
+    let mut command = Command::new(program);
+    command.env("HELM_CACHE_HOME", std::env::temp_dir().join("timedeal-helm-cache"));
+    command
+}
+
+/// Every option the chart has, switched on.
+const ALL_ON: &[&str] = &[
+    "crds.install=true",
+    "postgres.trial.enabled=true",
+    "portal.ingress.enabled=true",
+    "portal.ingress.className=nginx",
+    "portal.ingress.tlsSecretName=portal-tls",
+    "portal.linkKey=0123456789abcdef0123456789abcdef",
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.prometheusRule.enabled=true",
+    "podAnnotations.team=deals",
+    "nodeSelector.pool=operators",
+];
+
+fn run(mut command: Command) -> Result<String, String> {
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("cannot run helm ({e}); run `make setup`, which installs it into .tools/bin")
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{stderr}"))
+    }
+}
+
+fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut command = helm();
+    command.args(["template", "timedeal"]).arg(chart());
+    command.args(["--namespace", "timedeal-system"]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let text = run(command)?;
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect())
+}
+
+use serde::Deserialize;
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or("")
+}
+
+/// Reads the object as `K` and checks nothing was lost on the way back.
+fn typed<K: DeserializeOwned + Serialize>(object: &Value) -> K {
+    let name = format!("{} {}", kind(object), object["metadata"]["name"]);
+    let typed: K = serde_json::from_value(object.clone())
+        .unwrap_or_else(|e| panic!("{name} does not read as its type: {e}"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(&back, object, "{name} has fields its type does not know (misspelt?)");
+    typed
+}
+
+fn check_types(objects: &[Value]) {
+    for object in objects {
+        match kind(object) {
+            "Deployment" => drop(typed::<Deployment>(object)),
+            "StatefulSet" => drop(typed::<StatefulSet>(object)),
+            "Service" => drop(typed::<Service>(object)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(object)),
+            "Secret" => drop(typed::<Secret>(object)),
+            "Ingress" => drop(typed::<Ingress>(object)),
+            "ClusterRole" => drop(typed::<ClusterRole>(object)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(object)),
+            "Role" => drop(typed::<Role>(object)),
+            "RoleBinding" => drop(typed::<RoleBinding>(object)),
+            "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(object)),
+            // The Prometheus Operator's kinds have no k8s-openapi type; they are checked below.
+            "ServiceMonitor" | "PodMonitor" | "PrometheusRule" => {
+                assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1")
+            }
+            other => panic!("the chart renders a {other} that this test does not check"),
+        }
+    }
+}
+
+fn one<'a>(objects: &'a [Value], kind_name: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| kind(o) == kind_name).collect();
+    assert_eq!(found.len(), 1, "one {kind_name} expected");
+    found[0]
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = objects.iter().map(|o| kind(o).to_owned()).collect();
+    kinds.sort();
+    kinds
+}
+
+#[test]
+fn the_chart_lints_clean_with_defaults_and_with_every_option() {
+    let mut command = helm();
+    command.arg("lint").arg(chart()).arg("--strict");
+    run(command).unwrap();
+    let mut command = helm();
+    command.arg("lint").arg(chart()).arg("--strict");
+    for set in ALL_ON {
+        command.args(["--set", set]);
+    }
+    run(command).unwrap();
+}
+
+#[test]
+fn the_default_install_renders_typed_objects_with_least_privilege() {
+    let objects = render(&[]).unwrap();
+    check_types(&objects);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+
+    // The CRD template is crds/timedeal.yaml, kept on uninstall.
+    let mut crd: CustomResourceDefinition = typed(one(&objects, "CustomResourceDefinition"));
+    let annotations = crd.metadata.annotations.take().unwrap();
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+    let committed: CustomResourceDefinition = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("crds/timedeal.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        crd == committed,
+        "the chart's CRD differs from crds/timedeal.yaml: run `make crd`"
+    );
+
+    // RBAC: exactly what the code calls.
+    let cluster_role: ClusterRole = typed(one(&objects, "ClusterRole"));
+    assert_eq!(cluster_role.rules, rbac::cluster_role().rules);
+    let role: Role = typed(one(&objects, "Role"));
+    assert_eq!(role.rules, rbac::role("timedeal-system", "timedeal-postgres").rules);
+    assert_eq!(role.metadata.namespace.as_deref(), Some("timedeal-system"));
+
+    // The operator: two replicas, probes, resources, locked down.
+    let deployment: Deployment = typed(one(&objects, "Deployment"));
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("timedeal-operator"));
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("ghcr.io/timedeal/timedeal-operator:0.1.0"));
+    assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
+    assert!(container.resources.as_ref().unwrap().requests.is_some());
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let env: Vec<&str> = container.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    for name in ["POD_NAME", "POD_NAMESPACE", "TIMEDEAL_POSTGRES_SECRET", "TIMEDEAL_TENANT_IMAGE"] {
+        assert!(env.contains(&name), "{name} missing: {env:?}");
+    }
+}
+
+#[test]
+fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
+    let objects = render(ALL_ON).unwrap();
+    check_types(&objects);
+    let kinds = kinds(&objects);
+    for kind in ["Ingress", "StatefulSet", "ServiceMonitor", "PodMonitor", "PrometheusRule"] {
+        assert!(kinds.contains(&kind.to_owned()), "{kind} missing: {kinds:?}");
+    }
+    let secrets: Vec<&Value> = objects.iter().filter(|o| kind(o) == "Secret").collect();
+    assert_eq!(secrets.len(), 2, "the portal link key and the trial PostgreSQL");
+
+    // Each alert watches a metric something exports.
+    let rule = one(&objects, "PrometheusRule");
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+    assert_eq!(names, ["TimedealDealDegraded", "TimedealStockLow", "TimedealStorefrontErrors"]);
+    let operator_metrics = Metrics::new();
+    operator_metrics.deal("ns", "d", true, Some(0.5));
+    let exported = operator_metrics.encode();
+    for metric in ["timedeal_operator_deal_degraded", "timedeal_operator_deal_live_stock_ratio"] {
+        assert!(exported.contains(metric), "{metric} is not exported:\n{exported}");
+        assert!(alerts.iter().any(|a| a["expr"].as_str().unwrap().contains(metric)));
+    }
+    let storefront = std::fs::read_to_string(repo().join("tenant-app/src/metrics.rs")).unwrap();
+    assert!(storefront.contains("\"http_request_duration_seconds\""));
+    assert!(alerts[2]["expr"].as_str().unwrap().contains("timedeal_http_request_duration_seconds_count"));
+}
+
+#[test]
+fn values_the_schema_forbids_are_refused() {
+    for bad in [
+        "replicaCount=0",
+        "portal.linkKey=too-short",
+        "operator.logLevel=loud",
+        "postgres.trial.storage=lots",
+        "portal.maxReplicas=1",
+    ] {
+        let error = render(&[bad]).expect_err(bad);
+        assert!(error.contains("values don't meet the specifications of the schema"), "{bad}: {error}");
+    }
+    let error = render(&["unknownKey=1"]).expect_err("unknown key");
+    assert!(error.contains("unknownKey"), "{error}");
+}
