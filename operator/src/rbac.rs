@@ -54,8 +54,9 @@ pub fn cluster_role() -> ClusterRole {
             rule(
                 "timedeal.dev",
                 &["timedeals"],
-                &["get", "list", "watch", "patch"],
+                &["get", "list", "watch", "create", "patch"],
             ),
+            rule("", &["namespaces"], &["create"]),
             rule("timedeal.dev", &["timedeals/status"], &["get", "patch"]),
             rule("apps", &["deployments"], CHILD),
             rule("", &["services"], CHILD),
@@ -103,4 +104,89 @@ pub fn yaml(namespace: &str, postgres_secret: &str) -> String {
         serde_yaml::to_string(&cluster_role()).expect("a ClusterRole serialises"),
         serde_yaml::to_string(&role(namespace, postgres_secret)).expect("a Role serialises"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(
+        rules: &[PolicyRule],
+        group: &str,
+        resource: &str,
+        name: Option<&str>,
+        verb: &str,
+    ) -> bool {
+        rules.iter().any(|rule| {
+            rule.api_groups
+                .as_ref()
+                .is_some_and(|g| g.iter().any(|g| g == group))
+                && rule
+                    .resources
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|r| r == resource))
+                && rule.verbs.iter().any(|v| v == verb)
+                && rule
+                    .resource_names
+                    .as_ref()
+                    .is_none_or(|names| name.is_some_and(|n| names.iter().any(|x| x == n)))
+        })
+    }
+
+    /// Every call the operator and its portal make, as (group, resource, name, verb).
+    const CALLS: &[(&str, &str, Option<&str>, &str)] = &[
+        ("timedeal.dev", "timedeals", None, "list"),
+        ("timedeal.dev", "timedeals", None, "watch"),
+        ("timedeal.dev", "timedeals", None, "patch"),
+        ("timedeal.dev", "timedeals", None, "create"),
+        ("timedeal.dev", "timedeals/status", None, "patch"),
+        ("", "namespaces", None, "create"),
+        ("apps", "deployments", None, "patch"),
+        ("autoscaling", "horizontalpodautoscalers", None, "delete"),
+        ("", "secrets", None, "get"),
+        ("", "configmaps", None, "patch"),
+        ("events.k8s.io", "events", None, "create"),
+    ];
+
+    #[test]
+    fn every_call_the_code_makes_is_granted() {
+        let cluster = cluster_role().rules.unwrap();
+        for (group, resource, name, verb) in CALLS {
+            assert!(
+                allows(&cluster, group, resource, *name, verb),
+                "{verb} {group}/{resource}"
+            );
+        }
+        let own = role("timedeal-system", "timedeal-postgres").rules.unwrap();
+        for (resource, name, verb) in [
+            ("leases", Some(NAME), "get"),
+            ("leases", Some(NAME), "patch"),
+            ("leases", None, "create"),
+        ] {
+            assert!(
+                allows(&own, "coordination.k8s.io", resource, name, verb),
+                "{verb} {resource}"
+            );
+        }
+        assert!(allows(
+            &own,
+            "",
+            "secrets",
+            Some("timedeal-postgres"),
+            "get"
+        ));
+        assert!(allows(
+            &own,
+            "",
+            "secrets",
+            Some(crate::portal::LINK_SECRET),
+            "get"
+        ));
+        assert!(allows(&own, "", "secrets", None, "create"));
+        assert!(!allows(&own, "", "secrets", Some("someone-elses"), "get"));
+        assert!(
+            !allows(&cluster, "", "secrets", None, "list"),
+            "Secrets are never listed"
+        );
+    }
 }
