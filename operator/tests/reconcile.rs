@@ -265,6 +265,28 @@ impl Harness {
         sample().spec.schedule.start + chrono::Duration::minutes(minutes_from_start)
     }
 
+    /// A settled deal at `minutes_from_start` with `ready` storefront replicas, reconciled once.
+    async fn running_at(minutes_from_start: i64, ready: i32) -> Self {
+        let h = Self::new(sample()).await;
+        h.clock.set(h.at(minutes_from_start));
+        h.settle().await;
+        h.storefront_ready(ready).await;
+        h.reconcile().await.unwrap();
+        h
+    }
+
+    /// Reconciles the deal as `kubectl delete` hands it over: with a deletion timestamp.
+    async fn reconcile_deletion(&self) {
+        let mut deleting = self.deal().await;
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        reconcile::reconcile(Arc::new(DeserializeGuard(Ok(deleting))), self.ctx.clone())
+            .await
+            .unwrap();
+    }
+
     /// What the kubelet and the Deployment controller would do: report ready replicas.
     async fn storefront_ready(&self, ready: i32) {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
@@ -724,11 +746,7 @@ async fn reconcile_requeues_exactly_at_the_next_boundary() {
 
 #[tokio::test]
 async fn suspend_lowers_the_floor_and_resume_restores_it() {
-    let h = Harness::new(sample()).await;
-    h.clock.set(h.at(5));
-    h.settle().await;
-    h.storefront_ready(6).await;
-    h.reconcile().await.unwrap();
+    let h = Harness::running_at(5, 6).await;
     assert_eq!(phase(&h.deal().await), Phase::Live);
     assert_eq!(h.floor().await, 6);
 
@@ -816,21 +834,10 @@ async fn an_unreachable_storefront_degrades_the_deal_and_is_retried() {
 
 #[tokio::test]
 async fn deletion_records_the_final_figures_then_lets_go() {
-    let h = Harness::new(sample()).await;
-    h.clock.set(h.at(30));
-    h.settle().await;
-    h.storefront_ready(2).await;
-    h.reconcile().await.unwrap();
+    let h = Harness::running_at(30, 2).await;
     *h.answer.lock().unwrap() = Answer::Figures(figures(640, "live"));
 
-    // What `kubectl delete` hands the operator: the deal with a deletion timestamp.
-    let mut deleting = h.deal().await;
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    reconcile::reconcile(Arc::new(DeserializeGuard(Ok(deleting))), h.ctx.clone())
-        .await
-        .unwrap();
+    h.reconcile_deletion().await;
 
     let td = h.deal().await;
     assert_eq!(td.finalizers(), [OTHER_FINALIZER], "the finalizer lets go");
@@ -847,22 +854,12 @@ async fn deletion_records_the_final_figures_then_lets_go() {
 
 #[tokio::test]
 async fn deletion_does_not_wait_forever_for_a_silent_storefront() {
-    let h = Harness::new(sample()).await;
-    h.clock.set(h.at(30));
-    h.settle().await;
-    h.storefront_ready(2).await;
-    h.reconcile().await.unwrap();
+    let h = Harness::running_at(30, 2).await;
     // Accepts connections, never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     *h.storefront_url.lock().unwrap() = format!("http://{}", silent.local_addr().unwrap());
 
-    let mut deleting = h.deal().await;
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    reconcile::reconcile(Arc::new(DeserializeGuard(Ok(deleting))), h.ctx.clone())
-        .await
-        .unwrap();
+    h.reconcile_deletion().await;
     assert!(!h.deal().await.finalizers().contains(&FINALIZER.to_owned()));
     let events = h.events().await;
     let warning = events

@@ -27,6 +27,30 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
+/// One form control in its frame: label, hint, the control, and its errors, tied to the control
+/// for screen readers. `control` gets the id of the error text when there is one.
+fn labelled(
+    name: &str,
+    label: &str,
+    hint: Option<&str>,
+    errors: &FieldErrors,
+    control: impl FnOnce(Option<&str>) -> Markup,
+) -> Markup {
+    let problems = errors.get(name).map(|p| p.join("; "));
+    let error_id = format!("{name}-error");
+    let described_by = problems.as_ref().map(|_| error_id.as_str());
+    html! {
+        div.field.invalid[problems.is_some()] {
+            label for=(name) { (label) }
+            @if let Some(hint) = hint { small.hint { (hint) } }
+            (control(described_by))
+            @if let Some(problems) = &problems {
+                p.error id=(error_id) { (problems) }
+            }
+        }
+    }
+}
+
 /// One labelled input with its errors.
 fn field(
     name: &str,
@@ -36,20 +60,13 @@ fn field(
     hint: Option<&str>,
     errors: &FieldErrors,
 ) -> Markup {
-    let problems = errors.get(name).cloned().unwrap_or_default();
-    let error_id = format!("{name}-error");
-    html! {
-        div.field.invalid[!problems.is_empty()] {
-            label for=(name) { (label) }
-            @if let Some(hint) = hint { small.hint { (hint) } }
+    labelled(name, label, hint, errors, |described_by| {
+        html! {
             input type=(kind) id=(name) name=(name) value=(value)
-                aria-invalid=[(!problems.is_empty()).then_some("true")]
-                aria-describedby=[(!problems.is_empty()).then_some(error_id.as_str())];
-            @if !problems.is_empty() {
-                p.error id=(error_id) { (problems.join("; ")) }
-            }
+                aria-invalid=[described_by.map(|_| "true")]
+                aria-describedby=[described_by];
         }
-    }
+    })
 }
 
 fn select(
@@ -59,23 +76,27 @@ fn select(
     options: &[(String, String)],
     errors: &FieldErrors,
 ) -> Markup {
-    let problems = errors.get(name).cloned().unwrap_or_default();
-    let error_id = format!("{name}-error");
-    html! {
-        div.field.invalid[!problems.is_empty()] {
-            label for=(name) { (label) }
+    labelled(name, label, None, errors, |described_by| {
+        html! {
             select id=(name) name=(name)
-                aria-invalid=[(!problems.is_empty()).then_some("true")]
-                aria-describedby=[(!problems.is_empty()).then_some(error_id.as_str())] {
+                aria-invalid=[described_by.map(|_| "true")]
+                aria-describedby=[described_by] {
                 @for (option, text) in options {
                     option value=(option) selected[option == value] { (text) }
                 }
             }
-            @if !problems.is_empty() {
-                p.error id=(error_id) { (problems.join("; ")) }
-            }
         }
-    }
+    })
+}
+
+fn textarea(name: &str, label: &str, value: &str, errors: &FieldErrors) -> Markup {
+    labelled(name, label, None, errors, |described_by| {
+        html! {
+            textarea id=(name) name=(name) rows="3"
+                aria-invalid=[described_by.map(|_| "true")]
+                aria-describedby=[described_by] { (value) }
+        }
+    })
 }
 
 fn suggestion_text(suggestion: Option<Suggestion>) -> String {
@@ -152,11 +173,7 @@ pub fn request_form(
                 fieldset {
                     legend { "Product" }
                     (field("product_name", "Product name", &form.product_name, "text", None, e))
-                    div.field.invalid[e.contains_key("description")] {
-                        label for="description" { "Description" }
-                        textarea id="description" name="description" rows="3" { (form.description) }
-                        @if let Some(problems) = e.get("description") { p.error { (problems.join("; ")) } }
-                    }
+                    (textarea("description", "Description", &form.description, e))
                     (field("image_url", "Image URL (optional)", &form.image_url, "url", Some("https://…"), e))
                     div.row {
                         (field("list_price", "List price", &form.list_price, "text", Some("e.g. 299.00"), e))
