@@ -20,9 +20,9 @@ crd:
 	cargo run -q -p timedeal-operator -- crd > crds/timedeal.yaml
 	cargo run -q -p timedeal-operator -- crd --helm > charts/timedeal-operator/templates/crds/timedeal.yaml
 
-# operator/rbac.yaml is generated from operator/src/rbac.rs.
+# manifests/base/rbac.yaml is generated from operator/src/rbac.rs.
 rbac:
-	cargo run -q -p timedeal-operator -- rbac > operator/rbac.yaml
+	cargo run -q -p timedeal-operator -- rbac > manifests/base/rbac.yaml
 
 # Refreshes the screenshots the README shows (headless Chromium walk-throughs of the storefront
 # and the rental portal).

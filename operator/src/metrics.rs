@@ -152,7 +152,9 @@ impl Metrics {
             namespace: namespace.into(),
             deal: deal.into(),
         };
-        self.degraded.get_or_create(&labels).set(i64::from(degraded));
+        self.degraded
+            .get_or_create(&labels)
+            .set(i64::from(degraded));
         match live_stock_ratio {
             Some(ratio) => {
                 self.live_stock.get_or_create(&labels).set(ratio);

@@ -1,6 +1,6 @@
 //! The exact permissions the operator's code uses, as a ClusterRole (deals and their children, in
 //! every namespace) and a Role (its leader Lease and the platform PostgreSQL Secret, in its own
-//! namespace). `timedeal-operator rbac` prints them; `operator/rbac.yaml` is that output, and a
+//! namespace). `timedeal-operator rbac` prints them; `manifests/base/rbac.yaml` is that output, and a
 //! test fails when it is stale.
 //!
 //! What each rule is for:
@@ -96,7 +96,7 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
     }
 }
 
-/// Both, as the YAML committed in `operator/rbac.yaml` (for the defaults: namespace
+/// Both, as the YAML committed in `manifests/base/rbac.yaml` (for the defaults: namespace
 /// `timedeal-system`, Secret `timedeal-postgres`).
 pub fn yaml(namespace: &str, postgres_secret: &str) -> String {
     format!(

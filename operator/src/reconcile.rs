@@ -560,7 +560,8 @@ fn condition<'a>(
 /// The deal's phase and health in the metrics, from the status just written.
 fn record(ctx: &Context, td: &TimeDeal, status: &TimeDealStatus) {
     let phase = status.phase.unwrap_or(Phase::Provisioning);
-    ctx.metrics.phase(&td.uid().unwrap_or_default(), Some(phase));
+    ctx.metrics
+        .phase(&td.uid().unwrap_or_default(), Some(phase));
     let degraded = condition(status, conditions::DEGRADED).is_some_and(|c| c.status == "True");
     let stock_left = match (phase, &status.stock) {
         (Phase::Live | Phase::SoldOut, Some(stock)) if td.spec.product.stock > 0 => {

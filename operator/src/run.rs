@@ -71,7 +71,7 @@ pub enum StartError {
          `timedeal-operator crd | kubectl apply -f -`"
     )]
     NoCrd,
-    #[error("the API server refused to list TimeDeals ({0}); see operator/rbac.yaml for the permissions the operator needs")]
+    #[error("the API server refused to list TimeDeals ({0}); see manifests/base/rbac.yaml for the permissions the operator needs")]
     Forbidden(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),

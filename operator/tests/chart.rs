@@ -37,7 +37,10 @@ fn helm() -> Command {
         PathBuf::from("helm")
     };
     let mut command = Command::new(program);
-    command.env("HELM_CACHE_HOME", std::env::temp_dir().join("timedeal-helm-cache"));
+    command.env(
+        "HELM_CACHE_HOME",
+        std::env::temp_dir().join("timedeal-helm-cache"),
+    );
     command
 }
 
@@ -94,7 +97,10 @@ fn typed<K: DeserializeOwned + Serialize>(object: &Value) -> K {
     let typed: K = serde_json::from_value(object.clone())
         .unwrap_or_else(|e| panic!("{name} does not read as its type: {e}"));
     let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(&back, object, "{name} has fields its type does not know (misspelt?)");
+    assert_eq!(
+        &back, object,
+        "{name} has fields its type does not know (misspelt?)"
+    );
     typed
 }
 
@@ -169,10 +175,9 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     let mut crd: CustomResourceDefinition = typed(one(&objects, "CustomResourceDefinition"));
     let annotations = crd.metadata.annotations.take().unwrap();
     assert_eq!(annotations["helm.sh/resource-policy"], "keep");
-    let committed: CustomResourceDefinition = serde_yaml::from_str(
-        &std::fs::read_to_string(repo().join("crds/timedeal.yaml")).unwrap(),
-    )
-    .unwrap();
+    let committed: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/timedeal.yaml")).unwrap())
+            .unwrap();
     assert!(
         crd == committed,
         "the chart's CRD differs from crds/timedeal.yaml: run `make crd`"
@@ -182,7 +187,10 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     let cluster_role: ClusterRole = typed(one(&objects, "ClusterRole"));
     assert_eq!(cluster_role.rules, rbac::cluster_role().rules);
     let role: Role = typed(one(&objects, "Role"));
-    assert_eq!(role.rules, rbac::role("timedeal-system", "timedeal-postgres").rules);
+    assert_eq!(
+        role.rules,
+        rbac::role("timedeal-system", "timedeal-postgres").rules
+    );
     assert_eq!(role.metadata.namespace.as_deref(), Some("timedeal-system"));
 
     // The operator: two replicas, probes, resources, locked down.
@@ -190,17 +198,34 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.unwrap();
-    assert_eq!(pod.service_account_name.as_deref(), Some("timedeal-operator"));
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("timedeal-operator")
+    );
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
     let container = &pod.containers[0];
-    assert_eq!(container.image.as_deref(), Some("ghcr.io/timedeal/timedeal-operator:0.1.0"));
+    assert_eq!(
+        container.image.as_deref(),
+        Some("ghcr.io/timedeal/timedeal-operator:0.1.0")
+    );
     assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
     assert!(container.resources.as_ref().unwrap().requests.is_some());
     let security = container.security_context.as_ref().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(security.allow_privilege_escalation, Some(false));
-    let env: Vec<&str> = container.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
-    for name in ["POD_NAME", "POD_NAMESPACE", "TIMEDEAL_POSTGRES_SECRET", "TIMEDEAL_TENANT_IMAGE"] {
+    let env: Vec<&str> = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    for name in [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "TIMEDEAL_POSTGRES_SECRET",
+        "TIMEDEAL_TENANT_IMAGE",
+    ] {
         assert!(env.contains(&name), "{name} missing: {env:?}");
     }
 }
@@ -210,27 +235,61 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
     let objects = render(ALL_ON).unwrap();
     check_types(&objects);
     let kinds = kinds(&objects);
-    for kind in ["Ingress", "StatefulSet", "ServiceMonitor", "PodMonitor", "PrometheusRule"] {
-        assert!(kinds.contains(&kind.to_owned()), "{kind} missing: {kinds:?}");
+    for kind in [
+        "Ingress",
+        "StatefulSet",
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(
+            kinds.contains(&kind.to_owned()),
+            "{kind} missing: {kinds:?}"
+        );
     }
     let secrets: Vec<&Value> = objects.iter().filter(|o| kind(o) == "Secret").collect();
-    assert_eq!(secrets.len(), 2, "the portal link key and the trial PostgreSQL");
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the portal link key and the trial PostgreSQL"
+    );
 
     // Each alert watches a metric something exports.
     let rule = one(&objects, "PrometheusRule");
     let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
-    let names: Vec<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
-    assert_eq!(names, ["TimedealDealDegraded", "TimedealStockLow", "TimedealStorefrontErrors"]);
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "TimedealDealDegraded",
+            "TimedealStockLow",
+            "TimedealStorefrontErrors"
+        ]
+    );
     let operator_metrics = Metrics::new();
     operator_metrics.deal("ns", "d", true, Some(0.5));
     let exported = operator_metrics.encode();
-    for metric in ["timedeal_operator_deal_degraded", "timedeal_operator_deal_live_stock_ratio"] {
-        assert!(exported.contains(metric), "{metric} is not exported:\n{exported}");
-        assert!(alerts.iter().any(|a| a["expr"].as_str().unwrap().contains(metric)));
+    for metric in [
+        "timedeal_operator_deal_degraded",
+        "timedeal_operator_deal_live_stock_ratio",
+    ] {
+        assert!(
+            exported.contains(metric),
+            "{metric} is not exported:\n{exported}"
+        );
+        assert!(alerts
+            .iter()
+            .any(|a| a["expr"].as_str().unwrap().contains(metric)));
     }
     let storefront = std::fs::read_to_string(repo().join("tenant-app/src/metrics.rs")).unwrap();
     assert!(storefront.contains("\"http_request_duration_seconds\""));
-    assert!(alerts[2]["expr"].as_str().unwrap().contains("timedeal_http_request_duration_seconds_count"));
+    assert!(alerts[2]["expr"]
+        .as_str()
+        .unwrap()
+        .contains("timedeal_http_request_duration_seconds_count"));
 }
 
 #[test]
@@ -243,8 +302,204 @@ fn values_the_schema_forbids_are_refused() {
         "portal.maxReplicas=1",
     ] {
         let error = render(&[bad]).expect_err(bad);
-        assert!(error.contains("values don't meet the specifications of the schema"), "{bad}: {error}");
+        assert!(
+            error.contains("values don't meet the specifications of the schema"),
+            "{bad}: {error}"
+        );
     }
     let error = render(&["unknownKey=1"]).expect_err("unknown key");
     assert!(error.contains("unknownKey"), "{error}");
+}
+
+/// `kubectl kustomize manifests/base`, parsed.
+fn kustomize_base() -> Vec<Value> {
+    let output = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("manifests/base"))
+        .output()
+        .expect("kubectl is needed to render manifests/base");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize manifests/base failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
+        .map(|doc| serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn the_kustomize_base_installs_what_the_chart_installs() {
+    let chart = render(&[]).unwrap();
+    let mut base = kustomize_base();
+    // kustomize writes the CRD's whole-number bounds as integers (`1` for `1.0`), so the CRD is
+    // compared as a typed value below rather than round-tripped.
+    let plain = ["Namespace", "CustomResourceDefinition"];
+    check_types(
+        &base
+            .iter()
+            .filter(|o| !plain.contains(&kind(o)))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+
+    // The base brings its namespace (Helm makes it with --create-namespace); otherwise the same
+    // kinds, and every namespaced object lands in timedeal-system.
+    let namespace = one(&base, "Namespace")["metadata"]["name"].clone();
+    assert_eq!(namespace, "timedeal-system");
+    base.retain(|o| kind(o) != "Namespace");
+    assert_eq!(kinds(&base), kinds(&chart));
+    for object in &base {
+        let cluster_scoped = [
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ];
+        if !cluster_scoped.contains(&kind(object)) {
+            assert_eq!(
+                object["metadata"]["namespace"],
+                namespace,
+                "{}",
+                kind(object)
+            );
+        }
+    }
+
+    // The same RBAC rules, bound to the same ServiceAccount.
+    let rules = |objects: &[Value], kind_name: &str| one(objects, kind_name)["rules"].clone();
+    assert_eq!(rules(&base, "ClusterRole"), rules(&chart, "ClusterRole"));
+    assert_eq!(rules(&base, "Role"), rules(&chart, "Role"));
+    for binding in ["ClusterRoleBinding", "RoleBinding"] {
+        assert_eq!(
+            one(&base, binding)["subjects"],
+            one(&chart, binding)["subjects"],
+            "{binding}"
+        );
+        assert_eq!(
+            one(&base, binding)["roleRef"],
+            one(&chart, binding)["roleRef"],
+            "{binding}"
+        );
+    }
+
+    // The same CRD, and the same operator container: image, arguments, environment, ports,
+    // probes, resources and security.
+    let crd = |objects: &[Value]| {
+        serde_json::from_value::<CustomResourceDefinition>(
+            one(objects, "CustomResourceDefinition").clone(),
+        )
+        .unwrap()
+        .spec
+    };
+    assert!(
+        crd(&base) == crd(&chart),
+        "the base's CRD differs from the chart's"
+    );
+    let pod = |objects: &[Value]| one(objects, "Deployment")["spec"]["template"]["spec"].clone();
+    let (base_pod, chart_pod) = (pod(&base), pod(&chart));
+    assert_eq!(base_pod["securityContext"], chart_pod["securityContext"]);
+    assert_eq!(
+        base_pod["serviceAccountName"],
+        chart_pod["serviceAccountName"]
+    );
+    assert_eq!(base_pod["containers"], chart_pod["containers"]);
+    assert_eq!(
+        one(&base, "Deployment")["spec"]["replicas"],
+        one(&chart, "Deployment")["spec"]["replicas"]
+    );
+    let services = |objects: &[Value]| {
+        let mut services: Vec<(Value, Value)> = objects
+            .iter()
+            .filter(|o| kind(o) == "Service")
+            .map(|s| (s["metadata"]["name"].clone(), s["spec"]["ports"].clone()))
+            .collect();
+        services.sort_by_key(|(name, _)| name.to_string());
+        services
+    };
+    assert_eq!(services(&base), services(&chart));
+}
+
+/// The images cannot be built here (no Docker engine), so their recipes are checked as text:
+/// every workspace member is in the build context (cargo needs them all), base images are pinned,
+/// the build is locked, and the final stage runs as a non-root user.
+#[test]
+fn the_dockerfiles_build_from_a_complete_context_into_non_root_images() {
+    let ignored: Vec<String> = std::fs::read_to_string(repo().join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/').to_owned())
+        .collect();
+    for member in &workspace_members() {
+        for pattern in &ignored {
+            assert!(
+                !(member == pattern || member.starts_with(&format!("{pattern}/"))),
+                ".dockerignore drops the workspace member {member} ({pattern})"
+            );
+        }
+    }
+    for (dockerfile, binary) in [
+        ("operator/Dockerfile", "timedeal-operator"),
+        ("tenant-app/Dockerfile", "tenant-app"),
+    ] {
+        let text = std::fs::read_to_string(repo().join(dockerfile)).unwrap();
+        let bases: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("FROM "))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            bases.len(),
+            2,
+            "{dockerfile}: a build stage and a final stage"
+        );
+        for base in &bases {
+            // A version in the tag (rust:1.95.0-…) or, for distroless, in the name (…-debian12).
+            let (_, tag) = base
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("{dockerfile}: {base} has no tag"));
+            assert!(
+                base.chars().any(|c| c.is_ascii_digit()) && tag != "latest",
+                "{dockerfile}: {base} is not pinned to a version"
+            );
+        }
+        assert!(
+            text.contains("cargo build --release --locked"),
+            "{dockerfile}: locked release build"
+        );
+        let final_stage = text.rsplit("FROM ").next().unwrap();
+        let user = final_stage
+            .lines()
+            .find_map(|l| l.strip_prefix("USER "))
+            .unwrap_or_else(|| panic!("{dockerfile}: the final stage sets no USER"));
+        assert!(
+            !["0", "root"].contains(&user.split(':').next().unwrap()),
+            "{dockerfile}: runs as {user}"
+        );
+        assert!(
+            final_stage.contains(&format!("/usr/local/bin/{binary}")),
+            "{dockerfile}: {binary}"
+        );
+    }
+}
+
+/// The `[workspace] members` of the root Cargo.toml, which keeps them on one line.
+fn workspace_members() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .expect("Cargo.toml lists its workspace members on one line");
+    let list = line
+        .split_once('[')
+        .unwrap()
+        .1
+        .trim_end()
+        .trim_end_matches(']');
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
 }

@@ -69,10 +69,10 @@ fn committed_rbac_matches_what_the_code_needs() {
     let output = operator().arg("rbac").output().unwrap();
     assert!(output.status.success());
     let generated = String::from_utf8(output.stdout).unwrap();
-    let committed = std::fs::read_to_string(repo().join("operator/rbac.yaml")).unwrap();
+    let committed = std::fs::read_to_string(repo().join("manifests/base/rbac.yaml")).unwrap();
     assert!(
         generated == committed,
-        "operator/rbac.yaml is stale: regenerate it with `make rbac` and commit the result"
+        "manifests/base/rbac.yaml is stale: regenerate it with `make rbac` and commit the result"
     );
 }
 

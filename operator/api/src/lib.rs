@@ -28,9 +28,8 @@ pub fn crd_yaml() -> String {
 /// files in a chart's `crds/` folder, so the chart ships it as a template instead).
 pub fn crd_helm_template() -> String {
     let mut crd = TimeDeal::crd();
-    crd.metadata.annotations = Some(
-        [("helm.sh/resource-policy".to_owned(), "keep".to_owned())].into(),
-    );
+    crd.metadata.annotations =
+        Some([("helm.sh/resource-policy".to_owned(), "keep".to_owned())].into());
     let body = serde_yaml::to_string(&crd).expect("a CRD serialises to YAML");
     format!(
         "{{{{- if .Values.crds.install }}}}\n\
