@@ -503,3 +503,61 @@ fn workspace_members() -> Vec<String> {
         .filter(|m| !m.is_empty())
         .collect()
 }
+
+/// Every value the schema knows is in the README's values table, with its default when that
+/// default is a plain value, so the install section cannot drift from the chart.
+#[test]
+fn the_readme_documents_every_value_with_its_default() {
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap())
+            .unwrap();
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+
+    fn leaves(schema: &Value, path: String, out: &mut Vec<String>) {
+        match schema["properties"].as_object() {
+            Some(properties) => {
+                for (key, child) in properties {
+                    let next = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    leaves(child, next, out);
+                }
+            }
+            None => out.push(path),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves(&schema, String::new(), &mut keys);
+    assert!(keys.len() > 30, "{keys:?}");
+
+    for key in keys {
+        let row = rows
+            .iter()
+            .find(|row| {
+                row.split(" | ")
+                    .next()
+                    .unwrap()
+                    .contains(&format!("`{key}`"))
+            })
+            .unwrap_or_else(|| panic!("the README's values table does not list `{key}`"));
+        let default = key.split('.').fold(&values, |value, part| &value[part]);
+        let plain = match default {
+            Value::String(text) if !text.is_empty() => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            Value::Bool(flag) => Some(flag.to_string()),
+            _ => None,
+        };
+        if let Some(plain) = plain {
+            assert!(
+                row.contains(&format!("`{plain}`")),
+                "the README gives `{key}` another default than values.yaml ({plain}):\n{row}"
+            );
+        }
+    }
+}
