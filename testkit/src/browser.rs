@@ -85,6 +85,17 @@ pub async fn shot(client: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(name), png).unwrap();
 }
 
+/// Clicks the element `locator` finds.
+pub async fn click(client: &Client, locator: Locator<'_>) {
+    client
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("no element {locator:?} to click: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The text of the element with this id.
 pub async fn text(client: &Client, id: &str) -> String {
     client
