@@ -50,6 +50,10 @@ async fn submit(
         .unwrap()
 }
 
+async fn page_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn all_deals(portal: &PortalServer) -> Vec<TimeDeal> {
     Api::<TimeDeal>::all(portal.client.clone())
         .list(&ListParams::default())
@@ -313,14 +317,7 @@ async fn the_status_page_follows_the_deal_to_its_sales_report() {
         "figuresUpdatedAt": "2026-12-01T03:05:00Z"}),
     )
     .await;
-    let live = client
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let live = page_text(&client, &link).await;
     assert!(
         live.contains(r#"<strong id="phase">live</strong>"#),
         "{live}"
@@ -335,14 +332,7 @@ async fn the_status_page_follows_the_deal_to_its_sales_report() {
         "queue": {"waiting": 0, "active": 0, "peakWaiting": 9100},
         "orders": {"confirmed": 260, "cancelled": 3}, "revenue": 4950000}))
     .await;
-    let report = client
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let report = page_text(&client, &link).await;
     assert!(report.contains("Sales report"), "{report}");
     assert!(
         report.contains(r#"<dd id="sold">500 of 500</dd>"#),

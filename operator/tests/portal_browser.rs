@@ -12,7 +12,7 @@ use fantoccini::{Client, Locator};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use timedeal_api::TimeDeal;
-use timedeal_testkit::browser::{shot, text, wait_text, ChromeDriver};
+use timedeal_testkit::browser::{click, shot, text, wait_text, ChromeDriver};
 
 /// Types into a field as a person would; date and time inputs take their value directly, since
 /// what their keyboard entry expects depends on the browser's locale.
@@ -62,13 +62,7 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
         })
         .await;
         shot(&client, "portal-1-form.png").await;
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Css("button[type=submit]")).await;
 
         wait_text(&client, "status-link", Duration::from_secs(5), |t| {
             t.starts_with("/requests/td-acme-audio/")
@@ -85,13 +79,7 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
         assert_eq!(created.len(), 1);
         assert!(!created[0].spec.approved);
 
-        client
-            .find(Locator::Id("status-link"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Id("status-link")).await;
         wait_text(&client, "phase", Duration::from_secs(5), |t| {
             t == "waiting for approval"
         })
@@ -140,13 +128,7 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
             };
             fill(&client, id, &value).await;
         }
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Css("button[type=submit]")).await;
         let price_error = wait_text(&client, "deal_price-error", Duration::from_secs(5), |t| {
             !t.is_empty()
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{postgres, DealFile, Storefront};
 use fantoccini::Locator;
 use timedeal_testkit::{
-    browser::{shot, text, wait_text, ChromeDriver},
+    browser::{click, shot, text, wait_text, ChromeDriver},
     RedisServer,
 };
 
@@ -42,13 +42,7 @@ async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
         .await;
         shot(&client, "1-countdown.png").await;
 
-        client
-            .find(Locator::Id("join-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Id("join-button")).await;
         wait_text(&client, "queue-message", Duration::from_secs(5), |t| {
             t == "You are in the pre-queue."
         })
@@ -62,20 +56,8 @@ async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
         assert_eq!(text(&client, "state-banner").await, "Live now");
         shot(&client, "3-your-turn.png").await;
 
-        client
-            .find(Locator::Css("#quantity option[value='2']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .find(Locator::Id("buy-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Css("#quantity option[value='2']")).await;
+        click(&client, Locator::Id("buy-button")).await;
         let result = wait_text(&client, "order-result", Duration::from_secs(10), |t| {
             t.starts_with("Confirmed")
         })
@@ -95,13 +77,7 @@ async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
         .await;
         shot(&client, "4-confirmed.png").await;
 
-        client
-            .find(Locator::Css(".cancel-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Css(".cancel-button")).await;
         wait_text(&client, "order-result", Duration::from_secs(10), |t| {
             t.contains("cancelled and refunded")
         })

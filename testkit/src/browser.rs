@@ -85,6 +85,17 @@ pub async fn shot(client: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(name), png).unwrap();
 }
 
+/// Clicks the element `locator` finds.
+pub async fn click(client: &Client, locator: Locator<'_>) {
+    client
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("no element {locator:?} to click: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The text of the element with this id.
 pub async fn text(client: &Client, id: &str) -> String {
     client
@@ -96,7 +107,8 @@ pub async fn text(client: &Client, id: &str) -> String {
         .unwrap()
 }
 
-/// Waits until the element's text satisfies `check`.
+/// Waits until the element's text satisfies `check`. The element may not exist yet: after a
+/// click that submits a form, the next page is still loading.
 pub async fn wait_text(
     client: &Client,
     id: &str,
@@ -105,11 +117,19 @@ pub async fn wait_text(
 ) -> String {
     let deadline = Instant::now() + limit;
     loop {
-        let current = text(client, id).await;
-        if check(&current) {
-            return current;
+        let current = match client.find(Locator::Id(id)).await {
+            Ok(element) => element.text().await.ok(),
+            Err(_) => None,
+        };
+        if let Some(current) = &current {
+            if check(current) {
+                return current.clone();
+            }
         }
-        assert!(Instant::now() < deadline, "#{id} still says {current:?}");
+        assert!(
+            Instant::now() < deadline,
+            "#{id} still says {current:?} after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
