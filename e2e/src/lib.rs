@@ -3,13 +3,20 @@
 //! - `tests/cluster.rs` checks the CRD and the sample deals against a real API server, and
 //!   `tests/flow.rs` installs the chart and runs a deal from approval to deletion, whenever
 //!   `KUBECONFIG` reaches a cluster (see `e2e/README.md`). They share [`cluster`].
-//! - `timedeal-bench` (src/main.rs) measures the storefront against two reference servers
-//!   ([`reference`]) with the load engine ([`load`]) and writes BENCHMARKS.md ([`report`]).
+//! - `timedeal-bench` (src/main.rs) measures the storefront ([`storefront`]) in five
+//!   [`scenarios`] against two reference servers ([`reference`]) with the load engine
+//!   ([`load`]), checks what it counted against the stores and the app's metrics ([`verify`]),
+//!   and writes BENCHMARKS.md ([`report`], [`machine`]).
 
 pub mod cluster;
 pub mod load;
+pub mod machine;
 pub mod reference;
 pub mod report;
+pub mod scenarios;
+pub mod storefront;
+pub mod storm;
+pub mod verify;
 
 pub use cluster::{helm, kubectl, must, repo, run};
 
@@ -33,6 +40,18 @@ pub enum Error {
     },
     #[error("the load run failed: {0}")]
     Load(String),
+    #[error("cannot {what}: {source}")]
+    Http {
+        what: String,
+        source: reqwest::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Postgres { what: String, source: sqlx::Error },
+    #[error("the storefront answered what no shopper should see: {0}")]
+    Unexpected(String),
+    /// A check of the stores or the metrics against what the load generator counted failed.
+    #[error("broken invariant: {0}")]
+    Broken(String),
 }
 
 impl Error {
@@ -44,6 +63,16 @@ impl Error {
     pub fn redis(what: impl Into<String>) -> impl FnOnce(redis::RedisError) -> Self {
         let what = what.into();
         move |source| Self::Redis { what, source }
+    }
+
+    pub fn http(what: impl Into<String>) -> impl FnOnce(reqwest::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Http { what, source }
+    }
+
+    pub fn postgres(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Postgres { what, source }
     }
 
     pub fn start(what: impl Into<String>) -> impl FnOnce(timedeal_testkit::Error) -> Self {

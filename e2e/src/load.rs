@@ -26,6 +26,18 @@ use crate::Error;
 pub struct Load {
     pub connections: usize,
     pub duration: Duration,
+    /// Stop after this many requests in all, even before `duration` is up.
+    pub limit: Option<u64>,
+}
+
+impl Load {
+    pub fn timed(connections: usize, duration: Duration) -> Self {
+        Self {
+            connections,
+            duration,
+            limit: None,
+        }
+    }
 }
 
 /// Builds the `n`-th request of connection `connection`.
@@ -46,13 +58,36 @@ impl Outcome {
         self.statuses.values().sum()
     }
 
+    /// Answers with `status`.
+    pub fn count(&self, status: u16) -> u64 {
+        self.statuses.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Fails unless every answer had one of `expected`, naming what else came back.
+    pub fn expect_only(&self, what: &str, expected: &[u16]) -> Result<(), Error> {
+        let other: Vec<String> = self
+            .statuses
+            .iter()
+            .filter(|(status, _)| !expected.contains(status))
+            .map(|(status, count)| format!("{count} × {status}"))
+            .collect();
+        if other.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unexpected(format!(
+                "{what}: expected only {expected:?}, also got {}",
+                other.join(", ")
+            )))
+        }
+    }
+
     pub fn per_second(&self) -> f64 {
         self.answers() as f64 / self.elapsed.as_secs_f64()
     }
 
     /// Answers with `status`, per second.
     pub fn per_second_with(&self, status: u16) -> f64 {
-        self.statuses.get(&status).copied().unwrap_or(0) as f64 / self.elapsed.as_secs_f64()
+        self.count(status) as f64 / self.elapsed.as_secs_f64()
     }
 
     /// The latency at `quantile` (0.99 for p99), in milliseconds.
@@ -69,14 +104,20 @@ pub async fn run(
     requests: Requests,
 ) -> Result<Outcome, Error> {
     let done = Arc::new(AtomicU64::new(0));
+    let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + load.duration;
     let mut connections = Vec::with_capacity(load.connections);
     for index in 0..load.connections {
         let requests = requests.clone();
         let done = done.clone();
+        let budget = Budget {
+            issued: issued.clone(),
+            limit: load.limit.unwrap_or(u64::MAX),
+            deadline,
+        };
         connections.push(tokio::spawn(connection(
-            target, index, deadline, requests, done,
+            target, index, budget, requests, done,
         )));
     }
     let progress = tokio::spawn(progress(
@@ -113,10 +154,23 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// When a connection stops: at the deadline, or once all connections together sent `limit`.
+struct Budget {
+    issued: Arc<AtomicU64>,
+    limit: u64,
+    deadline: Instant,
+}
+
+impl Budget {
+    fn take(&self) -> bool {
+        Instant::now() < self.deadline && self.issued.fetch_add(1, Ordering::Relaxed) < self.limit
+    }
+}
+
 async fn connection(
     target: SocketAddr,
     index: usize,
-    deadline: Instant,
+    budget: Budget,
     requests: Requests,
     done: Arc<AtomicU64>,
 ) -> Result<(BTreeMap<u16, u64>, Histogram<u64>), Error> {
@@ -134,7 +188,7 @@ async fn connection(
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     let mut latency = new_histogram();
     let mut n = 0;
-    while Instant::now() < deadline {
+    while budget.take() {
         let request = requests(index, n);
         n += 1;
         let sent = Instant::now();
