@@ -322,6 +322,8 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         DealPlan {
             stock: 1_000_000_000_000,
             limit: i32::MAX as i64,
+            // Each round admits a shopper per connection, who stays admitted.
+            max_active: (args.connections * args.rounds + 16).max(500) as i64,
             ..DealPlan::new("bench-orders")
         },
     )?;
@@ -344,6 +346,7 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             ..DealPlan::new("bench-queue")
         },
     )?;
+    let last_token = scenarios::sell_out(&soldout_front).await?;
     eprintln!("gathering {} waiting shoppers to poll", args.pollers);
     let pollers = Arc::new(scenarios::waiting_crowd(&queue_front, args.pollers).await?);
 
@@ -354,7 +357,7 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         eprintln!("round {round} of {}", args.rounds);
         let hello = reference(address(&bare), load, "bare /hello", "/hello").await?;
         figures.rate("bare /hello answers", &hello, 200);
-        let sold_out = scenarios::soldout(&soldout_front, &probe, load).await?;
+        let sold_out = scenarios::soldout(&soldout_front, &probe, load, &last_token).await?;
         figures.measured("soldout answers", &sold_out, 409);
 
         set_stock(&stores.redis_url).await?;

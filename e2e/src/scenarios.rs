@@ -129,13 +129,9 @@ pub async fn orders(
     Ok(measured)
 }
 
-/// `soldout`: order attempts once the last unit is sold. Each must be refused with 409 and the
-/// app must have counted each refusal as `sold_out`.
-pub async fn soldout(
-    front: &Storefront,
-    redis: &verify::RedisProbe,
-    load: Load,
-) -> Result<Measured, Error> {
+/// Sells the whole stock to one shopper and waits until the storefront knows it is sold out; the
+/// buyer's admission token, which the `soldout` scenario's late shoppers send along.
+pub async fn sell_out(front: &Storefront) -> Result<String, Error> {
     let mut buyer = front.shopper();
     let token = buyer.admitted().await?;
     let (code, answer) = buyer.order(front.deal.stock, "last", &token).await?;
@@ -145,6 +141,17 @@ pub async fn soldout(
         )));
     }
     wait_for_state(&mut buyer, "sold_out").await?;
+    Ok(token)
+}
+
+/// `soldout`: order attempts on a deal [`sell_out`] sold out. Each must be refused with 409 and
+/// the app must have counted each refusal as `sold_out`.
+pub async fn soldout(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+    token: &str,
+) -> Result<Measured, Error> {
     // Shoppers who lost the race: sessions of their own, sending an order anyway.
     let mut sessions = Vec::with_capacity(load.connections);
     for _ in 0..load.connections {
@@ -153,6 +160,7 @@ pub async fn soldout(
         sessions.push(late.session.unwrap_or_default());
     }
     let sessions = Arc::new(sessions);
+    let token = token.to_owned();
     let target = front.address();
     let requests: Requests = Arc::new(move |connection, n| {
         order_request(target, &sessions[connection], &token, &format!("late{n}"))
