@@ -1,5 +1,5 @@
 # Timedeal: `make demo` runs the product, `make test` runs every test. Both install what is missing.
-.PHONY: setup demo test lint crd rbac screenshots
+.PHONY: setup demo test lint bench crd rbac screenshots
 
 setup:
 	@scripts/setup.sh
@@ -10,6 +10,13 @@ demo: setup
 test: setup
 	cargo test --workspace --locked
 	@e2e/cluster.sh
+
+# Measures the storefront against the bare and lock reference servers and rewrites BENCHMARKS.md
+# (about 10 minutes after the release build). BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 5".
+bench: setup
+	cargo build --release --locked -p timedeal-tenant-app -p timedeal-e2e
+	TIMEDEAL_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\")" \
+		target/release/timedeal-bench run $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all -- --check

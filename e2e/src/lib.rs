@@ -1,63 +1,82 @@
-//! End-to-end suites of Timedeal, and what they share: running `kubectl` and `helm`.
+//! End-to-end suites of Timedeal and its benchmark.
 //!
-//! `tests/cluster.rs` checks the CRD and the sample deals against a real API server, and
-//! `tests/flow.rs` installs the chart and runs a deal from approval to deletion, whenever
-//! `KUBECONFIG` reaches a cluster (see `e2e/README.md`); everything else in the workspace runs
-//! without one.
+//! - `tests/cluster.rs` checks the CRD and the sample deals against a real API server, and
+//!   `tests/flow.rs` installs the chart and runs a deal from approval to deletion, whenever
+//!   `KUBECONFIG` reaches a cluster (see `e2e/README.md`). They share [`cluster`].
+//! - `timedeal-bench` (src/main.rs) measures the storefront ([`storefront`]) in five
+//!   [`scenarios`] against two reference servers ([`reference`]) with the load engine
+//!   ([`load`]), checks what it counted against the stores and the app's metrics ([`verify`]),
+//!   and writes BENCHMARKS.md ([`report`], [`machine`]).
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-};
+pub mod cluster;
+pub mod load;
+pub mod machine;
+pub mod reference;
+pub mod report;
+pub mod scenarios;
+pub mod storefront;
+pub mod storm;
+pub mod verify;
 
-/// The repository's root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+pub use cluster::{helm, kubectl, must, repo, run};
+
+/// What can stop a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Redis {
+        what: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot start {what}: {source}")]
+    Start {
+        what: String,
+        source: timedeal_testkit::Error,
+    },
+    #[error("the load run failed: {0}")]
+    Load(String),
+    #[error("cannot {what}: {source}")]
+    Http {
+        what: String,
+        source: reqwest::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Postgres { what: String, source: sqlx::Error },
+    #[error("the storefront answered what no shopper should see: {0}")]
+    Unexpected(String),
+    /// A check of the stores or the metrics against what the load generator counted failed.
+    #[error("broken invariant: {0}")]
+    Broken(String),
 }
 
-/// Runs `program` with `args`, feeding it `stdin`, and collects what it printed.
-pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+impl Error {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
     }
-    child.wait_with_output().unwrap()
-}
 
-pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
-    run(Path::new("kubectl"), args, stdin)
-}
+    pub fn redis(what: impl Into<String>) -> impl FnOnce(redis::RedisError) -> Self {
+        let what = what.into();
+        move |source| Self::Redis { what, source }
+    }
 
-/// `helm` from `.tools/bin` (`make setup` puts it there), else from the PATH.
-pub fn helm(args: &[&str]) -> Output {
-    let local = repo().join(".tools/bin/helm");
-    let program = if local.exists() {
-        local
-    } else {
-        PathBuf::from("helm")
-    };
-    run(&program, args, None)
-}
+    pub fn http(what: impl Into<String>) -> impl FnOnce(reqwest::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Http { what, source }
+    }
 
-/// Its standard output, or a panic naming `what` with everything the command printed.
-pub fn must(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    pub fn postgres(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Postgres { what, source }
+    }
+
+    pub fn start(what: impl Into<String>) -> impl FnOnce(timedeal_testkit::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Start { what, source }
+    }
 }

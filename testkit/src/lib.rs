@@ -19,7 +19,7 @@ mod process;
 mod redis;
 mod service;
 
-pub use postgres::PostgresServer;
+pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
 pub use service::Service;
 

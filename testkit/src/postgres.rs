@@ -35,10 +35,24 @@ struct RunAs {
     gid: u32,
 }
 
+/// Whether a commit waits until it is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// PostgreSQL's defaults: a commit returns once its WAL is flushed (for benchmarks).
+    Durable,
+    /// No flushing at all (for tests).
+    Relaxed,
+}
+
 impl PostgresServer {
     /// Creates a cluster with `initdb`, starts it on a free port and waits until it accepts
-    /// connections.
+    /// connections. Commits are not flushed to disk: tests want speed, not crash safety.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(Durability::Relaxed)
+    }
+
+    /// Like [`PostgresServer::start`], choosing whether commits wait for the disk.
+    pub fn start_with(durability: Durability) -> Result<Self, Error> {
         let bin = bin_dir()?;
         let run_as = run_as()?;
         let dir = server_dir("postgres")?;
@@ -80,7 +94,8 @@ impl PostgresServer {
         }
 
         let (child, port) = on_free_port(|port| {
-            start_server(&bin, run_as, dir.path(), &data, port).map(|child| (child, port))
+            start_server(&bin, run_as, dir.path(), &data, port, durability)
+                .map(|child| (child, port))
         })?;
         Ok(Self { child, port, dir })
     }
@@ -111,6 +126,7 @@ fn start_server(
     dir: &Path,
     data: &Path,
     port: u16,
+    durability: Durability,
 ) -> Result<Child, Error> {
     let log = dir.join("postgres.log");
     let mut command = Command::new(bin.join("postgres"));
@@ -120,15 +136,17 @@ fn start_server(
         .args(["-p", &port.to_string(), "-k"])
         .arg(dir)
         .args(["-c", "listen_addresses=127.0.0.1"])
-        .args([
+        .args(["-c", "max_connections=200"]);
+    if durability == Durability::Relaxed {
+        command.args([
             "-c",
             "fsync=off",
             "-c",
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
-        ])
-        .args(["-c", "max_connections=200"]);
+        ]);
+    }
     log_to(&mut command, &log)?;
     as_user(&mut command, run_as, dir);
     // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down with it.

@@ -1,0 +1,313 @@
+//! The scenarios run against the real storefront. Each sets its shoppers up through the
+//! product's own API, runs the load, then checks the app's metrics against what the load
+//! generator counted before its figures are believed.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{header, Method, Request};
+use tokio::{sync::Semaphore, task::JoinSet};
+
+use crate::{
+    load::{self, Load, Outcome, Requests},
+    storefront::{self, Shopper, Storefront},
+    verify, Error,
+};
+
+/// A measured run, with the Redis commands the storefront issued per answer.
+pub struct Measured {
+    pub outcome: Outcome,
+    pub redis_calls_per_answer: f64,
+}
+
+/// Admits one shopper per connection, all at once: their session and admission token.
+async fn admitted_shoppers(
+    front: &Storefront,
+    count: usize,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        let mut shopper = front.shopper();
+        tasks.spawn(async move {
+            let token = shopper.admitted().await?;
+            Ok::<_, Error>((shopper.session.unwrap_or_default(), token))
+        });
+    }
+    let mut shoppers = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        shoppers.push(joined.map_err(|e| Error::Load(e.to_string()))??);
+    }
+    Ok(shoppers)
+}
+
+fn order_request(
+    target: SocketAddr,
+    session: &str,
+    token: &str,
+    key: &str,
+) -> Request<Full<Bytes>> {
+    let body = format!(r#"{{"quantity":1,"idempotencyKey":"{key}","admissionToken":"{token}"}}"#);
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/orders")
+        .header(header::HOST, target.to_string())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(storefront::SESSION_HEADER, session)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid request")
+}
+
+fn session_request(
+    target: SocketAddr,
+    method: Method,
+    path: &str,
+    session: Option<&str>,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, target.to_string());
+    if let Some(session) = session {
+        request = request.header(storefront::SESSION_HEADER, session);
+    }
+    request
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request")
+}
+
+async fn measure(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+    label: &str,
+    requests: Requests,
+) -> Result<(Measured, storefront::Counters), Error> {
+    let before = front.counters().await?;
+    let calls = redis.commands().await?;
+    let outcome = load::run(front.address(), load, label, requests).await?;
+    let calls = redis.commands().await?.saturating_sub(calls);
+    let answers = outcome.answers().max(1);
+    Ok((
+        Measured {
+            redis_calls_per_answer: calls as f64 / answers as f64,
+            outcome,
+        },
+        before,
+    ))
+}
+
+/// `orders`: admitted shoppers order one unit after another as fast as they are answered, on a
+/// stock too large to run out. Every answer must be 201 (confirmed, hence committed to
+/// PostgreSQL), and the app must have counted exactly as many confirmed orders.
+pub async fn orders(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+) -> Result<Measured, Error> {
+    let shoppers = Arc::new(admitted_shoppers(front, load.connections).await?);
+    let target = front.address();
+    let requests: Requests = Arc::new(move |connection, n| {
+        let (session, token) = &shoppers[connection];
+        order_request(target, session, token, &format!("k{n}"))
+    });
+    let (measured, before) = measure(front, redis, load, "orders", requests).await?;
+    let outcome = &measured.outcome;
+    outcome.expect_only("orders", &[201])?;
+    verify::counted(
+        front,
+        &before,
+        &[
+            (
+                storefront::requests("POST", "/api/orders", 201),
+                outcome.count(201),
+            ),
+            (storefront::orders("confirmed"), outcome.count(201)),
+        ],
+    )
+    .await?;
+    Ok(measured)
+}
+
+/// Sells the whole stock to one shopper and waits until the storefront knows it is sold out; the
+/// buyer's admission token, which the `soldout` scenario's late shoppers send along.
+pub async fn sell_out(front: &Storefront) -> Result<String, Error> {
+    let mut buyer = front.shopper();
+    let token = buyer.admitted().await?;
+    let (code, answer) = buyer.order(front.deal.stock, "last", &token).await?;
+    if code != 201 {
+        return Err(Error::Unexpected(format!(
+            "buying the whole stock answered {code}: {answer}"
+        )));
+    }
+    wait_for_state(&mut buyer, "sold_out").await?;
+    Ok(token)
+}
+
+/// `soldout`: order attempts on a deal [`sell_out`] sold out. Each must be refused with 409 and
+/// the app must have counted each refusal as `sold_out`.
+pub async fn soldout(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+    token: &str,
+) -> Result<Measured, Error> {
+    // Shoppers who lost the race: sessions of their own, sending an order anyway.
+    let mut sessions = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections {
+        let mut late = front.shopper();
+        late.send(reqwest::Method::GET, "/api/deal", None).await?;
+        sessions.push(late.session.unwrap_or_default());
+    }
+    let sessions = Arc::new(sessions);
+    let token = token.to_owned();
+    let target = front.address();
+    let requests: Requests = Arc::new(move |connection, n| {
+        order_request(target, &sessions[connection], &token, &format!("late{n}"))
+    });
+    let (measured, before) = measure(front, redis, load, "soldout", requests).await?;
+    let outcome = &measured.outcome;
+    outcome.expect_only("soldout", &[409])?;
+    verify::counted(
+        front,
+        &before,
+        &[
+            (
+                storefront::requests("POST", "/api/orders", 409),
+                outcome.count(409),
+            ),
+            (storefront::rejections("sold_out"), outcome.count(409)),
+        ],
+    )
+    .await?;
+    Ok(measured)
+}
+
+async fn wait_for_state(shopper: &mut Shopper, state: &str) -> Result<(), Error> {
+    for _ in 0..100 {
+        let (_, deal) = shopper
+            .send(reqwest::Method::GET, "/api/deal", None)
+            .await?;
+        if deal["state"] == state {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Unexpected(format!(
+        "the deal did not reach {state} within 5 s"
+    )))
+}
+
+/// `queue` joins: new shoppers (no session yet) join a line that admits one a second.
+pub async fn joins(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+    label: &str,
+) -> Result<Measured, Error> {
+    let target = front.address();
+    let requests: Requests =
+        Arc::new(move |_, _| session_request(target, Method::POST, "/api/queue", None));
+    let (measured, before) = measure(front, redis, load, label, requests).await?;
+    let outcome = &measured.outcome;
+    outcome.expect_only(label, &[200])?;
+    verify::counted(
+        front,
+        &before,
+        &[(
+            storefront::requests("POST", "/api/queue", 200),
+            outcome.count(200),
+        )],
+    )
+    .await?;
+    Ok(measured)
+}
+
+/// Waiting shoppers whose polls the `queue` scenario replays.
+pub async fn waiting_crowd(front: &Storefront, count: usize) -> Result<Vec<String>, Error> {
+    let gate = Arc::new(Semaphore::new(64));
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        let mut shopper = front.shopper();
+        let gate = gate.clone();
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let (code, answer) = shopper.join().await?;
+            if code != 200 {
+                return Err(Error::Unexpected(format!("join answered {code}: {answer}")));
+            }
+            Ok(shopper.session.unwrap_or_default())
+        });
+    }
+    let mut sessions = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        sessions.push(joined.map_err(|e| Error::Load(e.to_string()))??);
+    }
+    Ok(sessions)
+}
+
+/// `queue` polls: waiting shoppers ask where they stand, each connection cycling through its
+/// share of the crowd.
+pub async fn polls(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+    crowd: Arc<Vec<String>>,
+) -> Result<Measured, Error> {
+    let target = front.address();
+    let connections = load.connections;
+    let requests: Requests = Arc::new(move |connection, n| {
+        let shopper = (connection + n as usize * connections) % crowd.len();
+        session_request(target, Method::GET, "/api/queue", Some(&crowd[shopper]))
+    });
+    let (measured, before) = measure(front, redis, load, "queue polls", requests).await?;
+    let outcome = &measured.outcome;
+    outcome.expect_only("queue polls", &[200])?;
+    verify::counted(
+        front,
+        &before,
+        &[(
+            storefront::requests("GET", "/api/queue", 200),
+            outcome.count(200),
+        )],
+    )
+    .await?;
+    Ok(measured)
+}
+
+/// What `crowd` found.
+#[derive(Clone, Copy, Debug)]
+pub struct Crowd {
+    pub waiting: u64,
+    /// Redis memory grown by the crowd, in bytes.
+    pub memory: u64,
+}
+
+/// `crowd`: `size` shoppers join a line that admits one a second; Redis memory before and after.
+/// The storefront must be the only tenant of `redis`.
+pub async fn crowd(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    connections: usize,
+    size: u64,
+) -> Result<Crowd, Error> {
+    let before = redis.used_memory().await?;
+    let load = Load {
+        connections,
+        duration: Duration::from_secs(3_600),
+        limit: Some(size),
+    };
+    joins(front, redis, load, "crowd joins").await?;
+    let after = redis.used_memory().await?;
+    let waiting = redis.waiting(&front.deal.prefix()).await?;
+    // A handful are admitted (one a second) while the crowd gathers; the rest must be in line.
+    if waiting + 3_600 < size {
+        return Err(Error::Broken(format!(
+            "{size} shoppers joined but only {waiting} are in line"
+        )));
+    }
+    Ok(Crowd {
+        waiting,
+        memory: after.saturating_sub(before),
+    })
+}
