@@ -196,17 +196,27 @@ async fn storm_once(binary: &Path, args: StormArgs) -> anyhow::Result<()> {
     };
     let probe = RedisProbe::connect(&stores.redis_url).await?;
     let plan = args.plan();
-    let front = Storefront::start(binary, &stores, plan.deal("bench-storm"))?;
-    let report = storm::run(&front, &probe, &stores.postgres_url, plan)
-        .await
-        .with_context(|| {
-            format!(
-                "the storm failed; the storefront's log:\n{}",
-                front.log_tail()
-            )
-        })?;
+    let report = storm_on_new_front(binary, &stores, &probe, plan, "bench-storm").await?;
     println!("{}", storm_line(&report, plan));
     Ok(())
+}
+
+/// A storm against a storefront of its own, serving a fresh deal named `name`.
+async fn storm_on_new_front(
+    binary: &Path,
+    stores: &Stores,
+    probe: &RedisProbe,
+    plan: storm::Plan,
+    name: &str,
+) -> anyhow::Result<storm::Report> {
+    let front = Storefront::start(binary, stores, plan.deal(name))?;
+    let report = storm::run(&front, probe, &stores.postgres_url, plan).await;
+    report.with_context(|| failed_with_log("the storm", &front))
+}
+
+/// The error context of a failed scenario: the storefront's log tells why.
+fn failed_with_log(what: &str, front: &Storefront) -> String {
+    format!("{what} failed; the storefront's log:\n{}", front.log_tail())
 }
 
 fn storm_line(report: &storm::Report, plan: storm::Plan) -> String {
@@ -357,7 +367,9 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         eprintln!("round {round} of {}", args.rounds);
         let hello = reference(address(&bare), load, "bare /hello", "/hello").await?;
         figures.rate("bare /hello answers", &hello, 200);
-        let sold_out = scenarios::soldout(&soldout_front, &probe, load, &last_token).await?;
+        let sold_out = scenarios::soldout(&soldout_front, &probe, load, &last_token)
+            .await
+            .with_context(|| failed_with_log("soldout", &soldout_front))?;
         figures.measured("soldout answers", &sold_out, 409);
 
         set_stock(&stores.redis_url).await?;
@@ -369,12 +381,7 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
 
         let orders = scenarios::orders(&orders_front, &probe, load)
             .await
-            .with_context(|| {
-                format!(
-                    "orders failed; the storefront's log:\n{}",
-                    orders_front.log_tail()
-                )
-            })?;
+            .with_context(|| failed_with_log("orders", &orders_front))?;
         figures.measured("orders confirmed", &orders, 201);
         figures.add(
             "orders attempts",
@@ -393,20 +400,17 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         let locked = reference(address(&lock), load, "lock /buy", "/buy").await?;
         figures.rate("lock /buy purchases", &locked, 200);
 
-        let joins = scenarios::joins(&queue_front, &probe, load, "queue joins").await?;
+        let joins = scenarios::joins(&queue_front, &probe, load, "queue joins")
+            .await
+            .with_context(|| failed_with_log("queue joins", &queue_front))?;
         figures.measured("queue joins", &joins, 200);
-        let polls = scenarios::polls(&queue_front, &probe, load, pollers.clone()).await?;
+        let polls = scenarios::polls(&queue_front, &probe, load, pollers.clone())
+            .await
+            .with_context(|| failed_with_log("queue polls", &queue_front))?;
         figures.measured("queue polls", &polls, 200);
 
-        let front = Storefront::start(binary, &stores, plan.deal(&format!("bench-storm-{round}")))?;
-        let report = storm::run(&front, &probe, &stores.postgres_url, plan)
-            .await
-            .with_context(|| {
-                format!(
-                    "the storm failed; the storefront's log:\n{}",
-                    front.log_tail()
-                )
-            })?;
+        let name = format!("bench-storm-{round}");
+        let report = storm_on_new_front(binary, &stores, &probe, plan, &name).await?;
         eprintln!("  → {}", storm_line(&report, plan));
         figures.add(
             "storm duration (s)",
@@ -437,7 +441,9 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             ..DealPlan::new("bench-crowd")
         },
     )?;
-    let crowd = scenarios::crowd(&crowd_front, &crowd_probe, args.connections, args.crowd).await?;
+    let crowd = scenarios::crowd(&crowd_front, &crowd_probe, args.connections, args.crowd)
+        .await
+        .with_context(|| failed_with_log("crowd", &crowd_front))?;
     figures.add(
         "crowd: Redis memory for the waiting shoppers",
         Unit::Bytes,
@@ -546,7 +552,7 @@ fn targets(
             met: p99.median <= 50.0,
         },
         Target {
-            goal: format!("{size} waiting shoppers in ≤ 64 MB of Redis"),
+            goal: format!("{} waiting shoppers in ≤ 64 MB of Redis", report::thousands(size as f64)),
             measured: format!("{mib:.1} MiB for {} in line", crowd.waiting),
             met: size >= 1_000_000 && crowd.memory <= 64 * 1024 * 1024,
         },

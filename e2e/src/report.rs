@@ -163,7 +163,8 @@ pub fn render(doc: &Document) -> String {
     out
 }
 
-fn thousands(value: f64) -> String {
+/// Whole numbers with thousands separators ("1,000,000").
+pub fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.round());
     let (sign, digits) = digits
         .strip_prefix('-')

@@ -76,25 +76,39 @@ fn session_request(
         .expect("a valid request")
 }
 
+/// What a scenario expects of every answer: its status, and the app's samples that must each
+/// move by exactly the number of answers.
+struct Expect {
+    status: u16,
+    counted_as: Vec<String>,
+}
+
+/// Runs the load, then fails unless every answer had the expected status and the app counted
+/// each one in every sample of `expect`.
 async fn measure(
     front: &Storefront,
     redis: &verify::RedisProbe,
     load: Load,
     label: &str,
     requests: Requests,
-) -> Result<(Measured, storefront::Counters), Error> {
+    expect: Expect,
+) -> Result<Measured, Error> {
     let before = front.counters().await?;
     let calls = redis.commands().await?;
     let outcome = load::run(front.address(), load, label, requests).await?;
     let calls = redis.commands().await?.saturating_sub(calls);
-    let answers = outcome.answers().max(1);
-    Ok((
-        Measured {
-            redis_calls_per_answer: calls as f64 / answers as f64,
-            outcome,
-        },
-        before,
-    ))
+    outcome.expect_only(label, &[expect.status])?;
+    let answers = outcome.count(expect.status);
+    let counted: Vec<(String, u64)> = expect
+        .counted_as
+        .into_iter()
+        .map(|sample| (sample, answers))
+        .collect();
+    verify::counted(front, &before, &counted).await?;
+    Ok(Measured {
+        redis_calls_per_answer: calls as f64 / answers.max(1) as f64,
+        outcome,
+    })
 }
 
 /// `orders`: admitted shoppers order one unit after another as fast as they are answered, on a
@@ -111,22 +125,21 @@ pub async fn orders(
         let (session, token) = &shoppers[connection];
         order_request(target, session, token, &format!("k{n}"))
     });
-    let (measured, before) = measure(front, redis, load, "orders", requests).await?;
-    let outcome = &measured.outcome;
-    outcome.expect_only("orders", &[201])?;
-    verify::counted(
+    measure(
         front,
-        &before,
-        &[
-            (
+        redis,
+        load,
+        "orders",
+        requests,
+        Expect {
+            status: 201,
+            counted_as: vec![
                 storefront::requests("POST", "/api/orders", 201),
-                outcome.count(201),
-            ),
-            (storefront::orders("confirmed"), outcome.count(201)),
-        ],
+                storefront::orders("confirmed"),
+            ],
+        },
     )
-    .await?;
-    Ok(measured)
+    .await
 }
 
 /// Sells the whole stock to one shopper and waits until the storefront knows it is sold out; the
@@ -165,22 +178,21 @@ pub async fn soldout(
     let requests: Requests = Arc::new(move |connection, n| {
         order_request(target, &sessions[connection], &token, &format!("late{n}"))
     });
-    let (measured, before) = measure(front, redis, load, "soldout", requests).await?;
-    let outcome = &measured.outcome;
-    outcome.expect_only("soldout", &[409])?;
-    verify::counted(
+    measure(
         front,
-        &before,
-        &[
-            (
+        redis,
+        load,
+        "soldout",
+        requests,
+        Expect {
+            status: 409,
+            counted_as: vec![
                 storefront::requests("POST", "/api/orders", 409),
-                outcome.count(409),
-            ),
-            (storefront::rejections("sold_out"), outcome.count(409)),
-        ],
+                storefront::rejections("sold_out"),
+            ],
+        },
     )
-    .await?;
-    Ok(measured)
+    .await
 }
 
 async fn wait_for_state(shopper: &mut Shopper, state: &str) -> Result<(), Error> {
@@ -208,19 +220,18 @@ pub async fn joins(
     let target = front.address();
     let requests: Requests =
         Arc::new(move |_, _| session_request(target, Method::POST, "/api/queue", None));
-    let (measured, before) = measure(front, redis, load, label, requests).await?;
-    let outcome = &measured.outcome;
-    outcome.expect_only(label, &[200])?;
-    verify::counted(
+    measure(
         front,
-        &before,
-        &[(
-            storefront::requests("POST", "/api/queue", 200),
-            outcome.count(200),
-        )],
+        redis,
+        load,
+        label,
+        requests,
+        Expect {
+            status: 200,
+            counted_as: vec![storefront::requests("POST", "/api/queue", 200)],
+        },
     )
-    .await?;
-    Ok(measured)
+    .await
 }
 
 /// Waiting shoppers whose polls the `queue` scenario replays.
@@ -260,19 +271,18 @@ pub async fn polls(
         let shopper = (connection + n as usize * connections) % crowd.len();
         session_request(target, Method::GET, "/api/queue", Some(&crowd[shopper]))
     });
-    let (measured, before) = measure(front, redis, load, "queue polls", requests).await?;
-    let outcome = &measured.outcome;
-    outcome.expect_only("queue polls", &[200])?;
-    verify::counted(
+    measure(
         front,
-        &before,
-        &[(
-            storefront::requests("GET", "/api/queue", 200),
-            outcome.count(200),
-        )],
+        redis,
+        load,
+        "queue polls",
+        requests,
+        Expect {
+            status: 200,
+            counted_as: vec![storefront::requests("GET", "/api/queue", 200)],
+        },
     )
-    .await?;
-    Ok(measured)
+    .await
 }
 
 /// What `crowd` found.
