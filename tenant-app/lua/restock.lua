@@ -1,18 +1,31 @@
 -- Returns the stock of a cancelled (refunded) order.
 --
--- Invariant: each cancelled order returns its stock exactly once, however often this runs
--- (guarded by a per-order marker), and the shopper's count drops by the same amount.
+-- Invariants:
+--   * each cancelled order returns its stock exactly once, however often this runs (guarded
+--     by a per-order marker), and the shopper's count drops by the same amount;
+--   * a cancellation recorded in an earlier epoch changes nothing: the restore that opened
+--     this epoch read the order as cancelled and never counted it as sold;
+--   * while the figures are being restored nothing changes; the sweeper retries.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  order id
 -- ARGV[2]  shopper id
 -- ARGV[3]  quantity
--- Returns 1 when the stock was returned now, 0 when it had been already.
-local p, id, shopper, qty = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- ARGV[4]  the epoch in which the cancellation was recorded in PostgreSQL
+-- Returns 1 when the stock was returned now, 0 when it had been already, -1 when the
+-- cancellation belongs to an earlier epoch, -2 while the figures are being restored.
+local p, id, shopper, qty, at = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local epoch = redis.call('GET', p .. 'epoch')
+if not epoch then
+  return -2
+end
+if epoch ~= at then
+  return -1
+end
 if redis.call('SET', p .. 'restocked:' .. id, '1', 'NX') == false then
   return 0
 end
 redis.call('DECRBY', p .. 'sold', qty)
-redis.call('DECRBY', p .. 'held:' .. shopper, qty)
+redis.call('HINCRBY', p .. 'held', shopper, -qty)
 redis.call('SET', p .. 'state:' .. id, 'cancelled')
 return 1

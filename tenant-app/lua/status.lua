@@ -10,11 +10,11 @@
 -- ARGV[3]  the window, in milliseconds, over which recent admissions are counted
 -- Returns numbers only: {state (0 outside, 1 pre-queue, 2 waiting, 3 admitted), position, admission nonce (or ticket while waiting), admission expiry,
 --          waiting, active, available, reserved, sold, recent admissions, pre-queue size,
---          opened, units the shopper holds or owns}.
+--          opened, units the shopper holds or owns, figures restored (1/0)}.
 local p, shopper, now, window = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local state, position, nonce, expiry, held = 0, 0, 0, 0, 0
 if shopper ~= '' then
-  held = tonumber(redis.call('GET', p .. 'held:' .. shopper) or '0')
+  held = tonumber(redis.call('HGET', p .. 'held', shopper) or '0')
   local until_ms = redis.call('ZSCORE', p .. 'active', shopper)
   if until_ms and tonumber(until_ms) > now then
     state = 3
@@ -44,4 +44,5 @@ return {
   redis.call('ZCARD', p .. 'pre'),
   redis.call('EXISTS', p .. 'opened'),
   held,
+  redis.call('EXISTS', p .. 'epoch'),
 }

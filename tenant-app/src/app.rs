@@ -8,11 +8,12 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::{
+    clock::Clock,
     commit::Writer,
     deal::{Deal, DealState},
     identity::Identifier,
     metrics::Metrics,
-    payments::PaymentProvider,
+    payments::Payments,
     queue::{Figures, Queue, Settings},
     scripts::Scripts,
     tokens::Signer,
@@ -25,7 +26,9 @@ pub struct App {
     pub scripts: Arc<Scripts>,
     pub queue: Queue,
     pub writer: Writer,
-    pub payments: Box<dyn PaymentProvider>,
+    pub payments: Payments,
+    /// The deal's clock: Redis's, so replicas agree on when things happen.
+    pub clock: Clock,
     pub signer: Signer,
     pub identifier: Identifier,
     pub metrics: Metrics,

@@ -20,7 +20,18 @@ pub struct NewOrder {
     pub idempotency_key: String,
     pub payment_provider: String,
     pub payment_reference: String,
+    /// Past this, the order is no longer written (see [`COMMIT_WINDOW`]).
+    pub not_after: tokio::time::Instant,
 }
+
+/// How long after its payment an order may still be written. With [`BATCH_TIMEOUT`] it bounds
+/// when a paid order can land in PostgreSQL at all, which is what lets reconciliation refund a
+/// payment without an order once [`SETTLED_AFTER`] has passed, with no race against a late
+/// commit.
+pub const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A payment older than this has either its order in PostgreSQL or never will.
+pub const SETTLED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What became of one order in its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +41,8 @@ pub enum Outcome {
     /// A row for this id, or for this shopper's idempotency key, was there first: the
     /// reservation lapsed, or the same request was committed before.
     Conflict,
-    /// Nothing was written (the database could not be reached or refused the batch).
+    /// Nothing was written (the database could not be reached or refused the batch, or the
+    /// order was reserved in an epoch that is over: Redis lost its data since).
     NotWritten(String),
     /// The commit was sent but its answer was lost: the order may or may not be in PostgreSQL.
     Unknown(String),
@@ -49,6 +61,18 @@ pub struct Writer {
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Order ids are `<epoch><9-digit sequence>` (see `reserve.lua`).
+const IDS_PER_EPOCH: i64 = 1_000_000_000;
+
+/// The epoch an order was reserved in.
+pub fn epoch_of(order_id: i64) -> i64 {
+    order_id / IDS_PER_EPOCH
+}
+
+/// The longest one batch may take. Past it, a batch that had not sent its commit wrote nothing;
+/// one that had may or may not have landed.
+const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Writer {
     /// Starts the writer; `batch_sizes` records how many orders each transaction carried.
@@ -75,21 +99,66 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_sizes: Histogr
     // Whatever queued up while the previous batch was committing forms the next batch: no
     // artificial delay, so a lone order commits at once.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let now = tokio::time::Instant::now();
+        for late in batch.extract_if(.., |request| request.order.not_after <= now) {
+            let _ = late.reply.send(Outcome::NotWritten(
+                "the database was too slow to take the order in time".into(),
+            ));
+        }
+        if batch.is_empty() {
+            continue;
+        }
         batch_sizes.observe(batch.len() as f64);
         let orders: Vec<&NewOrder> = batch.iter().map(|r| &r.order).collect();
-        let outcomes = write_batch(&pool, &orders).await;
+        let committing = std::sync::atomic::AtomicBool::new(false);
+        let outcomes =
+            match tokio::time::timeout(BATCH_TIMEOUT, write_batch(&pool, &orders, &committing))
+                .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(_) => {
+                    let reason = format!(
+                        "PostgreSQL did not answer within {} s",
+                        BATCH_TIMEOUT.as_secs()
+                    );
+                    let outcome = if committing.load(std::sync::atomic::Ordering::SeqCst) {
+                        Outcome::Unknown(reason)
+                    } else {
+                        Outcome::NotWritten(reason)
+                    };
+                    vec![outcome; orders.len()]
+                }
+            };
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             let _ = request.reply.send(outcome);
         }
     }
 }
 
-async fn write_batch(pool: &PgPool, orders: &[&NewOrder]) -> Vec<Outcome> {
-    let all = |outcome: Outcome| vec![outcome; orders.len()];
+async fn write_batch(
+    pool: &PgPool,
+    all_orders: &[&NewOrder],
+    committing: &std::sync::atomic::AtomicBool,
+) -> Vec<Outcome> {
+    let all = |outcome: Outcome| vec![outcome; all_orders.len()];
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
         Err(e) => return all(Outcome::NotWritten(format!("cannot reach PostgreSQL: {e}"))),
     };
+    // Held shared until the commit: a restore of Redis's figures waits for this batch, and no
+    // order of an epoch that ended lands after it.
+    let epoch: i64 = match sqlx::query_scalar("SELECT epoch FROM redis_epoch FOR SHARE")
+        .fetch_one(&mut *tx)
+        .await
+    {
+        Ok(epoch) => epoch,
+        Err(e) => return all(Outcome::NotWritten(format!("cannot read the epoch: {e}"))),
+    };
+    let orders: Vec<&NewOrder> = all_orders
+        .iter()
+        .copied()
+        .filter(|o| epoch_of(o.id) == epoch)
+        .collect();
     let inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
         "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
          SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key \
@@ -147,16 +216,32 @@ async fn write_batch(pool: &PgPool, orders: &[&NewOrder]) -> Vec<Outcome> {
     {
         return all(Outcome::NotWritten(format!("cannot insert payments: {e}")));
     }
+    committing.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Err(e) = tx.commit().await {
         return all(Outcome::Unknown(format!(
             "the commit's answer was lost: {e}"
         )));
     }
-    orders
+    all_orders
         .iter()
         .map(|o| match inserted.get(&o.id) {
             Some(at) => Outcome::Committed(*at),
+            None if epoch_of(o.id) != epoch => Outcome::NotWritten(
+                "the order was reserved before Redis lost its data; it was not recorded".into(),
+            ),
             None => Outcome::Conflict,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_id_carries_its_epoch() {
+        assert_eq!(epoch_of(1_000_000_001), 1);
+        assert_eq!(epoch_of(12_999_999_999), 12);
+        assert_eq!(epoch_of(42), 0, "ids from before epochs belong to none");
+    }
 }

@@ -71,6 +71,16 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_PAYMENT_FAILURE_RATE", default_value_t = 0.0)]
     pub payment_failure_rate: f64,
 
+    /// A payment provider speaking the sandbox's HTTP protocol (e.g. http://payments:8090);
+    /// without it, the built-in sandbox takes payments in process.
+    #[arg(long, env = "TIMEDEAL_PAYMENT_URL", value_name = "URL")]
+    pub payment_url: Option<String>,
+
+    /// The longest a charge or refund may take; after it the outcome counts as unknown, the
+    /// order is refused and anything charged is refunded.
+    #[arg(long, env = "TIMEDEAL_PAYMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub payment_timeout: Duration,
+
     /// Requests per second allowed to one client (by address, or X-Forwarded-For behind a
     /// proxy) on the API; 0 turns the limit off.
     #[arg(long, env = "TIMEDEAL_RATE_LIMIT", default_value_t = 20)]
@@ -108,6 +118,8 @@ pub struct Config {
     pub jwt_key: Option<Vec<u8>>,
     pub payment_delay: Duration,
     pub payment_failure_rate: f64,
+    pub payment_url: Option<String>,
+    pub payment_timeout: Duration,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
 }
@@ -184,6 +196,18 @@ impl Cli {
                 self.payment_failure_rate
             )));
         }
+        if let Some(url) = &self.payment_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "--payment-url {url} must be an http:// or https:// URL"
+                )));
+            }
+        }
+        if self.payment_timeout.is_zero() {
+            return Err(Error::Config(
+                "--payment-timeout must be longer than 0s, e.g. 10s".into(),
+            ));
+        }
         if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
             return Err(Error::Config(
                 "--rate-limit-burst must be at least 1 while --rate-limit-per-second is on".into(),
@@ -221,6 +245,8 @@ impl Cli {
             jwt_key,
             payment_delay: self.payment_delay,
             payment_failure_rate: self.payment_failure_rate,
+            payment_url: self.payment_url.clone(),
+            payment_timeout: self.payment_timeout,
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
         })

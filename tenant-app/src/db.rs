@@ -1,7 +1,7 @@
 //! PostgreSQL: the deal's orders, payments and refunds, in the deal's own schema. This is the
 //! record of what was sold; Redis only holds what is in flight.
 
-use std::str::FromStr;
+use std::{future::Future, str::FromStr, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,10 +19,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub async fn connect(url: &str, schema: &str) -> Result<PgPool, Error> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| Error::Config(format!("--postgres-url is not a PostgreSQL URL: {e}")))?
-        .options([("search_path", schema)]);
+        .options([
+            ("search_path", schema),
+            // The server gives up on its side too, so a lock held by a stuck session is let go.
+            ("statement_timeout", "5s"),
+            ("idle_in_transaction_session_timeout", "10s"),
+        ]);
     let pool = PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(std::time::Duration::from_secs(3))
+        .acquire_timeout(CALL_TIMEOUT)
         .connect_with(options)
         .await
         .map_err(|e| Error::Database(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -38,6 +43,24 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool, Error> {
     Ok(pool)
 }
 
+/// The longest one call to PostgreSQL may take. A database that hangs (frozen, partitioned)
+/// holds no request longer than this: the request answers a clear, retryable error instead.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs one call to PostgreSQL within [`CALL_TIMEOUT`].
+pub async fn bounded<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| Error::Database(format!("{what}: {e}"))),
+        Err(_) => Err(Error::Database(format!(
+            "{what}: no answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 /// An order as its shopper sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -49,7 +72,7 @@ pub struct Order {
     /// quantity × unitPrice.
     pub amount: i64,
     pub currency: String,
-    /// `confirmed` or `cancelled`.
+    /// `confirmed`, `cancelling` (the refund is under way) or `cancelled`.
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -77,13 +100,14 @@ fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
 
 /// A shopper's orders, newest first (lapsed reservations are not orders and are left out).
 pub async fn orders_of(pool: &PgPool, shopper: &str) -> Result<Vec<Order>, Error> {
-    let rows = sqlx::query(&format!(
+    let query = format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE shopper = $1 AND status <> 'lapsed' ORDER BY id DESC"
-    ))
-    .bind(shopper)
-    .fetch_all(pool)
-    .await
-    .map_err(db_error("cannot read orders"))?;
+    );
+    let rows = bounded(
+        "cannot read orders",
+        sqlx::query(&query).bind(shopper).fetch_all(pool),
+    )
+    .await?;
     rows.iter()
         .map(order_from)
         .collect::<Result<_, _>>()
@@ -110,57 +134,110 @@ async fn one_order(
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     pool: &PgPool,
 ) -> Result<Option<Order>, Error> {
-    let row = query
-        .fetch_optional(pool)
-        .await
-        .map_err(db_error("cannot read the order"))?;
+    let row = bounded("cannot read the order", query.fetch_optional(pool)).await?;
     row.as_ref()
         .map(order_from)
         .transpose()
         .map_err(db_error("cannot read the order"))
 }
 
-/// What a cancellation changed.
-pub struct Cancelled {
-    pub order: Order,
-    pub shopper: String,
+/// Where a cancellation stands once it has been asked for.
+pub enum CancelStart {
+    /// This request marked the order `cancelling`: refund it, then finish.
+    Marked(Order),
+    /// The order was already `cancelling` (a cancel in progress, or one that failed half-way):
+    /// the refund is idempotent per order, so refund and finish again.
+    InProgress(Order),
+    /// The order is cancelled already.
+    AlreadyCancelled(Order),
+    /// The shopper has no such order.
+    NotFound,
 }
 
-/// Cancels a confirmed order and records its refund, in one transaction. Returns `None` when
-/// the order is not the shopper's or is not confirmed (already cancelled): the second cancel of
-/// an order changes nothing.
-pub async fn cancel(
-    pool: &PgPool,
-    shopper: &str,
-    id: i64,
-    refund_reference: &str,
-) -> Result<Option<Cancelled>, Error> {
-    let mut tx = pool.begin().await.map_err(db_error("cannot cancel"))?;
-    let row = sqlx::query(&format!(
-        "UPDATE orders SET status = 'cancelled', cancelled_at = now() \
-         WHERE id = $1 AND shopper = $2 AND status = 'confirmed' RETURNING {ORDER_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(shopper)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error("cannot cancel"))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let order = order_from(&row).map_err(db_error("cannot cancel"))?;
-    sqlx::query("INSERT INTO refunds (order_id, reference, amount) VALUES ($1, $2, $3)")
+/// First phase of a cancellation: marks a confirmed order `cancelling`, or says where it is.
+pub async fn begin_cancel(pool: &PgPool, shopper: &str, id: i64) -> Result<CancelStart, Error> {
+    let marked = bounded(
+        "cannot cancel",
+        sqlx::query(&format!(
+            "UPDATE orders SET status = 'cancelling', cancel_started_at = now() \
+             WHERE id = $1 AND shopper = $2 AND status = 'confirmed' RETURNING {ORDER_COLUMNS}"
+        ))
         .bind(id)
-        .bind(refund_reference)
-        .bind(order.amount)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error("cannot record the refund"))?;
-    tx.commit().await.map_err(db_error("cannot cancel"))?;
-    Ok(Some(Cancelled {
-        order,
-        shopper: shopper.to_owned(),
-    }))
+        .bind(shopper)
+        .fetch_optional(pool),
+    )
+    .await?;
+    if let Some(row) = marked {
+        return Ok(CancelStart::Marked(
+            order_from(&row).map_err(db_error("cannot cancel"))?,
+        ));
+    }
+    Ok(match order_of(pool, shopper, id).await? {
+        None => CancelStart::NotFound,
+        Some(order) if order.status == "cancelling" => CancelStart::InProgress(order),
+        Some(order) => CancelStart::AlreadyCancelled(order),
+    })
+}
+
+/// Second phase: records the refund and the cancellation, in one transaction, in the current
+/// epoch (returned, for `restock.lua`). `None` when another cancel finished it first.
+pub async fn finish_cancel(
+    pool: &PgPool,
+    id: i64,
+    refund_reference: Option<&str>,
+) -> Result<Option<(Order, String, i64)>, Error> {
+    bounded("cannot finish the cancellation", async {
+        let mut tx = pool.begin().await?;
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM redis_epoch FOR SHARE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(row) = sqlx::query(&format!(
+            "UPDATE orders SET status = 'cancelled', cancelled_at = now(), cancel_epoch = $2 \
+             WHERE id = $1 AND status = 'cancelling' RETURNING shopper, {ORDER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(epoch)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let order = order_from(&row)?;
+        let shopper: String = row.try_get("shopper")?;
+        if let Some(reference) = refund_reference {
+            sqlx::query(
+                "INSERT INTO refunds (order_id, reference, amount) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(reference)
+            .bind(order.amount)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some((order, shopper, epoch)))
+    })
+    .await
+}
+
+/// Cancellations marked more than `older_than_secs` ago and never finished (the replica died,
+/// the refund failed): the sweeper refunds and finishes them.
+pub async fn stalled_cancellations(
+    pool: &PgPool,
+    older_than_secs: i64,
+) -> Result<Vec<(i64, i64, String)>, Error> {
+    bounded(
+        "cannot read stalled cancellations",
+        sqlx::query_as(
+            "SELECT id, quantity::BIGINT * unit_price, currency FROM orders \
+             WHERE status = 'cancelling' AND cancel_started_at < now() - make_interval(secs => $1) \
+             LIMIT 100",
+        )
+        .bind(older_than_secs as f64)
+        .fetch_all(pool),
+    )
+    .await
 }
 
 /// Records that a reservation lapsed, unless its order was committed first. Returns true when
@@ -174,68 +251,156 @@ pub async fn record_lapse(
     unit_price: i64,
     currency: &str,
 ) -> Result<bool, Error> {
-    let row = sqlx::query(
-        "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, 'lapsed', $6) ON CONFLICT DO NOTHING RETURNING id",
+    let inserted: Option<i64> = bounded(
+        "cannot record a lapsed reservation",
+        sqlx::query_scalar(
+            "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, 'lapsed', $6) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(id)
+        .bind(shopper)
+        .bind(quantity)
+        .bind(unit_price)
+        .bind(currency)
+        .bind(format!("lapsed:{id}:{key}"))
+        .fetch_optional(pool),
     )
-    .bind(id)
-    .bind(shopper)
-    .bind(quantity)
-    .bind(unit_price)
-    .bind(currency)
-    .bind(format!("lapsed:{id}:{key}"))
-    .fetch_optional(pool)
-    .await
-    .map_err(db_error("cannot record a lapsed reservation"))?;
-    if row.is_some() {
+    .await?;
+    if inserted.is_some() {
         return Ok(true);
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(db_error("cannot read the order"))?;
+    let status: Option<String> = bounded(
+        "cannot read the order",
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool),
+    )
+    .await?;
     Ok(status.as_deref() == Some("lapsed"))
 }
 
-/// Cancelled orders whose stock is not back in Redis yet.
-pub async fn to_restock(pool: &PgPool) -> Result<Vec<(i64, String, i32)>, Error> {
-    sqlx::query_as(
-        "SELECT id, shopper, quantity FROM orders WHERE status = 'cancelled' AND NOT restocked LIMIT 500",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(db_error("cannot read cancelled orders"))
-}
-
-pub async fn mark_restocked(pool: &PgPool, id: i64) -> Result<(), Error> {
-    sqlx::query("UPDATE orders SET restocked = true WHERE id = $1")
+/// Records the refund of a payment whose reservation lapsed (its `lapsed` row exists).
+pub async fn record_lapse_refund(
+    pool: &PgPool,
+    id: i64,
+    reference: &str,
+    amount: i64,
+) -> Result<(), Error> {
+    bounded(
+        "cannot record a refund",
+        sqlx::query(
+            "INSERT INTO refunds (order_id, reference, amount) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
         .bind(id)
-        .execute(pool)
-        .await
-        .map_err(db_error("cannot mark an order restocked"))?;
+        .bind(reference)
+        .bind(amount)
+        .execute(pool),
+    )
+    .await?;
     Ok(())
 }
 
-/// What PostgreSQL knows of the sale: units sold, and the highest order id used.
-pub async fn sold_and_last_id(pool: &PgPool) -> Result<(i64, i64), Error> {
-    sqlx::query_as(
-        "SELECT COALESCE(SUM(quantity) FILTER (WHERE status = 'confirmed'), 0)::BIGINT, \
-                COALESCE(MAX(id), 0)::BIGINT FROM orders",
+/// Cancelled orders whose stock is not back in Redis yet, with the epoch of their cancellation.
+pub async fn to_restock(pool: &PgPool) -> Result<Vec<(i64, String, i32, i64)>, Error> {
+    bounded(
+        "cannot read cancelled orders",
+        sqlx::query_as(
+            "SELECT id, shopper, quantity, COALESCE(cancel_epoch, 0) FROM orders \
+             WHERE status = 'cancelled' AND NOT restocked LIMIT 500",
+        )
+        .fetch_all(pool),
     )
-    .fetch_one(pool)
     .await
-    .map_err(db_error("cannot read the units sold"))
 }
 
-/// Units each shopper owns (confirmed orders), to rebuild the per-shopper counts in Redis.
-pub async fn owned_by_shopper(pool: &PgPool) -> Result<Vec<(String, i64)>, Error> {
-    sqlx::query_as(
-        "SELECT shopper, SUM(quantity)::BIGINT FROM orders WHERE status = 'confirmed' GROUP BY shopper",
+pub async fn mark_restocked(pool: &PgPool, id: i64) -> Result<(), Error> {
+    bounded(
+        "cannot mark an order restocked",
+        sqlx::query("UPDATE orders SET restocked = true WHERE id = $1")
+            .bind(id)
+            .execute(pool),
     )
-    .fetch_all(pool)
+    .await?;
+    Ok(())
+}
+
+/// What Redis's figures are restored from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    /// The new epoch: orders of earlier epochs can no longer commit.
+    pub epoch: i64,
+    /// Units sold: confirmed orders and those whose cancellation is not finished.
+    pub sold: i64,
+    /// The same, per shopper.
+    pub owned: Vec<(String, i64)>,
+}
+
+/// Opens the next epoch and reads what was sold, in one transaction. Taking the epoch row's
+/// lock waits for every order commit and cancellation under way (they hold it shared), and
+/// none of the previous epoch can land after it: what is read here is complete.
+pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
+    bounded("cannot restore the stock figures", async {
+        let mut tx = pool.begin().await?;
+        let epoch: i64 =
+            sqlx::query_scalar("UPDATE redis_epoch SET epoch = epoch + 1 RETURNING epoch")
+                .fetch_one(&mut *tx)
+                .await?;
+        let owned: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT shopper, SUM(quantity)::BIGINT FROM orders \
+             WHERE status IN ('confirmed', 'cancelling') GROUP BY shopper",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Restore {
+            epoch,
+            sold: owned.iter().map(|(_, units)| units).sum(),
+            owned,
+        })
+    })
     .await
-    .map_err(db_error("cannot read what each shopper owns"))
+}
+
+/// Whether a payment the provider took is accounted for: its order was committed, or the
+/// payment was refunded and recorded.
+pub async fn payment_accounted_for(pool: &PgPool, id: i64) -> Result<bool, Error> {
+    bounded(
+        "cannot match a payment",
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1) \
+                 OR EXISTS (SELECT 1 FROM refunds WHERE order_id = $1) \
+                 OR EXISTS (SELECT 1 FROM unmatched_payments WHERE order_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(pool),
+    )
+    .await
+}
+
+/// Records a payment found without an order, and its refund.
+pub async fn record_unmatched_payment(
+    pool: &PgPool,
+    id: i64,
+    reference: &str,
+    amount: i64,
+    currency: &str,
+    refund_reference: &str,
+) -> Result<(), Error> {
+    bounded(
+        "cannot record an unmatched payment",
+        sqlx::query(
+            "INSERT INTO unmatched_payments (order_id, reference, amount, currency, refund_reference) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(reference)
+        .bind(amount)
+        .bind(currency)
+        .bind(refund_reference)
+        .execute(pool),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Order counts and revenue for the operator's status figures.
@@ -247,15 +412,19 @@ pub struct Sales {
 }
 
 pub async fn sales(pool: &PgPool) -> Result<Sales, Error> {
-    let (confirmed, cancelled, revenue): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE status = 'confirmed'), \
-                COUNT(*) FILTER (WHERE status = 'cancelled'), \
-                COALESCE(SUM(quantity::BIGINT * unit_price) FILTER (WHERE status = 'confirmed'), 0)::BIGINT \
-         FROM orders",
+    // An order whose cancellation is under way still counts as sold until its refund is made.
+    let (confirmed, cancelled, revenue): (i64, i64, i64) = bounded(
+        "cannot read the sales figures",
+        sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status IN ('confirmed', 'cancelling')), \
+                    COUNT(*) FILTER (WHERE status = 'cancelled'), \
+                    COALESCE(SUM(quantity::BIGINT * unit_price) \
+                             FILTER (WHERE status IN ('confirmed', 'cancelling')), 0)::BIGINT \
+             FROM orders",
+        )
+        .fetch_one(pool),
     )
-    .fetch_one(pool)
-    .await
-    .map_err(db_error("cannot read the sales figures"))?;
+    .await?;
     Ok(Sales {
         confirmed,
         cancelled,

@@ -7,6 +7,7 @@
 //! work in [`ticker`], and the HTTP surface in [`http`].
 
 pub mod app;
+pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod orders;
 pub mod payments;
 pub mod queue;
+pub mod restore;
 pub mod scripts;
 pub mod ticker;
 pub mod tokens;
@@ -29,8 +31,20 @@ use timedeal_api::{Stage, Timeline};
 use tokio::sync::watch;
 
 use crate::{
-    app::App, config::Config, deal::Deal, error::Error, identity::Identifier, payments::Sandbox,
-    queue::Queue, scripts::Scripts, tokens::Signer,
+    app::App,
+    clock::Clock,
+    config::Config,
+    deal::Deal,
+    error::Error,
+    identity::Identifier,
+    payments::{
+        http::HttpProvider,
+        sandbox::{Ledger, Sandbox},
+        Payments,
+    },
+    queue::Queue,
+    scripts::Scripts,
+    tokens::Signer,
 };
 
 /// Connects to Redis and PostgreSQL, migrates, and serves until SIGTERM or Ctrl-C.
@@ -69,17 +83,28 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         redis,
         db,
         scripts,
-        payments: Box::new(Sandbox {
-            delay: config.payment_delay,
-            failure_rate: config.payment_failure_rate,
-        }),
+        payments: Payments::new(
+            match &config.payment_url {
+                Some(url) => Box::new(HttpProvider::new(url, &config.postgres_schema)),
+                None => Box::new(Sandbox {
+                    ledger: Arc::new(Ledger::new(
+                        config.payment_delay,
+                        config.payment_failure_rate,
+                    )),
+                    account: config.postgres_schema.clone(),
+                }),
+            },
+            config.payment_timeout,
+        ),
+        clock: Clock::default(),
         signer: Signer::new(&config.signing_secret),
         identifier,
         metrics,
         figures: figures_rx,
         prefix,
     });
-    ticker::init_stock(&app).await?;
+    app.clock.sync(&app.redis).await?;
+    restore::restore_if_lost(&app).await?;
     figures_tx.send_replace(ticker::figures(&app).await?);
     ticker::spawn(app.clone(), figures_tx);
 

@@ -6,16 +6,16 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::Utc;
 use serde::Deserialize;
 
 use crate::{
     app::{App, IDEMPOTENCY_TTL_MS},
     commit::{NewOrder, Outcome},
-    db::{self, Order},
+    db::{self, CancelStart, Order},
     deal::DealState,
     http::error::ApiError,
     identity::Shopper,
+    payments::{PaymentError, Refund},
     tokens::TokenError,
 };
 
@@ -108,7 +108,7 @@ fn token_error(error: TokenError) -> ApiError {
 }
 
 pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<Placed, ApiError> {
-    let now = Utc::now();
+    let now = app.clock.now();
     let deal = app.deal();
     let quantity = check_request(&request, shopper, app.state_now(now))?;
     let admission = app
@@ -139,6 +139,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
     match outcome.as_str() {
         "reserved" => {}
         "existing" => return repeated(app, shopper, id, &request.idempotency_key).await,
+        "unavailable" => return Err(restoring()),
         "not_admitted" => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -165,13 +166,25 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
     let amount = product.deal_price * quantity as i64;
     let payment = match app.payments.charge(id, amount, &product.currency).await {
         Ok(reference) => reference,
-        Err(error) => {
+        Err(PaymentError::Declined(reason)) => {
             release(app, id, "payment_failed").await;
             app.metrics.order("payment_declined");
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_declined",
-                format!("the payment did not go through ({error}); nothing was charged"),
+                format!("the payment did not go through ({reason}); nothing was charged"),
+            ));
+        }
+        Err(PaymentError::Unavailable(reason)) => {
+            // The charge may have gone through: refunding by the order id undoes it if it did
+            // (and reconciliation catches one that lands later still).
+            tracing::warn!(order = id, %reason, "payment outcome unknown; refunding to be sure");
+            refund(app, id, amount, &product.currency).await;
+            release(app, id, "failed").await;
+            app.metrics.order("failed");
+            return Err(ApiError::unavailable(
+                "the payment provider did not answer, so the order was not placed and anything \
+                 charged is refunded; send the same order again in a moment",
             ));
         }
     };
@@ -185,6 +198,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         idempotency_key: request.idempotency_key.clone(),
         payment_provider: app.payments.name().to_owned(),
         payment_reference: payment,
+        not_after: tokio::time::Instant::now() + crate::commit::COMMIT_WINDOW,
     };
     match app.writer.commit(new).await {
         Outcome::Committed(created_at) => {
@@ -232,7 +246,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             release(app, id, "failed").await;
             app.metrics.order("failed");
             Err(ApiError::unavailable(
-                "the order could not be recorded, so nothing was charged and the stock is back; try again in a moment",
+                "the order could not be recorded, so it was not placed, any payment is refunded and the stock is back; send the same order again in a moment",
             ))
         }
         Outcome::Unknown(reason) => {
@@ -250,44 +264,64 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
     }
 }
 
+/// The answer while Redis's figures are being restored.
+fn restoring() -> ApiError {
+    ApiError::unavailable(
+        "the stock figures are being restored after an interruption; nothing was reserved or \
+         charged; send the same order again in a moment",
+    )
+}
+
 /// The same idempotency key again: answer with what became of the first request, waiting for it
-/// when it is still in flight.
+/// while it is in flight, and answering from PostgreSQL as soon as the order is there (even if
+/// Redis never hears of its commit, say because the replica that took it died).
 async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Placed, ApiError> {
     let state_key = format!("{}state:{id}", app.prefix);
-    for _ in 0..250 {
+    let from_postgres = || async {
+        db::order_by_key(&app.db, &shopper.id, key)
+            .await
+            .map(|order| {
+                order.map(|order| Placed {
+                    order,
+                    repeated: true,
+                })
+            })
+    };
+    for attempt in 0..250 {
         let state: Option<String> = redis::cmd("GET")
             .arg(&state_key)
             .query_async(&mut app.redis.clone())
             .await
             .map_err(crate::error::Error::from)?;
         match state.as_deref() {
-            Some("reserved") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Some("reserved") => {
+                if attempt % 10 == 9 {
+                    if let Some(placed) = from_postgres().await? {
+                        return Ok(placed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Some("payment_failed") => {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     "payment_declined",
-                    "this order's payment did not go through; order again with a new idempotency key",
+                    "this order's payment did not go through; send it again to retry the payment",
                 ))
             }
             Some("failed") | Some("lapsed") => {
                 return Err(ApiError::conflict(
                     "order_failed",
-                    "this order was not placed (nothing was charged); order again with a new idempotency key",
+                    "this order was not placed (nothing was charged); send it again to retry",
                 ))
             }
             _ => {
-                let order = db::order_by_key(&app.db, &shopper.id, key).await?;
-                return order
-                    .map(|order| Placed {
-                        order,
-                        repeated: true,
-                    })
-                    .ok_or_else(|| {
-                        ApiError::conflict(
-                            "order_failed",
-                            "this order was not placed; order again with a new idempotency key",
-                        )
-                    });
+                return from_postgres().await?.ok_or_else(|| {
+                    ApiError::conflict(
+                        "order_failed",
+                        "this order was not placed; send it again to retry",
+                    )
+                });
             }
         }
     }
@@ -329,45 +363,80 @@ pub async fn release(app: &App, id: i64, final_state: &str) {
 
 async fn refund(app: &App, id: i64, amount: i64, currency: &str) {
     if let Err(error) = app.payments.refund(id, amount, currency).await {
+        // Reconciliation finds the payment and refunds it.
         tracing::error!(order = id, %error, "refund of an unrecorded order failed");
     }
 }
 
-/// Cancels a confirmed order: the refund is recorded with the cancellation in one transaction,
-/// then the stock goes back (exactly once, by `restock.lua`; the sweeper retries if Redis is
-/// away).
+/// Cancels a confirmed order in three steps, each safe to repeat: mark it `cancelling` in
+/// PostgreSQL, refund it (the order id is the provider's idempotency key, so two cancels racing,
+/// or a cancel retried after a failure, refund once), then record the cancellation with its
+/// refund and return the stock. A cancellation left half-way is finished by the sweeper.
 pub async fn cancel(app: &App, shopper: &Shopper, id: i64) -> Result<Order, ApiError> {
-    let Some(existing) = db::order_of(&app.db, &shopper.id, id).await? else {
-        return Err(ApiError::not_found(format!("you have no order {id}")));
+    let order = match db::begin_cancel(&app.db, &shopper.id, id).await? {
+        CancelStart::NotFound => {
+            return Err(ApiError::not_found(format!("you have no order {id}")))
+        }
+        CancelStart::AlreadyCancelled(_) => return Err(already_cancelled(id)),
+        CancelStart::Marked(order) | CancelStart::InProgress(order) => order,
     };
-    if existing.status != "confirmed" {
-        return Err(ApiError::conflict(
-            "already_cancelled",
-            format!("order {id} is already cancelled"),
-        ));
-    }
-    let reference = app
-        .payments
-        .refund(id, existing.amount, &existing.currency)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(format!(
-                "the refund did not go through ({e}); the order stands"
-            ))
-        })?;
-    let Some(cancelled) = db::cancel(&app.db, &shopper.id, id, &reference).await? else {
-        return Err(ApiError::conflict(
-            "already_cancelled",
-            format!("order {id} is already cancelled"),
-        ));
-    };
-    app.metrics.order("cancelled");
-    restock(app, id, &cancelled.shopper, cancelled.order.quantity).await;
-    Ok(cancelled.order)
+    finish_cancel(app, id, order.amount, &order.currency)
+        .await?
+        .ok_or_else(|| already_cancelled(id))
 }
 
-/// Returns a cancelled order's stock and records that it did.
-pub async fn restock(app: &App, id: i64, shopper: &str, quantity: i32) {
+fn already_cancelled(id: i64) -> ApiError {
+    ApiError::conflict(
+        "already_cancelled",
+        format!("order {id} is already cancelled"),
+    )
+}
+
+/// The refund and the record of a cancellation marked before. `None` when another cancel of
+/// the same order finished first.
+pub async fn finish_cancel(
+    app: &App,
+    id: i64,
+    amount: i64,
+    currency: &str,
+) -> Result<Option<Order>, ApiError> {
+    let reference = match app.payments.refund(id, amount, currency).await {
+        Ok(Refund::Refunded(reference)) => Some(reference),
+        Ok(Refund::NothingCharged) => {
+            tracing::warn!(
+                order = id,
+                "the provider holds no payment for a confirmed order"
+            );
+            None
+        }
+        Err(error) => {
+            return Err(ApiError::unavailable(format!(
+                "the refund did not go through yet ({error}); the cancellation is recorded and \
+                 completes on its own within a minute"
+            )))
+        }
+    };
+    let Some((order, shopper, epoch)) =
+        db::finish_cancel(&app.db, id, reference.as_deref()).await?
+    else {
+        return Ok(None);
+    };
+    app.metrics.order("cancelled");
+    // Redis being away must not hold the answer: the sweeper returns the stock later.
+    let restocking = restock(app, id, &shopper, order.quantity, epoch);
+    if tokio::time::timeout(Duration::from_millis(500), restocking)
+        .await
+        .is_err()
+    {
+        tracing::warn!(order = id, "Redis is slow; the stock goes back later");
+    }
+    Ok(Some(order))
+}
+
+/// Returns a cancelled order's stock and records that it did. `epoch` is the one the
+/// cancellation was recorded in: a cancellation from before Redis lost its data was already
+/// left out of the restored figures.
+pub async fn restock(app: &App, id: i64, shopper: &str, quantity: i32, epoch: i64) {
     let result: Result<i64, _> = app
         .scripts
         .restock
@@ -375,9 +444,11 @@ pub async fn restock(app: &App, id: i64, shopper: &str, quantity: i32) {
         .arg(id)
         .arg(shopper)
         .arg(quantity)
+        .arg(epoch)
         .invoke_async(&mut app.redis.clone())
         .await;
     match result {
+        Ok(-2) => tracing::debug!(order = id, "stock figures being restored; will retry"),
         Ok(_) => {
             if let Err(error) = db::mark_restocked(&app.db, id).await {
                 tracing::warn!(order = id, %error, "stock returned; marking it will be retried");

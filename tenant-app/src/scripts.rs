@@ -5,7 +5,7 @@
 use redis::Script;
 
 pub struct Scripts {
-    pub init: Script,
+    pub restore: Script,
     pub join: Script,
     pub open: Script,
     pub status: Script,
@@ -19,7 +19,7 @@ pub struct Scripts {
 impl Scripts {
     pub fn load() -> Self {
         Self {
-            init: Script::new(include_str!("../lua/init.lua")),
+            restore: Script::new(include_str!("../lua/restore.lua")),
             join: Script::new(include_str!("../lua/join.lua")),
             open: Script::new(include_str!("../lua/open.lua")),
             status: Script::new(include_str!("../lua/status.lua")),

@@ -5,56 +5,50 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::{app::App, db, deal::DealState, error::Error, orders, queue::Figures};
+use crate::{
+    app::App,
+    db,
+    deal::DealState,
+    error::Error,
+    orders,
+    payments::{self, Refund},
+    queue::Figures,
+    restore,
+};
 
 const TICK: Duration = Duration::from_millis(100);
 
-/// Sets the stock figures in Redis when it has none (first start, or Redis lost its data), from
-/// what PostgreSQL knows was sold; keeps the total in step with the spec.
-pub async fn init_stock(app: &App) -> Result<(), Error> {
-    let deal = app.deal();
-    let (sold, last_id) = db::sold_and_last_id(&app.db).await?;
-    let fresh: i64 = app
-        .scripts
-        .init
-        .key(&app.prefix)
-        .arg(deal.spec.product.stock)
-        .arg(sold)
-        .arg(last_id)
-        .invoke_async(&mut app.redis.clone())
+/// A cancellation marked this long ago and not finished was left half-way (its replica died,
+/// or the refund failed): the sweeper finishes it.
+const STALLED_CANCEL_SECS: i64 = 30;
+
+/// Keeps the total in step with the spec (the stock may change until the deal starts).
+async fn follow_stock(app: &App) -> Result<(), Error> {
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}total", app.prefix))
+        .arg(app.deal().spec.product.stock)
+        .query_async(&mut app.redis.clone())
         .await?;
-    if fresh == 1 {
-        // Redis had nothing: also restore what each shopper owns, so per-user limits hold
-        // across a Redis that lost its data.
-        let owned = db::owned_by_shopper(&app.db).await?;
-        if !owned.is_empty() {
-            let mut pipe = redis::pipe();
-            for (shopper, units) in &owned {
-                pipe.set(format!("{}held:{shopper}", app.prefix), units)
-                    .ignore();
-            }
-            pipe.exec_async(&mut app.redis.clone()).await?;
-        }
-        tracing::info!(
-            deal = %deal.name,
-            stock = deal.spec.product.stock,
-            sold,
-            shoppers = owned.len(),
-            "stock figures initialised in Redis"
-        );
-    }
     Ok(())
 }
 
 /// Reads the deal-wide figures now.
 pub async fn figures(app: &App) -> Result<Figures, Error> {
-    Ok(app.queue.status("", Utc::now().timestamp_millis()).await?.2)
+    Ok(app
+        .queue
+        .status("", app.clock.now().timestamp_millis())
+        .await?
+        .2)
 }
 
+/// A payment to refund because its reservation lapsed: order id, amount, currency.
+type LapsedPayment = (i64, i64, String);
+
 pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
+    let (refunds, to_refund) = mpsc::unbounded_channel();
+    tokio::spawn(money(app.clone(), to_refund));
     tokio::spawn(async move {
         let mut ticks: u64 = 0;
         let mut interval = tokio::time::interval(TICK);
@@ -62,7 +56,7 @@ pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
         loop {
             interval.tick().await;
             ticks += 1;
-            if let Err(error) = tick(&app, &publish, ticks).await {
+            if let Err(error) = tick(&app, &publish, &refunds, ticks).await {
                 if ticks % 50 == 1 {
                     tracing::warn!(%error, "background step failed; retrying");
                 }
@@ -71,12 +65,77 @@ pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     });
 }
 
-async fn tick(app: &App, publish: &watch::Sender<Figures>, ticks: u64) -> Result<(), Error> {
+/// The background work that talks to the payment provider, apart from the queue's so a slow or
+/// hanging provider never holds admissions: refunds of lapsed reservations, cancellations left
+/// half-way, and reconciliation. A refund lost with this process is found by reconciliation.
+async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>) {
+    let mut seconds: u64 = 0;
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        seconds += 1;
+        while let Ok((id, amount, currency)) = lapsed.try_recv() {
+            refund_lapsed(&app, id, amount, &currency).await;
+        }
+        let result = async {
+            if seconds.is_multiple_of(5) {
+                for (id, amount, currency) in
+                    db::stalled_cancellations(&app.db, STALLED_CANCEL_SECS).await?
+                {
+                    tracing::info!(order = id, "finishing a cancellation left half-way");
+                    if let Err(error) = orders::finish_cancel(&app, id, amount, &currency).await {
+                        tracing::warn!(order = id, error = %error.message, "cannot finish the cancellation yet");
+                    }
+                }
+            }
+            if seconds.is_multiple_of(10) {
+                payments::reconcile(&app).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(error) = result.await {
+            tracing::warn!(%error, "payment housekeeping failed; retrying");
+        }
+    }
+}
+
+/// A payment may have been taken before a lapsed reservation's request died: the order id is
+/// the provider's key, so this refunds it if there is one, and only once.
+async fn refund_lapsed(app: &App, id: i64, amount: i64, currency: &str) {
+    match app.payments.refund(id, amount, currency).await {
+        Ok(Refund::Refunded(reference)) => {
+            match db::record_lapse_refund(&app.db, id, &reference, amount).await {
+                Ok(()) => {
+                    tracing::info!(order = id, "the lapsed reservation's payment was refunded")
+                }
+                Err(error) => tracing::warn!(order = id, %error, "refunded; recording it failed"),
+            }
+        }
+        Ok(Refund::NothingCharged) => {}
+        Err(error) => {
+            tracing::warn!(order = id, %error, "cannot refund a lapsed reservation; reconciliation will")
+        }
+    }
+}
+
+async fn tick(
+    app: &App,
+    publish: &watch::Sender<Figures>,
+    refunds: &mpsc::UnboundedSender<LapsedPayment>,
+    ticks: u64,
+) -> Result<(), Error> {
+    if ticks.is_multiple_of(10) {
+        app.clock.sync(&app.redis).await?;
+    }
+    if !app.figures.borrow().restored {
+        restore::restore_if_lost(app).await?;
+    }
     let deal = app.deal();
-    let now = Utc::now();
+    let now = app.clock.now();
     let now_ms = now.timestamp_millis();
     if ticks.is_multiple_of(20) {
-        init_stock(app).await?;
+        follow_stock(app).await?;
     }
     if now >= deal.timeline.start {
         if let Some(placed) = app.queue.open(rand::random()).await? {
@@ -105,13 +164,14 @@ async fn tick(app: &App, publish: &watch::Sender<Figures>, ticks: u64) -> Result
         );
     }
     if ticks.is_multiple_of(5) {
-        settle_lapsed(app, now_ms).await?;
+        settle_lapsed(app, now_ms, refunds).await?;
     }
     if ticks.is_multiple_of(20) {
-        for (id, shopper, quantity) in db::to_restock(&app.db).await? {
-            orders::restock(app, id, &shopper, quantity).await;
+        for (id, shopper, quantity, epoch) in db::to_restock(&app.db).await? {
+            orders::restock(app, id, &shopper, quantity, epoch).await;
         }
     }
+
     let figures = figures(app).await?;
     app.metrics.queue_waiting.set(figures.waiting as i64);
     app.metrics.queue_admitted.set(figures.active as i64);
@@ -128,7 +188,11 @@ async fn tick(app: &App, publish: &watch::Sender<Figures>, ticks: u64) -> Result
 /// Reservations past their TTL: if their order reached PostgreSQL after all, confirm them;
 /// otherwise record the lapse there first (so a late commit cannot also land) and give the
 /// stock back.
-async fn settle_lapsed(app: &App, now_ms: i64) -> Result<(), Error> {
+async fn settle_lapsed(
+    app: &App,
+    now_ms: i64,
+    refunds: &mpsc::UnboundedSender<LapsedPayment>,
+) -> Result<(), Error> {
     let ids: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
         .arg(format!("{}res_expiry", app.prefix))
         .arg("-inf")
@@ -167,6 +231,8 @@ async fn settle_lapsed(app: &App, now_ms: i64) -> Result<(), Error> {
         .await?;
         if lapsed {
             orders::release(app, id, "lapsed").await;
+            let amount = deal.spec.product.deal_price * quantity as i64;
+            let _ = refunds.send((id, amount, deal.spec.product.currency.clone()));
             app.metrics.order("lapsed");
             tracing::info!(order = id, quantity, "reservation lapsed; stock returned");
         } else {

@@ -26,6 +26,9 @@ pub struct PostgresServer {
     child: Child,
     port: u16,
     dir: TempDir,
+    bin: PathBuf,
+    run_as: Option<RunAs>,
+    durability: Durability,
 }
 
 /// The user a server process must run as: ourselves, or `postgres` when we are root.
@@ -97,7 +100,57 @@ impl PostgresServer {
             start_server(&bin, run_as, dir.path(), &data, port, durability)
                 .map(|child| (child, port))
         })?;
-        Ok(Self { child, port, dir })
+        Ok(Self {
+            child,
+            port,
+            dir,
+            bin,
+            run_as,
+            durability,
+        })
+    }
+
+    /// Stops the server at once (PostgreSQL's immediate shutdown: no checkpoint, as in a
+    /// crash); committed data stays in its directory.
+    pub fn stop(&mut self) {
+        // SAFETY: signalling our own child, whose pid has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT) };
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data after [`PostgresServer::stop`].
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        let data = self.dir.path().join("data");
+        self.child = start_server(
+            &self.bin,
+            self.run_as,
+            self.dir.path(),
+            &data,
+            self.port,
+            self.durability,
+        )?;
+        Ok(())
+    }
+
+    /// Freezes the whole server (SIGSTOP to the postmaster, then to every backend): connections
+    /// stay open and nothing answers, as with a hung host.
+    pub fn freeze(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        let postmaster = self.child.id() as libc::pid_t;
+        // The postmaster first, so that it forks no new backend meanwhile.
+        // SAFETY: signalling our own child and its children.
+        unsafe { libc::kill(postmaster, signal) };
+        for pid in children_of(postmaster) {
+            unsafe { libc::kill(pid, signal) };
+        }
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -182,6 +235,24 @@ fn start_server(
     }
 }
 
+/// The processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: libc::pid_t = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The command may hold spaces and parentheses: the fields follow the last ')'.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let ppid: libc::pid_t = after.split(' ').nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 fn as_user<'c>(command: &'c mut Command, run_as: Option<RunAs>, dir: &Path) -> &'c mut Command {
     // The postgres user may not be allowed into our working directory.
     command.current_dir(dir);
@@ -249,6 +320,8 @@ fn run_as() -> Result<Option<RunAs>, Error> {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        // A frozen server handles no signal until it goes on.
+        self.thaw();
         // SAFETY: signalling our own child, whose pid has not been reaped yet.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT) };
         let _ = self.child.wait();

@@ -75,6 +75,12 @@ impl Service {
         self.dir.path()
     }
 
+    /// Kills the service with SIGKILL: whatever it was doing stops mid-way.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Everything the service logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

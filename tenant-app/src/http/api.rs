@@ -109,12 +109,12 @@ pub fn deal_view(app: &App, shopper: &Shopper, now: DateTime<Utc>) -> DealView {
 #[utoipa::path(get, path = "/api/deal", tag = "deal",
     responses((status = 200, body = DealView)))]
 pub async fn deal(State(app): State<SharedApp>, shopper: Shopper) -> Json<DealView> {
-    Json(deal_view(&app, &shopper, Utc::now()))
+    Json(deal_view(&app, &shopper, app.clock.now()))
 }
 
 /// What the shopper is told about the queue right now.
 pub async fn status_of(app: &App, shopper: &Shopper) -> Result<QueueStatus, ApiError> {
-    let now = Utc::now();
+    let now = app.clock.now();
     let (place, owned, figures) = app
         .queue
         .status(&shopper.id, now.timestamp_millis())
@@ -160,7 +160,7 @@ pub async fn join(
     State(app): State<SharedApp>,
     shopper: Shopper,
 ) -> Result<Json<QueueStatus>, ApiError> {
-    let now = Utc::now();
+    let now = app.clock.now();
     let deal = app.deal();
     match app.state_now(now) {
         DealState::Upcoming if !deal.timeline.pre_queue_open_at(now) => {
@@ -195,6 +195,11 @@ pub async fn join(
                     "you already own your limit of {} for this deal",
                     shopper.limit
                 ),
+            ))
+        }
+        Joined::Restoring => {
+            return Err(ApiError::unavailable(
+                "the queue is being restored after an interruption; join again in a moment",
             ))
         }
         Joined::Placed => {}

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), on answers worth retrying.
+    pub retry_after: Option<u32>,
 }
 
 /// The body of every error answer.
@@ -34,10 +36,14 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        // Every 503 is a passing state (a store away, figures being restored): say when to
+        // come back.
+        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(2);
         Self {
             status,
             code,
             message: message.into(),
+            retry_after,
         }
     }
 
@@ -67,6 +73,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         // Lets the metrics layer count refusals by code.
         response.extensions_mut().insert(RejectionCode(self.code));
         response

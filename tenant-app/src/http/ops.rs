@@ -7,7 +7,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chrono::Utc;
 use serde::Serialize;
 use timedeal_api::{OrderFigures, QueueFigures, StockFigures, StorefrontStats};
 
@@ -61,7 +60,7 @@ pub async fn readyz(State(app): State<SharedApp>) -> Response {
 #[utoipa::path(get, path = "/internal/stats", tag = "operations",
     responses((status = 200, description = "the figures the operator copies into the TimeDeal's status (`timedeal_api::StorefrontStats`)", body = Object), (status = 503)))]
 pub async fn stats(State(app): State<SharedApp>) -> Result<Json<StorefrontStats>, ApiError> {
-    let now = Utc::now();
+    let now = app.clock.now();
     let figures = crate::ticker::figures(&app).await?;
     let sales = db::sales(&app.db).await?;
     let peak: Option<i64> = redis::cmd("GET")

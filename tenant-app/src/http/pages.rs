@@ -6,7 +6,6 @@ use axum::{
     http::header,
     response::{Html, IntoResponse, Response},
 };
-use chrono::Utc;
 use maud::{html, Markup, DOCTYPE};
 
 use crate::{
@@ -47,7 +46,7 @@ fn banner(state: DealState) -> &'static str {
 pub async fn storefront(State(app): State<SharedApp>, shopper: Option<Shopper>) -> Html<String> {
     let view = shopper
         .as_ref()
-        .map(|s| deal_view(&app, s, Utc::now()))
+        .map(|s| deal_view(&app, s, app.clock.now()))
         .unwrap_or_else(|| {
             deal_view(
                 &app,
@@ -56,7 +55,7 @@ pub async fn storefront(State(app): State<SharedApp>, shopper: Option<Shopper>) 
                     limit: app.deal().per_user_limit(),
                     new_session: None,
                 },
-                Utc::now(),
+                app.clock.now(),
             )
         });
     Html(page(&view, shopper.is_some()).into_string())

@@ -21,6 +21,9 @@ pub struct Figures {
     pub recent_admissions: u64,
     /// Shoppers in the pre-queue (before the start).
     pub pre_queue: u64,
+    /// False while Redis's stock figures are being restored (after it lost its data): the
+    /// figures above then mean nothing, and in particular not "sold out".
+    pub restored: bool,
 }
 
 /// The length of the window over which recent admissions are counted.
@@ -29,7 +32,7 @@ pub const WINDOW: Duration = Duration::from_secs(20);
 impl Figures {
     /// Nothing left to sell or to come back: the queue is closed.
     pub fn sold_out(&self) -> bool {
-        self.available <= 0 && self.reserved <= 0
+        self.restored && self.available <= 0 && self.reserved <= 0
     }
 }
 
@@ -107,6 +110,7 @@ mod tests {
             sold: 0,
             recent_admissions: recent,
             pre_queue: 0,
+            restored: true,
         }
     }
 

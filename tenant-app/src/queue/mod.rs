@@ -38,6 +38,8 @@ pub enum Joined {
     SoldOut,
     /// The shopper already owns (or holds) their limit.
     AtLimit,
+    /// The stock figures are being restored after Redis lost them; nobody new is placed.
+    Restoring,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ impl Queue {
         Ok(match state.as_str() {
             "sold_out" => Joined::SoldOut,
             "over_limit" => Joined::AtLimit,
+            "unavailable" => Joined::Restoring,
             _ => Joined::Placed,
         })
     }
@@ -94,9 +97,9 @@ impl Queue {
             .arg(arithmetic::WINDOW.as_millis() as i64)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        if n.len() < 13 {
+        if n.len() < 14 {
             return Err(Error::Redis(format!(
-                "status.lua answered {} numbers, expected 13",
+                "status.lua answered {} numbers, expected 14",
                 n.len()
             )));
         }
@@ -119,6 +122,7 @@ impl Queue {
             sold: n[8],
             recent_admissions: n[9] as u64,
             pre_queue: n[10] as u64,
+            restored: n[13] == 1,
         };
         Ok((place, owned, figures))
     }
@@ -331,6 +335,7 @@ mod tests {
             sold: 10,
             recent_admissions: 0,
             pre_queue: 0,
+            restored: true,
         }
     }
 

@@ -128,19 +128,40 @@ pub fn binary() -> PathBuf {
 
 impl Storefront {
     pub fn start(redis: &RedisServer, postgres_url: &str, deal: &DealFile, extra: &[&str]) -> Self {
+        Self::start_with_env(redis, postgres_url, deal, extra, &[])
+    }
+
+    /// Like [`Storefront::start`], with more environment for the process.
+    pub fn start_with_env(
+        redis: &RedisServer,
+        postgres_url: &str,
+        deal: &DealFile,
+        extra: &[&str],
+        env: &[(&str, OsString)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let deal_path = dir.path().join("deal.yaml");
         std::fs::write(&deal_path, deal.yaml()).unwrap();
-        Self::start_on(redis, postgres_url, deal_path, &deal.name, extra, dir)
+        Self::start_on(redis, postgres_url, deal_path, &deal.name, extra, env, dir)
     }
 
     /// A second replica of the same deal, sharing Redis, PostgreSQL and the deal file.
     pub fn replica(&self, redis: &RedisServer, extra: &[&str]) -> Self {
+        self.replica_with_env(redis, extra, &[])
+    }
+
+    /// A second replica with more environment for the process.
+    pub fn replica_with_env(
+        &self,
+        redis: &RedisServer,
+        extra: &[&str],
+        env: &[(&str, OsString)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let deal_path = dir.path().join("deal.yaml");
         std::fs::copy(&self.deal_path, &deal_path).unwrap();
         let name = self.schema.trim_start_matches("deal_").replace('_', "-");
-        Self::start_on(redis, &self.postgres_url, deal_path, &name, extra, dir)
+        Self::start_on(redis, &self.postgres_url, deal_path, &name, extra, env, dir)
     }
 
     fn start_on(
@@ -149,6 +170,7 @@ impl Storefront {
         deal_path: PathBuf,
         name: &str,
         extra: &[&str],
+        env: &[(&str, OsString)],
         dir: tempfile::TempDir,
     ) -> Self {
         let mut args: Vec<OsString> = vec![
@@ -158,19 +180,16 @@ impl Storefront {
             redis.url().into(),
         ];
         args.extend(extra.iter().map(OsString::from));
-        let service = Service::start(
-            &binary(),
-            &args,
-            &[
-                ("TIMEDEAL_POSTGRES_URL", postgres_url.into()),
-                ("TIMEDEAL_SIGNING_SECRET", SECRET.into()),
-                ("RUST_LOG", "info".into()),
-                // Thousands of test shoppers share one address; tests that check the limit
-                // turn it on with the flag.
-                ("TIMEDEAL_RATE_LIMIT", "0".into()),
-            ],
-        )
-        .expect("start tenant-app");
+        let mut envs: Vec<(&str, OsString)> = vec![
+            ("TIMEDEAL_POSTGRES_URL", postgres_url.into()),
+            ("TIMEDEAL_SIGNING_SECRET", SECRET.into()),
+            ("RUST_LOG", "info".into()),
+            // Thousands of test shoppers share one address; tests that check the limit
+            // turn it on with the flag.
+            ("TIMEDEAL_RATE_LIMIT", "0".into()),
+        ];
+        envs.extend(env.iter().cloned());
+        let service = Service::start(&binary(), &args, &envs).expect("start tenant-app");
         Self {
             service,
             deal_path,
@@ -222,6 +241,35 @@ impl Storefront {
             panic!("the operator cannot read /internal/stats ({e}): {stats}");
         }
         stats
+    }
+}
+
+/// The sandbox payment provider over HTTP, in the test process: several replicas share its
+/// ledger, it survives a replica's death, and the test reads its ledger and tells it to fail.
+pub struct PaymentProvider {
+    pub ledger: std::sync::Arc<timedeal_tenant_app::payments::sandbox::Ledger>,
+    pub url: String,
+}
+
+impl PaymentProvider {
+    /// Serves a new ledger on a free loopback port, answering after `delay`.
+    pub async fn start(delay: Duration) -> Self {
+        use timedeal_tenant_app::payments::sandbox::{router, Ledger};
+        let ledger = std::sync::Arc::new(Ledger::new(delay, 0.0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(ledger.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { ledger, url }
+    }
+
+    pub fn set_mode(&self, mode: timedeal_tenant_app::payments::sandbox::Mode) {
+        self.ledger.set_mode(mode);
+    }
+
+    /// The storefront flag that makes it use this provider.
+    pub fn flag(&self) -> String {
+        format!("--payment-url={}", self.url)
     }
 }
 
