@@ -223,10 +223,10 @@ pub async fn leave(State(app): State<SharedApp>, shopper: Shopper) -> Result<Sta
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_body, invalid_quantity, invalid_idempotency_key"),
         (status = 402, body = ErrorBody, description = "payment_declined"),
         (status = 403, body = ErrorBody, description = "admission_forged, admission_expired, admission_foreign, admission_other_deal, admission_malformed, not_admitted"),
-        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed"),
+        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed, order_in_progress (ask again), order_failed (send it again)"),
         (status = 413, body = ErrorBody, description = "body_too_large"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type"),
-        (status = 503, body = ErrorBody, description = "unavailable, outcome_unknown"),
+        (status = 503, body = ErrorBody, description = "unavailable: nothing was placed and nothing stays charged; send the same order (same idempotency key) again after `Retry-After` seconds. outcome_unknown: look for the order in your orders"),
     ))]
 pub async fn place_order(
     State(app): State<SharedApp>,
@@ -277,12 +277,13 @@ pub async fn my_order(
         .ok_or_else(|| ApiError::not_found(format!("you have no order {id}")))
 }
 
-/// Cancels an order and refunds it; its stock goes back on sale. Cancelling twice changes
-/// nothing the second time (409 `already_cancelled`).
+/// Cancels an order and refunds it, once however often it is asked; its stock goes back on
+/// sale. Cancelling again changes nothing (409 `already_cancelled`).
 #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders",
     params(("id" = i64, Path, description = "order id")),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "already_cancelled")))]
+        (status = 409, body = ErrorBody, description = "already_cancelled"),
+        (status = 503, body = ErrorBody, description = "unavailable: the order store or the refund is away; a cancellation already recorded completes on its own, and asking again is safe")))]
 pub async fn cancel_order(
     State(app): State<SharedApp>,
     shopper: Shopper,
