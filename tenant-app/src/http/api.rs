@@ -263,8 +263,9 @@ fn order_id(id: &str) -> Result<i64, ApiError> {
 
 /// One of the shopper's orders.
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders",
-    params(("id" = i64, Path, description = "order id")),
-    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+    params(("id" = i64, Path, description = "order id", minimum = 1)),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "invalid_order_id")))]
 pub async fn my_order(
     State(app): State<SharedApp>,
     shopper: Shopper,
@@ -280,8 +281,9 @@ pub async fn my_order(
 /// Cancels an order and refunds it, once however often it is asked; its stock goes back on
 /// sale. Cancelling again changes nothing (409 `already_cancelled`).
 #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders",
-    params(("id" = i64, Path, description = "order id")),
+    params(("id" = i64, Path, description = "order id", minimum = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "invalid_order_id"),
         (status = 409, body = ErrorBody, description = "already_cancelled"),
         (status = 503, body = ErrorBody, description = "unavailable: the order store or the refund is away; a cancellation already recorded completes on its own, and asking again is safe")))]
 pub async fn cancel_order(

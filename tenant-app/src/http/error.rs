@@ -38,7 +38,11 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         // Every 503 is a passing state (a store away, figures being restored): say when to
         // come back.
-        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(2);
+        let retry_after = match status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(2),
+            StatusCode::TOO_MANY_REQUESTS => Some(1),
+            _ => None,
+        };
         Self {
             status,
             code,

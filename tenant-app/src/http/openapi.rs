@@ -1,9 +1,12 @@
 //! The OpenAPI document of the JSON API, served at `/openapi.json`.
 
-use axum::Json;
+use axum::{extract::State, Json};
 use utoipa::OpenApi;
 
-use crate::http::{api, events, ops};
+use crate::{
+    app::SharedApp,
+    http::{api, events, ops},
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +43,80 @@ use crate::http::{api, events, ops};
 )]
 pub struct ApiDoc;
 
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document, with the bounds of this deal: the most one order may ask for is the deal's
+/// per-shopper limit, unless the company's sign-in sets each shopper's own.
+pub async fn document(State(app): State<SharedApp>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    let deal = app.deal();
+    let per_shopper = deal
+        .spec
+        .shopper_auth
+        .as_ref()
+        .and_then(|auth| auth.jwt.as_ref())
+        .and_then(|jwt| jwt.limit_claim.as_ref());
+    if per_shopper.is_none() {
+        set_maximum(&mut doc, "PlaceOrder", "quantity", deal.per_user_limit());
+    }
+    // What any call to the shopper API may answer, whatever the operation.
+    for (status, description) in [
+        (
+            "429",
+            "rate_limited: too many requests from this client; retry after `Retry-After` seconds",
+        ),
+        (
+            "503",
+            "unavailable: a store is away for a moment; retry after `Retry-After` seconds",
+        ),
+    ] {
+        add_response(&mut doc, "/api/", status, description);
+    }
+    Json(doc)
+}
+
+fn add_response(doc: &mut utoipa::openapi::OpenApi, prefix: &str, status: &str, description: &str) {
+    use utoipa::openapi::{path::HttpMethod, ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with(prefix) {
+            continue;
+        }
+        for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+            let operation = match method {
+                HttpMethod::Get => item.get.as_mut(),
+                HttpMethod::Post => item.post.as_mut(),
+                _ => item.delete.as_mut(),
+            };
+            let Some(operation) = operation else { continue };
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+        }
+    }
+}
+
+fn set_maximum(doc: &mut utoipa::openapi::OpenApi, schema: &str, field: &str, maximum: u32) {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    let Some(RefOr::T(Schema::Object(object))) = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut(schema))
+    else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(property))) = object.properties.get_mut(field) {
+        property.maximum = Some(utoipa::Number::UInt(maximum as usize));
+    }
 }
