@@ -234,3 +234,68 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_postgres() {
     assert_eq!(shop.count_orders("confirmed").await, 2);
     assert_eq!(shop.stats().await["stock"]["remaining"], 2);
 }
+
+/// A replica that dies between its commit and telling Redis leaves the order's state at
+/// "reserved" in Redis: the same request again is answered from PostgreSQL at once, not with
+/// `order_in_progress` for as long as the reservation lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_after_a_crash_between_commit_and_confirm_finds_the_order() {
+    let redis = RedisServer::start().unwrap();
+    let deal = small("crash-after-commit");
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let (shopper, token) = admitted(&shop).await;
+    let (code, first) = shopper.order(1, "once", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let id = first["id"].as_i64().unwrap();
+    // What Redis holds when the replica died right after the commit.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("td:{{{}}}:state:{id}", deal.name))
+        .arg("reserved")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let (code, again) = shopper.order(1, "once", &token).await;
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], id);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+}
+
+/// A `503 unavailable` wrote nothing: the same request, with the same idempotency key, may be
+/// sent again as it is and places the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_refused_with_503_can_be_sent_again_with_its_key() {
+    use timedeal_tenant_app::payments::sandbox::Mode;
+    let redis = RedisServer::start().unwrap();
+    let provider = common::PaymentProvider::start(Duration::ZERO).await;
+    let shop = Storefront::start(
+        &redis,
+        &postgres().url(),
+        &small("retry-same-key"),
+        &[&provider.flag()],
+    );
+    let (shopper, token) = admitted(&shop).await;
+    provider.set_mode(Mode::Fail);
+    let (code, refused) = shopper.order(1, "same-key", &token).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["error"]["code"], "unavailable");
+    provider.set_mode(Mode::Normal);
+    let (code, placed) = shopper.order(1, "same-key", &token).await;
+    assert_eq!(code, StatusCode::CREATED, "{placed}");
+    assert_eq!(shop.stats().await["stock"]["sold"], 1);
+    let charges = provider.ledger.charges(&shop.schema);
+    assert_eq!(
+        charges.len(),
+        1,
+        "only the placed order is charged: {charges:?}"
+    );
+}
