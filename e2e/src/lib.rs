@@ -6,8 +6,10 @@
 //! - `timedeal-bench` (src/main.rs) measures the storefront ([`storefront`]) in five
 //!   [`scenarios`] against two reference servers ([`reference`]) with the load engine
 //!   ([`load`]), checks what it counted against the stores and the app's metrics ([`verify`]),
-//!   and writes BENCHMARKS.md ([`report`], [`machine`]).
+//!   and writes BENCHMARKS.md ([`report`], [`machine`]); `timedeal-bench chaos` runs the fault
+//!   drills ([`chaos`]) that the storefront's test suite runs small.
 
+pub mod chaos;
 pub mod cluster;
 pub mod load;
 pub mod machine;

@@ -33,6 +33,10 @@ pub struct DealPlan {
     pub session_ttl: &'static str,
     /// How long a silent waiting shopper keeps a place (the deal's `idleGrace`).
     pub idle_grace: &'static str,
+    /// How long a reservation waits for its payment (the deal's `reservationTtl`).
+    pub reservation_ttl: &'static str,
+    /// Seconds from now to the start (negative: started that long ago).
+    pub starts_in: i64,
 }
 
 impl DealPlan {
@@ -45,11 +49,13 @@ impl DealPlan {
             max_active: 500,
             session_ttl: "30m",
             idle_grace: "1h",
+            reservation_ttl: "1m",
+            starts_in: -1,
         }
     }
 
     pub fn yaml(&self) -> String {
-        let start = Utc::now() - chrono::Duration::seconds(1);
+        let start = Utc::now() + chrono::Duration::seconds(self.starts_in);
         let end = start + chrono::Duration::hours(1);
         let ts = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         format!(
@@ -77,7 +83,7 @@ spec:
     admissionRate: {rate}
     maxActive: {max_active}
     sessionTtl: {session_ttl}
-    reservationTtl: 1m
+    reservationTtl: {reservation_ttl}
     idleGrace: {idle_grace}
   ingress:
     host: bench.example.com
@@ -91,6 +97,7 @@ spec:
             max_active = self.max_active,
             session_ttl = self.session_ttl,
             idle_grace = self.idle_grace,
+            reservation_ttl = self.reservation_ttl,
         )
     }
 

@@ -130,6 +130,9 @@ async fn one_shopper(
         }
     }
     let Some(token) = shopper.wait_for_turn(Duration::from_secs(300)).await? else {
+        // Told the queue closed (sold out, perhaps only until a cancel returns stock): give the
+        // place back, so that nobody is admitted who is no longer there.
+        shopper.leave().await?;
         return Ok(tally);
     };
     let _permit = gate.acquire().await;
