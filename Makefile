@@ -1,5 +1,5 @@
 # Timedeal: `make demo` runs the product, `make test` runs every test. Both install what is missing.
-.PHONY: setup demo test lint bench crd rbac screenshots
+.PHONY: setup demo test lint bench chaos crd rbac screenshots
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,15 @@ bench: setup
 	cargo build --release --locked -p timedeal-tenant-app -p timedeal-e2e
 	TIMEDEAL_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\")" \
 		target/release/timedeal-bench run $(BENCH_ARGS)
+
+# Runs the fault drills round after round (a replica killed, Redis lost, PostgreSQL stopped and
+# frozen, racing cancels, a failing payment provider, skewed clocks) and writes what they cost
+# into BENCHMARKS.md beside the speed figures (about 15 minutes after the release build).
+# CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--rounds 5 --faults redis-empty,postgres-stop".
+chaos: setup
+	cargo build --release --locked -p timedeal-tenant-app -p timedeal-e2e
+	TIMEDEAL_BENCH_COMMAND="make chaos$(if $(CHAOS_ARGS), CHAOS_ARGS=\"$(CHAOS_ARGS)\")" \
+		target/release/timedeal-bench chaos $(CHAOS_ARGS)
 
 lint:
 	cargo fmt --all -- --check

@@ -19,6 +19,7 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use timedeal_e2e::{
+    chaos::{self, findings, Fault},
     load::{self, Load, Outcome},
     machine::Machine,
     reference::{self, Kind, STOCK_KEY},
@@ -52,6 +53,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         tenant_app: Option<PathBuf>,
     },
+    /// Runs the fault drills round after round and writes what they cost into BENCHMARKS.md.
+    Chaos(ChaosArgs),
     /// Serves a reference server (started by `run`).
     Serve {
         #[arg(value_enum)]
@@ -88,6 +91,36 @@ struct RunArgs {
     /// Hand-written findings appended to the report.
     #[arg(long, default_value = "e2e/FINDINGS.md", value_name = "PATH")]
     findings: PathBuf,
+    /// The tenant-app binary; by default the one next to this program.
+    #[arg(long, value_name = "PATH")]
+    tenant_app: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ChaosArgs {
+    /// Rounds of every drill.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Shoppers in each drill's sale.
+    #[arg(long, default_value_t = 600)]
+    shoppers: usize,
+    /// Units for sale in each drill.
+    #[arg(long, default_value_t = 200)]
+    stock: i64,
+    /// Units one shopper may buy.
+    #[arg(long, default_value_t = 2)]
+    limit: i64,
+    /// Admissions a second.
+    #[arg(long, default_value_t = 40)]
+    rate: i64,
+    /// The drills to run, by name (all by default): kill-replica, redis-restart, redis-empty,
+    /// redis-away, postgres-stop, postgres-freeze, concurrent-cancels, payment-faults,
+    /// skewed-clocks.
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<Fault>,
+    /// Where to write the drills' part of the report.
+    #[arg(long, default_value = "BENCHMARKS.md", value_name = "PATH")]
+    output: PathBuf,
     /// The tenant-app binary; by default the one next to this program.
     #[arg(long, value_name = "PATH")]
     tenant_app: Option<PathBuf>,
@@ -131,6 +164,15 @@ fn main() -> anyhow::Result<()> {
             check_storm(storm)?;
             let binary = tenant_app_binary(tenant_app)?;
             runtime.block_on(storm_once(&binary, storm))?
+        }
+        Command::Chaos(args) => {
+            anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+            anyhow::ensure!(args.shoppers >= 10, "--shoppers must be at least 10");
+            anyhow::ensure!(args.stock >= 10, "--stock must be at least 10");
+            anyhow::ensure!(args.limit >= 1, "--limit must be at least 1");
+            anyhow::ensure!(args.rate >= 1, "--rate must be at least 1");
+            let binary = tenant_app_binary(args.tenant_app.clone())?;
+            runtime.block_on(chaos(&binary, args))?
         }
         Command::Run(args) => {
             anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
@@ -479,7 +521,16 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         targets,
         findings,
     };
-    std::fs::write(&args.output, report::render(&doc))
+    // The fault drills' part of the file is `chaos`'s: kept as it is.
+    let mut text = report::render(&doc);
+    if let Some(drills) = std::fs::read_to_string(&args.output)
+        .ok()
+        .as_deref()
+        .and_then(findings::section)
+    {
+        text = findings::splice(&text, drills);
+    }
+    std::fs::write(&args.output, text)
         .with_context(|| format!("writing {}", args.output.display()))?;
     for row in &doc.rows {
         println!("{:<55} {}", row.name, row.shown());
@@ -493,6 +544,63 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         );
     }
     println!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// Every drill, round after round; the report is written even when one broke, and then the
+/// command fails.
+async fn chaos(binary: &Path, args: ChaosArgs) -> anyhow::Result<()> {
+    let plan = chaos::Plan {
+        shoppers: args.shoppers,
+        stock: args.stock,
+        limit: args.limit,
+        cancel_every: 4,
+        rate: args.rate,
+    };
+    let faults = if args.faults.is_empty() {
+        Fault::ALL.to_vec()
+    } else {
+        args.faults.clone()
+    };
+    let mut all = Vec::new();
+    for fault in faults {
+        let mut results = Vec::new();
+        for round in 1..=args.rounds {
+            eprintln!(
+                "{fault} ({}), round {round} of {}",
+                fault.describe(),
+                args.rounds
+            );
+            let result = chaos::drill(binary, fault, plan, round).await;
+            match &result {
+                Ok(report) => eprintln!(
+                    "  → held: {} placed, {} cancelled, {} retried, slowest {:.1} s",
+                    report.placed,
+                    report.cancelled,
+                    report.retried.values().sum::<usize>(),
+                    report.slowest.as_secs_f64()
+                ),
+                Err(error) => eprintln!("  → BROKEN: {error}"),
+            }
+            results.push(result.map_err(|e| e.to_string()));
+        }
+        all.push(findings::Rounds { fault, results });
+    }
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let section = findings::render(&command_line(), &date, &plan, &all);
+    let old = std::fs::read_to_string(&args.output).unwrap_or_default();
+    std::fs::write(&args.output, findings::splice(&old, &section))
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!("wrote the fault drills into {}", args.output.display());
+    let broken: usize = all
+        .iter()
+        .map(|r| r.results.iter().filter(|r| r.is_err()).count())
+        .sum();
+    anyhow::ensure!(
+        broken == 0,
+        "{broken} drill rounds broke a promise; see {}",
+        args.output.display()
+    );
     Ok(())
 }
 

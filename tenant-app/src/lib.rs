@@ -4,7 +4,9 @@
 //!
 //! Where things are: the queue arithmetic in [`queue::arithmetic`], the order path in
 //! [`orders`], the group commit in [`commit`], the atomic Redis steps in `lua/`, the background
-//! work in [`ticker`], and the HTTP surface in [`http`].
+//! work in [`ticker`], Redis's figures restored from PostgreSQL after a loss in [`restore`], the
+//! clock every replica shares in [`clock`], payments, the sandbox provider and reconciliation in
+//! [`payments`], and the HTTP surface in [`http`].
 
 pub mod app;
 pub mod clock;

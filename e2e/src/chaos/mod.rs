@@ -7,6 +7,7 @@
 //! `timedeal-bench chaos` runs them for longer, round after round, and writes what they cost into
 //! BENCHMARKS.md.
 
+pub mod findings;
 pub mod settle;
 pub mod shopper;
 

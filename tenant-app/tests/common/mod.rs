@@ -128,40 +128,19 @@ pub fn binary() -> PathBuf {
 
 impl Storefront {
     pub fn start(redis: &RedisServer, postgres_url: &str, deal: &DealFile, extra: &[&str]) -> Self {
-        Self::start_with_env(redis, postgres_url, deal, extra, &[])
-    }
-
-    /// Like [`Storefront::start`], with more environment for the process.
-    pub fn start_with_env(
-        redis: &RedisServer,
-        postgres_url: &str,
-        deal: &DealFile,
-        extra: &[&str],
-        env: &[(&str, OsString)],
-    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let deal_path = dir.path().join("deal.yaml");
         std::fs::write(&deal_path, deal.yaml()).unwrap();
-        Self::start_on(redis, postgres_url, deal_path, &deal.name, extra, env, dir)
+        Self::start_on(redis, postgres_url, deal_path, &deal.name, extra, dir)
     }
 
     /// A second replica of the same deal, sharing Redis, PostgreSQL and the deal file.
     pub fn replica(&self, redis: &RedisServer, extra: &[&str]) -> Self {
-        self.replica_with_env(redis, extra, &[])
-    }
-
-    /// A second replica with more environment for the process.
-    pub fn replica_with_env(
-        &self,
-        redis: &RedisServer,
-        extra: &[&str],
-        env: &[(&str, OsString)],
-    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let deal_path = dir.path().join("deal.yaml");
         std::fs::copy(&self.deal_path, &deal_path).unwrap();
         let name = self.schema.trim_start_matches("deal_").replace('_', "-");
-        Self::start_on(redis, &self.postgres_url, deal_path, &name, extra, env, dir)
+        Self::start_on(redis, &self.postgres_url, deal_path, &name, extra, dir)
     }
 
     fn start_on(
@@ -170,7 +149,6 @@ impl Storefront {
         deal_path: PathBuf,
         name: &str,
         extra: &[&str],
-        env: &[(&str, OsString)],
         dir: tempfile::TempDir,
     ) -> Self {
         let mut args: Vec<OsString> = vec![
@@ -180,16 +158,19 @@ impl Storefront {
             redis.url().into(),
         ];
         args.extend(extra.iter().map(OsString::from));
-        let mut envs: Vec<(&str, OsString)> = vec![
-            ("TIMEDEAL_POSTGRES_URL", postgres_url.into()),
-            ("TIMEDEAL_SIGNING_SECRET", SECRET.into()),
-            ("RUST_LOG", "info".into()),
-            // Thousands of test shoppers share one address; tests that check the limit
-            // turn it on with the flag.
-            ("TIMEDEAL_RATE_LIMIT", "0".into()),
-        ];
-        envs.extend(env.iter().cloned());
-        let service = Service::start(&binary(), &args, &envs).expect("start tenant-app");
+        let service = Service::start(
+            &binary(),
+            &args,
+            &[
+                ("TIMEDEAL_POSTGRES_URL", postgres_url.into()),
+                ("TIMEDEAL_SIGNING_SECRET", SECRET.into()),
+                ("RUST_LOG", "info".into()),
+                // Thousands of test shoppers share one address; tests that check the limit
+                // turn it on with the flag.
+                ("TIMEDEAL_RATE_LIMIT", "0".into()),
+            ],
+        )
+        .expect("start tenant-app");
         Self {
             service,
             deal_path,
