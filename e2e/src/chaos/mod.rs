@@ -135,7 +135,8 @@ impl Plan {
             stock: 40,
             limit: 2,
             cancel_every: 4,
-            rate: 20,
+            // Slow enough that the fault lands early in the sale, however loaded the machine.
+            rate: 5,
         }
     }
 }
@@ -436,12 +437,12 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
     match fault {
         Fault::KillReplica => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 4).await?;
+            sale.sold(plan.stock / 8).await?;
             sale.replicas[1].kill();
         }
         Fault::RedisRestart => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 4).await?;
+            sale.sold(plan.stock / 8).await?;
             redis.restart().map_err(Error::start("Redis again"))?;
         }
         Fault::RedisEmpty => {
@@ -449,7 +450,7 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
                 cancel_every: 2,
                 ..plan
             });
-            sale.sold(plan.stock / 5).await?;
+            sale.sold(plan.stock / 8).await?;
             redis.restart_empty().map_err(Error::start("Redis again"))?;
             // A cancel while the figures are being restored, besides the crowd's own.
             // Its refund alone takes 1.5 s here.
@@ -458,7 +459,7 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
         }
         Fault::RedisAway => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 4).await?;
+            sale.sold(plan.stock / 8).await?;
             redis.kill();
             cancel_one(&sale, "while Redis is away", Duration::from_secs(3)).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -466,7 +467,7 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
         }
         Fault::PostgresStop => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 4).await?;
+            sale.sold(plan.stock / 8).await?;
             postgres.stop();
             tokio::time::sleep(Duration::from_secs(10)).await;
             postgres
@@ -475,7 +476,7 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
         }
         Fault::PostgresFreeze => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 4).await?;
+            sale.sold(plan.stock / 8).await?;
             postgres.freeze();
             tokio::time::sleep(Duration::from_secs(15)).await;
             postgres.thaw();
@@ -483,7 +484,7 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
         Fault::ConcurrentCancels => concurrent_cancels(&sale).await?,
         Fault::PaymentFaults => {
             sale.crowd(&plan);
-            sale.sold(plan.stock / 6).await?;
+            sale.sold(plan.stock / 8).await?;
             for mode in [Mode::Fail, Mode::Hang, Mode::Late] {
                 sale.provider.ledger.set_mode(mode);
                 tokio::time::sleep(Duration::from_secs(3)).await;

@@ -133,13 +133,15 @@ impl Shopper {
         Ok(None)
     }
 
-    /// Buys one unit at a time until refused for good; cancels the first order when `cancels`.
-    pub async fn shop(
-        &self,
-        name: &str,
-        mut cancels: bool,
-        deadline: Instant,
-    ) -> Result<(), Error> {
+    /// Buys one unit at a time until refused for good, cancelling the first order when
+    /// `cancels`, then leaves the queue, so that an admission nobody uses never holds a place.
+    pub async fn shop(&self, name: &str, cancels: bool, deadline: Instant) -> Result<(), Error> {
+        let shopped = self.buy(name, cancels, deadline).await;
+        self.send(Method::DELETE, "/api/queue", None).await?;
+        shopped
+    }
+
+    async fn buy(&self, name: &str, mut cancels: bool, deadline: Instant) -> Result<(), Error> {
         let mut attempt = 0;
         'admission: while let Some(mut token) = self.admission(deadline).await? {
             loop {
