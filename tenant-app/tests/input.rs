@@ -57,7 +57,18 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let mut too_large = None;
     for _ in 0..5 {
         let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(64 * 1024));
-        match post(big.into(), "application/json").send().await {
+        // A client of its own, with no pool: the connection the storefront closes must not be
+        // handed to the next request.
+        let once = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let request = once
+            .post(format!("{}/api/orders", shop.url()))
+            .header("x-timedeal-session", &session)
+            .header("content-type", "application/json")
+            .body(big);
+        match request.send().await {
             Ok(response) => {
                 too_large = Some((response.status(), response.json().await.unwrap()));
                 break;
