@@ -3,7 +3,7 @@
 //! how fast the line moves, when a reservation lapses and when the deal ends. Redis is the one
 //! place all of them already share; PostgreSQL stamps orders with its own clock.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
@@ -13,22 +13,12 @@ use crate::error::Error;
 #[derive(Default)]
 pub struct Clock {
     offset_ms: AtomicI64,
-    synced: AtomicBool,
 }
 
 impl Clock {
     /// Now, by Redis's clock (the local clock until the first reading).
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
-    }
-
-    /// How far the local clock is behind Redis's, in milliseconds, as of the last reading.
-    pub fn offset_ms(&self) -> i64 {
-        self.offset_ms.load(Ordering::Relaxed)
-    }
-
-    pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Relaxed)
     }
 
     /// Reads Redis's clock and takes the offset. A failed reading keeps the previous offset.
@@ -38,7 +28,6 @@ impl Clock {
         let after = Utc::now().timestamp_micros();
         let offset = offset_ms(before, after, secs * 1_000_000 + micros);
         self.offset_ms.store(offset, Ordering::Relaxed);
-        self.synced.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
