@@ -114,16 +114,9 @@ pub fn covers(live: &Value, wanted: &Value) -> bool {
     }
 }
 
-/// FNV-1a of the object's JSON: stable across releases, unlike std's hasher. serde_json writes
-/// struct fields in declaration order and maps sorted, so equal objects hash equally.
+/// A fingerprint of the object's JSON.
 pub fn hash(object: &Value) -> String {
-    let hash = object
-        .to_string()
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-    format!("{hash:016x}")
+    crate::resources::fingerprint(object)
 }
 
 #[cfg(test)]

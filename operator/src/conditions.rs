@@ -1,4 +1,5 @@
-//! The deal's conditions — Ready, Progressing, Degraded — from its phase and what reconcile saw.
+//! The deal's conditions — Ready, Progressing, Degraded, Reconciled — from its phase and what
+//! reconcile saw.
 //! Pure: `merge` keeps each condition's `lastTransitionTime` unless its status flips, and stamps
 //! every condition with the generation it describes, so `kubectl wait --for=condition=Ready`
 //! cannot pass on a spec the operator has not reconciled yet.
@@ -12,6 +13,7 @@ use crate::phase::Scale;
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const RECONCILED: &str = "Reconciled";
 
 /// One condition as reconcile wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +45,22 @@ pub struct Problem {
     pub message: String,
 }
 
-/// What the three conditions say for a phase, the scale, and a problem if there is one.
-pub fn for_phase(phase: Phase, scale: Scale, problem: Option<&Problem>) -> Vec<Wanted> {
+/// What reconcile saw of the deal's health, besides its phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Health<'a> {
+    /// At least one storefront replica is ready.
+    pub serving: bool,
+    /// What a human should fix, shown in Degraded.
+    pub problem: Option<&'a Problem>,
+    /// The first child that could not be applied, shown in Reconciled.
+    pub unapplied: Option<&'a Problem>,
+    /// The deal was approved, ran, and its approval was taken back: it is suspended.
+    pub revoked: bool,
+}
+
+/// What the conditions say for a phase, the scale, and what reconcile saw.
+pub fn for_phase(phase: Phase, scale: Scale, health: Health) -> Vec<Wanted> {
+    let problem = health.problem;
     let (ready, progressing) = match phase {
         Phase::PendingApproval => (
             wanted(
@@ -102,6 +118,36 @@ pub fn for_phase(phase: Phase, scale: Scale, problem: Option<&Problem>) -> Vec<W
                 "the deal is as its spec and clock ask",
             ),
         ),
+        Phase::Suspended if health.revoked => (
+            wanted(
+                READY,
+                true,
+                "ApprovalRevoked",
+                "spec.approved was set to false: no admissions, no new orders; set it back to \
+                 true to resume",
+            ),
+            wanted(
+                PROGRESSING,
+                false,
+                "Reconciled",
+                "the deal is as its spec and clock ask",
+            ),
+        ),
+        // Once it has served, a deal without a ready replica is an outage, not a start.
+        _ if !health.serving => (
+            wanted(
+                READY,
+                false,
+                "Unavailable",
+                "no storefront replica is ready; see the Degraded condition",
+            ),
+            wanted(
+                PROGRESSING,
+                false,
+                "Reconciled",
+                "the deal is as its spec and clock ask",
+            ),
+        ),
         other => (
             wanted(READY, true, phase_reason(other), ready_message(other)),
             wanted(
@@ -116,7 +162,28 @@ pub fn for_phase(phase: Phase, scale: Scale, problem: Option<&Problem>) -> Vec<W
         Some(problem) => wanted(DEGRADED, true, problem.reason, problem.message.clone()),
         None => wanted(DEGRADED, false, "AsExpected", "no problem seen"),
     };
-    vec![ready, progressing, degraded]
+    let reconciled = match (health.unapplied, phase) {
+        (Some(failed), _) => wanted(RECONCILED, false, failed.reason, failed.message.clone()),
+        (None, Phase::Failed) => wanted(
+            RECONCILED,
+            false,
+            "Failed",
+            "reconcile stopped before applying; see the Degraded condition",
+        ),
+        (None, Phase::PendingApproval) => wanted(
+            RECONCILED,
+            true,
+            "NothingToApply",
+            "nothing is built before approval",
+        ),
+        (None, _) => wanted(
+            RECONCILED,
+            true,
+            "Applied",
+            "every child is as the spec and clock ask",
+        ),
+    };
+    vec![ready, progressing, degraded, reconciled]
 }
 
 fn phase_reason(phase: Phase) -> &'static str {
@@ -187,6 +254,12 @@ mod tests {
     use super::*;
 
     const RUNNING: Scale = Scale::Autoscaled { floor: 2, max: 10 };
+    const SERVING: Health = Health {
+        serving: true,
+        problem: None,
+        unapplied: None,
+        revoked: false,
+    };
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
@@ -198,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_live_deal_is_ready_and_not_progressing() {
-        let conditions = merge(&[], &for_phase(Phase::Live, RUNNING, None), 3, at(0));
+        let conditions = merge(&[], &for_phase(Phase::Live, RUNNING, SERVING), 3, at(0));
         let ready = status_of(&conditions, READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -213,13 +286,13 @@ mod tests {
     fn the_transition_time_only_moves_when_the_status_flips() {
         let first = merge(
             &[],
-            &for_phase(Phase::Provisioning, RUNNING, None),
+            &for_phase(Phase::Provisioning, RUNNING, Health::default()),
             1,
             at(0),
         );
         let still = merge(
             &first,
-            &for_phase(Phase::Provisioning, RUNNING, None),
+            &for_phase(Phase::Provisioning, RUNNING, Health::default()),
             2,
             at(60),
         );
@@ -227,7 +300,7 @@ mod tests {
         assert_eq!(status_of(&still, READY).observed_generation, Some(2));
         let ready = merge(
             &still,
-            &for_phase(Phase::Scheduled, RUNNING, None),
+            &for_phase(Phase::Scheduled, RUNNING, SERVING),
             2,
             at(120),
         );
@@ -235,7 +308,7 @@ mod tests {
         // Scheduled → WarmingUp changes the reason, not the status: the time stays.
         let warming = merge(
             &ready,
-            &for_phase(Phase::WarmingUp, RUNNING, None),
+            &for_phase(Phase::WarmingUp, RUNNING, SERVING),
             2,
             at(180),
         );
@@ -254,7 +327,14 @@ mod tests {
         };
         let conditions = merge(
             &[],
-            &for_phase(Phase::Live, RUNNING, Some(&problem)),
+            &for_phase(
+                Phase::Live,
+                RUNNING,
+                Health {
+                    problem: Some(&problem),
+                    ..SERVING
+                },
+            ),
             1,
             at(0),
         );
@@ -266,13 +346,73 @@ mod tests {
 
     #[test]
     fn unapproved_and_retired_deals_are_not_ready() {
-        let pending = for_phase(Phase::PendingApproval, RUNNING, None);
+        let pending = for_phase(Phase::PendingApproval, RUNNING, Health::default());
         assert!(!pending[0].status);
         assert_eq!(pending[0].reason, "PendingApproval");
-        let retired = for_phase(Phase::Ended, Scale::Off, None);
+        let retired = for_phase(Phase::Ended, Scale::Off, Health::default());
         assert!(!retired[0].status);
         assert_eq!(retired[0].reason, "ScaledToZero");
-        let ended = for_phase(Phase::Ended, RUNNING, None);
+        let ended = for_phase(Phase::Ended, RUNNING, SERVING);
         assert!(ended[0].status);
+    }
+
+    #[test]
+    fn losing_every_replica_mid_sale_is_an_outage_not_a_start() {
+        let problem = Problem {
+            reason: "CrashLoopBackOff",
+            message: "pod x: CrashLoopBackOff".into(),
+        };
+        let wanted = for_phase(
+            Phase::Live,
+            RUNNING,
+            Health {
+                serving: false,
+                problem: Some(&problem),
+                ..SERVING
+            },
+        );
+        assert_eq!((wanted[0].status, wanted[0].reason), (false, "Unavailable"));
+        assert!(!wanted[1].status, "not Progressing");
+        assert_eq!(
+            (wanted[2].status, wanted[2].reason),
+            (true, "CrashLoopBackOff")
+        );
+    }
+
+    #[test]
+    fn reconciled_names_the_child_that_failed() {
+        let failed = Problem {
+            reason: "ApplyFailed",
+            message: "Ingress shop/deal-storefront: Invalid (422): host is invalid".into(),
+        };
+        let wanted = for_phase(
+            Phase::Provisioning,
+            RUNNING,
+            Health {
+                unapplied: Some(&failed),
+                ..Health::default()
+            },
+        );
+        let reconciled = wanted.iter().find(|w| w.type_ == RECONCILED).unwrap();
+        assert_eq!(
+            (reconciled.status, reconciled.reason),
+            (false, "ApplyFailed")
+        );
+        assert!(reconciled.message.contains("Ingress shop/deal-storefront"));
+        let fine = for_phase(Phase::Live, RUNNING, SERVING);
+        assert!(fine.iter().find(|w| w.type_ == RECONCILED).unwrap().status);
+    }
+
+    #[test]
+    fn a_revoked_approval_reads_as_such() {
+        let wanted = for_phase(
+            Phase::Suspended,
+            RUNNING,
+            Health {
+                revoked: true,
+                ..SERVING
+            },
+        );
+        assert_eq!(wanted[0].reason, "ApprovalRevoked");
     }
 }

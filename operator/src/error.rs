@@ -30,17 +30,25 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
+    #[error("the API server did not answer within {}s", .0.as_secs())]
+    Timeout(std::time::Duration),
+
+    #[error("children the API server refused: {0}")]
+    Children(String),
+
     #[error("the finalizer failed: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
     /// Every kind, so the error counter starts at zero for each.
-    pub const KINDS: [&'static str; 5] = [
+    pub const KINDS: [&'static str; 7] = [
         "build",
         "invalid_spec",
         "postgres_secret",
         "kube_api",
+        "timeout",
+        "children",
         "finalizer",
     ];
 
@@ -50,6 +58,8 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::PostgresSecret { .. } => "postgres_secret",
             Error::Kube { .. } => "kube_api",
+            Error::Timeout(_) => "timeout",
+            Error::Children(_) => "children",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -65,6 +75,8 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::PostgresSecret { .. } => "PostgresSecretMissing",
             Error::Kube { .. } => "KubernetesApiError",
+            Error::Timeout(_) => "KubernetesApiTimeout",
+            Error::Children(_) => "ApplyFailed",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),

@@ -2,8 +2,9 @@
 //! that follows the deal's clock.
 //!
 //! Desired state is built by pure functions: [`phase`] (the phase and scale from the clock),
-//! [`conditions`] (Ready, Progressing, Degraded), [`status`] (the next status) and [`resources`]
-//! (every child object). [`reconcile`] is the loop that applies them; [`run`] wires it to a
+//! [`conditions`] (Ready, Progressing, Degraded, Reconciled), [`status`] (the next status),
+//! [`pinning`] (what a deal's pods run across operator upgrades), [`health`] (why pods do not
+//! serve) and [`resources`] (every child object). [`reconcile`] is the loop that applies them; [`run`] wires it to a
 //! cluster with leader election, metrics and health endpoints.
 
 pub mod apply;
@@ -11,9 +12,11 @@ pub mod clock;
 pub mod conditions;
 pub mod error;
 pub mod figures;
+pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod phase;
+pub mod pinning;
 pub mod portal;
 pub mod rbac;
 pub mod reconcile;

@@ -3,7 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use timedeal_operator::{reconcile::Config, resources::Settings, run};
+use timedeal_operator::{
+    reconcile::Config,
+    resources::{compute::Defaults, quantity::Quantity, redis::StorageDefaults, Settings},
+    run,
+};
 
 mod check;
 
@@ -71,6 +75,36 @@ struct RunArgs {
         default_value = "redis:7.2.5-alpine"
     )]
     redis_image: String,
+    /// CPU each storefront replica requests unless its deal says otherwise: what the autoscaler's
+    /// utilisation target is a percentage of.
+    #[arg(long, env = "TIMEDEAL_STOREFRONT_CPU_REQUEST", default_value = "250m", value_parser = quantity)]
+    storefront_cpu_request: String,
+    /// Memory each storefront replica requests unless its deal says otherwise.
+    #[arg(long, env = "TIMEDEAL_STOREFRONT_MEMORY_REQUEST", default_value = "128Mi", value_parser = quantity)]
+    storefront_memory_request: String,
+    /// CPU limit of each storefront replica unless its deal says otherwise; empty for none.
+    #[arg(long, env = "TIMEDEAL_STOREFRONT_CPU_LIMIT", default_value = "1", value_parser = optional_quantity)]
+    storefront_cpu_limit: Option<String>,
+    /// Memory limit of each storefront replica unless its deal says otherwise.
+    #[arg(long, env = "TIMEDEAL_STOREFRONT_MEMORY_LIMIT", default_value = "256Mi", value_parser = quantity)]
+    storefront_memory_limit: String,
+    /// CPU of each deal's Redis unless its deal says otherwise (request and limit: Guaranteed).
+    #[arg(long, env = "TIMEDEAL_REDIS_CPU", default_value = "500m", value_parser = quantity)]
+    redis_cpu: String,
+    /// Memory of each deal's Redis unless its deal says otherwise (request and limit; Redis may
+    /// fill 80 % of it).
+    #[arg(long, env = "TIMEDEAL_REDIS_MEMORY", default_value = "512Mi", value_parser = quantity)]
+    redis_memory: String,
+    /// Size of each deal's Redis volume unless its deal says otherwise.
+    #[arg(long, env = "TIMEDEAL_REDIS_STORAGE_SIZE", default_value = "1Gi", value_parser = quantity)]
+    redis_storage_size: String,
+    /// StorageClass of each deal's Redis volume unless its deal says otherwise; empty for the
+    /// cluster's default class.
+    #[arg(long, env = "TIMEDEAL_REDIS_STORAGE_CLASS")]
+    redis_storage_class: Option<String>,
+    /// Seconds one call to the Kubernetes API may take before reconcile gives up on it.
+    #[arg(long, env = "TIMEDEAL_API_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    api_timeout: u64,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "TIMEDEAL_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -102,6 +136,21 @@ struct RunArgs {
     /// This replica's name in the Lease; defaults to the pod's name.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+}
+
+/// A Kubernetes quantity, such as 250m or 512Mi.
+fn quantity(text: &str) -> Result<String, String> {
+    Quantity::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn optional_quantity(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        Ok(String::new())
+    } else {
+        quantity(text)
+    }
 }
 
 fn main() -> ExitCode {
@@ -149,12 +198,29 @@ fn serve(args: RunArgs) -> ExitCode {
             settings: Settings {
                 tenant_image: args.tenant_image,
                 redis_image: args.redis_image,
+                storefront_resources: Defaults {
+                    cpu_request: args.storefront_cpu_request,
+                    memory_request: args.storefront_memory_request,
+                    cpu_limit: args.storefront_cpu_limit.filter(|l| !l.is_empty()),
+                    memory_limit: args.storefront_memory_limit,
+                },
+                redis_resources: Defaults {
+                    cpu_request: args.redis_cpu.clone(),
+                    memory_request: args.redis_memory.clone(),
+                    cpu_limit: Some(args.redis_cpu),
+                    memory_limit: args.redis_memory,
+                },
+                redis_storage: StorageDefaults {
+                    size: args.redis_storage_size,
+                    class_name: args.redis_storage_class.filter(|c| !c.is_empty()),
+                },
             },
             operator_namespace: args.namespace,
             postgres_secret: args.postgres_secret,
             postgres_secret_key: args.postgres_secret_key,
             figures_interval: Duration::from_secs(args.figures_interval),
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
+            api_timeout: Duration::from_secs(args.api_timeout),
         },
         listen: args.listen,
         portal: run::PortalOptions {

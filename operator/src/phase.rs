@@ -11,6 +11,8 @@ pub struct Observed {
     pub ready: bool,
     /// The storefront reported every unit sold.
     pub sold_out: bool,
+    /// The deal has been ready before: losing readiness now is an outage, not provisioning.
+    pub provisioned: bool,
 }
 
 /// The phase at `now`. `Failed` is not a matter of the clock: reconcile sets it when the deal
@@ -23,12 +25,21 @@ pub fn phase_at(spec: &TimeDealSpec, now: DateTime<Utc>, observed: Observed) -> 
     match stage {
         Stage::Ended | Stage::Retired => Phase::Ended,
         _ if spec.suspend => Phase::Suspended,
-        _ if !observed.ready => Phase::Provisioning,
+        _ if !observed.ready && !observed.provisioned => Phase::Provisioning,
         Stage::Upcoming => Phase::Scheduled,
         Stage::WarmingUp => Phase::WarmingUp,
         Stage::Live if observed.sold_out => Phase::SoldOut,
         Stage::Live => Phase::Live,
     }
+}
+
+/// Whether the deal warms up or sells at `now`: the window in which nothing may move its pods
+/// unasked (no eviction of Redis, no operator upgrade).
+pub fn selling(spec: &TimeDealSpec, now: DateTime<Utc>) -> bool {
+    matches!(
+        Timeline::of(spec).stage_at(now),
+        Stage::WarmingUp | Stage::Live
+    )
 }
 
 /// How many storefront replicas the deal runs at `now`.
@@ -83,6 +94,7 @@ mod tests {
     const READY: Observed = Observed {
         ready: true,
         sold_out: false,
+        provisioned: true,
     };
 
     #[test]
@@ -107,6 +119,13 @@ mod tests {
             phase_at(&spec, at(&spec, -60), Observed::default()),
             Phase::Provisioning
         );
+        let outage = Observed {
+            ready: false,
+            ..READY
+        };
+        assert_eq!(phase_at(&spec, at(&spec, 5), outage), Phase::Live);
+        assert!(selling(&spec, at(&spec, -5)) && selling(&spec, at(&spec, 5)));
+        assert!(!selling(&spec, at(&spec, -60)) && !selling(&spec, at(&spec, 61)));
         spec.suspend = true;
         assert_eq!(phase_at(&spec, at(&spec, 5), READY), Phase::Suspended);
         assert_eq!(phase_at(&spec, at(&spec, 90), READY), Phase::Ended);

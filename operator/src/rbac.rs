@@ -6,9 +6,12 @@
 //! What each rule is for:
 //! - timedeals: the controller lists and watches them; the finalizer is added and removed with
 //!   a patch; `timedeals/status` is patched with the phase, conditions and figures.
-//! - deployments, services, horizontalpodautoscalers, ingresses, poddisruptionbudgets,
-//!   networkpolicies: read before apply (get), watched as owned children (list, watch), applied
-//!   server-side (create, patch). The HPA is deleted after retention.
+//! - deployments, statefulsets, services, horizontalpodautoscalers, ingresses,
+//!   poddisruptionbudgets, networkpolicies: read before apply (get), watched as owned children
+//!   (list, watch), applied server-side (create, patch). The HPA is deleted after retention, the
+//!   PodDisruptionBudgets when they no longer apply, and the Redis Deployment of older releases
+//!   once the StatefulSet replaces it.
+//! - pods: listed (by the deal's label) when a deal's replicas are not all ready, to say why.
 //! - secrets and configmaps: read before apply (get) and applied (create, patch). Never listed
 //!   or watched: the operator has no business reading other Secrets.
 //! - events: published (create) and aggregated into series (patch).
@@ -45,6 +48,7 @@ fn named(group: &str, resource: &str, name: &str, verbs: &[&str]) -> PolicyRule 
 /// Permissions in every namespace that holds deals.
 pub fn cluster_role() -> ClusterRole {
     const CHILD: &[&str] = &["get", "list", "watch", "create", "patch"];
+    const REMOVABLE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(NAME.into()),
@@ -58,19 +62,17 @@ pub fn cluster_role() -> ClusterRole {
             ),
             rule("", &["namespaces"], &["create"]),
             rule("timedeal.dev", &["timedeals/status"], &["get", "patch"]),
-            rule("apps", &["deployments"], CHILD),
+            rule("apps", &["deployments"], REMOVABLE),
+            rule("apps", &["statefulsets"], CHILD),
             rule("", &["services"], CHILD),
-            rule(
-                "autoscaling",
-                &["horizontalpodautoscalers"],
-                &["get", "list", "watch", "create", "patch", "delete"],
-            ),
+            rule("", &["pods"], &["list"]),
+            rule("autoscaling", &["horizontalpodautoscalers"], REMOVABLE),
             rule(
                 "networking.k8s.io",
                 &["ingresses", "networkpolicies"],
                 CHILD,
             ),
-            rule("policy", &["poddisruptionbudgets"], CHILD),
+            rule("policy", &["poddisruptionbudgets"], REMOVABLE),
             rule("", &["secrets", "configmaps"], &["get", "create", "patch"]),
             rule("events.k8s.io", &["events"], &["create", "patch"]),
         ]),

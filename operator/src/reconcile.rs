@@ -18,10 +18,11 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ObjectReference, Secret},
+    core::v1::{ObjectReference, Pod, Secret},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
-    api::{Api, Patch, PatchParams},
+    api::{Api, ListParams, Patch, PatchParams},
     core::{error_boundary::InvalidObject, DeserializeGuard},
     runtime::{
         controller::Action,
@@ -38,12 +39,14 @@ use tracing::{info, warn};
 use crate::{
     apply::{self, Applied},
     clock::Clock,
-    conditions::{self, Problem},
+    conditions::{self, Health, Problem},
     error::{kube, Error, Result},
     figures::FiguresClient,
+    health,
     metrics::Metrics,
     phase::{self, Observed, Scale},
-    resources::{self, Deal, Secrets, Settings},
+    pinning::{self, Change},
+    resources::{self, Deal, Plan, Secrets, Settings},
     status::{self, Seen},
 };
 
@@ -64,6 +67,8 @@ pub struct Config {
     pub figures_interval: Duration,
     /// How long deletion waits for the final figures.
     pub final_figures_timeout: Duration,
+    /// The most one call to the API server may take before reconcile gives up on it.
+    pub api_timeout: Duration,
 }
 
 /// Everything reconcile needs, shared by all reconciles.
@@ -192,7 +197,10 @@ async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
                 Seen {
                     phase: Phase::Failed,
                     scale: phase::scale_at(&td.spec, now),
-                    problem: Some(&problem),
+                    health: Health {
+                        problem: Some(&problem),
+                        ..Health::default()
+                    },
                     generation: td.metadata.generation.unwrap_or(0),
                     url: None,
                     replicas: None,
@@ -211,18 +219,20 @@ async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
 /// Steps 1 to 5 for a deal that is not being deleted.
 async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<Action> {
     // 1. validate
-    let deal = Deal::new(td)?;
+    Deal::new(td)?;
     check_rules(td)?;
     let old = td.status.clone().unwrap_or_default();
     let generation = td.metadata.generation.unwrap_or(0);
-    let scale = phase::scale_at(&td.spec, now);
-    if !td.spec.approved {
+    // Taking approval back from a deal that ran suspends it: its children and orders stay.
+    let revoked = !td.spec.approved && old.pinned.is_some();
+    if !td.spec.approved && !revoked {
+        let scale = phase::scale_at(&td.spec, now);
         let pending = status::next(
             &old,
             Seen {
                 phase: Phase::PendingApproval,
                 scale,
-                problem: None,
+                health: Health::default(),
                 generation,
                 url: None,
                 replicas: None,
@@ -235,25 +245,77 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         record(ctx, td, &pending);
         return Ok(Action::await_change());
     }
+    let effective = if revoked {
+        let mut suspended = td.clone();
+        suspended.spec.approved = true;
+        suspended.spec.suspend = true;
+        suspended
+    } else {
+        td.clone()
+    };
+    let deal = Deal::new(&effective)?;
+    let spec = &effective.spec;
+    let scale = phase::scale_at(spec, now);
+    let selling = phase::selling(spec, now);
 
     // 2. build the desired bundle
     let secrets = secrets(ctx, &deal).await?;
-    let bundle = resources::bundle(&deal, &ctx.config.settings, &secrets, scale);
+    let upgrade_now = td
+        .annotations()
+        .get(pinning::UPGRADE_ANNOTATION)
+        .is_some_and(|v| v == "now");
+    let (pinned, change) = pinning::resolve(
+        spec,
+        old.pinned.as_ref(),
+        &ctx.config.settings,
+        selling,
+        upgrade_now,
+    );
+    let plan = Plan {
+        scale,
+        selling,
+        pinned,
+    };
+    let bundle = resources::bundle(&deal, &ctx.config.settings, &secrets, &plan);
 
-    // 3. apply what differs
-    let written = apply_bundle(&ctx.client, &deal, bundle).await?;
-    if !written.is_empty() && old.phase.is_some_and(|p| p != Phase::PendingApproval) {
+    // 3. apply what differs, each child on its own
+    let leave_workloads = pinning::stale_template(&plan.pinned);
+    let moved_from_older =
+        old.pinned.as_ref().is_none_or(pinning::stale_template) && !leave_workloads;
+    let outcome = apply_bundle(ctx, &deal, bundle, leave_workloads, moved_from_older).await;
+    if !outcome.written.is_empty() && old.phase.is_some_and(|p| p != Phase::PendingApproval) {
         let note = format!(
             "updated to match the spec and clock: {}",
-            written.join(", ")
+            outcome.written.join(", ")
         );
         publish(ctx, td, EventType::Normal, "ChildrenUpdated", note).await;
     }
+    let unapplied = outcome.failures.first().map(|failure| Problem {
+        reason: "ApplyFailed",
+        message: if outcome.failures.len() > 1 {
+            format!(
+                "{failure} (and {} more: {})",
+                outcome.failures.len() - 1,
+                outcome.failures[1..].join("; ")
+            )
+        } else {
+            failure.clone()
+        },
+    });
 
     // 4. observe
-    let replicas = storefront_replicas(&ctx.client, &deal).await?;
+    let storefront = storefront_deployment(ctx, &deal).await?;
+    let replicas = storefront.as_ref().map(replica_figures);
     let ready = replicas.as_ref().is_some_and(|r| r.ready > 0);
-    let (figures, problem) = if ready && scale != Scale::Off {
+    let all_ready = replicas
+        .as_ref()
+        .is_some_and(|r| r.ready >= r.desired.max(1));
+    let pod_problem = if all_ready || scale == Scale::Off {
+        None
+    } else {
+        pod_problem(ctx, &deal, storefront.as_ref()).await?
+    };
+    let (figures, unreachable) = if ready && scale != Scale::Off {
         read_figures_if_due(ctx, &deal, &old, now).await
     } else {
         (None, None)
@@ -262,15 +324,36 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         Some(figures) => figures.sold_out(),
         None => old.phase == Some(Phase::SoldOut),
     };
-    let phase = phase::phase_at(&td.spec, now, Observed { ready, sold_out });
+    let provisioned = old.phase.is_some_and(|p| {
+        !matches!(
+            p,
+            Phase::PendingApproval | Phase::Provisioning | Phase::Failed
+        )
+    });
+    let observed = Observed {
+        ready,
+        sold_out,
+        provisioned,
+    };
+    let phase = phase::phase_at(spec, now, observed);
+    let outage = (!ready && provisioned && scale != Scale::Off).then(|| Problem {
+        reason: "NoReadyReplicas",
+        message: "no storefront replica is ready; shoppers get errors until one is".into(),
+    });
+    let problem = unapplied.clone().or(pod_problem).or(outage).or(unreachable);
 
     // 5. update the status
-    let next = status::next(
+    let mut next = status::next(
         &old,
         Seen {
             phase,
             scale,
-            problem: problem.as_ref(),
+            health: Health {
+                serving: ready || scale == Scale::Off,
+                problem: problem.as_ref(),
+                unapplied: unapplied.as_ref(),
+                revoked,
+            },
             generation,
             url: Some(resources::ingress::url(&deal)),
             replicas,
@@ -278,17 +361,67 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
             now,
         },
     );
+    next.pinned = Some(plan.pinned.clone());
+    next.pending_upgrade = match &change {
+        Change::Deferred { to } => Some(to.clone()),
+        _ => None,
+    };
     write_status(ctx, td, &old, &next).await?;
     announce(ctx, td, &old, &next).await;
+    announce_pins(ctx, td, &old, &plan.pinned, &change).await;
     record(ctx, td, &next);
 
-    let clock_change = phase::requeue_after(&td.spec, now);
+    if !outcome.failures.is_empty() {
+        return Err(Error::Children(outcome.failures.join("; ")));
+    }
+    let clock_change = phase::requeue_after(spec, now);
     let reading = (ready && scale != Scale::Off).then(|| figures_interval(ctx, phase));
-    Ok(match (clock_change, reading) {
-        (Some(a), Some(b)) => Action::requeue(a.min(b)),
-        (Some(a), None) | (None, Some(a)) => Action::requeue(a),
-        (None, None) => Action::await_change(),
-    })
+    // While pods are not all ready, look again soon: pod changes do not trigger a reconcile.
+    let settling = (!all_ready && scale != Scale::Off).then_some(UNSETTLED_RECHECK);
+    Ok(
+        match [clock_change, reading, settling]
+            .into_iter()
+            .flatten()
+            .min()
+        {
+            Some(after) => Action::requeue(after),
+            None => Action::await_change(),
+        },
+    )
+}
+
+/// How soon a deal whose pods are not all ready is looked at again.
+const UNSETTLED_RECHECK: Duration = Duration::from_secs(15);
+
+/// Events for what the pins did: an upgrade that happened, or one kept for after the sale.
+async fn announce_pins(
+    ctx: &Context,
+    td: &TimeDeal,
+    old: &TimeDealStatus,
+    pinned: &timedeal_api::Pinned,
+    change: &Change,
+) {
+    match change {
+        Change::Upgraded { from } => {
+            let note = format!(
+                "pods move from {} to {}",
+                pinning::describe(from),
+                pinning::describe(pinned)
+            );
+            publish(ctx, td, EventType::Normal, "Upgraded", note).await;
+        }
+        Change::Deferred { to } if old.pending_upgrade.as_ref() != Some(to) => {
+            let note = format!(
+                "the operator would move the pods to {}; they stay on {} until the deal is out \
+                 of WarmingUp and Live (annotate the deal {}=now to move them at once)",
+                pinning::describe(to),
+                pinning::describe(pinned),
+                pinning::UPGRADE_ANNOTATION
+            );
+            publish(ctx, td, EventType::Normal, "UpgradeDeferred", note).await;
+        }
+        _ => {}
+    }
 }
 
 /// A spec stored before the CRD's current rules is refused here as the API server would.
@@ -365,74 +498,171 @@ fn generate(length: usize) -> String {
         .collect()
 }
 
-fn resource_kind<K: Resource<DynamicType = ()>>(_: &K) -> String {
-    K::kind(&()).into_owned()
+/// What applying the bundle did: the children written, and those that failed and why.
+#[derive(Default)]
+struct Outcome {
+    written: Vec<String>,
+    failures: Vec<String>,
 }
 
-/// Applies every child; returns the kinds and names of those written.
+impl Outcome {
+    fn note(&mut self, what: String, result: Result<Applied>) {
+        match result {
+            Ok(Applied::Written) => self.written.push(what),
+            Ok(Applied::Unchanged) => {}
+            Err(error) => {
+                warn!(child = %what, error = %error, "cannot apply a child");
+                self.failures
+                    .push(format!("{what}: {}", api_message(&error)));
+            }
+        }
+    }
+}
+
+/// The API server's own words for a failed call: its reason, code and message.
+fn api_message(error: &Error) -> String {
+    match error {
+        Error::Kube { source, .. } => match source.as_ref() {
+            kube::Error::Api(status) => {
+                format!("{} ({}): {}", status.reason, status.code, status.message)
+            }
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Bounds one call to the API server.
+async fn bounded<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or(Err(Error::Timeout(deadline)))
+}
+
+/// Applies every child independently, so one the API server refuses (a quota, an invalid
+/// Ingress, Pod Security) neither hides the others nor keeps the autoscaler's floor from rising
+/// for the warm-up: the HPA goes first. Each call has a deadline. With `leave_workloads` the
+/// storefront Deployment and Redis StatefulSet are left as they run (an upgrade deferred).
 async fn apply_bundle(
-    client: &Client,
+    ctx: &Context,
     deal: &Deal<'_>,
     bundle: resources::Bundle,
-) -> Result<Vec<String>> {
-    let mut written = Vec::new();
-    let mut note = |kind: &str, name: Option<String>, applied: Applied| {
-        if applied == Applied::Written {
-            written.push(format!("{kind} {}", name.unwrap_or_default()));
-        }
-    };
+    leave_workloads: bool,
+    moved_from_older: bool,
+) -> Outcome {
+    let client = &ctx.client;
+    let deadline = ctx.config.api_timeout;
+    let mut outcome = Outcome::default();
     macro_rules! apply_each {
         ($($child:expr),* $(,)?) => {$(
             let child = $child;
-            let name = child.metadata.name.clone();
-            let kind = resource_kind(&child);
-            note(&kind, name, apply::apply(client, child).await?);
+            let what = describe(&child);
+            outcome.note(what, bounded(deadline, apply::apply(client, child)).await);
         )*};
     }
-    // Secrets and config first, so pods never start without them; Redis before the storefront.
+    macro_rules! absent {
+        ($kind:ty, $name:expr) => {
+            let name = $name;
+            let what = format!("{} {}/{name}", <$kind>::kind(&()), deal.namespace);
+            let removal = apply::remove::<$kind>(client, deal.namespace, &name);
+            outcome.note(what, bounded(deadline, removal).await);
+        };
+    }
+    match bundle.hpa {
+        Some(hpa) => {
+            apply_each!(hpa);
+        }
+        None => {
+            absent!(HorizontalPodAutoscaler, deal.child("storefront"));
+        }
+    }
+    // Secrets and config before the pods that read them; Redis before the storefront.
     apply_each!(
         bundle.redis_secret,
         bundle.storefront_secret,
         bundle.deal_config,
         bundle.redis_policy,
-        bundle.redis,
-        bundle.redis_service,
-        bundle.storefront,
-        bundle.storefront_service,
-        bundle.pdb,
-        bundle.ingress,
     );
-    let hpa_name = deal.child("storefront");
-    match bundle.hpa {
-        Some(hpa) => {
-            apply_each!(hpa);
+    if !leave_workloads {
+        if moved_from_older {
+            // Releases before the StatefulSet ran Redis as a Deployment of the same name.
+            absent!(Deployment, deal.child("redis"));
         }
-        None => note(
-            "HorizontalPodAutoscaler",
-            Some(hpa_name.clone()),
-            apply::remove::<HorizontalPodAutoscaler>(client, deal.namespace, &hpa_name).await?,
-        ),
+        apply_each!(bundle.redis);
     }
-    Ok(written)
+    apply_each!(bundle.redis_service);
+    if !leave_workloads {
+        apply_each!(bundle.storefront);
+    }
+    apply_each!(bundle.storefront_service);
+    match bundle.redis_pdb {
+        Some(pdb) => {
+            apply_each!(pdb);
+        }
+        None => {
+            absent!(PodDisruptionBudget, deal.child("redis"));
+        }
+    }
+    match bundle.pdb {
+        Some(pdb) => {
+            apply_each!(pdb);
+        }
+        None => {
+            absent!(PodDisruptionBudget, deal.child("storefront"));
+        }
+    }
+    apply_each!(bundle.ingress);
+    outcome
 }
 
-async fn storefront_replicas(client: &Client, deal: &Deal<'_>) -> Result<Option<ReplicaFigures>> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), deal.namespace);
+/// `Kind namespace/name` of a child.
+fn describe<K: Resource<DynamicType = ()>>(child: &K) -> String {
+    format!(
+        "{} {}/{}",
+        K::kind(&()),
+        child.meta().namespace.as_deref().unwrap_or(""),
+        child.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+async fn storefront_deployment(ctx: &Context, deal: &Deal<'_>) -> Result<Option<Deployment>> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), deal.namespace);
     let name = deal.child("storefront");
-    let deployment = api.get_opt(&name).await.map_err(kube(format!(
-        "reading Deployment {}/{name}",
-        deal.namespace
-    )))?;
-    Ok(deployment.map(|d| {
-        let status = d.status.unwrap_or_default();
-        ReplicaFigures {
-            desired: status
-                .replicas
-                .or_else(|| d.spec.and_then(|s| s.replicas))
-                .unwrap_or(0),
-            ready: status.ready_replicas.unwrap_or(0),
-        }
-    }))
+    let what = format!("reading Deployment {}/{name}", deal.namespace);
+    bounded(ctx.config.api_timeout, async {
+        api.get_opt(&name).await.map_err(kube(what))
+    })
+    .await
+}
+
+fn replica_figures(deployment: &Deployment) -> ReplicaFigures {
+    let status = deployment.status.clone().unwrap_or_default();
+    ReplicaFigures {
+        desired: status
+            .replicas
+            .or_else(|| deployment.spec.as_ref().and_then(|s| s.replicas))
+            .unwrap_or(0),
+        ready: status.ready_replicas.unwrap_or(0),
+    }
+}
+
+/// Why the deal's pods are not all ready, from the pods themselves (listed by the deal's label).
+async fn pod_problem(
+    ctx: &Context,
+    deal: &Deal<'_>,
+    storefront: Option<&Deployment>,
+) -> Result<Option<Problem>> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), deal.namespace);
+    let params = ListParams::default().labels(&format!("timedeal.dev/deal={}", deal.name));
+    let what = format!("listing the pods of {}/{}", deal.namespace, deal.name);
+    let pods = bounded(ctx.config.api_timeout, async {
+        api.list(&params).await.map_err(kube(what))
+    })
+    .await?;
+    Ok(health::problem(storefront, &pods.items))
 }
 
 /// How often a deal's figures are read: often while shoppers come, rarely once it is over.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use timedeal_api::{Phase, ReplicaFigures, StorefrontStats, TimeDealStatus};
 
 use crate::{
-    conditions::{self, Problem},
+    conditions::{self, Health},
     phase::Scale,
 };
 
@@ -13,7 +13,7 @@ use crate::{
 pub struct Seen<'a> {
     pub phase: Phase,
     pub scale: Scale,
-    pub problem: Option<&'a Problem>,
+    pub health: Health<'a>,
     pub generation: i64,
     pub url: Option<String>,
     pub replicas: Option<ReplicaFigures>,
@@ -27,7 +27,7 @@ pub fn next(old: &TimeDealStatus, seen: Seen) -> TimeDealStatus {
     status.phase = Some(seen.phase);
     status.conditions = conditions::merge(
         &old.conditions,
-        &conditions::for_phase(seen.phase, seen.scale, seen.problem),
+        &conditions::for_phase(seen.phase, seen.scale, seen.health),
         seen.generation,
         seen.now,
     );
@@ -93,7 +93,10 @@ mod tests {
         Seen {
             phase,
             scale: Scale::Autoscaled { floor: 2, max: 10 },
-            problem: None,
+            health: Health {
+                serving: true,
+                ..Health::default()
+            },
             generation: 3,
             url: Some("https://deal.example/".into()),
             replicas: Some(ReplicaFigures {

@@ -354,9 +354,32 @@ pub struct Capacity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_resources: Option<ComputeResources>,
 
-    /// CPU and memory of the deal's Redis. Omit for the operator's defaults.
+    /// CPU and memory of the deal's Redis. Omit for the operator's defaults (requests equal to
+    /// limits, so Redis is the last pod a node under pressure evicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_resources: Option<ComputeResources>,
+
+    /// The volume that keeps Redis's append-only file across restarts and node drains. Omit for
+    /// the operator's defaults. Fixed once the deal runs: a StatefulSet's volume claims cannot
+    /// change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_storage: Option<RedisStorage>,
+}
+
+/// The PersistentVolumeClaim of the deal's Redis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisStorage {
+    /// Size of the volume, such as 1Gi. Omit for the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub size: Option<String>,
+
+    /// StorageClass of the volume. Omit for the operator's default (or the cluster's default
+    /// class when the operator sets none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
 }
 
 impl Default for Capacity {
@@ -368,6 +391,7 @@ impl Default for Capacity {
             target_cpu_utilization: default_target_cpu(),
             app_resources: None,
             redis_resources: None,
+            redis_storage: None,
         }
     }
 }
@@ -497,6 +521,30 @@ pub struct TimeDealStatus {
     /// When the figures were last read from the storefront.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures_updated_at: Option<Time>,
+
+    /// What the deal's pods run, resolved once: an operator upgrade changes it only outside
+    /// WarmingUp and Live, or when the deal carries the annotation `timedeal.dev/upgrade: now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pinned>,
+
+    /// What an operator upgrade will move the pods to once the deal is out of WarmingUp and
+    /// Live; empty when the pods run the operator's current choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_upgrade: Option<Pinned>,
+}
+
+/// The images and the template version a deal's pods are built from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pinned {
+    /// Image of the storefront.
+    pub tenant_app: String,
+
+    /// Image of Redis.
+    pub redis: String,
+
+    /// Version of the operator's templates for the deal's children.
+    pub template: String,
 }
 
 /// Where a deal is in its life: PendingApproval (waiting for an admin), Provisioning (children

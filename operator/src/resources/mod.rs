@@ -2,8 +2,10 @@
 //! operator's settings and the secrets reconcile already holds. Reconcile applies the result with
 //! server-side apply; nothing here talks to the API server.
 
+pub mod compute;
 pub mod ingress;
 pub mod network;
+pub mod quantity;
 pub mod redis;
 pub mod scaling;
 pub mod storefront;
@@ -14,12 +16,46 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use timedeal_api::TimeDeal;
 
-/// What reconcile knows beyond the deal itself.
+/// What reconcile knows beyond the deal itself: the operator's defaults (flags, chart values).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Default images, overridable per deal by `spec.images`.
     pub tenant_image: String,
     pub redis_image: String,
+    /// CPU and memory of each container whose deal gives none.
+    pub storefront_resources: compute::Defaults,
+    pub redis_resources: compute::Defaults,
+    /// The Redis volume where the deal gives none.
+    pub redis_storage: redis::StorageDefaults,
+}
+
+impl Settings {
+    /// The given images with every other default.
+    pub fn with_images(tenant_image: impl Into<String>, redis_image: impl Into<String>) -> Self {
+        Self {
+            tenant_image: tenant_image.into(),
+            redis_image: redis_image.into(),
+            storefront_resources: compute::Defaults::storefront(),
+            redis_resources: compute::Defaults::redis(),
+            redis_storage: redis::StorageDefaults::default(),
+        }
+    }
+}
+
+/// The pod-template annotation holding a fingerprint of the Secrets the pods read: a regenerated
+/// or rotated secret changes it, and so rolls the pods onto the new value.
+pub const CHECKSUM_ANNOTATION: &str = "timedeal.dev/secrets-checksum";
+
+/// FNV-1a of a JSON value: stable across releases, unlike std's hasher. serde_json writes struct
+/// fields in declaration order and maps sorted, so equal values hash equally.
+pub fn fingerprint(value: &serde_json::Value) -> String {
+    let hash = value
+        .to_string()
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+    format!("{hash:016x}")
 }
 
 /// Secret values reconcile read from the deal's existing Secrets, or generated when missing, so
@@ -186,30 +222,6 @@ pub fn schema_name(namespace: &str, name: &str) -> String {
     format!("{}_{:012x}", &full[..50], hash & 0xffff_ffff_ffff)
 }
 
-/// `name: value` map of resource quantities, as the API takes it.
-pub(crate) fn quantities(
-    amounts: Option<&timedeal_api::ResourceAmounts>,
-) -> Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>> {
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    let amounts = amounts?;
-    let map: BTreeMap<_, _> = [("cpu", &amounts.cpu), ("memory", &amounts.memory)]
-        .into_iter()
-        .filter_map(|(key, value)| value.clone().map(|v| (key.to_owned(), Quantity(v))))
-        .collect();
-    (!map.is_empty()).then_some(map)
-}
-
-pub(crate) fn resources(
-    compute: Option<&timedeal_api::ComputeResources>,
-) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
-    let compute = compute?;
-    Some(k8s_openapi::api::core::v1::ResourceRequirements {
-        requests: quantities(compute.requests.as_ref()),
-        limits: quantities(compute.limits.as_ref()),
-        ..Default::default()
-    })
-}
-
 /// An environment variable taken from a key of a Secret, so the value never sits in the pod spec.
 pub(crate) fn env_from_secret(
     name: &str,
@@ -225,6 +237,24 @@ pub(crate) fn env_from_secret(
                 key: key.into(),
                 ..Default::default()
             }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod's security context: non-root, the runtime's seccomp profile, and volumes writable by
+/// the container's group.
+pub(crate) fn pod_security(user: i64) -> k8s_openapi::api::core::v1::PodSecurityContext {
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SeccompProfile};
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        fs_group: Some(user),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
             ..Default::default()
         }),
         ..Default::default()
@@ -269,10 +299,7 @@ pub(crate) mod testing {
     }
 
     pub fn settings() -> super::Settings {
-        super::Settings {
-            tenant_image: "ghcr.io/timedeal/tenant-app:0.1.0".into(),
-            redis_image: "redis:7.2-alpine".into(),
-        }
+        super::Settings::with_images("ghcr.io/timedeal/tenant-app:0.1.0", "redis:7.2-alpine")
     }
 
     pub fn secrets() -> super::Secrets {
@@ -327,44 +354,70 @@ mod tests {
     }
 }
 
-/// Every child of one deal, as it should be now.
+/// Every child of one deal, as it should be now. `None` children should not exist now.
 pub struct Bundle {
     pub redis_secret: k8s_openapi::api::core::v1::Secret,
-    pub redis: k8s_openapi::api::apps::v1::Deployment,
+    pub redis: k8s_openapi::api::apps::v1::StatefulSet,
     pub redis_service: k8s_openapi::api::core::v1::Service,
+    /// Only while the deal warms up or sells.
+    pub redis_pdb: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub redis_policy: k8s_openapi::api::networking::v1::NetworkPolicy,
     pub deal_config: k8s_openapi::api::core::v1::ConfigMap,
     pub storefront_secret: k8s_openapi::api::core::v1::Secret,
     pub storefront: k8s_openapi::api::apps::v1::Deployment,
     pub storefront_service: k8s_openapi::api::core::v1::Service,
-    pub pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    /// Only with a floor of two replicas or more.
+    pub pdb: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub ingress: k8s_openapi::api::networking::v1::Ingress,
     /// Absent after retention: nothing runs, so nothing scales.
     pub hpa: Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
 }
 
-/// The desired children of an approved deal at the given scale.
-pub fn bundle(
-    deal: &Deal,
-    settings: &Settings,
-    secrets: &Secrets,
-    scale: crate::phase::Scale,
-) -> Bundle {
+/// What the clock and the deal's pins decide for this reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub scale: crate::phase::Scale,
+    /// Warming up or live: Redis may not be evicted.
+    pub selling: bool,
+    /// The images the pods run.
+    pub pinned: timedeal_api::Pinned,
+}
+
+/// The desired children of an approved deal.
+pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) -> Bundle {
     use crate::phase::Scale;
-    let (running, hpa) = match scale {
-        Scale::Autoscaled { floor, max } => (true, Some(scaling::hpa(deal, floor, max))),
-        Scale::Off => (false, None),
+    let (floor, hpa) = match plan.scale {
+        Scale::Autoscaled { floor, max } => (floor, Some(scaling::hpa(deal, floor, max))),
+        Scale::Off => (0, None),
     };
+    let running = hpa.is_some();
+    let redis_secret = redis::secret(deal, secrets);
+    let storefront_secret = storefront::secret(deal, secrets);
+    let redis_checksum = fingerprint(&serde_json::json!([redis_secret.data]));
+    let storefront_checksum = fingerprint(&serde_json::json!([storefront_secret.data]));
     Bundle {
-        redis_secret: redis::secret(deal, secrets),
-        redis: redis::deployment(deal, settings, if running { 1 } else { 0 }),
+        redis: redis::stateful_set(
+            deal,
+            settings,
+            &plan.pinned.redis,
+            if running { 1 } else { 0 },
+            &redis_checksum,
+        ),
+        redis_secret,
         redis_service: redis::service(deal),
+        redis_pdb: (plan.selling && running).then(|| redis::pdb(deal)),
         redis_policy: network::redis_policy(deal),
         deal_config: storefront::config_map(deal),
-        storefront_secret: storefront::secret(deal, secrets),
-        storefront: storefront::deployment(deal, settings, if running { None } else { Some(0) }),
+        storefront: storefront::deployment(
+            deal,
+            settings,
+            &plan.pinned.tenant_app,
+            if running { None } else { Some(0) },
+            &storefront_checksum,
+        ),
+        storefront_secret,
         storefront_service: storefront::service(deal),
-        pdb: scaling::pdb(deal),
+        pdb: scaling::pdb(deal, floor),
         ingress: ingress::ingress(deal),
         hpa,
     }
@@ -375,6 +428,18 @@ mod bundle_tests {
     use super::*;
     use crate::phase::Scale;
 
+    fn plan(scale: Scale, selling: bool) -> Plan {
+        Plan {
+            scale,
+            selling,
+            pinned: timedeal_api::Pinned {
+                tenant_app: "ghcr.io/timedeal/tenant-app:0.1.0".into(),
+                redis: "redis:7.2-alpine".into(),
+                template: "test".into(),
+            },
+        }
+    }
+
     #[test]
     fn a_running_deal_has_every_child_and_a_retired_one_runs_nothing() {
         let td = testing::sample();
@@ -383,7 +448,7 @@ mod bundle_tests {
             &deal,
             &testing::settings(),
             &testing::secrets(),
-            Scale::Autoscaled { floor: 2, max: 20 },
+            &plan(Scale::Autoscaled { floor: 2, max: 20 }, true),
         );
         assert!(running.hpa.is_some());
         assert_eq!(running.redis.spec.as_ref().unwrap().replicas, Some(1));
@@ -392,12 +457,13 @@ mod bundle_tests {
             &running.redis_secret.metadata,
             &running.redis.metadata,
             &running.redis_service.metadata,
+            &running.redis_pdb.as_ref().unwrap().metadata,
             &running.redis_policy.metadata,
             &running.deal_config.metadata,
             &running.storefront_secret.metadata,
             &running.storefront.metadata,
             &running.storefront_service.metadata,
-            &running.pdb.metadata,
+            &running.pdb.as_ref().unwrap().metadata,
             &running.ingress.metadata,
             &running.hpa.as_ref().unwrap().metadata,
         ];
@@ -412,9 +478,123 @@ mod bundle_tests {
             );
         }
 
-        let retired = bundle(&deal, &testing::settings(), &testing::secrets(), Scale::Off);
-        assert!(retired.hpa.is_none());
+        let retired = bundle(
+            &deal,
+            &testing::settings(),
+            &testing::secrets(),
+            &plan(Scale::Off, false),
+        );
+        assert!(retired.hpa.is_none() && retired.pdb.is_none() && retired.redis_pdb.is_none());
         assert_eq!(retired.redis.spec.unwrap().replicas, Some(0));
         assert_eq!(retired.storefront.spec.unwrap().replicas, Some(0));
+    }
+
+    #[test]
+    fn redis_is_protected_from_drains_only_while_the_deal_sells() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let build = |selling| {
+            bundle(
+                &deal,
+                &testing::settings(),
+                &testing::secrets(),
+                &plan(Scale::Autoscaled { floor: 6, max: 20 }, selling),
+            )
+        };
+        assert!(build(true).redis_pdb.is_some());
+        assert!(build(false).redis_pdb.is_none());
+    }
+
+    #[test]
+    fn a_new_secret_value_rolls_the_pods_that_read_it() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let scale = Scale::Autoscaled { floor: 2, max: 20 };
+        let checksums = |secrets: &Secrets| {
+            let b = bundle(&deal, &testing::settings(), secrets, &plan(scale, false));
+            let of = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+                t.as_ref().unwrap().annotations.as_ref().unwrap()[CHECKSUM_ANNOTATION].clone()
+            };
+            (
+                of(&b.storefront.spec.unwrap().template.metadata),
+                of(&b.redis.spec.unwrap().template.metadata),
+            )
+        };
+        let before = checksums(&testing::secrets());
+        assert_eq!(before, checksums(&testing::secrets()), "stable");
+        let rotated_postgres = Secrets {
+            postgres_url: "postgres://timedeal:new@postgres.platform:5432/timedeal".into(),
+            ..testing::secrets()
+        };
+        let after = checksums(&rotated_postgres);
+        assert_ne!(after.0, before.0, "the storefront rolls");
+        assert_eq!(after.1, before.1, "Redis does not read that Secret");
+        let new_redis_password = Secrets {
+            redis_password: "regenerated".into(),
+            ..testing::secrets()
+        };
+        let after = checksums(&new_redis_password);
+        assert_ne!(after.0, before.0, "the storefront's Redis URL changed");
+        assert_ne!(after.1, before.1, "Redis takes the new password");
+    }
+
+    /// Every sample deal, in every phase, gets pods whose containers request what the
+    /// autoscaler's metrics divide by: without a CPU request the HPA never scales.
+    #[test]
+    fn every_container_requests_what_its_autoscaler_measures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/samples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let mut td =
+                timedeal_api::validation::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            td.metadata.uid = Some("uid".into());
+            td.metadata.namespace.get_or_insert_with(|| "shop".into());
+            let deal = Deal::new(&td).unwrap();
+            let b = bundle(
+                &deal,
+                &testing::settings(),
+                &testing::secrets(),
+                &plan(Scale::Autoscaled { floor: 2, max: 20 }, true),
+            );
+            let hpa = b.hpa.unwrap().spec.unwrap();
+            assert_eq!(
+                hpa.scale_target_ref.name,
+                b.storefront.metadata.name.clone().unwrap()
+            );
+            let pods = [
+                b.storefront.spec.unwrap().template.spec.unwrap(),
+                b.redis.spec.unwrap().template.spec.unwrap(),
+            ];
+            for metric in hpa.metrics.unwrap() {
+                let resource = metric.resource.unwrap().name;
+                for container in &pods[0].containers {
+                    let requests = container
+                        .resources
+                        .as_ref()
+                        .and_then(|r| r.requests.as_ref());
+                    assert!(
+                        requests.is_some_and(|r| r.contains_key(&resource)),
+                        "{}: container {} has no {resource} request",
+                        path.display(),
+                        container.name
+                    );
+                }
+            }
+            for pod in &pods {
+                for container in &pod.containers {
+                    let resources = container.resources.as_ref().unwrap();
+                    for key in ["cpu", "memory"] {
+                        assert!(resources.requests.as_ref().unwrap().contains_key(key));
+                    }
+                    assert!(resources.limits.as_ref().unwrap().contains_key("memory"));
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 3, "the samples were found");
     }
 }

@@ -1,10 +1,11 @@
 //! Autoscaling and disruption: the storefront's HorizontalPodAutoscaler (floor raised for the
-//! warm-up, see `phase::scale_at`) and its PodDisruptionBudget.
+//! warm-up, see `phase::scale_at`; quick to grow, slow to shrink) and its PodDisruptionBudget.
 
 use k8s_openapi::{
     api::{
         autoscaling::v2::{
-            CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
+            CrossVersionObjectReference, HPAScalingPolicy, HPAScalingRules,
+            HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec,
             MetricSpec, MetricTarget, ResourceMetricSource,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
@@ -37,23 +38,49 @@ pub fn hpa(deal: &Deal, floor: i32, max: i32) -> HorizontalPodAutoscaler {
                 }),
                 ..Default::default()
             }]),
-            ..Default::default()
+            behavior: Some(spike()),
         }),
         ..Default::default()
     }
 }
 
-/// Voluntary disruptions (node drains) keep at least one storefront pod serving.
-pub fn pdb(deal: &Deal) -> PodDisruptionBudget {
-    PodDisruptionBudget {
+/// A flash sale's traffic arrives in seconds and leaves in minutes: scale up at once (doubling,
+/// or four pods, every 15 s, whichever is more), scale down only after five calm minutes and by
+/// a tenth a minute, so a lull between waves does not shed the capacity the next wave needs.
+fn spike() -> HorizontalPodAutoscalerBehavior {
+    let policy = |type_: &str, value, period_seconds| HPAScalingPolicy {
+        type_: type_.into(),
+        value,
+        period_seconds,
+    };
+    HorizontalPodAutoscalerBehavior {
+        scale_up: Some(HPAScalingRules {
+            stabilization_window_seconds: Some(0),
+            select_policy: Some("Max".into()),
+            policies: Some(vec![policy("Percent", 100, 15), policy("Pods", 4, 15)]),
+        }),
+        scale_down: Some(HPAScalingRules {
+            stabilization_window_seconds: Some(300),
+            select_policy: Some("Min".into()),
+            policies: Some(vec![policy("Percent", 10, 60)]),
+        }),
+    }
+}
+
+/// A drain may take a quarter of the storefront pods at a time (at least one), and always an
+/// unready one; with a floor below two replicas there is no budget, since keeping the only pod
+/// would block the drain outright.
+pub fn pdb(deal: &Deal, floor: i32) -> Option<PodDisruptionBudget> {
+    (floor >= 2).then(|| PodDisruptionBudget {
         metadata: deal.meta("storefront", storefront::COMPONENT),
         spec: Some(PodDisruptionBudgetSpec {
-            min_available: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::String("25%".into())),
             selector: Some(deal.pod_selector(storefront::COMPONENT)),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -72,14 +99,29 @@ mod tests {
         let metric = &spec.metrics.unwrap()[0];
         let target = &metric.resource.as_ref().unwrap().target;
         assert_eq!(target.average_utilization, Some(60));
+        let behavior = spec.behavior.unwrap();
+        let up = behavior.scale_up.unwrap();
+        assert_eq!(up.stabilization_window_seconds, Some(0));
+        assert!(up.policies.unwrap().iter().all(|p| p.period_seconds <= 15));
+        let down = behavior.scale_down.unwrap();
+        assert!(down.stabilization_window_seconds.unwrap() >= 300);
     }
 
     #[test]
-    fn the_pdb_keeps_one_storefront_pod() {
+    fn the_pdb_never_blocks_a_drain_it_need_not_block() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
-        let spec = pdb(&deal).spec.unwrap();
-        assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+        assert!(pdb(&deal, 1).is_none(), "one pod: no budget");
+        let spec = pdb(&deal, 2).unwrap().spec.unwrap();
+        assert_eq!(spec.min_available, None);
+        assert_eq!(
+            spec.max_unavailable,
+            Some(IntOrString::String("25%".into()))
+        );
+        assert_eq!(
+            spec.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
         assert_eq!(
             spec.selector.unwrap().match_labels.unwrap(),
             deal.selector(storefront::COMPONENT)

@@ -18,7 +18,8 @@ use k8s_openapi::{
 use timedeal_api::ShopperAuthMode;
 
 use super::{
-    env_from_secret as from_secret, redis, resources, restricted, Deal, Secrets, Settings,
+    compute, env_from_secret as from_secret, pod_security, redis, restricted, Deal, Secrets,
+    Settings,
 };
 
 pub const COMPONENT: &str = "storefront";
@@ -96,14 +97,16 @@ fn http_probe(path: &str, period: i32) -> Probe {
 }
 
 /// `replicas` is the Deployment's own count: `None` while the HPA owns it, `Some(0)` after
-/// retention.
-pub fn deployment(deal: &Deal, settings: &Settings, replicas: Option<i32>) -> Deployment {
+/// retention. `image` is the deal's pinned storefront image; `checksum` that of the Secrets its
+/// pods read, so a new secret rolls them.
+pub fn deployment(
+    deal: &Deal,
+    settings: &Settings,
+    image: &str,
+    replicas: Option<i32>,
+    checksum: &str,
+) -> Deployment {
     let spec = &deal.td.spec;
-    let image = spec
-        .images
-        .as_ref()
-        .and_then(|i| i.tenant_app.clone())
-        .unwrap_or_else(|| settings.tenant_image.clone());
     let keys = secret_name(deal);
     let mut env = vec![
         value("TIMEDEAL_DEAL", format!("{DEAL_DIR}/{DEAL_FILE}")),
@@ -164,17 +167,23 @@ pub fn deployment(deal: &Deal, settings: &Settings, replicas: Option<i32>) -> De
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(deal.labels(COMPONENT)),
+                    annotations: Some(BTreeMap::from([(
+                        super::CHECKSUM_ANNOTATION.to_owned(),
+                        checksum.to_owned(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(10001)),
                     containers: vec![Container {
                         name: "tenant-app".into(),
-                        image: Some(image),
+                        image: Some(image.to_owned()),
                         env: Some(env),
                         ports: Some(vec![ContainerPort {
                             name: Some("http".into()),
                             container_port: PORT,
+                            protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),
                         readiness_probe: Some(http_probe("/readyz", 5)),
@@ -182,7 +191,10 @@ pub fn deployment(deal: &Deal, settings: &Settings, replicas: Option<i32>) -> De
                             initial_delay_seconds: Some(10),
                             ..http_probe("/healthz", 10)
                         }),
-                        resources: resources(spec.capacity.app_resources.as_ref()),
+                        resources: Some(compute::requirements(
+                            spec.capacity.app_resources.as_ref(),
+                            &settings.storefront_resources,
+                        )),
                         security_context: Some(restricted(10001)),
                         volume_mounts: Some(mounts),
                         ..Default::default()
@@ -205,6 +217,11 @@ pub fn service(deal: &Deal) -> Service {
 mod tests {
     use super::*;
     use crate::resources::testing;
+
+    fn autoscaled(deal: &Deal) -> Deployment {
+        let image = "ghcr.io/timedeal/tenant-app:0.1.0";
+        deployment(deal, &testing::settings(), image, None, "c0ffee")
+    }
 
     fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
         deployment
@@ -251,7 +268,7 @@ mod tests {
     fn the_storefront_gets_its_settings_from_env_and_secrets() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
-        let deployment = deployment(&deal, &testing::settings(), None);
+        let deployment = autoscaled(&deal);
         let env = env_of(&deployment);
         assert_eq!(
             env["TIMEDEAL_DEAL"].value.as_deref(),
@@ -324,7 +341,7 @@ mod tests {
         td.metadata.uid = Some("uid".into());
         td.metadata.namespace.get_or_insert_with(|| "shop".into());
         let deal = Deal::new(&td).unwrap();
-        let deployment = deployment(&deal, &testing::settings(), None);
+        let deployment = autoscaled(&deal);
         let env = env_of(&deployment);
         let jwt = td.spec.shopper_auth.as_ref().unwrap().jwt.as_ref().unwrap();
         match &jwt.key_secret_ref {

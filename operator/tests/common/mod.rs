@@ -1,6 +1,8 @@
 //! Shared by the operator's integration tests.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use chrono::{DateTime, Utc};
@@ -149,4 +151,106 @@ pub fn valid_request() -> Vec<(&'static str, String)> {
     .into_iter()
     .map(|(k, v)| (k, v.to_owned()))
     .collect()
+}
+
+/// A fault the strict API injects into writes whose path contains `path`.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Refused as the API server refuses: a quota, an invalid object, Pod Security admission.
+    Refuse {
+        path: &'static str,
+        code: u16,
+        reason: &'static str,
+        message: &'static str,
+    },
+    /// Never answered, as a call to an overloaded or partitioned API server.
+    Hang { path: &'static str },
+}
+
+/// Makes the in-memory API as strict as a real API server where the operator depends on it:
+/// quantities in `resources` are stored in canonical form (`cpu: 1.5` is read back as `1500m`),
+/// and the given faults refuse or hang matching writes. Every other request goes to `inner`.
+pub fn strict(inner: Client, faults: Arc<std::sync::Mutex<Vec<Fault>>>) -> Client {
+    use http::{Method, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::{json, Value};
+    use timedeal_operator::resources::quantity;
+
+    fn canonicalise(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    if key == "resources" {
+                        for part in ["requests", "limits"] {
+                            if let Some(Value::Object(amounts)) = child.get_mut(part) {
+                                for amount in amounts.values_mut() {
+                                    if let Value::String(text) = amount {
+                                        *text = quantity::canonical(text);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    canonicalise(child);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(canonicalise),
+            _ => {}
+        }
+    }
+
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let (inner, faults) = (inner.clone(), faults.clone());
+        async move {
+            let writes = matches!(
+                *request.method(),
+                Method::PATCH | Method::POST | Method::PUT
+            );
+            if !writes {
+                return inner.send(request).await;
+            }
+            let path = request.uri().path().to_owned();
+            let fault = faults
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|f| match f {
+                    Fault::Refuse { path: p, .. } | Fault::Hang { path: p } => path.contains(p),
+                })
+                .cloned();
+            match fault {
+                Some(Fault::Hang { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+                Some(Fault::Refuse {
+                    code,
+                    reason,
+                    message,
+                    ..
+                }) => {
+                    let body = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "message": message, "reason": reason, "code": code});
+                    return Ok(Response::builder()
+                        .status(StatusCode::from_u16(code).unwrap())
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap());
+                }
+                None => {}
+            }
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await?;
+            let bytes = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut object) => {
+                    canonicalise(&mut object);
+                    serde_json::to_vec(&object).unwrap()
+                }
+                Err(_) => bytes.to_vec(),
+            };
+            inner
+                .send(http::Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    });
+    Client::new(service, "default")
 }

@@ -1,0 +1,408 @@
+//! The operator's reconcile against an in-memory Kubernetes API (kube-fake-client, made strict by
+//! `strict`), with a hand-moved clock and a storefront stand-in serving `/internal/stats` on
+//! loopback. Every write the operator makes goes through interceptors that record it, so
+//! "nothing changed, nothing written" is counted.
+#![allow(dead_code, unused_imports)]
+
+pub use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+pub use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+pub use chrono::{DateTime, Utc};
+pub use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::{ConfigMap, Secret, Service},
+        events::v1::Event,
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+    },
+    ByteString,
+};
+pub use kube::{
+    api::{Api, ListParams, Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+    },
+    Client, Resource, ResourceExt,
+};
+pub use kube_fake_client::{interceptor::Funcs, ClientBuilder};
+pub use serde_json::{json, Value};
+pub use timedeal_api::{
+    validation, OrderFigures, Phase, QueueFigures, StockFigures, StorefrontStats, TimeDeal,
+};
+pub use timedeal_operator::{
+    clock::ManualClock,
+    figures::FiguresClient,
+    metrics::Metrics,
+    reconcile::{self, Config, Context, FINALIZER},
+    resources::Settings,
+};
+
+pub use super::{status_kind, Fault};
+
+/// The operator's context over `client`, as `run` builds it, with the given defaults.
+pub fn context(
+    client: &Client,
+    clock: &Arc<ManualClock>,
+    storefront_url: &Arc<Mutex<String>>,
+    settings: Settings,
+) -> Arc<Context> {
+    let url = storefront_url.clone();
+    let figures_client = FiguresClient::with_urls(
+        Duration::from_secs(2),
+        Arc::new(move |_, _| format!("{}/internal/stats", url.lock().unwrap())),
+    );
+    Arc::new(Context::new(
+        client.clone(),
+        Config {
+            settings,
+            operator_namespace: "timedeal-system".into(),
+            postgres_secret: "timedeal-postgres".into(),
+            postgres_secret_key: "url".into(),
+            figures_interval: Duration::from_secs(15),
+            final_figures_timeout: Duration::from_secs(2),
+            api_timeout: Duration::from_secs(2),
+        },
+        clock.clone(),
+        figures_client,
+        Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "timedeal-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        Arc::new(Metrics::new()),
+    ))
+}
+
+pub const NS: &str = "acme-audio";
+pub const NAME: &str = "winter-headphones";
+
+/// What the stand-in storefront answers.
+#[derive(Clone)]
+pub enum Answer {
+    Figures(StorefrontStats),
+    Unavailable,
+}
+
+pub struct Harness {
+    pub client: Client,
+    pub ctx: Arc<Context>,
+    pub faults: Arc<Mutex<Vec<Fault>>>,
+    pub clock: Arc<ManualClock>,
+    pub writes: Arc<Mutex<Vec<String>>>,
+    pub answer: Arc<Mutex<Answer>>,
+    pub storefront_url: Arc<Mutex<String>>,
+    pub deals: Api<TimeDeal>,
+}
+
+/// Another controller's finalizer, present from the start: kube's finalizer helper adds the first
+/// finalizer with a JSON patch testing that the list is absent, which the in-memory API (unlike
+/// a real API server) refuses; with a list present it appends, which both accept.
+pub const OTHER_FINALIZER: &str = "audit.example.com/keep-record";
+
+pub fn sample() -> TimeDeal {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/timedeal.yaml"
+    ))
+    .unwrap();
+    let mut td = validation::parse(&text).unwrap();
+    td.metadata.finalizers = Some(vec![OTHER_FINALIZER.into()]);
+    td
+}
+
+pub fn figures(sold: i64, state: &str) -> StorefrontStats {
+    StorefrontStats {
+        deal: NAME.into(),
+        state: state.into(),
+        stock: StockFigures {
+            remaining: 1000 - sold,
+            sold,
+            reserved: 0,
+        },
+        queue: QueueFigures {
+            waiting: 40,
+            active: 10,
+            peak_waiting: 900,
+        },
+        orders: OrderFigures {
+            confirmed: sold / 2,
+            cancelled: 1,
+        },
+        revenue: sold * 9900,
+        currency: "USD".into(),
+        at: Utc::now(),
+    }
+}
+
+/// The kind (or "status"/"finalizer") and name of a write.
+pub fn describe(patch: &Value, name: &str) -> String {
+    match patch.get("kind").and_then(Value::as_str) {
+        Some(kind) => format!("{kind} {name}"),
+        None if patch.get("status").is_some() => format!("status {name}"),
+        None => format!("patch {name}"),
+    }
+}
+
+pub async fn serve_storefront(answer: Arc<Mutex<Answer>>) -> SocketAddr {
+    pub async fn stats(
+        State(answer): State<Arc<Mutex<Answer>>>,
+    ) -> Result<Json<StorefrontStats>, StatusCode> {
+        match answer.lock().unwrap().clone() {
+            Answer::Figures(figures) => Ok(Json(figures)),
+            Answer::Unavailable => Err(StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
+    let router = Router::new()
+        .route("/internal/stats", get(stats))
+        .with_state(answer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+impl Harness {
+    pub async fn new(deal: TimeDeal) -> Self {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let record = |writes: &Arc<Mutex<Vec<String>>>| writes.clone();
+        let (w1, w2, w3, w4, w5) = (
+            record(&writes),
+            record(&writes),
+            record(&writes),
+            record(&writes),
+            record(&writes),
+        );
+        let interceptors = Funcs::new()
+            .create(move |ctx| {
+                let kind = ctx.object["kind"].as_str().unwrap_or("?").to_owned();
+                w1.lock().unwrap().push(format!("create {kind}"));
+                Ok(None)
+            })
+            .patch(move |ctx| {
+                w2.lock().unwrap().push(describe(ctx.patch, ctx.name));
+                Ok(None)
+            })
+            .patch_status(move |ctx| {
+                w3.lock().unwrap().push(format!("status {}", ctx.name));
+                Ok(None)
+            })
+            .update(move |ctx| {
+                let kind = ctx.object["kind"].as_str().unwrap_or("?").to_owned();
+                w4.lock().unwrap().push(format!("update {kind}"));
+                Ok(None)
+            })
+            .delete(move |ctx| {
+                w5.lock().unwrap().push(format!("delete {}", ctx.name));
+                Ok(None)
+            });
+        let postgres = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("timedeal-postgres".into()),
+                namespace: Some("timedeal-system".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "url".to_owned(),
+                ByteString(b"postgres://timedeal:pw@postgres.platform:5432/timedeal".to_vec()),
+            )])),
+            ..Default::default()
+        };
+        let client = ClientBuilder::new()
+            .with_resource::<TimeDeal>()
+            .with_status_subresource::<status_kind::TimeDeal>()
+            .with_status_subresource::<Deployment>()
+            .with_status_subresource::<StatefulSet>()
+            .with_object(postgres)
+            .with_object(deal)
+            .with_interceptor_funcs(interceptors)
+            .build()
+            .await
+            .unwrap();
+
+        let faults = Arc::new(Mutex::new(Vec::new()));
+        let client = super::strict(client, faults.clone());
+
+        let answer = Arc::new(Mutex::new(Answer::Figures(figures(0, "upcoming"))));
+        let addr = serve_storefront(answer.clone()).await;
+        let storefront_url = Arc::new(Mutex::new(format!("http://{addr}")));
+        let start = sample().spec.schedule.start;
+        let clock = Arc::new(ManualClock::at(start - chrono::Duration::hours(2)));
+        let ctx = context(
+            &client,
+            &clock,
+            &storefront_url,
+            Settings::with_images(
+                "registry.example/tenant-app:1.0.0",
+                "registry.example/redis:7.2.5",
+            ),
+        );
+        Self {
+            deals: Api::namespaced(client.clone(), NS),
+            client,
+            ctx,
+            faults,
+            clock,
+            writes,
+            answer,
+            storefront_url,
+        }
+    }
+
+    /// One reconcile of the deal as the API server holds it now, as the watcher would deliver it.
+    pub async fn reconcile(&self) -> Result<Action, timedeal_operator::error::Error> {
+        let td = self.deals.get(NAME).await.unwrap();
+        Box::pin(reconcile::reconcile(
+            Arc::new(DeserializeGuard(Ok(td))),
+            self.ctx.clone(),
+        ))
+        .await
+    }
+
+    /// Reconciles until the finalizer is on and the children are applied.
+    pub async fn settle(&self) -> Action {
+        self.reconcile().await.unwrap(); // adds the finalizer
+        self.reconcile().await.unwrap()
+    }
+
+    pub fn take_writes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.writes.lock().unwrap())
+    }
+
+    pub async fn deal(&self) -> TimeDeal {
+        self.deals.get(NAME).await.unwrap()
+    }
+
+    pub fn at(&self, minutes_from_start: i64) -> DateTime<Utc> {
+        sample().spec.schedule.start + chrono::Duration::minutes(minutes_from_start)
+    }
+
+    /// A settled deal at `minutes_from_start` with `ready` storefront replicas, reconciled once.
+    pub async fn running_at(minutes_from_start: i64, ready: i32) -> Self {
+        let h = Self::new(sample()).await;
+        h.clock.set(h.at(minutes_from_start));
+        h.settle().await;
+        h.storefront_ready(ready).await;
+        h.reconcile().await.unwrap();
+        h
+    }
+
+    /// Reconciles the deal as `kubectl delete` hands it over: with a deletion timestamp.
+    pub async fn reconcile_deletion(&self) {
+        let mut deleting = self.deal().await;
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        reconcile::reconcile(Arc::new(DeserializeGuard(Ok(deleting))), self.ctx.clone())
+            .await
+            .unwrap();
+    }
+
+    /// What the kubelet and the Deployment controller would do: report ready replicas.
+    pub async fn storefront_ready(&self, ready: i32) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        api.patch_status(
+            "winter-headphones-storefront",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": ready, "readyReplicas": ready}})),
+        )
+        .await
+        .unwrap();
+        self.take_writes();
+    }
+
+    pub async fn hpa(&self) -> Option<HorizontalPodAutoscaler> {
+        Api::<HorizontalPodAutoscaler>::namespaced(self.client.clone(), NS)
+            .get_opt("winter-headphones-storefront")
+            .await
+            .unwrap()
+    }
+
+    pub async fn floor(&self) -> i32 {
+        self.hpa()
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .min_replicas
+            .unwrap()
+    }
+
+    pub async fn events(&self) -> Vec<(String, String, String)> {
+        let mut events: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events
+            .into_iter()
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn edit(&self, patch: Value) {
+        self.deals
+            .patch(NAME, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+        self.take_writes();
+    }
+}
+
+pub fn condition<'a>(
+    td: &'a TimeDeal,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    td.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
+}
+
+pub fn phase(td: &TimeDeal) -> Phase {
+    td.status.as_ref().unwrap().phase.unwrap()
+}
+
+pub async fn names<K>(client: &Client) -> Vec<String>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect()
+}
+
+pub fn unapproved() -> TimeDeal {
+    let mut td = sample();
+    td.spec.approved = false;
+    td
+}
