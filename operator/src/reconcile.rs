@@ -731,13 +731,28 @@ async fn write_status(
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
+        &Patch::Merge(json!({ "status": status_patch(old, new) })),
     )
     .await
     .map_err(kube(format!(
         "writing the status of TimeDeal {namespace}/{name}"
     )))?;
     Ok(())
+}
+
+/// The merge patch from `old` to `new`: a field `new` no longer has is removed with `null`
+/// (serialisation leaves it out, which a merge patch would read as "keep").
+fn status_patch(old: &TimeDealStatus, new: &TimeDealStatus) -> serde_json::Value {
+    let mut patch = serde_json::to_value(new).expect("a status serialises");
+    if let (Some(patch), serde_json::Value::Object(old)) = (
+        patch.as_object_mut(),
+        serde_json::to_value(old).expect("a status serialises"),
+    ) {
+        for key in old.keys() {
+            patch.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
 }
 
 /// Events for a new phase, and for Degraded turning on or off.

@@ -392,11 +392,7 @@ async fn suspend_lowers_the_floor_and_resume_restores_it() {
     assert_eq!(condition(&td, "Ready").reason, "Suspended");
     assert_eq!(h.floor().await, 2);
     // The storefront reads the suspension from its deal file.
-    let config = Api::<ConfigMap>::namespaced(h.client.clone(), NS)
-        .get("winter-headphones-deal")
-        .await
-        .unwrap();
-    assert!(config.data.unwrap()["deal.yaml"].contains("suspend: true"));
+    assert!(h.deal_file().await.contains("suspend: true"));
     // Its data stays.
     assert_eq!(names::<StatefulSet>(&h.client).await.len(), 1);
 

@@ -358,6 +358,15 @@ impl Harness {
             .collect()
     }
 
+    /// The deal as its storefronts read it, from their ConfigMap.
+    pub async fn deal_file(&self) -> String {
+        let config = Api::<ConfigMap>::namespaced(self.client.clone(), NS)
+            .get("winter-headphones-deal")
+            .await
+            .unwrap();
+        config.data.unwrap()["deal.yaml"].clone()
+    }
+
     pub async fn edit(&self, patch: Value) {
         self.deals
             .patch(NAME, &PatchParams::default(), &Patch::Merge(patch))

@@ -1,0 +1,481 @@
+//! What production does to a deal, against the strict in-memory API: quantities the API server
+//! rewrites, children it refuses, calls it never answers, pods that cannot start or all go, an
+//! operator upgrade mid-sale, secrets regenerated or rotated, approval taken back, drains.
+
+mod common;
+
+use common::harness::*;
+use k8s_openapi::api::core::v1::Pod;
+
+fn annotation(template: &Option<kube::api::ObjectMeta>, key: &str) -> String {
+    template.as_ref().unwrap().annotations.as_ref().unwrap()[key].clone()
+}
+
+async fn storefront(h: &Harness) -> Deployment {
+    Api::<Deployment>::namespaced(h.client.clone(), NS)
+        .get("winter-headphones-storefront")
+        .await
+        .unwrap()
+}
+
+async fn redis(h: &Harness) -> StatefulSet {
+    Api::<StatefulSet>::namespaced(h.client.clone(), NS)
+        .get("winter-headphones-redis")
+        .await
+        .unwrap()
+}
+
+fn image(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .clone()
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+async fn pdb(h: &Harness, name: &str) -> Option<PodDisruptionBudget> {
+    Api::<PodDisruptionBudget>::namespaced(h.client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+fn reasons(events: &[(String, String, String)], reason: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(_, r, _)| r == reason)
+        .map(|(_, _, note)| note.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn canonicalised_quantities_leave_a_no_op_reconcile_a_no_op() {
+    let mut td = sample();
+    let resources = td.spec.capacity.app_resources.as_mut().unwrap();
+    resources.requests.as_mut().unwrap().cpu = Some("1.5".into());
+    resources.limits.as_mut().unwrap().memory = Some("0.5Gi".into());
+    let h = Harness::new(td).await;
+    h.settle().await;
+    h.storefront_ready(2).await;
+    h.reconcile().await.unwrap();
+    let live = storefront(&h).await;
+    let container = &live.spec.unwrap().template.spec.unwrap().containers[0];
+    let resources = container.resources.as_ref().unwrap();
+    assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "1500m");
+    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "512Mi");
+    h.take_writes();
+    for _ in 0..3 {
+        h.reconcile().await.unwrap();
+    }
+    assert_eq!(h.take_writes(), Vec::<String>::new());
+    assert!(reasons(&h.events().await, "ChildrenUpdated").is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_child_is_named_and_the_others_still_apply_the_hpa_first() {
+    let h = Harness::new(sample()).await;
+    h.clock.set(h.at(-10)); // warming up: the floor must rise whatever else fails
+    h.faults.lock().unwrap().push(Fault::Refuse {
+        path: "/ingresses/",
+        code: 422,
+        reason: "Invalid",
+        message: "Ingress.networking.k8s.io \"winter-headphones-storefront\" is invalid: \
+                  spec.ingressClassName: Invalid value: \"nginx\": not found",
+    });
+    h.reconcile().await.unwrap(); // the finalizer
+    let error = h.reconcile().await.unwrap_err();
+    assert!(error.to_string().contains("Ingress"), "{error}");
+    assert_eq!(h.floor().await, 6, "the HPA went first");
+    assert!(Api::<Deployment>::namespaced(h.client.clone(), NS)
+        .get_opt("winter-headphones-storefront")
+        .await
+        .unwrap()
+        .is_some());
+    let td = h.deal().await;
+    let reconciled = condition(&td, "Reconciled");
+    assert_eq!(
+        (reconciled.status.as_str(), reconciled.reason.as_str()),
+        ("False", "ApplyFailed")
+    );
+    for part in [
+        "Ingress acme-audio/winter-headphones-storefront",
+        "Invalid (422)",
+        "ingressClassName",
+    ] {
+        assert!(
+            reconciled.message.contains(part),
+            "{part}: {}",
+            reconciled.message
+        );
+    }
+    assert_eq!(condition(&td, "Degraded").reason, "ApplyFailed");
+    let events = h.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "ApplyFailed"),
+        "{events:?}"
+    );
+
+    // Fixed (the class installed): applied, and said so.
+    h.faults.lock().unwrap().clear();
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(condition(&td, "Reconciled").status, "True");
+    assert_eq!(condition(&td, "Degraded").status, "False");
+}
+
+#[tokio::test]
+async fn a_call_the_api_server_never_answers_is_given_up_on_and_said() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.faults.lock().unwrap().push(Fault::Hang {
+        path: "/horizontalpodautoscalers/",
+    });
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), h.reconcile())
+        .await
+        .expect("reconcile gives up on the hung call");
+    assert!(result.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let td = h.deal().await;
+    let reconciled = condition(&td, "Reconciled");
+    assert!(
+        reconciled.message.contains("HorizontalPodAutoscaler")
+            && reconciled.message.contains("did not answer within 2s"),
+        "{}",
+        reconciled.message
+    );
+    // Everything after the hung child was still applied.
+    assert!(Api::<Ingress>::namespaced(h.client.clone(), NS)
+        .get_opt("winter-headphones-storefront")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn pod_problems_surface_as_degraded_with_their_reason() {
+    let h = Harness::new(sample()).await;
+    h.settle().await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "winter-headphones-storefront-7d9f-x2x", "namespace": NS,
+            "labels": {"timedeal.dev/deal": NAME, "app.kubernetes.io/component": "storefront"}},
+        "spec": {"containers": [{"name": "tenant-app", "image": "registry.example/tenant-app:1.0.0"}]},
+        "status": {"containerStatuses": [{"name": "tenant-app", "image": "registry.example/tenant-app:1.0.0",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "Back-off pulling image \"registry.example/tenant-app:1.0.0\""}}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(h.client.clone(), NS)
+        .create(&Default::default(), &pod)
+        .await
+        .unwrap();
+    h.take_writes();
+    let action = h.reconcile().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "looked at again soon"
+    );
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Provisioning);
+    let degraded = condition(&td, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ImagePullBackOff")
+    );
+    assert!(degraded
+        .message
+        .contains("winter-headphones-storefront-7d9f-x2x"));
+    assert!(
+        degraded.message.contains("spec.images"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        condition(&td, "Reconciled").status,
+        "True",
+        "every child applied"
+    );
+    let events = h.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "ImagePullBackOff"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn losing_every_replica_mid_sale_is_an_outage_not_provisioning() {
+    let h = Harness::running_at(5, 6).await;
+    assert_eq!(phase(&h.deal().await), Phase::Live);
+    h.storefront_ready(0).await;
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Live);
+    assert_eq!(condition(&td, "Ready").status, "False");
+    assert_eq!(condition(&td, "Ready").reason, "Unavailable");
+    assert_eq!(condition(&td, "Progressing").status, "False");
+    assert_eq!(condition(&td, "Degraded").reason, "NoReadyReplicas");
+    h.storefront_ready(6).await;
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(condition(&td, "Ready").reason, "Live");
+    assert_eq!(condition(&td, "Degraded").status, "False");
+}
+
+#[tokio::test]
+async fn an_operator_upgrade_waits_for_the_end_of_the_sale() {
+    let mut h = Harness::running_at(5, 6).await;
+    let before = storefront(&h).await;
+    assert_eq!(image(&before), "registry.example/tenant-app:1.0.0");
+    let pinned = h.deal().await.status.unwrap().pinned.unwrap();
+    assert_eq!(pinned.tenant_app, "registry.example/tenant-app:1.0.0");
+
+    // `helm upgrade` of the operator: new default images.
+    h.ctx = context(
+        &h.client,
+        &h.clock,
+        &h.storefront_url,
+        Settings::with_images(
+            "registry.example/tenant-app:2.0.0",
+            "registry.example/redis:7.4.0",
+        ),
+    );
+    h.take_writes();
+    h.reconcile().await.unwrap();
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        storefront(&h).await,
+        before,
+        "no pod of the live deal restarts"
+    );
+    let writes = h.take_writes();
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.starts_with("status") || w == "create Event"),
+        "{writes:?}"
+    );
+    let status = h.deal().await.status.unwrap();
+    assert_eq!(
+        status.pinned.unwrap().tenant_app,
+        "registry.example/tenant-app:1.0.0"
+    );
+    assert_eq!(
+        status.pending_upgrade.unwrap().tenant_app,
+        "registry.example/tenant-app:2.0.0"
+    );
+    let deferred = reasons(&h.events().await, "UpgradeDeferred");
+    assert_eq!(deferred.len(), 1, "said once: {deferred:?}");
+    assert!(
+        deferred[0].contains("timedeal.dev/upgrade=now"),
+        "{}",
+        deferred[0]
+    );
+
+    // The sale over, the pods move.
+    h.clock.set(h.at(61));
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        image(&storefront(&h).await),
+        "registry.example/tenant-app:2.0.0"
+    );
+    let redis_image = redis(&h)
+        .await
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone();
+    assert_eq!(redis_image.as_deref(), Some("registry.example/redis:7.4.0"));
+    let status = h.deal().await.status.unwrap();
+    assert_eq!(status.pending_upgrade, None);
+    let upgraded = reasons(&h.events().await, "Upgraded");
+    assert_eq!(upgraded.len(), 1);
+    assert!(upgraded[0].contains("tenant-app:2.0.0"), "{}", upgraded[0]);
+}
+
+#[tokio::test]
+async fn the_admin_may_upgrade_a_live_deal_at_once() {
+    let mut h = Harness::running_at(5, 6).await;
+    h.ctx = context(
+        &h.client,
+        &h.clock,
+        &h.storefront_url,
+        Settings::with_images(
+            "registry.example/tenant-app:2.0.0",
+            "registry.example/redis:7.2.5",
+        ),
+    );
+    h.edit(json!({"metadata": {"annotations": {"timedeal.dev/upgrade": "now"}}}))
+        .await;
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        image(&storefront(&h).await),
+        "registry.example/tenant-app:2.0.0"
+    );
+    assert_eq!(reasons(&h.events().await, "Upgraded").len(), 1);
+}
+
+#[tokio::test]
+async fn a_regenerated_or_rotated_secret_rolls_the_pods_that_read_it() {
+    let h = Harness::new(sample()).await;
+    h.settle().await;
+    let checksum = "timedeal.dev/secrets-checksum";
+    let storefront_before = annotation(
+        &storefront(&h).await.spec.unwrap().template.metadata,
+        checksum,
+    );
+    let redis_before = annotation(&redis(&h).await.spec.unwrap().template.metadata, checksum);
+
+    // The platform PostgreSQL password is rotated.
+    Api::<Secret>::namespaced(h.client.clone(), "timedeal-system")
+        .patch(
+            "timedeal-postgres",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": null, "data": {"url": base64("postgres://timedeal:rotated@postgres.platform:5432/timedeal")}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile().await.unwrap();
+    let keys = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get("winter-headphones-storefront-keys")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(String::from_utf8(keys["postgres-url"].0.clone())
+        .unwrap()
+        .contains("rotated"));
+    let storefront_after = annotation(
+        &storefront(&h).await.spec.unwrap().template.metadata,
+        checksum,
+    );
+    assert_ne!(
+        storefront_after, storefront_before,
+        "the storefront rolls onto the new URL"
+    );
+    assert_eq!(
+        annotation(&redis(&h).await.spec.unwrap().template.metadata, checksum),
+        redis_before,
+        "Redis does not read it"
+    );
+
+    // Someone deletes the Redis password: a new one is made, and both sides roll onto it.
+    Api::<Secret>::namespaced(h.client.clone(), NS)
+        .delete("winter-headphones-redis-auth", &Default::default())
+        .await
+        .unwrap();
+    h.reconcile().await.unwrap();
+    assert_ne!(
+        annotation(&redis(&h).await.spec.unwrap().template.metadata, checksum),
+        redis_before
+    );
+    assert_ne!(
+        annotation(
+            &storefront(&h).await.spec.unwrap().template.metadata,
+            checksum
+        ),
+        storefront_after
+    );
+}
+
+fn base64(text: &str) -> String {
+    serde_json::to_value(ByteString(text.as_bytes().to_vec()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn revoking_approval_of_a_running_deal_suspends_it() {
+    let h = Harness::running_at(5, 6).await;
+    h.edit(json!({"spec": {"approved": false}})).await;
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Suspended);
+    assert_eq!(condition(&td, "Ready").reason, "ApprovalRevoked");
+    assert_eq!(h.floor().await, 2);
+    assert!(h.deal_file().await.contains("suspend: true"));
+
+    h.edit(json!({"spec": {"approved": true}})).await;
+    h.reconcile().await.unwrap();
+    assert_eq!(phase(&h.deal().await), Phase::Live);
+    assert_eq!(h.floor().await, 6);
+}
+
+#[tokio::test]
+async fn redis_may_not_be_evicted_while_the_deal_sells_and_its_claim_outlives_scaling_to_zero() {
+    let h = Harness::running_at(5, 6).await;
+    let budget = pdb(&h, "winter-headphones-redis")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(
+        budget.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
+    let storefront_budget = pdb(&h, "winter-headphones-storefront").await.unwrap();
+    assert!(storefront_budget.spec.unwrap().min_available.is_none());
+
+    h.clock.set(h.at(61));
+    h.reconcile().await.unwrap();
+    assert!(
+        pdb(&h, "winter-headphones-redis").await.is_none(),
+        "drains go ahead after the sale"
+    );
+    assert!(pdb(&h, "winter-headphones-storefront").await.is_some());
+
+    h.clock.set(h.at(60 + 7 * 24 * 60));
+    h.reconcile().await.unwrap();
+    assert!(pdb(&h, "winter-headphones-storefront").await.is_none());
+    let spec = redis(&h).await.spec.unwrap();
+    assert_eq!(spec.replicas, Some(0));
+    let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+    assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
+}
+
+#[tokio::test]
+async fn a_redis_deployment_of_an_older_release_is_replaced_by_the_stateful_set() {
+    let h = Harness::new(sample()).await;
+    let older: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "winter-headphones-redis", "namespace": NS,
+            "labels": {"timedeal.dev/deal": NAME, "app.kubernetes.io/managed-by": "timedeal-operator"}},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"timedeal.dev/deal": NAME, "app.kubernetes.io/component": "redis"}},
+            "template": {"metadata": {"labels": {"timedeal.dev/deal": NAME, "app.kubernetes.io/component": "redis"}},
+                "spec": {"containers": [{"name": "redis", "image": "redis:7.2.5-alpine"}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(h.client.clone(), NS)
+        .create(&Default::default(), &older)
+        .await
+        .unwrap();
+    h.settle().await;
+    assert!(Api::<Deployment>::namespaced(h.client.clone(), NS)
+        .get_opt("winter-headphones-redis")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(redis(&h).await.spec.unwrap().replicas, Some(1));
+}
