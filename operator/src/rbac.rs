@@ -15,7 +15,8 @@
 //! - secrets and configmaps: read before apply (get) and applied (create, patch). Never listed
 //!   or watched: the operator has no business reading other Secrets.
 //! - events: published (create) and aggregated into series (patch).
-//! - leases (own namespace): leader election reads, creates and renews one Lease.
+//! - leases (own namespace): leader election reads, creates and renews (a compare-and-swap
+//!   update) one Lease.
 //! - the platform PostgreSQL Secret (own namespace): read by name.
 //! - the rental portal: creates TimeDeals and, when missing, the company's namespace (create;
 //!   "already exists" is fine); reads its status link key from the Secret `timedeal-portal` in its own namespace
@@ -90,7 +91,7 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
         },
         rules: Some(vec![
             rule("coordination.k8s.io", &["leases"], &["create"]),
-            named("coordination.k8s.io", "leases", NAME, &["get", "patch"]),
+            named("coordination.k8s.io", "leases", NAME, &["get", "update"]),
             named("", "secrets", postgres_secret, &["get"]),
             named("", "secrets", crate::portal::LINK_SECRET, &["get"]),
             rule("", &["secrets"], &["create"]),

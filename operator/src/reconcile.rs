@@ -896,7 +896,37 @@ async fn malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {
         warn!(error = %e, "cannot publish an Event");
     }
+    if meta.deletion_timestamp.is_some() {
+        release_malformed(invalid, ctx).await?;
+    }
     Ok(Action::await_change())
+}
+
+/// A deal being deleted that cannot be read has no figures to keep: the finalizer goes, so
+/// `kubectl delete` completes rather than hanging on an object nobody can fix.
+async fn release_malformed(invalid: &InvalidObject, ctx: &Context) -> Result<()> {
+    let meta = &invalid.metadata;
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let (Some(name), Some(namespace)) = (&meta.name, &meta.namespace) else {
+        return Ok(());
+    };
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let api: Api<DeserializeGuard<TimeDeal>> = Api::namespaced(ctx.client.clone(), namespace);
+    // The resource version makes this a compare-and-swap: a finalizer added meanwhile stays.
+    let patch = json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": meta.resource_version,
+    }});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(kube(format!(
+            "removing the finalizer of the unreadable TimeDeal {namespace}/{name}"
+        )))?;
+    info!(deal = %name, %namespace, "unreadable deal released for deletion");
+    Ok(())
 }
 
 /// Publishes an Event on the deal; a failure to publish is logged, never fatal.

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 use crate::{
     clock::SystemClock,
     figures::FiguresClient,
-    leader::Leadership,
+    leader::{Leadership, Timing},
     metrics::Metrics,
     portal::{self, capacity::Limits, Portal},
     rbac,
@@ -164,16 +164,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         &options.config.operator_namespace,
         rbac::NAME,
         &options.identity,
-        LEASE_TTL,
+        Timing::DEFAULT,
     );
     tokio::select! {
         _ = leadership.acquire() => {}
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = shutdown_signal() => return Ok(()),
     }
     info!(identity = %options.identity, "leading: reconciling TimeDeals");
     metrics.leader.set(1);
     tokio::select! {
-        _ = controller(client, ctx) => Ok(()),
+        // The controller returns on SIGTERM once its reconciles in flight are done: the Lease is
+        // then handed over at once rather than left to expire.
+        _ = controller(client, ctx) => {
+            metrics.leader.set(0);
+            leadership.step_down().await;
+            Ok(())
+        }
         _ = leadership.hold() => {
             metrics.leader.set(0);
             // Another replica may already reconcile: stop at once; the pod restarts as a standby.
@@ -182,7 +188,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 }
 
-const LEASE_TTL: Duration = Duration::from_secs(15);
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
 
 /// The controller: TimeDeals (read through `DeserializeGuard`, so one malformed object cannot
 /// stop the watch) and the children they own.

@@ -575,3 +575,38 @@ async fn a_malformed_object_is_reported_and_does_not_stop_anything() {
     h.settle().await;
     assert_eq!(phase(&h.deal().await), Phase::Provisioning);
 }
+
+#[tokio::test]
+async fn a_malformed_deal_carrying_the_finalizer_can_still_be_deleted() {
+    // As `kubectl delete` leaves it: marked for deletion, held by its finalizers.
+    let client = ClientBuilder::new()
+        .with_resource::<TimeDeal>()
+        .with_runtime_objects(vec![json!({
+            "apiVersion": "timedeal.dev/v1alpha1",
+            "kind": "TimeDeal",
+            "metadata": {"name": "broken", "namespace": NS, "uid": "u-1",
+                "deletionTimestamp": "2026-11-23T10:00:00Z",
+                "finalizers": [FINALIZER, "audit.example.com/keep-record"]},
+            "spec": {"product": "not an object"}
+        })])
+        .build()
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::at(Utc::now()));
+    let url = Arc::new(Mutex::new("http://127.0.0.1:9".to_owned()));
+    let ctx = context(&client, &clock, &url, Settings::with_images("a", "b"));
+    let deals: Api<DeserializeGuard<TimeDeal>> = Api::namespaced(client.clone(), NS);
+    let deleting = deals.get("broken").await.unwrap();
+    assert!(
+        deleting.0.is_err(),
+        "the object does not read as a TimeDeal"
+    );
+    reconcile::reconcile(Arc::new(deleting), ctx).await.unwrap();
+    let left = deals.get("broken").await.unwrap();
+    let Err(invalid) = &left.0 else { panic!() };
+    assert_eq!(
+        invalid.metadata.finalizers,
+        Some(vec!["audit.example.com/keep-record".to_owned()]),
+        "only the operator's own finalizer goes"
+    );
+}
