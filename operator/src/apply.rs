@@ -1,5 +1,6 @@
 //! Server-side apply of children, skipped when the child already is as desired, so a reconcile
-//! that finds nothing to change writes nothing.
+//! that finds nothing to change writes nothing. What the child is now comes from the caller: the
+//! controller's watch cache, or a read.
 //!
 //! "As desired" is two checks: the child carries the hash of the object last applied (catching
 //! fields the operator stopped setting, which a comparison alone cannot see), and every field the
@@ -29,8 +30,8 @@ pub enum Applied {
     Written,
 }
 
-/// Applies `desired` unless the live object already matches it.
-pub async fn apply<K>(client: &Client, mut desired: K) -> Result<Applied>
+/// Applies `desired` unless `live` (the object as last read or watched) already matches it.
+pub async fn apply<K>(client: &Client, mut desired: K, live: Option<&K>) -> Result<Applied>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Serialize
@@ -48,23 +49,19 @@ where
         .get_or_insert_with(Default::default)
         .insert(HASH_ANNOTATION.into(), hash.clone());
 
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    if let Some(live) = api
-        .get_opt(&name)
-        .await
-        .map_err(kube(format!("reading {what}")))?
-    {
+    if let Some(live) = live {
         let live_hash = live
             .meta()
             .annotations
             .as_ref()
             .and_then(|a| a.get(HASH_ANNOTATION));
-        let live = serde_json::to_value(&live).expect("k8s objects serialise");
+        let live = serde_json::to_value(live).expect("k8s objects serialise");
         let wanted = serde_json::to_value(&desired).expect("k8s objects serialise");
         if live_hash == Some(&hash) && covers(&live, &wanted) {
             return Ok(Applied::Unchanged);
         }
     }
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -75,28 +72,30 @@ where
     Ok(Applied::Written)
 }
 
-/// Deletes a child that should no longer exist, if it does.
-pub async fn remove<K>(client: &Client, namespace: &str, name: &str) -> Result<Applied>
+/// Deletes a child that should no longer exist, if it does (`exists`: as last read or watched).
+pub async fn remove<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    exists: bool,
+) -> Result<Applied>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + DeserializeOwned
         + Clone
         + Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let what = format!("{} {namespace}/{name}", K::kind(&()));
-    if api
-        .get_opt(name)
-        .await
-        .map_err(kube(format!("reading {what}")))?
-        .is_none()
-    {
+    if !exists {
         return Ok(Applied::Unchanged);
     }
-    api.delete(name, &DeleteParams::background())
-        .await
-        .map_err(kube(format!("deleting {what}")))?;
-    Ok(Applied::Written)
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let what = format!("{} {namespace}/{name}", K::kind(&()));
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(Applied::Written),
+        // Gone meanwhile: as wanted.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Applied::Unchanged),
+        Err(e) => Err(kube(format!("deleting {what}"))(e)),
+    }
 }
 
 /// Whether every value set in `wanted` has the same value in `live`. Lists are compared item by

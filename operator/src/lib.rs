@@ -8,6 +8,7 @@
 //! cluster with leader election, metrics and health endpoints.
 
 pub mod apply;
+pub mod cache;
 pub mod clock;
 pub mod conditions;
 pub mod error;

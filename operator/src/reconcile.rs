@@ -38,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::{
     apply::{self, Applied},
+    cache::{Cache, Cached},
     clock::Clock,
     conditions::{self, Health, Problem},
     error::{kube, Error, Result},
@@ -79,6 +80,8 @@ pub struct Context {
     pub figures: FiguresClient,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The children as the controller's watches last saw them.
+    pub cache: Cache,
     /// Per deal (by uid): when its figures were last asked for, and what went wrong then.
     readings: Mutex<HashMap<String, Reading>>,
     /// Per deal (by uid): reconciles failed in a row, for the backoff.
@@ -99,6 +102,7 @@ impl Context {
         figures: FiguresClient,
         recorder: Recorder,
         metrics: Arc<Metrics>,
+        cache: Cache,
     ) -> Self {
         Self {
             client,
@@ -107,6 +111,7 @@ impl Context {
             figures,
             recorder,
             metrics,
+            cache,
             readings: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -259,7 +264,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let selling = phase::selling(spec, now);
 
     // 2. build the desired bundle
-    let secrets = secrets(ctx, &deal).await?;
+    let (secrets, live_secrets) = secrets(ctx, &deal).await?;
     let upgrade_now = td
         .annotations()
         .get(pinning::UPGRADE_ANNOTATION)
@@ -282,7 +287,15 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let leave_workloads = pinning::stale_template(&plan.pinned);
     let moved_from_older =
         old.pinned.as_ref().is_none_or(pinning::stale_template) && !leave_workloads;
-    let outcome = apply_bundle(ctx, &deal, bundle, leave_workloads, moved_from_older).await;
+    let outcome = apply_bundle(
+        ctx,
+        &deal,
+        bundle,
+        live_secrets,
+        leave_workloads,
+        moved_from_older,
+    )
+    .await;
     if !outcome.written.is_empty() && old.phase.is_some_and(|p| p != Phase::PendingApproval) {
         let note = format!(
             "updated to match the spec and clock: {}",
@@ -304,8 +317,10 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     });
 
     // 4. observe
-    let storefront = storefront_deployment(ctx, &deal).await?;
-    let replicas = storefront.as_ref().map(replica_figures);
+    let storefront = ctx
+        .cache
+        .get::<Deployment>(deal.namespace, &deal.child("storefront"));
+    let replicas = storefront.as_deref().map(replica_figures);
     let ready = replicas.as_ref().is_some_and(|r| r.ready > 0);
     let all_ready = replicas
         .as_ref()
@@ -313,7 +328,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let pod_problem = if all_ready || scale == Scale::Off {
         None
     } else {
-        pod_problem(ctx, &deal, storefront.as_ref()).await?
+        pod_problem(ctx, &deal, storefront.as_deref()).await?
     };
     let (figures, unreachable) = if ready && scale != Scale::Off {
         read_figures_if_due(ctx, &deal, &old, now).await
@@ -436,9 +451,16 @@ fn check_rules(td: &TimeDeal) -> Result<()> {
     })
 }
 
+/// The deal's own Secrets as read: the one kind of child the operator may not watch.
+#[derive(Default)]
+struct LiveSecrets {
+    redis: Option<Secret>,
+    storefront: Option<Secret>,
+}
+
 /// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
 /// a password or signing key never changes under a running storefront.
-async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<Secrets> {
+async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets)> {
     let config = &ctx.config;
     let platform: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.operator_namespace);
     let missing = |problem| Error::PostgresSecret {
@@ -447,39 +469,49 @@ async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<Secrets> {
         key: config.postgres_secret_key.clone(),
         problem,
     };
-    let postgres = platform
-        .get_opt(&config.postgres_secret)
-        .await
-        .map_err(kube(format!(
-            "reading Secret {}/{}",
-            config.operator_namespace, config.postgres_secret
-        )))?
-        .ok_or_else(|| missing("does not exist"))?;
+    let postgres = bounded(config.api_timeout, async {
+        platform
+            .get_opt(&config.postgres_secret)
+            .await
+            .map_err(kube(format!(
+                "reading Secret {}/{}",
+                config.operator_namespace, config.postgres_secret
+            )))
+    })
+    .await?
+    .ok_or_else(|| missing("does not exist"))?;
     let postgres_url = secret_value(&postgres, &config.postgres_secret_key)
         .ok_or_else(|| missing("has no such key, or its value is empty or not UTF-8"))?;
 
     let own: Api<Secret> = Api::namespaced(ctx.client.clone(), deal.namespace);
     let existing = |name: String| {
         let own = own.clone();
-        async move {
+        bounded(config.api_timeout, async move {
             own.get_opt(&name)
                 .await
                 .map_err(kube(format!("reading Secret {}/{name}", deal.namespace)))
-        }
+        })
     };
-    let redis_password = existing(resources::redis::secret_name(deal))
-        .await?
-        .and_then(|s| secret_value(&s, resources::redis::PASSWORD_KEY))
+    let live = LiveSecrets {
+        redis: existing(resources::redis::secret_name(deal)).await?,
+        storefront: existing(resources::storefront::secret_name(deal)).await?,
+    };
+    let redis_password = live
+        .redis
+        .as_ref()
+        .and_then(|s| secret_value(s, resources::redis::PASSWORD_KEY))
         .unwrap_or_else(|| generate(32));
-    let signing_secret = existing(resources::storefront::secret_name(deal))
-        .await?
-        .and_then(|s| secret_value(&s, resources::storefront::SIGNING_KEY))
+    let signing_secret = live
+        .storefront
+        .as_ref()
+        .and_then(|s| secret_value(s, resources::storefront::SIGNING_KEY))
         .unwrap_or_else(|| generate(48));
-    Ok(Secrets {
+    let secrets = Secrets {
         redis_password,
         signing_secret,
         postgres_url,
-    })
+    };
+    Ok((secrets, live))
 }
 
 fn secret_value(secret: &Secret, key: &str) -> Option<String> {
@@ -550,24 +582,34 @@ async fn apply_bundle(
     ctx: &Context,
     deal: &Deal<'_>,
     bundle: resources::Bundle,
+    secrets: LiveSecrets,
     leave_workloads: bool,
     moved_from_older: bool,
 ) -> Outcome {
     let client = &ctx.client;
     let deadline = ctx.config.api_timeout;
     let mut outcome = Outcome::default();
+    macro_rules! apply_with {
+        ($child:expr, $live:expr) => {
+            let child = $child;
+            let what = describe(&child);
+            let applied = apply::apply(client, child, $live);
+            outcome.note(what, bounded(deadline, applied).await);
+        };
+    }
     macro_rules! apply_each {
         ($($child:expr),* $(,)?) => {$(
             let child = $child;
-            let what = describe(&child);
-            outcome.note(what, bounded(deadline, apply::apply(client, child)).await);
+            let live = cached(ctx, &child);
+            apply_with!(child, live.as_deref());
         )*};
     }
     macro_rules! absent {
         ($kind:ty, $name:expr) => {
             let name = $name;
             let what = format!("{} {}/{name}", <$kind>::kind(&()), deal.namespace);
-            let removal = apply::remove::<$kind>(client, deal.namespace, &name);
+            let exists = ctx.cache.get::<$kind>(deal.namespace, &name).is_some();
+            let removal = apply::remove::<$kind>(client, deal.namespace, &name, exists);
             outcome.note(what, bounded(deadline, removal).await);
         };
     }
@@ -580,12 +622,9 @@ async fn apply_bundle(
         }
     }
     // Secrets and config before the pods that read them; Redis before the storefront.
-    apply_each!(
-        bundle.redis_secret,
-        bundle.storefront_secret,
-        bundle.deal_config,
-        bundle.redis_policy,
-    );
+    apply_with!(bundle.redis_secret, secrets.redis.as_ref());
+    apply_with!(bundle.storefront_secret, secrets.storefront.as_ref());
+    apply_each!(bundle.deal_config, bundle.redis_policy);
     if !leave_workloads {
         if moved_from_older {
             // Releases before the StatefulSet ran Redis as a Deployment of the same name.
@@ -628,14 +667,13 @@ fn describe<K: Resource<DynamicType = ()>>(child: &K) -> String {
     )
 }
 
-async fn storefront_deployment(ctx: &Context, deal: &Deal<'_>) -> Result<Option<Deployment>> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), deal.namespace);
-    let name = deal.child("storefront");
-    let what = format!("reading Deployment {}/{name}", deal.namespace);
-    bounded(ctx.config.api_timeout, async {
-        api.get_opt(&name).await.map_err(kube(what))
-    })
-    .await
+/// A child as the controller last watched it.
+fn cached<K: Cached>(ctx: &Context, child: &K) -> Option<Arc<K>> {
+    let meta = child.meta();
+    ctx.cache.get::<K>(
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or(""),
+    )
 }
 
 fn replica_figures(deployment: &Deployment) -> ReplicaFigures {

@@ -6,9 +6,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use futures::StreamExt;
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::Service,
+    core::v1::{ConfigMap, Service},
     networking::v1::{Ingress, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
 };
@@ -17,7 +17,7 @@ use kube::{
     core::DeserializeGuard,
     runtime::{
         events::{Recorder, Reporter},
-        watcher, Controller,
+        predicates, reflector, watcher, Controller, Predicate, WatchStreamExt,
     },
     Client,
 };
@@ -25,6 +25,7 @@ use timedeal_api::TimeDeal;
 use tracing::{error, info, warn};
 
 use crate::{
+    cache,
     clock::SystemClock,
     figures::FiguresClient,
     leader::{Leadership, Timing},
@@ -139,6 +140,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     });
 
+    let (cache, writers) = cache::new();
     let ctx = Arc::new(Context::new(
         client.clone(),
         options.config.clone(),
@@ -152,11 +154,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             },
         ),
         metrics.clone(),
+        cache,
     ));
 
     if !options.leader_election {
         metrics.leader.set(1);
-        controller(client, ctx).await;
+        controller(client, ctx, writers).await;
         return Ok(());
     }
     let leadership = Leadership::new(
@@ -175,7 +178,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     tokio::select! {
         // The controller returns on SIGTERM once its reconciles in flight are done: the Lease is
         // then handed over at once rather than left to expire.
-        _ = controller(client, ctx) => {
+        _ = controller(client, ctx, writers) => {
             metrics.leader.set(0);
             leadership.step_down().await;
             Ok(())
@@ -203,24 +206,61 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// What of a deal starts a reconcile: its spec (the generation, which deletion bumps too), its
+/// labels, annotations and finalizers. Not its status: the operator's own status writes would
+/// otherwise start the next reconcile.
+pub fn deal_changes(deal: &DeserializeGuard<TimeDeal>) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .combine(predicates::finalizers)
+        .hash_property(deal)
+}
+
 /// The controller: TimeDeals (read through `DeserializeGuard`, so one malformed object cannot
-/// stop the watch) and the children they own.
-async fn controller(client: Client, ctx: Arc<Context>) {
-    let deals: Api<DeserializeGuard<TimeDeal>> = Api::all(client.clone());
+/// stop the watch) and the children they own, each kept in the cache reconciles read.
+async fn controller(client: Client, ctx: Arc<Context>, writers: cache::Writers) {
+    let (deals, deal_writer) = reflector::store();
+    let deal_stream = reflector(
+        deal_writer,
+        watcher(
+            Api::<DeserializeGuard<TimeDeal>>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(deal_changes, Default::default());
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=timedeal-operator");
-    Controller::new(deals, watcher::Config::default().any_semantic())
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(
-            Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            owned.clone(),
-        )
-        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            owned.clone(),
-        )
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
+    macro_rules! watch {
+        ($writer:expr, $kind:ty) => {
+            reflector(
+                $writer,
+                watcher(Api::<$kind>::all(client.clone()), owned.clone()),
+            )
+            .default_backoff()
+            .touched_objects()
+        };
+    }
+    let cache::Writers {
+        deployments,
+        stateful_sets,
+        services,
+        autoscalers,
+        ingresses,
+        disruption_budgets,
+        network_policies,
+        config_maps,
+    } = writers;
+    Controller::for_stream(deal_stream, deals)
+        .owns_stream(watch!(deployments, Deployment))
+        .owns_stream(watch!(stateful_sets, StatefulSet))
+        .owns_stream(watch!(services, Service))
+        .owns_stream(watch!(autoscalers, HorizontalPodAutoscaler))
+        .owns_stream(watch!(ingresses, Ingress))
+        .owns_stream(watch!(disruption_budgets, PodDisruptionBudget))
+        .owns_stream(watch!(network_policies, NetworkPolicy))
+        .owns_stream(watch!(config_maps, ConfigMap))
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -254,4 +294,50 @@ async fn render_metrics(
         )],
         metrics.encode(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal() -> TimeDeal {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/samples/timedeal.yaml"
+        ))
+        .unwrap();
+        let mut td = timedeal_api::validation::parse(&text).unwrap();
+        td.metadata.generation = Some(1);
+        td
+    }
+
+    fn changes(td: &TimeDeal) -> Option<u64> {
+        deal_changes(&DeserializeGuard(Ok(td.clone())))
+    }
+
+    #[test]
+    fn the_operators_own_status_writes_start_no_reconcile() {
+        let before = deal();
+        let mut status_written = before.clone();
+        status_written.status = Some(timedeal_api::TimeDealStatus {
+            phase: Some(timedeal_api::Phase::Live),
+            ..Default::default()
+        });
+        status_written.metadata.resource_version = Some("42".into());
+        assert_eq!(changes(&before), changes(&status_written));
+
+        let mut edited = before.clone();
+        edited.metadata.generation = Some(2);
+        assert_ne!(changes(&before), changes(&edited), "a spec edit");
+        let mut annotated = before.clone();
+        annotated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("timedeal.dev/upgrade".into(), "now".into());
+        assert_ne!(changes(&before), changes(&annotated), "an annotation");
+        let mut finalized = before.clone();
+        finalized.metadata.finalizers = Some(vec!["x".into()]);
+        assert_ne!(changes(&before), changes(&finalized), "a finalizer");
+    }
 }

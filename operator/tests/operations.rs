@@ -254,6 +254,7 @@ async fn an_operator_upgrade_waits_for_the_end_of_the_sale() {
             "registry.example/tenant-app:2.0.0",
             "registry.example/redis:7.4.0",
         ),
+        h.cache.clone(),
     );
     h.take_writes();
     h.reconcile().await.unwrap();
@@ -323,6 +324,7 @@ async fn the_admin_may_upgrade_a_live_deal_at_once() {
             "registry.example/tenant-app:2.0.0",
             "registry.example/redis:7.2.5",
         ),
+        h.cache.clone(),
     );
     h.edit(json!({"metadata": {"annotations": {"timedeal.dev/upgrade": "now"}}}))
         .await;

@@ -181,10 +181,24 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
         .data;
     h.take_writes();
 
+    h.reads.lock().unwrap().clear();
     for _ in 0..3 {
         h.reconcile().await.unwrap();
     }
     assert_eq!(h.take_writes(), Vec::<String>::new());
+    // Children come from the watch cache; only the Secrets, which the operator may not watch,
+    // are read one by one (after the deal itself, as the watcher hands it over).
+    let reads = std::mem::take(&mut *h.reads.lock().unwrap());
+    assert_eq!(
+        reads[..4],
+        [
+            "winter-headphones",
+            "timedeal-postgres",
+            "winter-headphones-redis-auth",
+            "winter-headphones-storefront-keys"
+        ]
+    );
+    assert_eq!(reads.len(), 12, "{reads:?}");
 
     // A hand edit of a child is put back; the generated secrets never rotate.
     let hpas = Api::<HorizontalPodAutoscaler>::namespaced(h.client.clone(), NS);
@@ -594,7 +608,13 @@ async fn a_malformed_deal_carrying_the_finalizer_can_still_be_deleted() {
         .unwrap();
     let clock = Arc::new(ManualClock::at(Utc::now()));
     let url = Arc::new(Mutex::new("http://127.0.0.1:9".to_owned()));
-    let ctx = context(&client, &clock, &url, Settings::with_images("a", "b"));
+    let ctx = context(
+        &client,
+        &clock,
+        &url,
+        Settings::with_images("a", "b"),
+        cache::new().0,
+    );
     let deals: Api<DeserializeGuard<TimeDeal>> = Api::namespaced(client.clone(), NS);
     let deleting = deals.get("broken").await.unwrap();
     assert!(

@@ -30,6 +30,7 @@ pub use kube::{
     runtime::{
         controller::Action,
         events::{Recorder, Reporter},
+        watcher,
     },
     Client, Resource, ResourceExt,
 };
@@ -39,6 +40,7 @@ pub use timedeal_api::{
     validation, OrderFigures, Phase, QueueFigures, StockFigures, StorefrontStats, TimeDeal,
 };
 pub use timedeal_operator::{
+    cache::{self, Cache},
     clock::ManualClock,
     figures::FiguresClient,
     metrics::Metrics,
@@ -54,6 +56,7 @@ pub fn context(
     clock: &Arc<ManualClock>,
     storefront_url: &Arc<Mutex<String>>,
     settings: Settings,
+    cache: Cache,
 ) -> Arc<Context> {
     let url = storefront_url.clone();
     let figures_client = FiguresClient::with_urls(
@@ -81,7 +84,40 @@ pub fn context(
             },
         ),
         Arc::new(Metrics::new()),
+        cache,
     ))
+}
+
+/// Fills the cache with what the API holds now in `NS`, as the controller's watches would have
+/// by the time a reconcile runs.
+pub async fn refresh(client: &Client, writers: &Mutex<cache::Writers>) {
+    macro_rules! refresh {
+        ($($field:ident: $kind:ty),* $(,)?) => {
+            $(let $field = Api::<$kind>::namespaced(client.clone(), NS)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items;)*
+            let mut writers = writers.lock().unwrap();
+            $(
+                writers.$field.apply_watcher_event(&watcher::Event::Init);
+                for object in $field {
+                    writers.$field.apply_watcher_event(&watcher::Event::InitApply(object));
+                }
+                writers.$field.apply_watcher_event(&watcher::Event::InitDone);
+            )*
+        };
+    }
+    refresh!(
+        deployments: Deployment,
+        stateful_sets: StatefulSet,
+        services: Service,
+        autoscalers: HorizontalPodAutoscaler,
+        ingresses: Ingress,
+        disruption_budgets: PodDisruptionBudget,
+        network_policies: NetworkPolicy,
+        config_maps: ConfigMap,
+    );
 }
 
 pub const NS: &str = "acme-audio";
@@ -98,6 +134,10 @@ pub struct Harness {
     pub client: Client,
     pub ctx: Arc<Context>,
     pub faults: Arc<Mutex<Vec<Fault>>>,
+    pub cache: Cache,
+    pub writers: Mutex<cache::Writers>,
+    /// The names of the objects read one by one (GET).
+    pub reads: Arc<Mutex<Vec<String>>>,
     pub clock: Arc<ManualClock>,
     pub writes: Arc<Mutex<Vec<String>>>,
     pub answer: Arc<Mutex<Answer>>,
@@ -183,7 +223,13 @@ impl Harness {
             record(&writes),
             record(&writes),
         );
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let r1 = reads.clone();
         let interceptors = Funcs::new()
+            .get(move |ctx| {
+                r1.lock().unwrap().push(ctx.name.to_owned());
+                Ok(None)
+            })
             .create(move |ctx| {
                 let kind = ctx.object["kind"].as_str().unwrap_or("?").to_owned();
                 w1.lock().unwrap().push(format!("create {kind}"));
@@ -238,6 +284,7 @@ impl Harness {
         let storefront_url = Arc::new(Mutex::new(format!("http://{addr}")));
         let start = sample().spec.schedule.start;
         let clock = Arc::new(ManualClock::at(start - chrono::Duration::hours(2)));
+        let (cache, writers) = cache::new();
         let ctx = context(
             &client,
             &clock,
@@ -246,12 +293,16 @@ impl Harness {
                 "registry.example/tenant-app:1.0.0",
                 "registry.example/redis:7.2.5",
             ),
+            cache.clone(),
         );
         Self {
             deals: Api::namespaced(client.clone(), NS),
             client,
             ctx,
             faults,
+            cache,
+            writers: Mutex::new(writers),
+            reads,
             clock,
             writes,
             answer,
@@ -261,6 +312,7 @@ impl Harness {
 
     /// One reconcile of the deal as the API server holds it now, as the watcher would deliver it.
     pub async fn reconcile(&self) -> Result<Action, timedeal_operator::error::Error> {
+        refresh(&self.client, &self.writers).await;
         let td = self.deals.get(NAME).await.unwrap();
         Box::pin(reconcile::reconcile(
             Arc::new(DeserializeGuard(Ok(td))),

@@ -1,0 +1,71 @@
+//! The controller's view of every child it owns: reflector stores fed by its watches (labelled
+//! `app.kubernetes.io/managed-by=timedeal-operator`), so a reconcile compares against what it
+//! already knows instead of GETting each child. Secrets are the exception: the operator may read
+//! only those it names, never list or watch them, so they are still read one by one.
+//!
+//! A store can lag a write by the watch's latency; a reconcile that sees the older object applies
+//! again, which server-side apply makes harmless.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Service},
+    networking::v1::{Ingress, NetworkPolicy},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+
+/// A child kind the controller watches.
+pub trait Cached: kube::Resource<DynamicType = ()> + Clone + 'static {
+    fn store(cache: &Cache) -> &Store<Self>;
+}
+
+macro_rules! cache {
+    ($($field:ident: $kind:ty),* $(,)?) => {
+        /// The stores the reconciles read.
+        #[derive(Clone)]
+        pub struct Cache {
+            $(pub $field: Store<$kind>,)*
+        }
+
+        /// Their writers, which the controller's watches (or a test) feed.
+        pub struct Writers {
+            $(pub $field: reflector::store::Writer<$kind>,)*
+        }
+
+        /// Empty stores and their writers.
+        pub fn new() -> (Cache, Writers) {
+            $(let $field = reflector::store::<$kind>();)*
+            (
+                Cache { $($field: $field.0,)* },
+                Writers { $($field: $field.1,)* },
+            )
+        }
+
+        $(impl Cached for $kind {
+            fn store(cache: &Cache) -> &Store<Self> {
+                &cache.$field
+            }
+        })*
+    };
+}
+
+cache!(
+    deployments: Deployment,
+    stateful_sets: StatefulSet,
+    services: Service,
+    autoscalers: HorizontalPodAutoscaler,
+    ingresses: Ingress,
+    disruption_budgets: PodDisruptionBudget,
+    network_policies: NetworkPolicy,
+    config_maps: ConfigMap,
+);
+
+impl Cache {
+    /// The child as last watched.
+    pub fn get<K: Cached>(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        K::store(self).get(&ObjectRef::new(name).within(namespace))
+    }
+}
