@@ -44,6 +44,30 @@ macro_rules! cache {
             )
         }
 
+        impl Writers {
+            /// Fills every store from one listing of `namespace`, as a watch's initial listing
+            /// does.
+            pub async fn fill(
+                &mut self,
+                client: &kube::Client,
+                namespace: &str,
+            ) -> Result<(), kube::Error> {
+                use kube::runtime::watcher::Event;
+                $(
+                    let listed = kube::Api::<$kind>::namespaced(client.clone(), namespace)
+                        .list(&Default::default())
+                        .await?
+                        .items;
+                    self.$field.apply_watcher_event(&Event::Init);
+                    for object in listed {
+                        self.$field.apply_watcher_event(&Event::InitApply(object));
+                    }
+                    self.$field.apply_watcher_event(&Event::InitDone);
+                )*
+                Ok(())
+            }
+        }
+
         $(impl Cached for $kind {
             fn store(cache: &Cache) -> &Store<Self> {
                 &cache.$field

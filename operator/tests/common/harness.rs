@@ -30,7 +30,6 @@ pub use kube::{
     runtime::{
         controller::Action,
         events::{Recorder, Reporter},
-        watcher,
     },
     Client, Resource, ResourceExt,
 };
@@ -88,38 +87,6 @@ pub fn context(
     ))
 }
 
-/// Fills the cache with what the API holds now in `NS`, as the controller's watches would have
-/// by the time a reconcile runs.
-pub async fn refresh(client: &Client, writers: &Mutex<cache::Writers>) {
-    macro_rules! refresh {
-        ($($field:ident: $kind:ty),* $(,)?) => {
-            $(let $field = Api::<$kind>::namespaced(client.clone(), NS)
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items;)*
-            let mut writers = writers.lock().unwrap();
-            $(
-                writers.$field.apply_watcher_event(&watcher::Event::Init);
-                for object in $field {
-                    writers.$field.apply_watcher_event(&watcher::Event::InitApply(object));
-                }
-                writers.$field.apply_watcher_event(&watcher::Event::InitDone);
-            )*
-        };
-    }
-    refresh!(
-        deployments: Deployment,
-        stateful_sets: StatefulSet,
-        services: Service,
-        autoscalers: HorizontalPodAutoscaler,
-        ingresses: Ingress,
-        disruption_budgets: PodDisruptionBudget,
-        network_policies: NetworkPolicy,
-        config_maps: ConfigMap,
-    );
-}
-
 pub const NS: &str = "acme-audio";
 pub const NAME: &str = "winter-headphones";
 
@@ -135,7 +102,7 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     pub faults: Arc<Mutex<Vec<Fault>>>,
     pub cache: Cache,
-    pub writers: Mutex<cache::Writers>,
+    pub writers: tokio::sync::Mutex<cache::Writers>,
     /// The names of the objects read one by one (GET).
     pub reads: Arc<Mutex<Vec<String>>>,
     pub clock: Arc<ManualClock>,
@@ -301,7 +268,7 @@ impl Harness {
             ctx,
             faults,
             cache,
-            writers: Mutex::new(writers),
+            writers: tokio::sync::Mutex::new(writers),
             reads,
             clock,
             writes,
@@ -312,7 +279,10 @@ impl Harness {
 
     /// One reconcile of the deal as the API server holds it now, as the watcher would deliver it.
     pub async fn reconcile(&self) -> Result<Action, timedeal_operator::error::Error> {
-        refresh(&self.client, &self.writers).await;
+        // The cache as the controller's watches would have it by now.
+        let mut writers = self.writers.lock().await;
+        writers.fill(&self.client, NS).await.unwrap();
+        drop(writers);
         let td = self.deals.get(NAME).await.unwrap();
         Box::pin(reconcile::reconcile(
             Arc::new(DeserializeGuard(Ok(td))),
