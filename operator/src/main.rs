@@ -5,7 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use timedeal_operator::{
     reconcile::Config,
-    resources::{compute::Defaults, quantity::Quantity, redis::StorageDefaults, Settings},
+    resources::{
+        compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Settings,
+    },
     run,
 };
 
@@ -102,6 +104,17 @@ struct RunArgs {
     /// cluster's default class.
     #[arg(long, env = "TIMEDEAL_REDIS_STORAGE_CLASS")]
     redis_storage_class: Option<String>,
+    /// The ingress controller's namespace: the only one, with the operator's, whose pods may
+    /// reach a storefront.
+    #[arg(
+        long,
+        env = "TIMEDEAL_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
+    ingress_namespace: String,
+    /// The namespace of the Prometheus that scrapes storefronts' /metrics; empty for none.
+    #[arg(long, env = "TIMEDEAL_METRICS_NAMESPACE")]
+    metrics_namespace: Option<String>,
     /// Seconds one call to the Kubernetes API may take before reconcile gives up on it.
     #[arg(long, env = "TIMEDEAL_API_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     api_timeout: u64,
@@ -213,6 +226,11 @@ fn serve(args: RunArgs) -> ExitCode {
                 redis_storage: StorageDefaults {
                     size: args.redis_storage_size,
                     class_name: args.redis_storage_class.filter(|c| !c.is_empty()),
+                },
+                peers: Peers {
+                    ingress_namespace: args.ingress_namespace,
+                    operator_namespace: args.namespace.clone(),
+                    metrics_namespace: args.metrics_namespace.filter(|n| !n.is_empty()),
                 },
             },
             operator_namespace: args.namespace,

@@ -12,8 +12,9 @@
 //!   PodDisruptionBudgets when they no longer apply, and the Redis Deployment of older releases
 //!   once the StatefulSet replaces it.
 //! - pods: listed (by the deal's label) when a deal's replicas are not all ready, to say why.
-//! - secrets and configmaps: read before apply (get) and applied (create, patch). Never listed
-//!   or watched: the operator has no business reading other Secrets.
+//! - configmaps: watched as owned children (list, watch), applied (create, patch).
+//! - secrets: read before apply (get) and applied (create, patch). Never listed or watched: the
+//!   operator has no business reading other Secrets.
 //! - events: published (create) and aggregated into series (patch).
 //! - leases (own namespace): leader election reads, creates and renews (a compare-and-swap
 //!   update) one Lease.
@@ -74,7 +75,8 @@ pub fn cluster_role() -> ClusterRole {
                 CHILD,
             ),
             rule("policy", &["poddisruptionbudgets"], REMOVABLE),
-            rule("", &["secrets", "configmaps"], &["get", "create", "patch"]),
+            rule("", &["configmaps"], CHILD),
+            rule("", &["secrets"], &["get", "create", "patch"]),
             rule("events.k8s.io", &["events"], &["create", "patch"]),
         ]),
         ..Default::default()
@@ -145,6 +147,12 @@ mod tests {
         ("timedeal.dev", "timedeals/status", None, "patch"),
         ("", "namespaces", None, "create"),
         ("apps", "deployments", None, "patch"),
+        ("apps", "deployments", None, "delete"),
+        ("apps", "statefulsets", None, "watch"),
+        ("apps", "statefulsets", None, "patch"),
+        ("", "pods", None, "list"),
+        ("policy", "poddisruptionbudgets", None, "delete"),
+        ("", "configmaps", None, "watch"),
         ("autoscaling", "horizontalpodautoscalers", None, "delete"),
         ("", "secrets", None, "get"),
         ("", "configmaps", None, "patch"),
@@ -163,7 +171,7 @@ mod tests {
         let own = role("timedeal-system", "timedeal-postgres").rules.unwrap();
         for (resource, name, verb) in [
             ("leases", Some(NAME), "get"),
-            ("leases", Some(NAME), "patch"),
+            ("leases", Some(NAME), "update"),
             ("leases", None, "create"),
         ] {
             assert!(

@@ -624,7 +624,11 @@ async fn apply_bundle(
     // Secrets and config before the pods that read them; Redis before the storefront.
     apply_with!(bundle.redis_secret, secrets.redis.as_ref());
     apply_with!(bundle.storefront_secret, secrets.storefront.as_ref());
-    apply_each!(bundle.deal_config, bundle.redis_policy);
+    apply_each!(
+        bundle.deal_config,
+        bundle.redis_policy,
+        bundle.storefront_policy
+    );
     if !leave_workloads {
         if moved_from_older {
             // Releases before the StatefulSet ran Redis as a Deployment of the same name.

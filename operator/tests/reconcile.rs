@@ -72,6 +72,7 @@ async fn an_approved_deal_gets_every_child_owned_labelled_and_wired() {
             "HorizontalPodAutoscaler winter-headphones-storefront",
             "Ingress winter-headphones-storefront",
             "NetworkPolicy winter-headphones-redis",
+            "NetworkPolicy winter-headphones-storefront",
             "PodDisruptionBudget winter-headphones-storefront",
             "Secret winter-headphones-redis-auth",
             "Secret winter-headphones-storefront-keys",

@@ -27,6 +27,8 @@ pub struct Settings {
     pub redis_resources: compute::Defaults,
     /// The Redis volume where the deal gives none.
     pub redis_storage: redis::StorageDefaults,
+    /// Who may reach a deal's storefront.
+    pub peers: network::Peers,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             storefront_resources: compute::Defaults::storefront(),
             redis_resources: compute::Defaults::redis(),
             redis_storage: redis::StorageDefaults::default(),
+            peers: network::Peers::default(),
         }
     }
 }
@@ -362,6 +365,7 @@ pub struct Bundle {
     /// Only while the deal warms up or sells.
     pub redis_pdb: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub redis_policy: k8s_openapi::api::networking::v1::NetworkPolicy,
+    pub storefront_policy: k8s_openapi::api::networking::v1::NetworkPolicy,
     pub deal_config: k8s_openapi::api::core::v1::ConfigMap,
     pub storefront_secret: k8s_openapi::api::core::v1::Secret,
     pub storefront: k8s_openapi::api::apps::v1::Deployment,
@@ -407,6 +411,11 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
         redis_service: redis::service(deal),
         redis_pdb: (plan.selling && running).then(|| redis::pdb(deal)),
         redis_policy: network::redis_policy(deal),
+        storefront_policy: network::storefront_policy(
+            deal,
+            &settings.peers,
+            network::postgres_port(&secrets.postgres_url),
+        ),
         deal_config: storefront::config_map(deal),
         storefront: storefront::deployment(
             deal,
@@ -459,6 +468,7 @@ mod bundle_tests {
             &running.redis_service.metadata,
             &running.redis_pdb.as_ref().unwrap().metadata,
             &running.redis_policy.metadata,
+            &running.storefront_policy.metadata,
             &running.deal_config.metadata,
             &running.storefront_secret.metadata,
             &running.storefront.metadata,

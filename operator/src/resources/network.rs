@@ -1,35 +1,183 @@
-//! Isolation: only the deal's own storefront pods may reach the deal's Redis.
+//! Isolation: every pod of a deal gets a NetworkPolicy that admits only what it needs.
+//!
+//! - Redis: reached only by the deal's own storefront pods, on its port; it reaches nothing.
+//! - Storefront: reached by the ingress controller's namespace and the operator (its figures,
+//!   `/internal/stats`, which carry the revenue), and by the metrics scraper's namespace when one
+//!   is set; it reaches DNS, its own Redis, and PostgreSQL's port (in or outside the cluster),
+//!   plus HTTPS when the deal verifies shoppers' tokens against a JWKS URL.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::networking::v1::{
-        NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-        NetworkPolicySpec,
+        NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+        NetworkPolicyPort, NetworkPolicySpec,
     },
-    apimachinery::pkg::util::intstr::IntOrString,
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
 use super::{redis, storefront, Deal};
+
+/// Where the deal's traffic may come from, besides its own pods (operator flags, chart values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers {
+    /// The namespace of the ingress controller.
+    pub ingress_namespace: String,
+    /// The operator's namespace; its pods carry `app.kubernetes.io/name: timedeal-operator`.
+    pub operator_namespace: String,
+    /// The namespace of the Prometheus that scrapes `/metrics`, if any.
+    pub metrics_namespace: Option<String>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Self {
+            ingress_namespace: "ingress-nginx".into(),
+            operator_namespace: "timedeal-system".into(),
+            metrics_namespace: None,
+        }
+    }
+}
+
+fn tcp(port: IntOrString) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(port),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// Pods matching `pods` (any, when `None`) in the namespace named `namespace`.
+fn in_namespace(namespace: &str, pods: Option<BTreeMap<String, String>>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        pod_selector: pods.map(|labels| LabelSelector {
+            match_labels: Some(labels),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
 
 pub fn redis_policy(deal: &Deal) -> NetworkPolicy {
     NetworkPolicy {
         metadata: deal.meta("redis", redis::COMPONENT),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(deal.pod_selector(redis::COMPONENT)),
-            policy_types: Some(vec!["Ingress".into()]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     pod_selector: Some(deal.pod_selector(storefront::COMPONENT)),
                     ..Default::default()
                 }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(redis::PORT)),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
+                ports: Some(vec![tcp(IntOrString::Int(redis::PORT))]),
             }]),
-            ..Default::default()
+            // Redis calls no one.
+            egress: Some(vec![]),
         }),
     }
+}
+
+/// `postgres_port` is the platform PostgreSQL's, from its URL.
+pub fn storefront_policy(deal: &Deal, peers: &Peers, postgres_port: u16) -> NetworkPolicy {
+    let http = || Some(vec![tcp(IntOrString::String("http".into()))]);
+    let mut from = vec![
+        in_namespace(&peers.ingress_namespace, None),
+        in_namespace(
+            &peers.operator_namespace,
+            Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "timedeal-operator".to_owned(),
+            )])),
+        ),
+    ];
+    if let Some(metrics) = &peers.metrics_namespace {
+        from.push(in_namespace(metrics, None));
+    }
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector::default()),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "k8s-app".to_owned(),
+                    "kube-dns".to_owned(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(
+            ["UDP", "TCP"]
+                .into_iter()
+                .map(|protocol| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some(protocol.into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+    };
+    let own_redis = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            pod_selector: Some(deal.pod_selector(redis::COMPONENT)),
+            ..Default::default()
+        }]),
+        ports: Some(vec![tcp(IntOrString::Int(redis::PORT))]),
+    };
+    // PostgreSQL may run anywhere (a managed service, another namespace): its port only.
+    let postgres = NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(vec![tcp(IntOrString::Int(postgres_port.into()))]),
+    };
+    let mut egress = vec![dns, own_redis, postgres];
+    let jwks = deal
+        .td
+        .spec
+        .shopper_auth
+        .as_ref()
+        .and_then(|auth| auth.jwt.as_ref())
+        .is_some_and(|jwt| jwt.jwks_url.is_some());
+    if jwks {
+        egress.push(NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(vec![tcp(IntOrString::Int(443))]),
+        });
+    }
+    NetworkPolicy {
+        metadata: deal.meta("storefront", storefront::COMPONENT),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(deal.pod_selector(storefront::COMPONENT)),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: http(),
+            }]),
+            egress: Some(egress),
+        }),
+    }
+}
+
+/// The port of a PostgreSQL URL (`postgres://user:pw@host:port/db`), 5432 when it names none.
+pub fn postgres_port(url: &str) -> u16 {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.rsplit_once(':')
+        .filter(|(_, port)| !port.contains(']'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5432)
 }
 
 #[cfg(test)]
@@ -38,7 +186,7 @@ mod tests {
     use crate::resources::testing;
 
     #[test]
-    fn only_the_deals_storefront_reaches_its_redis() {
+    fn only_the_deals_storefront_reaches_its_redis_and_redis_reaches_no_one() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
         let spec = redis_policy(&deal).spec.unwrap();
@@ -65,5 +213,86 @@ mod tests {
             rule.ports.as_ref().unwrap()[0].port,
             Some(IntOrString::Int(6379))
         );
+        assert_eq!(spec.egress, Some(vec![]));
+        assert!(spec.policy_types.unwrap().contains(&"Egress".to_owned()));
+    }
+
+    fn namespaces(rule: &NetworkPolicyIngressRule) -> Vec<String> {
+        rule.from
+            .iter()
+            .flatten()
+            .filter_map(|peer| {
+                peer.namespace_selector
+                    .as_ref()?
+                    .match_labels
+                    .as_ref()?
+                    .get("kubernetes.io/metadata.name")
+                    .cloned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_storefront_is_reached_only_through_the_ingress_and_by_the_operator() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let spec = storefront_policy(&deal, &Peers::default(), 5432)
+            .spec
+            .unwrap();
+        let rule = &spec.ingress.unwrap()[0];
+        assert_eq!(namespaces(rule), ["ingress-nginx", "timedeal-system"]);
+        let operator = &rule.from.as_ref().unwrap()[1];
+        assert_eq!(
+            operator
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["app.kubernetes.io/name"],
+            "timedeal-operator",
+            "not any pod of the operator's namespace"
+        );
+        let with_metrics = Peers {
+            metrics_namespace: Some("monitoring".into()),
+            ..Peers::default()
+        };
+        let spec_m = storefront_policy(&deal, &with_metrics, 5432).spec.unwrap();
+        assert_eq!(
+            namespaces(&spec_m.ingress.unwrap()[0]),
+            ["ingress-nginx", "timedeal-system", "monitoring"]
+        );
+        let egress = spec.egress.unwrap();
+        let ports: Vec<_> = egress
+            .iter()
+            .flat_map(|rule| rule.ports.iter().flatten())
+            .map(|p| (p.protocol.clone().unwrap(), p.port.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("UDP".to_owned(), IntOrString::Int(53)),
+                ("TCP".to_owned(), IntOrString::Int(53)),
+                ("TCP".to_owned(), IntOrString::Int(6379)),
+                ("TCP".to_owned(), IntOrString::Int(5432)),
+            ],
+            "DNS, its Redis, PostgreSQL: nothing else"
+        );
+        let redis_peer = &egress[1].to.as_ref().unwrap()[0];
+        assert_eq!(
+            redis_peer.pod_selector.as_ref().unwrap().match_labels,
+            Some(deal.selector("redis"))
+        );
+    }
+
+    #[test]
+    fn the_postgres_port_comes_from_the_url() {
+        assert_eq!(
+            postgres_port("postgres://u:p@db.platform:6432/timedeal"),
+            6432
+        );
+        assert_eq!(postgres_port("postgres://u:p@db.platform/timedeal"), 5432);
+        assert_eq!(postgres_port("postgresql://db:5433"), 5433);
+        assert_eq!(postgres_port("postgres://u:p:w@[::1]/x"), 5432);
     }
 }
