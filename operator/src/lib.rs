@@ -21,6 +21,7 @@ pub mod pinning;
 pub mod portal;
 pub mod rbac;
 pub mod reconcile;
+pub mod render;
 pub mod resources;
 pub mod run;
 pub mod status;

@@ -43,6 +43,9 @@ enum Command {
         #[arg(long, default_value = "timedeal-postgres")]
         postgres_secret: String,
     },
+    /// Print the children the operator would apply for a TimeDeal at a moment, as YAML, without
+    /// a cluster (secret values are placeholders).
+    Render(Box<RenderArgs>),
     /// Check TimeDeal files against every rule of the CRD, as `kubectl apply` would, without a
     /// cluster. Exits non-zero when any file is invalid.
     Check {
@@ -52,21 +55,9 @@ enum Command {
     },
 }
 
+/// What each deal's children get where its spec says nothing: shared by `run` and `render`.
 #[derive(Args)]
-struct RunArgs {
-    /// The operator's own namespace: where its leader Lease and the PostgreSQL Secret live.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "timedeal-system")]
-    namespace: String,
-    /// The Secret (in the operator's namespace) holding the platform PostgreSQL URL.
-    #[arg(
-        long,
-        env = "TIMEDEAL_POSTGRES_SECRET",
-        default_value = "timedeal-postgres"
-    )]
-    postgres_secret: String,
-    /// The key of that Secret holding the URL.
-    #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET_KEY", default_value = "url")]
-    postgres_secret_key: String,
+struct DealDefaults {
     /// The storefront image, unless a deal sets `spec.images.tenantApp`.
     #[arg(long, env = "TIMEDEAL_TENANT_IMAGE", default_value = concat!("ghcr.io/timedeal/tenant-app:", env!("CARGO_PKG_VERSION")))]
     tenant_image: String,
@@ -115,6 +106,72 @@ struct RunArgs {
     /// The namespace of the Prometheus that scrapes storefronts' /metrics; empty for none.
     #[arg(long, env = "TIMEDEAL_METRICS_NAMESPACE")]
     metrics_namespace: Option<String>,
+}
+
+impl DealDefaults {
+    fn settings(self, operator_namespace: &str) -> Settings {
+        Settings {
+            tenant_image: self.tenant_image,
+            redis_image: self.redis_image,
+            storefront_resources: Defaults {
+                cpu_request: self.storefront_cpu_request,
+                memory_request: self.storefront_memory_request,
+                cpu_limit: self.storefront_cpu_limit.filter(|l| !l.is_empty()),
+                memory_limit: self.storefront_memory_limit,
+            },
+            redis_resources: Defaults {
+                cpu_request: self.redis_cpu.clone(),
+                memory_request: self.redis_memory.clone(),
+                cpu_limit: Some(self.redis_cpu),
+                memory_limit: self.redis_memory,
+            },
+            redis_storage: StorageDefaults {
+                size: self.redis_storage_size,
+                class_name: self.redis_storage_class.filter(|c| !c.is_empty()),
+            },
+            peers: Peers {
+                ingress_namespace: self.ingress_namespace,
+                operator_namespace: operator_namespace.to_owned(),
+                metrics_namespace: self.metrics_namespace.filter(|n| !n.is_empty()),
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// A TimeDeal YAML or JSON file.
+    deal: PathBuf,
+    /// The moment to render for (RFC 3339, such as 2026-12-01T12:00:00+09:00); now by default.
+    #[arg(long)]
+    at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// The deal's namespace when its file names none.
+    #[arg(long, default_value = "default")]
+    deal_namespace: String,
+    /// The operator's namespace, whose pods may reach the storefront.
+    #[arg(long, default_value = "timedeal-system")]
+    namespace: String,
+    #[command(flatten)]
+    defaults: DealDefaults,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The operator's own namespace: where its leader Lease and the PostgreSQL Secret live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "timedeal-system")]
+    namespace: String,
+    /// The Secret (in the operator's namespace) holding the platform PostgreSQL URL.
+    #[arg(
+        long,
+        env = "TIMEDEAL_POSTGRES_SECRET",
+        default_value = "timedeal-postgres"
+    )]
+    postgres_secret: String,
+    /// The key of that Secret holding the URL.
+    #[arg(long, env = "TIMEDEAL_POSTGRES_SECRET_KEY", default_value = "url")]
+    postgres_secret_key: String,
+    #[command(flatten)]
+    defaults: DealDefaults,
     /// Seconds one call to the Kubernetes API may take before reconcile gives up on it.
     #[arg(long, env = "TIMEDEAL_API_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     api_timeout: u64,
@@ -188,6 +245,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { paths } => check::run(&paths),
+        Command::Render(args) => render(*args),
+    }
+}
+
+fn render(args: RenderArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.deal) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", args.deal.display());
+            return ExitCode::from(2);
+        }
+    };
+    let at = args
+        .at
+        .map_or_else(chrono::Utc::now, |at| at.with_timezone(&chrono::Utc));
+    let settings = args.defaults.settings(&args.namespace);
+    match timedeal_operator::render::render(&text, at, &settings, &args.deal_namespace) {
+        Ok(objects) => {
+            print!("{}", timedeal_operator::render::yaml(&objects));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.deal.display());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -208,31 +290,7 @@ fn serve(args: RunArgs) -> ExitCode {
     });
     let options = run::Options {
         config: Config {
-            settings: Settings {
-                tenant_image: args.tenant_image,
-                redis_image: args.redis_image,
-                storefront_resources: Defaults {
-                    cpu_request: args.storefront_cpu_request,
-                    memory_request: args.storefront_memory_request,
-                    cpu_limit: args.storefront_cpu_limit.filter(|l| !l.is_empty()),
-                    memory_limit: args.storefront_memory_limit,
-                },
-                redis_resources: Defaults {
-                    cpu_request: args.redis_cpu.clone(),
-                    memory_request: args.redis_memory.clone(),
-                    cpu_limit: Some(args.redis_cpu),
-                    memory_limit: args.redis_memory,
-                },
-                redis_storage: StorageDefaults {
-                    size: args.redis_storage_size,
-                    class_name: args.redis_storage_class.filter(|c| !c.is_empty()),
-                },
-                peers: Peers {
-                    ingress_namespace: args.ingress_namespace,
-                    operator_namespace: args.namespace.clone(),
-                    metrics_namespace: args.metrics_namespace.filter(|n| !n.is_empty()),
-                },
-            },
+            settings: args.defaults.settings(&args.namespace),
             operator_namespace: args.namespace,
             postgres_secret: args.postgres_secret,
             postgres_secret_key: args.postgres_secret_key,

@@ -377,6 +377,32 @@ pub struct Bundle {
     pub hpa: Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
 }
 
+impl Bundle {
+    /// Every child that should exist, as JSON with its kind, in the order reconcile applies them.
+    pub fn objects(&self) -> Vec<serde_json::Value> {
+        fn value<T: serde::Serialize>(object: &T) -> serde_json::Value {
+            serde_json::to_value(object).expect("k8s objects serialise")
+        }
+        let mut objects = Vec::new();
+        objects.extend(self.hpa.as_ref().map(value));
+        objects.extend([
+            value(&self.redis_secret),
+            value(&self.storefront_secret),
+            value(&self.deal_config),
+            value(&self.redis_policy),
+            value(&self.storefront_policy),
+            value(&self.redis),
+            value(&self.redis_service),
+            value(&self.storefront),
+            value(&self.storefront_service),
+        ]);
+        objects.extend(self.redis_pdb.as_ref().map(value));
+        objects.extend(self.pdb.as_ref().map(value));
+        objects.push(value(&self.ingress));
+        objects
+    }
+}
+
 /// What the clock and the deal's pins decide for this reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -25,6 +25,8 @@ use super::{compute, env_from_secret, pod_security, restricted, Deal, Secrets, S
 pub const COMPONENT: &str = "redis";
 pub const PORT: i32 = 6379;
 pub const PASSWORD_KEY: &str = "password";
+/// Redis runs as a high uid no host account uses; its volume is made writable by `fsGroup`.
+const REDIS_USER: i64 = 10999;
 
 pub fn secret_name(deal: &Deal) -> String {
     deal.child("redis-auth")
@@ -136,7 +138,7 @@ pub fn stateful_set(
                 }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(999)),
+                    security_context: Some(pod_security(REDIS_USER)),
                     termination_grace_period_seconds: Some(30),
                     containers: vec![Container {
                         name: "redis".into(),
@@ -155,7 +157,7 @@ pub fn stateful_set(
                             ..ping
                         }),
                         resources: Some(resources),
-                        security_context: Some(restricted(999)),
+                        security_context: Some(restricted(REDIS_USER)),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "data".into(),
                             mount_path: "/data".into(),
@@ -256,7 +258,7 @@ mod tests {
         );
         assert_eq!(claim_spec.storage_class_name, None);
         let pod = spec.template.spec.unwrap();
-        assert_eq!(pod.security_context.unwrap().fs_group, Some(999));
+        assert_eq!(pod.security_context.unwrap().fs_group, Some(REDIS_USER));
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some("redis:7.2-alpine"));
         let args = container.args.clone().unwrap().join(" ");
