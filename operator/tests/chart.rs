@@ -54,6 +54,7 @@ const ALL_ON: &[&str] = &[
     "portal.linkKey=0123456789abcdef0123456789abcdef",
     "metrics.serviceMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true",
+    "metrics.grafanaDashboard.enabled=true",
     "podAnnotations.team=deals",
     "nodeSelector.pool=operators",
 ];
@@ -112,6 +113,7 @@ fn check_types(objects: &[Value]) {
             "Service" => drop(typed::<Service>(object)),
             "ServiceAccount" => drop(typed::<ServiceAccount>(object)),
             "Secret" => drop(typed::<Secret>(object)),
+            "ConfigMap" => drop(typed::<k8s_openapi::api::core::v1::ConfigMap>(object)),
             "Ingress" => drop(typed::<Ingress>(object)),
             "ClusterRole" => drop(typed::<ClusterRole>(object)),
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(object)),
@@ -290,6 +292,79 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
         .as_str()
         .unwrap()
         .contains("timedeal_http_request_duration_seconds_count"));
+}
+
+/// Every metric the operator and a storefront export, each with a sample.
+fn exported_metrics() -> String {
+    let operator = Metrics::new();
+    operator.deal("ns", "d", true, Some(0.5));
+    let storefront = timedeal_tenant_app::metrics::Metrics::new();
+    storefront.order("confirmed");
+    storefront.rejection("sold_out");
+    storefront.admissions.inc();
+    storefront
+        .requests
+        .get_or_create(&timedeal_tenant_app::metrics::RouteLabels {
+            method: "POST".into(),
+            route: "/api/buy".into(),
+            status: 200,
+        })
+        .observe(0.01);
+    format!("{}{}", operator.encode(), storefront.encode())
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
+    let objects = render(ALL_ON).unwrap();
+    let map = objects
+        .iter()
+        .find(|o| kind(o) == "ConfigMap" && o["metadata"]["name"] == "timedeal-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(map["data"]["timedeal.json"].as_str().unwrap()).unwrap();
+    let exported = exported_metrics();
+    let series: std::collections::BTreeSet<&str> = exported
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let metric = regex::Regex::new(r"\btimedeal_[a-z0-9_]+").unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric.find_iter(expr) {
+                assert!(
+                    series.contains(name.as_str()),
+                    "panel {:?} queries {}, which nothing exports",
+                    panel["title"],
+                    name.as_str()
+                );
+                queried.push(name.as_str().to_owned());
+            }
+        }
+    }
+    for wanted in [
+        "timedeal_operator_deals",
+        "timedeal_queue_waiting",
+        "timedeal_queue_admitted",
+        "timedeal_queue_admissions_total",
+        "timedeal_orders_total",
+        "timedeal_stock_remaining",
+        "timedeal_http_request_duration_seconds_bucket",
+        "timedeal_http_request_duration_seconds_count",
+    ] {
+        assert!(
+            queried.iter().any(|q| q == wanted),
+            "no panel shows {wanted}"
+        );
+    }
+    // Off by default.
+    let default = render(&[]).unwrap();
+    assert!(!default
+        .iter()
+        .any(|o| o["metadata"]["name"] == "timedeal-dashboard"));
 }
 
 #[test]

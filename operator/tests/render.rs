@@ -78,7 +78,10 @@ fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(object: &Value)
 #[test]
 fn every_sample_renders_at_every_phase_and_passes_the_scanner() {
     // checkov skips hidden directories, which tempfile's default names are.
-    let out = tempfile::Builder::new().prefix("render-").tempdir().unwrap();
+    let out = tempfile::Builder::new()
+        .prefix("render-")
+        .tempdir()
+        .unwrap();
     let mut rendered = 0;
     for path in samples() {
         for (moment, at) in moments(&path) {

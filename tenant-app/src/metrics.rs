@@ -31,6 +31,7 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabel, Counter>,
     pub queue_waiting: Gauge<i64, AtomicI64>,
     pub queue_admitted: Gauge<i64, AtomicI64>,
+    pub admissions: Counter,
     pub stock_remaining: Gauge<i64, AtomicI64>,
     pub stock_reserved: Gauge<i64, AtomicI64>,
     pub requests: Family<RouteLabels, Histogram>,
@@ -70,6 +71,12 @@ impl Metrics {
             "Shoppers admitted and not yet done",
             queue_admitted.clone(),
         );
+        let admissions = Counter::default();
+        registry.register(
+            "queue_admissions",
+            "Shoppers this replica admitted from the queue",
+            admissions.clone(),
+        );
         let stock_remaining = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "stock_remaining",
@@ -105,6 +112,7 @@ impl Metrics {
             rejections,
             queue_waiting,
             queue_admitted,
+            admissions,
             stock_remaining,
             stock_reserved,
             requests,

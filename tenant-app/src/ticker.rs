@@ -157,6 +157,7 @@ async fn tick(
         )
         .await?;
     if step.admitted > 0 {
+        app.metrics.admissions.inc_by(step.admitted as u64);
         tracing::debug!(
             admitted = step.admitted,
             waiting = step.waiting,
