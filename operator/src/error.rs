@@ -30,6 +30,9 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
+    #[error("the platform PostgreSQL: {0}")]
+    Database(#[from] crate::database::DatabaseError),
+
     #[error("the API server did not answer within {}s", .0.as_secs())]
     Timeout(std::time::Duration),
 
@@ -42,10 +45,11 @@ pub enum Error {
 
 impl Error {
     /// Every kind, so the error counter starts at zero for each.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "build",
         "invalid_spec",
         "postgres_secret",
+        "database",
         "kube_api",
         "timeout",
         "children",
@@ -57,6 +61,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::PostgresSecret { .. } => "postgres_secret",
+            Error::Database(_) => "database",
             Error::Kube { .. } => "kube_api",
             Error::Timeout(_) => "timeout",
             Error::Children(_) => "children",
@@ -74,6 +79,7 @@ impl Error {
             Error::Build(_) => "CannotBuild",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::PostgresSecret { .. } => "PostgresSecretMissing",
+            Error::Database(_) => "DatabaseUnavailable",
             Error::Kube { .. } => "KubernetesApiError",
             Error::Timeout(_) => "KubernetesApiTimeout",
             Error::Children(_) => "ApplyFailed",

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod cache;
 pub mod clock;
 pub mod conditions;
+pub mod database;
 pub mod error;
 pub mod figures;
 pub mod health;

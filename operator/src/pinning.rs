@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn the_template_version_follows_the_templates() {
         use crate::{phase::Scale, resources};
-        const RECORDED: (&str, &str) = ("2", "1164c3fbe49b5afa");
+        const RECORDED: (&str, &str) = ("2", "921148f39dff4993");
         let td = testing::sample();
         let deal = resources::Deal::new(&td).unwrap();
         let (pinned, _) = resolve(&td.spec, None, &testing::settings(), false, false);

@@ -41,6 +41,7 @@ use crate::{
     cache::{Cache, Cached},
     clock::Clock,
     conditions::{self, Health, Problem},
+    database::{self, Database, Ensured, FinalFigures},
     error::{kube, Error, Result},
     figures::FiguresClient,
     health,
@@ -82,6 +83,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The children as the controller's watches last saw them.
     pub cache: Cache,
+    /// The platform PostgreSQL: each deal's role, and deleted deals' final figures.
+    pub database: Database,
+    ensured: Ensured,
     /// Per deal (by uid): when its figures were last asked for, and what went wrong then.
     readings: Mutex<HashMap<String, Reading>>,
     /// Per deal (by uid): reconciles failed in a row, for the backoff.
@@ -112,6 +116,8 @@ impl Context {
             recorder,
             metrics,
             cache,
+            database: Database::new(),
+            ensured: Ensured::default(),
             readings: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -191,7 +197,12 @@ async fn reconcile_deal(td: Arc<TimeDeal>, ctx: &Context) -> Result<Action> {
 async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
     let now = ctx.clock.now();
     match provision(td, ctx, now).await {
-        Err(error @ (Error::Build(_) | Error::InvalidSpec(_) | Error::PostgresSecret { .. })) => {
+        Err(
+            error @ (Error::Build(_)
+            | Error::InvalidSpec(_)
+            | Error::PostgresSecret { .. }
+            | Error::Database(_)),
+        ) => {
             let problem = Problem {
                 reason: error.reason(),
                 message: error.to_string(),
@@ -451,16 +462,8 @@ fn check_rules(td: &TimeDeal) -> Result<()> {
     })
 }
 
-/// The deal's own Secrets as read: the one kind of child the operator may not watch.
-#[derive(Default)]
-struct LiveSecrets {
-    redis: Option<Secret>,
-    storefront: Option<Secret>,
-}
-
-/// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
-/// a password or signing key never changes under a running storefront.
-async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets)> {
+/// The platform PostgreSQL URL, from the Secret named in the operator's flags.
+async fn platform_url(ctx: &Context) -> Result<String> {
     let config = &ctx.config;
     let platform: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.operator_namespace);
     let missing = |problem| Error::PostgresSecret {
@@ -482,6 +485,21 @@ async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets
     .ok_or_else(|| missing("does not exist"))?;
     let postgres_url = secret_value(&postgres, &config.postgres_secret_key)
         .ok_or_else(|| missing("has no such key, or its value is empty or not UTF-8"))?;
+    Ok(postgres_url)
+}
+
+/// The deal's own Secrets as read: the one kind of child the operator may not watch.
+#[derive(Default)]
+struct LiveSecrets {
+    redis: Option<Secret>,
+    storefront: Option<Secret>,
+}
+
+/// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
+/// a password or signing key never changes under a running storefront.
+async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets)> {
+    let config = &ctx.config;
+    let postgres_url = platform_url(ctx).await?;
 
     let own: Api<Secret> = Api::namespaced(ctx.client.clone(), deal.namespace);
     let existing = |name: String| {
@@ -501,15 +519,34 @@ async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets
         .as_ref()
         .and_then(|s| secret_value(s, resources::redis::PASSWORD_KEY))
         .unwrap_or_else(|| generate(32));
-    let signing_secret = live
-        .storefront
-        .as_ref()
-        .and_then(|s| secret_value(s, resources::storefront::SIGNING_KEY))
-        .unwrap_or_else(|| generate(48));
+    let stored = |key| live.storefront.as_ref().and_then(|s| secret_value(s, key));
+    let signing_secret = stored(resources::storefront::SIGNING_KEY).unwrap_or_else(|| generate(48));
+    let postgres_password =
+        stored(resources::storefront::POSTGRES_PASSWORD_KEY).unwrap_or_else(|| generate(32));
+    let role = deal.schema();
+    let uid = deal.td.uid().unwrap_or_default();
+    let setup = resources::fingerprint(&serde_json::json!([postgres_url, postgres_password]));
+    if !ctx.ensured.contains(&uid, &setup) {
+        match ctx
+            .database
+            .ensure_tenant(&postgres_url, &role, &postgres_password)
+            .await
+        {
+            Ok(()) => ctx.ensured.insert(&uid, &setup),
+            // A running deal keeps the credentials it has; a new one cannot start without them.
+            Err(error) if stored("postgres-url").is_some() => {
+                warn!(deal = %deal.name, %error, "cannot set up the deal's PostgreSQL role; keeping its credentials");
+            }
+            Err(error) => return Err(Error::Database(error)),
+        }
+    }
+    let tenant_url =
+        database::tenant_url(&postgres_url, &role, &postgres_password).map_err(Error::Database)?;
     let secrets = Secrets {
         redis_password,
         signing_secret,
-        postgres_url,
+        postgres_url: tenant_url,
+        postgres_password,
     };
     Ok((secrets, live))
 }
@@ -884,7 +921,7 @@ async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
             timeout.as_secs()
         )),
     };
-    match reading {
+    let last = match reading {
         Ok(figures) => {
             let mut last = old.clone();
             status::copy_figures(&mut last, &figures, ctx.clock.now());
@@ -892,6 +929,7 @@ async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
             let note = status::final_figures_note(&last, currency);
             info!(deal = %td.name_any(), %note, "deal deleted");
             publish(ctx, td, EventType::Normal, "FinalFigures", note).await;
+            last
         }
         Err(why) => {
             let note = format!(
@@ -903,8 +941,37 @@ async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
                 status::final_figures_note(&old, currency)
             );
             publish(ctx, td, EventType::Warning, "FinalFiguresUnavailable", note).await;
+            old
         }
+    };
+    // The Event lasts an hour; PostgreSQL keeps the figures. Until they are there, the deal stays.
+    let platform = platform_url(ctx).await?;
+    let record = FinalFigures {
+        namespace: deal.namespace.to_owned(),
+        name: deal.name.to_owned(),
+        uid: td.uid().unwrap_or_default(),
+        figures: json!({
+            "stock": last.stock,
+            "orders": last.orders,
+            "queue": last.queue,
+            "revenue": last.revenue,
+            "currency": currency,
+            "startedAt": last.started_at,
+            "soldOutAt": last.sold_out_at,
+            "endedAt": last.ended_at,
+            "figuresUpdatedAt": last.figures_updated_at,
+        }),
+    };
+    if let Err(error) = ctx.database.record_final_figures(&platform, &record).await {
+        let note = format!("cannot keep the final figures in PostgreSQL, retrying: {error}");
+        publish(ctx, td, EventType::Warning, "FinalFiguresNotRecorded", note).await;
+        return Err(Error::Database(error));
     }
+    // Its storefronts are going; their credentials stop working. The orders stay.
+    if let Err(error) = ctx.database.retire_tenant(&platform, &deal.schema()).await {
+        warn!(deal = %deal.name, %error, "cannot retire the deal's PostgreSQL role");
+    }
+    ctx.ensured.forget(&record.uid);
     Ok(Action::await_change())
 }
 

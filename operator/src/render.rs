@@ -51,7 +51,11 @@ pub fn render(
     let secrets = Secrets {
         redis_password: PLACEHOLDER.into(),
         signing_secret: PLACEHOLDER.into(),
-        postgres_url: format!("postgres://{PLACEHOLDER}@postgres:5432/timedeal"),
+        postgres_url: format!(
+            "postgres://{}:{PLACEHOLDER}@postgres:5432/timedeal",
+            deal.schema()
+        ),
+        postgres_password: PLACEHOLDER.into(),
     };
     let bundle = resources::bundle(&deal, settings, &secrets, &plan);
     Ok(bundle.objects())

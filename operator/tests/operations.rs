@@ -347,12 +347,14 @@ async fn a_regenerated_or_rotated_secret_rolls_the_pods_that_read_it() {
     );
     let redis_before = annotation(&redis(&h).await.spec.unwrap().template.metadata, checksum);
 
-    // The platform PostgreSQL password is rotated.
+    // The platform PostgreSQL moves (another database): the deal is set up there, and its
+    // storefronts roll onto the new URL.
+    let moved = platform_database().await;
     Api::<Secret>::namespaced(h.client.clone(), "timedeal-system")
         .patch(
             "timedeal-postgres",
             &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": null, "data": {"url": base64("postgres://timedeal:rotated@postgres.platform:5432/timedeal")}})),
+            &Patch::Merge(json!({"data": {"url": base64(&moved)}})),
         )
         .await
         .unwrap();
@@ -363,9 +365,9 @@ async fn a_regenerated_or_rotated_secret_rolls_the_pods_that_read_it() {
         .unwrap()
         .data
         .unwrap();
-    assert!(String::from_utf8(keys["postgres-url"].0.clone())
-        .unwrap()
-        .contains("rotated"));
+    let url = String::from_utf8(keys["postgres-url"].0.clone()).unwrap();
+    let database = moved.rsplit('/').next().unwrap();
+    assert!(url.ends_with(&format!("/{database}")), "{url}");
     let storefront_after = annotation(
         &storefront(&h).await.spec.unwrap().template.metadata,
         checksum,
@@ -480,4 +482,78 @@ async fn a_redis_deployment_of_an_older_release_is_replaced_by_the_stateful_set(
         .unwrap()
         .is_none());
     assert_eq!(redis(&h).await.spec.unwrap().replicas, Some(1));
+}
+
+/// The PostgreSQL URL a deal's storefronts get.
+async fn tenant_url(h: &Harness, namespace: &str, name: &str) -> String {
+    let keys = Api::<Secret>::namespaced(h.client.clone(), namespace)
+        .get(&format!("{name}-storefront-keys"))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    String::from_utf8(keys["postgres-url"].0.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn each_deals_credentials_reach_its_own_orders_and_nothing_else() {
+    let h = Harness::new(sample()).await;
+    h.settle().await;
+    // A second company's deal in the same platform database.
+    let mut rival = sample();
+    rival.metadata.name = Some("rival-sale".into());
+    rival.metadata.namespace = Some("rival-shop".into());
+    rival.spec.ingress.host = "rival.deals.example.com".into();
+    let rivals: Api<TimeDeal> = Api::namespaced(h.client.clone(), "rival-shop");
+    rivals.create(&Default::default(), &rival).await.unwrap();
+    for _ in 0..2 {
+        let td = rivals.get("rival-sale").await.unwrap();
+        reconcile::reconcile(Arc::new(DeserializeGuard(Ok(td))), h.ctx.clone())
+            .await
+            .unwrap();
+    }
+    let ours = tenant_url(&h, NS, NAME).await;
+    let theirs = tenant_url(&h, "rival-shop", "rival-sale").await;
+    assert!(!ours.contains("postgres@") && !theirs.contains("postgres@"));
+
+    // Each storefront migrates and works in its own schema with nothing but its own role.
+    let own_schema = "td_acme_audio_winter_headphones";
+    let rival_schema = "td_rival_shop_rival_sale";
+    timedeal_tenant_app::db::connect(&ours, own_schema)
+        .await
+        .unwrap();
+    timedeal_tenant_app::db::connect(&theirs, rival_schema)
+        .await
+        .unwrap();
+
+    let mut as_ours = <sqlx::PgConnection as sqlx::Connection>::connect(&ours)
+        .await
+        .unwrap();
+    let own: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {own_schema}.orders"))
+        .fetch_one(&mut as_ours)
+        .await
+        .unwrap();
+    assert_eq!(own, 0);
+    for sql in [
+        format!("SELECT count(*) FROM {rival_schema}.orders"),
+        "CREATE SCHEMA elsewhere".to_owned(),
+        "CREATE ROLE intruder".to_owned(),
+    ] {
+        let refused = sqlx::query(&sql).execute(&mut as_ours).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("permission denied"),
+            "{sql}: {refused}"
+        );
+    }
+
+    // Deleted, the deal's role can no longer log in; its orders stay for the company.
+    h.clock.set(h.at(90));
+    h.reconcile_deletion().await;
+    let refused = <sqlx::PgConnection as sqlx::Connection>::connect(&ours)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not permitted to log in"),
+        "{refused}"
+    );
 }

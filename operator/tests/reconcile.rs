@@ -139,7 +139,8 @@ async fn an_approved_deal_gets_every_child_owned_labelled_and_wired() {
         Some(true)
     );
 
-    // Secrets were generated, and the PostgreSQL URL came from the platform Secret.
+    // Secrets were generated; the PostgreSQL URL is the platform's server and database with the
+    // deal's own role.
     let secret = |name: &'static str| {
         let api = Api::<Secret>::namespaced(h.client.clone(), NS);
         async move { api.get(name).await.unwrap().data.unwrap() }
@@ -148,9 +149,15 @@ async fn an_approved_deal_gets_every_child_owned_labelled_and_wired() {
     assert_eq!(redis["password"].0.len(), 32);
     let keys = secret("winter-headphones-storefront-keys").await;
     assert_eq!(keys["signing-secret"].0.len(), 48);
+    let postgres_url = String::from_utf8(keys["postgres-url"].0.clone()).unwrap();
+    let password = String::from_utf8(keys["postgres-password"].0.clone()).unwrap();
+    assert_eq!(password.len(), 32);
     assert_eq!(
-        String::from_utf8(keys["postgres-url"].0.clone()).unwrap(),
-        "postgres://timedeal:pw@postgres.platform:5432/timedeal"
+        postgres_url,
+        h.platform.replace(
+            "postgres@",
+            &format!("td_acme_audio_winter_headphones:{password}@")
+        )
     );
     let redis_url = String::from_utf8(keys["redis-url"].0.clone()).unwrap();
     assert!(redis_url.contains(std::str::from_utf8(&redis["password"].0).unwrap()));
@@ -496,6 +503,17 @@ async fn deletion_records_the_final_figures_then_lets_go() {
         .find(|(_, r, _)| r == "FinalFigures")
         .unwrap_or_else(|| panic!("no FinalFigures event in {events:?}"));
     assert!(last.2.contains("640 sold"), "{}", last.2);
+    // Kept in PostgreSQL too, where they outlive the Event.
+    let kept = h
+        .ctx
+        .database
+        .final_figures(&h.platform, &td.metadata.uid.clone().unwrap())
+        .await
+        .unwrap()
+        .expect("the final figures are in PostgreSQL");
+    assert_eq!(kept.name, NAME);
+    assert_eq!(kept.figures["stock"]["sold"], 640);
+    assert_eq!(kept.figures["revenue"], 640 * 9900);
 }
 
 #[tokio::test]

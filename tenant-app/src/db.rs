@@ -31,11 +31,22 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool, Error> {
         .connect_with(options)
         .await
         .map_err(|e| Error::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-    // The schema name was checked against a strict pattern, so quoting it is enough.
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .execute(&pool)
-        .await
-        .map_err(|e| Error::Database(format!("cannot create schema {schema}: {e}")))?;
+    // In a cluster the operator creates the schema, owned by the deal's own role, which may not
+    // create schemas (PostgreSQL checks that right even for IF NOT EXISTS): create it only when
+    // missing, as on a laptop.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| Error::Database(format!("cannot look for schema {schema}: {e}")))?;
+    if !exists {
+        // The schema name was checked against a strict pattern, so quoting it is enough.
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&pool)
+            .await
+            .map_err(|e| Error::Database(format!("cannot create schema {schema}: {e}")))?;
+    }
     MIGRATOR
         .run(&pool)
         .await

@@ -67,8 +67,10 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
 pub struct Secrets {
     pub redis_password: String,
     pub signing_secret: String,
-    /// The platform PostgreSQL URL, from the Secret named in the operator's flags.
+    /// The deal's own PostgreSQL URL: the platform's host and database, the deal's role.
     pub postgres_url: String,
+    /// That role's password, kept so the operator can read it back.
+    pub postgres_password: String,
 }
 
 /// One deal's identity, shared by every builder.
@@ -309,7 +311,10 @@ pub(crate) mod testing {
         super::Secrets {
             redis_password: "redis-password-for-tests".into(),
             signing_secret: "signing-secret-for-tests-0123456789".into(),
-            postgres_url: "postgres://timedeal:pw@postgres.platform:5432/timedeal".into(),
+            postgres_url:
+                "postgres://td_acme_audio_winter_headphones:pw@postgres.platform:5432/timedeal"
+                    .into(),
+            postgres_password: "pw".into(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn config_map(deal: &Deal) -> ConfigMap {
 
 /// The key of the storefront Secret holding the token signing secret.
 pub const SIGNING_KEY: &str = "signing-secret";
+/// The key holding the password of the deal's PostgreSQL role.
+pub const POSTGRES_PASSWORD_KEY: &str = "postgres-password";
 
 pub fn secret_name(deal: &Deal) -> String {
     deal.child("storefront-keys")
@@ -69,6 +71,10 @@ pub fn secret(deal: &Deal, secrets: &Secrets) -> Secret {
         data: Some(BTreeMap::from([
             (SIGNING_KEY.to_owned(), bytes(&secrets.signing_secret)),
             ("postgres-url".to_owned(), bytes(&secrets.postgres_url)),
+            (
+                POSTGRES_PASSWORD_KEY.to_owned(),
+                bytes(&secrets.postgres_password),
+            ),
             ("redis-url".to_owned(), bytes(&redis_url)),
         ])),
         type_: Some("Opaque".into()),

@@ -87,6 +87,27 @@ pub fn context(
     ))
 }
 
+/// One real PostgreSQL per test binary (started on first use, gone with the process), and a
+/// database of its own for each harness: the platform database the operator sets deals up in.
+pub async fn platform_database() -> String {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        OnceLock,
+    };
+    static SERVER: OnceLock<timedeal_testkit::PostgresServer> = OnceLock::new();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let server = SERVER.get_or_init(|| timedeal_testkit::PostgresServer::start().unwrap());
+    let database = format!("platform_{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    server.url_for(&database)
+}
+
 pub const NS: &str = "acme-audio";
 pub const NAME: &str = "winter-headphones";
 
@@ -101,6 +122,8 @@ pub struct Harness {
     pub client: Client,
     pub ctx: Arc<Context>,
     pub faults: Arc<Mutex<Vec<Fault>>>,
+    /// The platform PostgreSQL URL (a database of this harness's own).
+    pub platform: String,
     pub cache: Cache,
     pub writers: tokio::sync::Mutex<cache::Writers>,
     /// The names of the objects read one by one (GET).
@@ -219,6 +242,7 @@ impl Harness {
                 w5.lock().unwrap().push(format!("delete {}", ctx.name));
                 Ok(None)
             });
+        let platform = platform_database().await;
         let postgres = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some("timedeal-postgres".into()),
@@ -227,7 +251,7 @@ impl Harness {
             },
             data: Some(BTreeMap::from([(
                 "url".to_owned(),
-                ByteString(b"postgres://timedeal:pw@postgres.platform:5432/timedeal".to_vec()),
+                ByteString(platform.clone().into_bytes()),
             )])),
             ..Default::default()
         };
@@ -267,6 +291,7 @@ impl Harness {
             client,
             ctx,
             faults,
+            platform,
             cache,
             writers: tokio::sync::Mutex::new(writers),
             reads,

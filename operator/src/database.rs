@@ -1,0 +1,318 @@
+//! The platform PostgreSQL, as the operator uses it: one role per deal that owns the deal's
+//! schema and nothing else, so a tenant's Secret holds only credentials to its own orders; and
+//! the final figures of every deleted deal, kept where they outlive the hour an Event lasts.
+//!
+//! The operator connects with the platform URL (from its Secret), which must be allowed to create
+//! roles and schemas. Role and schema names come from `resources::schema_name` (lowercase letters,
+//! digits and underscores) and passwords from `generate` (letters and digits), so quoting them
+//! into statements is safe.
+
+use std::{collections::HashMap, str::FromStr, sync::Mutex, time::Duration};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool, Row,
+};
+
+/// Why the platform PostgreSQL could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("the platform PostgreSQL URL is not a URL: {0}")]
+    Url(String),
+    #[error("cannot reach the platform PostgreSQL: {0}")]
+    Connect(String),
+    #[error("{what}: {error}")]
+    Statement { what: String, error: String },
+    #[error("the platform PostgreSQL did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The one call deadline of every statement.
+const CALL: Duration = Duration::from_secs(5);
+
+/// Connections to the platform PostgreSQL, made on first use and again when its URL changes
+/// (a rotated password).
+#[derive(Default)]
+pub struct Database {
+    pool: Mutex<Option<(String, PgPool)>>,
+}
+
+/// The figures a deal ended with, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalFigures {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub figures: serde_json::Value,
+}
+
+impl Database {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn pool(&self, url: &str) -> Result<PgPool, DatabaseError> {
+        if let Some((current, pool)) = self.pool.lock().expect("pool lock").as_ref() {
+            if current == url {
+                return Ok(pool.clone());
+            }
+        }
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| DatabaseError::Url(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(CALL)
+            .connect_with(options)
+            .await
+            .map_err(|e| DatabaseError::Connect(e.to_string()))?;
+        *self.pool.lock().expect("pool lock") = Some((url.to_owned(), pool.clone()));
+        Ok(pool)
+    }
+
+    /// Makes `role` a login role with `password` that owns the schema of the same name and
+    /// everything in it, and nothing else. Idempotent: run again, it sets the password again and
+    /// takes over what an older release created in the schema as the platform user.
+    pub async fn ensure_tenant(
+        &self,
+        url: &str,
+        role: &str,
+        password: &str,
+    ) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        // Roles are the server's, not the database's: a setup racing another database's on the
+        // same role can fail on a catalog row; once more settles it.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.setup_tenant(&pool, role, password).await {
+                Err(error) if attempt < 3 => {
+                    tracing::debug!(%error, "setting up a deal's role again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn setup_tenant(
+        &self,
+        pool: &PgPool,
+        role: &str,
+        password: &str,
+    ) -> Result<(), DatabaseError> {
+        let work = async {
+            let mut tx = pool.begin().await.map_err(statement("begin"))?;
+            // One deal's setup at a time, across operator replicas and restarts.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(role)
+                .execute(&mut *tx)
+                .await
+                .map_err(statement("lock"))?;
+            // Roles belong to the whole server, so another database's operator may create the
+            // same one meanwhile: whoever comes second sets the password instead.
+            let attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
+                              NOBYPASSRLS";
+            let statements = [
+                format!(
+                    "DO $$ BEGIN \
+                     CREATE ROLE \"{role}\" {attributes} PASSWORD '{password}'; \
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN \
+                     ALTER ROLE \"{role}\" {attributes} PASSWORD '{password}'; END $$"
+                ),
+                // The platform user must be able to hand the schema over.
+                format!("GRANT \"{role}\" TO CURRENT_USER"),
+                format!("CREATE SCHEMA IF NOT EXISTS \"{role}\" AUTHORIZATION \"{role}\""),
+                format!("ALTER SCHEMA \"{role}\" OWNER TO \"{role}\""),
+                format!("REVOKE ALL ON SCHEMA \"{role}\" FROM PUBLIC"),
+            ];
+            for sql in &statements {
+                sqlx::query(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(statement(&format!("setting up role {role}")))?;
+            }
+            // Tables and sequences an older release made as the platform user.
+            let owned_elsewhere = sqlx::query(
+                "SELECT c.relname, c.relkind::text AS kind FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'S', 'v', 'p') \
+                 AND pg_get_userbyid(c.relowner) <> $1",
+            )
+            .bind(role)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(statement("list the schema's objects"))?;
+            for row in owned_elsewhere {
+                let name: String = row.get("relname");
+                let kind = match row.get::<String, _>("kind").as_str() {
+                    "S" => "SEQUENCE",
+                    "v" => "VIEW",
+                    _ => "TABLE",
+                };
+                let sql = format!("ALTER {kind} \"{role}\".\"{name}\" OWNER TO \"{role}\"");
+                sqlx::query(&sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(statement(&format!("hand {name} to {role}")))?;
+            }
+            tx.commit().await.map_err(statement("commit"))?;
+            Ok(())
+        };
+        bounded(work).await
+    }
+
+    /// The deal is gone: its role may no longer log in. Its schema (the orders) stays.
+    pub async fn retire_tenant(&self, url: &str, role: &str) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                    .bind(role)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(statement("look for the role"))?;
+            if exists {
+                sqlx::query(&format!("ALTER ROLE \"{role}\" NOLOGIN"))
+                    .execute(&pool)
+                    .await
+                    .map_err(statement(&format!("retire role {role}")))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Keeps a deleted deal's final figures in `timedeal_platform.final_figures`, once per deal.
+    pub async fn record_final_figures(
+        &self,
+        url: &str,
+        record: &FinalFigures,
+    ) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            for sql in [
+                "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
+                "CREATE TABLE IF NOT EXISTS timedeal_platform.final_figures (\
+                 uid text PRIMARY KEY, namespace text NOT NULL, name text NOT NULL, \
+                 recorded_at timestamptz NOT NULL DEFAULT now(), figures jsonb NOT NULL)",
+            ] {
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .map_err(statement("create the final figures table"))?;
+            }
+            sqlx::query(
+                "INSERT INTO timedeal_platform.final_figures (uid, namespace, name, figures) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (uid) DO UPDATE SET figures = EXCLUDED.figures",
+            )
+            .bind(&record.uid)
+            .bind(&record.namespace)
+            .bind(&record.name)
+            .bind(sqlx::types::Json(&record.figures))
+            .execute(&pool)
+            .await
+            .map_err(statement("record the final figures"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The recorded final figures of a deal, by uid.
+    pub async fn final_figures(
+        &self,
+        url: &str,
+        uid: &str,
+    ) -> Result<Option<FinalFigures>, DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            let row = sqlx::query(
+                "SELECT namespace, name, uid, figures FROM timedeal_platform.final_figures \
+                 WHERE uid = $1",
+            )
+            .bind(uid)
+            .fetch_optional(&pool)
+            .await
+            .map_err(statement("read the final figures"))?;
+            Ok(row.map(|row| FinalFigures {
+                namespace: row.get("namespace"),
+                name: row.get("name"),
+                uid: row.get("uid"),
+                figures: row
+                    .get::<sqlx::types::Json<serde_json::Value>, _>("figures")
+                    .0,
+            }))
+        })
+        .await
+    }
+}
+
+fn statement(what: &str) -> impl Fn(sqlx::Error) -> DatabaseError + '_ {
+    move |error| DatabaseError::Statement {
+        what: what.to_owned(),
+        error: error.to_string(),
+    }
+}
+
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, DatabaseError>>,
+) -> Result<T, DatabaseError> {
+    tokio::time::timeout(CALL * 2, work)
+        .await
+        .unwrap_or(Err(DatabaseError::Timeout(CALL * 2)))
+}
+
+/// The platform URL with the deal's role and password in place of the platform user's: all a
+/// storefront gets.
+pub fn tenant_url(platform: &str, role: &str, password: &str) -> Result<String, DatabaseError> {
+    let mut url = reqwest::Url::parse(platform).map_err(|e| DatabaseError::Url(e.to_string()))?;
+    let invalid = |_| DatabaseError::Url("it cannot carry a user name".into());
+    url.set_username(role).map_err(invalid)?;
+    url.set_password(Some(password)).map_err(invalid)?;
+    Ok(url.to_string())
+}
+
+/// Tenants already set up by this replica, by deal uid, with the platform URL they were set up
+/// through: a reconcile repeats the setup only after a restart or a rotated platform URL.
+#[derive(Default)]
+pub struct Ensured(Mutex<HashMap<String, String>>);
+
+impl Ensured {
+    pub fn contains(&self, uid: &str, fingerprint: &str) -> bool {
+        self.0
+            .lock()
+            .expect("ensured lock")
+            .get(uid)
+            .is_some_and(|f| f == fingerprint)
+    }
+
+    pub fn insert(&self, uid: &str, fingerprint: &str) {
+        self.0
+            .lock()
+            .expect("ensured lock")
+            .insert(uid.to_owned(), fingerprint.to_owned());
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("ensured lock").remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenant_url_carries_only_the_deals_role() {
+        let url = tenant_url(
+            "postgres://timedeal:platform-secret@db.platform:6432/timedeal?sslmode=require",
+            "td_acme_audio_winter_headphones",
+            "s3cret",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://td_acme_audio_winter_headphones:s3cret@db.platform:6432/timedeal?sslmode=require"
+        );
+        assert!(!url.contains("platform-secret"));
+        assert!(tenant_url("not a url", "r", "p").is_err());
+    }
+}
