@@ -11,7 +11,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -59,6 +59,47 @@ fn forwarded_port(line: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The name of one running pod of the deal's `component` (storefront or redis).
+fn pod_of(component: &str) -> String {
+    must(
+        kubectl(
+            &[
+                "-n",
+                SHOP,
+                "get",
+                "pods",
+                "-l",
+                &format!("timedeal.dev/deal={DEAL},app.kubernetes.io/component={component}"),
+                "--field-selector=status.phase=Running",
+                "-o",
+                "jsonpath={.items[0].metadata.name}",
+            ],
+            None,
+        ),
+        "finding a pod",
+    )
+}
+
+/// Asks the API server to evict a pod, as `kubectl drain` does: refused with 429 when a
+/// PodDisruptionBudget forbids it.
+fn evict(pod: &str) -> Output {
+    let eviction = json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": SHOP},
+    });
+    kubectl(
+        &[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/{SHOP}/pods/{pod}/eviction"),
+            "-f",
+            "-",
+        ],
+        Some(&eviction.to_string()),
+    )
 }
 
 fn deal_status() -> Value {
@@ -335,6 +376,97 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
     let status = deal_status();
     assert_eq!(status["url"], "http://tea.e2e.example/", "{status}");
 
+    eprintln!("3b. mid-sale: a drain, and an operator upgrade");
+    eventually("the warm-up", Duration::from_secs(120), || {
+        let phase = deal_status()["phase"].clone();
+        if phase == "WarmingUp" || phase == "Live" {
+            Ok(())
+        } else {
+            Err(phase.to_string())
+        }
+    });
+    let generation = |kind: &str| {
+        must(
+            kubectl(
+                &[
+                    "-n",
+                    SHOP,
+                    "get",
+                    kind,
+                    "-o",
+                    "jsonpath={.metadata.generation}",
+                ],
+                None,
+            ),
+            "reading a generation",
+        )
+    };
+    let storefront_generation = generation(&format!("deployment/{DEAL}-storefront"));
+    let redis_generation = generation(&format!("statefulset/{DEAL}-redis"));
+    // A drain may take a storefront pod (the budget allows a quarter) but not Redis while the
+    // deal sells.
+    let storefront_pod = pod_of("storefront");
+    let evicted = evict(&storefront_pod);
+    assert!(
+        evicted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&evicted.stderr)
+    );
+    let refused = evict(&pod_of("redis"));
+    assert!(!refused.status.success(), "Redis was evicted mid-sale");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("disruption budget"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // `helm upgrade` of the operator with new default images: no pod of the live deal restarts;
+    // the status says what it will move to after the sale.
+    must(
+        helm(&[
+            "upgrade",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "--namespace",
+            SYSTEM,
+            "--reuse-values",
+            "--set",
+            "tenantImage.tag=after-the-sale",
+            "--wait",
+            "--timeout",
+            "5m",
+        ]),
+        "helm upgrade",
+    );
+    eventually("the upgrade deferred", Duration::from_secs(120), || {
+        let status = deal_status();
+        match status["pendingUpgrade"]["tenantApp"].as_str() {
+            Some(image) if image.ends_with(":after-the-sale") => Ok(()),
+            _ => Err(status.to_string()),
+        }
+    });
+    assert_eq!(
+        generation(&format!("deployment/{DEAL}-storefront")),
+        storefront_generation
+    );
+    assert_eq!(
+        generation(&format!("statefulset/{DEAL}-redis")),
+        redis_generation
+    );
+    must(
+        kubectl(
+            &[
+                "-n",
+                SHOP,
+                "wait",
+                "--for=condition=Ready",
+                &format!("timedeal/{DEAL}"),
+                "--timeout=5m",
+            ],
+            None,
+        ),
+        "waiting for Ready after the drain",
+    );
+
     eprintln!("4. shoppers join the pre-queue and buy once the deal is Live");
     let forward = PortForward::start(SHOP, &format!("{DEAL}-storefront"));
     let base = Arc::new(forward.url.clone());
@@ -416,7 +548,7 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
             let left = must(
             kubectl(&[
                 "-n", SHOP, "get",
-                "deployments,services,horizontalpodautoscalers,ingresses,poddisruptionbudgets,networkpolicies,configmaps,secrets",
+                "deployments,statefulsets,services,horizontalpodautoscalers,ingresses,poddisruptionbudgets,networkpolicies,configmaps,secrets",
                 "-l", &selector, "-o", "name",
             ], None),
             "listing the children",
