@@ -21,6 +21,10 @@ use crate::{
 
 pub struct App {
     pub deal: watch::Receiver<Arc<Deal>>,
+    /// Where new versions of the deal come in (the file, the operator's push).
+    pub deal_source: crate::deal::DealSource,
+    /// The key the operator presents to push a new version of the deal; none: no pushes.
+    pub control_key: Option<String>,
     pub redis: ConnectionManager,
     pub db: PgPool,
     pub scripts: Arc<Scripts>,

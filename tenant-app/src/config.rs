@@ -54,6 +54,12 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
 
+    /// Key the operator presents on `PUT /internal/deal` to push a new version of the deal to
+    /// this replica at once (at least 32 characters). Without it the endpoint is off, and edits
+    /// arrive only through the deal file.
+    #[arg(long, env = "TIMEDEAL_CONTROL_KEY", hide_env_values = true)]
+    pub control_key: Option<String>,
+
     /// File holding the signing secret (trailing newline ignored).
     #[arg(long, env = "TIMEDEAL_SIGNING_SECRET_FILE", value_name = "PATH")]
     pub signing_secret_file: Option<PathBuf>,
@@ -115,6 +121,7 @@ pub struct Config {
     pub postgres_url: String,
     pub postgres_schema: String,
     pub signing_secret: Vec<u8>,
+    pub control_key: Option<String>,
     pub jwt_key: Option<Vec<u8>>,
     pub payment_delay: Duration,
     pub payment_failure_rate: f64,
@@ -236,8 +243,18 @@ impl Cli {
                 }
                 _ => None,
             };
+        if let Some(key) = &self.control_key {
+            if key.len() < MIN_SECRET_LEN {
+                return Err(Error::Config(format!(
+                    "the control key is {} characters long; use at least {MIN_SECRET_LEN} random \
+                     characters",
+                    key.len()
+                )));
+            }
+        }
         Ok(Config {
             listen: self.listen,
+            control_key: self.control_key.clone(),
             redis_url: self.redis_url.clone(),
             postgres_url,
             postgres_schema,

@@ -42,12 +42,18 @@ pub fn load(path: &Path) -> Result<TimeDeal, DealError> {
     })
 }
 
-/// The deal as the storefront serves it: the spec with its defaults, its name, and its timeline.
+/// The annotation numbering the operator's versions of the deal document: a storefront never
+/// goes back to a lower one, however late an older copy reaches it.
+pub const REVISION_ANNOTATION: &str = "timedeal.dev/revision";
+
+/// The deal as the storefront serves it: the spec with its defaults, its name, its timeline, and
+/// the revision of the document it came from (0 when the document has none).
 #[derive(Debug, Clone)]
 pub struct Deal {
     pub name: String,
     pub spec: TimeDealSpec,
     pub timeline: Timeline,
+    pub revision: i64,
 }
 
 impl Deal {
@@ -59,10 +65,24 @@ impl Deal {
             .filter(|name| !name.is_empty())
             .ok_or_else(|| "metadata.name is missing; give the deal a name".to_owned())?;
         let timeline = Timeline::of(&deal.spec);
+        let revision = match deal
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION_ANNOTATION))
+        {
+            Some(text) => text.parse().map_err(|_| {
+                format!(
+                    "the annotation {REVISION_ANNOTATION} is {text:?}; it must be a whole number"
+                )
+            })?,
+            None => 0,
+        };
         Ok(Self {
             name,
             spec: deal.spec,
             timeline,
+            revision,
         })
     }
 
@@ -119,16 +139,75 @@ pub fn state_at(
     }
 }
 
+/// Why a new version of the deal was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("not a valid TimeDeal: {0}")]
+    Invalid(String),
+    #[error("the document names the deal {offered}, but this storefront serves {serving}")]
+    OtherDeal { serving: String, offered: String },
+    #[error("revision {offered} is older than revision {serving}, which this storefront serves")]
+    Older { serving: i64, offered: i64 },
+}
+
+/// Where new versions of the deal come in: the mounted file (the kubelet copies the ConfigMap,
+/// up to a minute or two late) and the operator's push to each replica (within a second). Both go
+/// through [`DealSource::offer`], so whichever arrives first wins and a late copy of an older
+/// revision changes nothing.
+#[derive(Clone)]
+pub struct DealSource {
+    tx: Arc<watch::Sender<Arc<Deal>>>,
+}
+
+impl DealSource {
+    pub fn new(initial: Arc<Deal>) -> (Self, watch::Receiver<Arc<Deal>>) {
+        let (tx, rx) = watch::channel(initial);
+        (Self { tx: Arc::new(tx) }, rx)
+    }
+
+    /// Takes `text` as the deal from now on, unless it is invalid, names another deal, or is an
+    /// older revision than the one served. An equal revision with the same spec changes nothing.
+    pub fn offer(&self, text: &str) -> Result<Arc<Deal>, Refused> {
+        let deal = validation::parse(text)
+            .map_err(|e| e.to_string())
+            .and_then(Deal::new)
+            .map_err(Refused::Invalid)?;
+        let current = self.tx.borrow().clone();
+        if deal.name != current.name {
+            return Err(Refused::OtherDeal {
+                serving: current.name.clone(),
+                offered: deal.name,
+            });
+        }
+        if deal.revision < current.revision {
+            return Err(Refused::Older {
+                serving: current.revision,
+                offered: deal.revision,
+            });
+        }
+        if deal.revision == current.revision && deal.spec == current.spec {
+            return Ok(current);
+        }
+        let deal = Arc::new(deal);
+        tracing::info!(deal = %deal.name, revision = deal.revision, "serving a new version of the deal");
+        self.tx.send_replace(deal.clone());
+        Ok(deal)
+    }
+
+    pub fn current(&self) -> Arc<Deal> {
+        self.tx.borrow().clone()
+    }
+}
+
 /// Follows the deal file: the operator updates the mounted spec when an admin edits the
-/// TimeDeal (suspend, schedule moves). A change that does not validate, or renames the deal, is
-/// logged and ignored: the storefront keeps serving the last good spec.
-pub fn watch_file(path: PathBuf, initial: Arc<Deal>) -> watch::Receiver<Arc<Deal>> {
-    let (tx, rx) = watch::channel(initial);
+/// TimeDeal (suspend, schedule moves). A change that does not validate, renames the deal or is an
+/// older revision is logged and ignored: the storefront keeps serving what it has.
+pub fn watch_file(path: PathBuf, source: DealSource) {
     tokio::spawn(async move {
         let mut last_text = std::fs::read_to_string(&path).unwrap_or_default();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if tx.is_closed() {
+            if source.tx.is_closed() {
                 return;
             }
             let Ok(text) = tokio::fs::read_to_string(&path).await else {
@@ -138,27 +217,19 @@ pub fn watch_file(path: PathBuf, initial: Arc<Deal>) -> watch::Receiver<Arc<Deal
                 continue;
             }
             last_text = text.clone();
-            let current = tx.borrow().name.clone();
-            match validation::parse(&text)
-                .map_err(|e| e.to_string())
-                .and_then(Deal::new)
-            {
-                Ok(deal) if deal.name == current => {
-                    tracing::info!(deal = %deal.name, "the deal file changed; serving the new spec");
-                    tx.send_replace(Arc::new(deal));
-                }
-                Ok(deal) => tracing::error!(
-                    serving = %current,
-                    file = %deal.name,
-                    "the deal file now names another deal; ignoring it"
+            match source.offer(&text) {
+                Ok(_) => {}
+                Err(Refused::Older { serving, offered }) => tracing::info!(
+                    serving,
+                    file = offered,
+                    "the deal file holds an older revision than the one pushed; ignoring it"
                 ),
                 Err(error) => {
-                    tracing::error!(%error, "the deal file changed but is invalid; keeping the last good spec")
+                    tracing::error!(%error, "the deal file changed but cannot be served; keeping the last good spec")
                 }
             }
         }
     });
-    rx
 }
 
 #[cfg(test)]
@@ -204,6 +275,68 @@ mod tests {
         assert!(deal.queue_open_at(at(&deal, -29 * 60)));
         assert!(deal.queue_open_at(at(&deal, 60)));
         assert!(!deal.queue_open_at(at(&deal, 3600)));
+    }
+
+    fn document(suspend: bool, revision: Option<i64>) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/samples/timedeal.yaml");
+        let mut td = load(&path).unwrap();
+        td.spec.suspend = suspend;
+        if let Some(revision) = revision {
+            td.metadata.annotations = Some(
+                [(REVISION_ANNOTATION.to_owned(), revision.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        serde_json::to_string(&td).unwrap()
+    }
+
+    #[test]
+    fn a_newer_revision_is_taken_and_an_older_one_never() {
+        let (source, rx) = DealSource::new(Arc::new(sample()));
+        let taken = source.offer(&document(true, Some(7))).unwrap();
+        assert!(taken.spec.suspend && taken.revision == 7);
+        assert!(rx.borrow().spec.suspend);
+        // A late copy of revision 6 (the kubelet's) changes nothing.
+        assert_eq!(
+            source.offer(&document(false, Some(6))).unwrap_err(),
+            Refused::Older {
+                serving: 7,
+                offered: 6
+            }
+        );
+        assert!(source.current().spec.suspend);
+        // The same revision again is fine, and a newer one resumes.
+        source.offer(&document(true, Some(7))).unwrap();
+        assert!(
+            !source
+                .offer(&document(false, Some(8)))
+                .unwrap()
+                .spec
+                .suspend
+        );
+    }
+
+    #[test]
+    fn another_deal_or_an_invalid_document_is_refused() {
+        let (source, _rx) = DealSource::new(Arc::new(sample()));
+        let other = document(false, Some(1)).replace("winter-headphones", "other-deal");
+        assert!(matches!(
+            source.offer(&other),
+            Err(Refused::OtherDeal { .. })
+        ));
+        assert!(matches!(
+            source.offer("kind: nonsense"),
+            Err(Refused::Invalid(_))
+        ));
+        let bad_revision = document(false, None).replace(
+            "\"metadata\":{",
+            "\"metadata\":{\"annotations\":{\"timedeal.dev/revision\":\"soon\"},",
+        );
+        assert!(matches!(
+            source.offer(&bad_revision),
+            Err(Refused::Invalid(message)) if message.contains("whole number")
+        ));
     }
 
     #[test]

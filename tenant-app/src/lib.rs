@@ -75,11 +75,14 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     let scripts = Arc::new(Scripts::load());
     let prefix = app::key_prefix(&deal.name);
     let name = deal.name.clone();
-    let deal_rx = deal::watch_file(deal_path, Arc::new(deal));
+    let (deal_source, deal_rx) = deal::DealSource::new(Arc::new(deal));
+    deal::watch_file(deal_path, deal_source.clone());
     let (figures_tx, figures_rx) = watch::channel(queue::Figures::default());
     let metrics = metrics::Metrics::new();
     let app = Arc::new(App {
         deal: deal_rx,
+        deal_source,
+        control_key: config.control_key.clone(),
         queue: Queue::new(redis.clone(), scripts.clone(), prefix.clone()),
         writer: commit::Writer::start(db.clone(), metrics.commit_batch_size.clone()),
         redis,

@@ -9,7 +9,7 @@ pub mod types;
 pub mod validation;
 
 pub use duration::Duration;
-pub use stats::StorefrontStats;
+pub use stats::{DealServed, StorefrontStats};
 pub use timeline::{Stage, Timeline};
 pub use types::*;
 

@@ -30,3 +30,16 @@ impl StorefrontStats {
         self.state == "sold_out"
     }
 }
+
+/// What a storefront replica serves, as it answers `GET` and `PUT /internal/deal`: the operator
+/// counts a change as delivered once every ready replica reports its revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DealServed {
+    /// The deal's name.
+    pub deal: String,
+    /// The revision of the deal document served (`timedeal.dev/revision`; 0 without one).
+    pub revision: i64,
+    /// Whether the replica admits no one (`spec.suspend`, or approval taken back).
+    pub suspended: bool,
+}

@@ -1,6 +1,7 @@
 //! HTTP: the storefront pages, the JSON API beside them, and the operational endpoints.
 
 pub mod api;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod openapi;
@@ -81,6 +82,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/internal/stats", get(ops::stats))
+        .route("/internal/deal", get(control::current).put(control::push))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
