@@ -56,6 +56,8 @@ pub struct Health<'a> {
     pub unapplied: Option<&'a Problem>,
     /// The deal was approved, ran, and its approval was taken back: it is suspended.
     pub revoked: bool,
+    /// A new version of the deal is still on its way to some storefront replicas.
+    pub delivering: Option<&'a str>,
 }
 
 /// What the conditions say for a phase, the scale, and what reconcile saw.
@@ -158,6 +160,10 @@ pub fn for_phase(phase: Phase, scale: Scale, health: Health) -> Vec<Wanted> {
             ),
         ),
     };
+    let progressing = match health.delivering {
+        Some(message) => wanted(PROGRESSING, true, "Delivering", message),
+        None => progressing,
+    };
     let degraded = match problem {
         Some(problem) => wanted(DEGRADED, true, problem.reason, problem.message.clone()),
         None => wanted(DEGRADED, false, "AsExpected", "no problem seen"),
@@ -259,6 +265,7 @@ mod tests {
         problem: None,
         unapplied: None,
         revoked: false,
+        delivering: None,
     };
 
     fn at(seconds: i64) -> DateTime<Utc> {

@@ -38,12 +38,10 @@ impl FiguresClient {
     }
 
     pub fn with_urls(timeout: Duration, url_of: UrlOf) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .expect("an HTTP client with default TLS settings builds");
-        Self { http, url_of }
+        Self {
+            http: http_client(timeout),
+            url_of,
+        }
     }
 
     pub async fn read(&self, deal: &Deal<'_>) -> Result<StorefrontStats, Unavailable> {
@@ -66,6 +64,15 @@ impl FiguresClient {
             .await
             .map_err(|e| unavailable(format!("its answer is not readable: {e}")))
     }
+}
+
+/// A client for storefronts, whose every call ends within `timeout`.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .expect("an HTTP client with default TLS settings builds")
 }
 
 fn describe(error: &reqwest::Error) -> String {

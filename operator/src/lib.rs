@@ -12,6 +12,7 @@ pub mod cache;
 pub mod clock;
 pub mod conditions;
 pub mod database;
+pub mod delivery;
 pub mod error;
 pub mod figures;
 pub mod health;

@@ -13,6 +13,9 @@ pub struct Observed {
     pub sold_out: bool,
     /// The deal has been ready before: losing readiness now is an outage, not provisioning.
     pub provisioned: bool,
+    /// Every ready storefront replica serves the current deal document (a suspension is only
+    /// reported once they do).
+    pub delivered: bool,
 }
 
 /// The phase at `now`. `Failed` is not a matter of the clock: reconcile sets it when the deal
@@ -24,7 +27,7 @@ pub fn phase_at(spec: &TimeDealSpec, now: DateTime<Utc>, observed: Observed) -> 
     let stage = Timeline::of(spec).stage_at(now);
     match stage {
         Stage::Ended | Stage::Retired => Phase::Ended,
-        _ if spec.suspend => Phase::Suspended,
+        _ if spec.suspend && observed.delivered => Phase::Suspended,
         _ if !observed.ready && !observed.provisioned => Phase::Provisioning,
         Stage::Upcoming => Phase::Scheduled,
         Stage::WarmingUp => Phase::WarmingUp,
@@ -95,6 +98,7 @@ mod tests {
         ready: true,
         sold_out: false,
         provisioned: true,
+        delivered: true,
     };
 
     #[test]
@@ -128,6 +132,15 @@ mod tests {
         assert!(!selling(&spec, at(&spec, -60)) && !selling(&spec, at(&spec, 61)));
         spec.suspend = true;
         assert_eq!(phase_at(&spec, at(&spec, 5), READY), Phase::Suspended);
+        let still_selling = Observed {
+            delivered: false,
+            ..READY
+        };
+        assert_eq!(
+            phase_at(&spec, at(&spec, 5), still_selling),
+            Phase::Live,
+            "suspended only once the storefronts serve the suspension"
+        );
         assert_eq!(phase_at(&spec, at(&spec, 90), READY), Phase::Ended);
         spec.approved = false;
         assert_eq!(phase_at(&spec, at(&spec, 5), READY), Phase::PendingApproval);

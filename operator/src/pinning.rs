@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn the_template_version_follows_the_templates() {
         use crate::{phase::Scale, resources};
-        const RECORDED: (&str, &str) = ("2", "921148f39dff4993");
+        const RECORDED: (&str, &str) = ("2", "3d3a85415dd8082f");
         let td = testing::sample();
         let deal = resources::Deal::new(&td).unwrap();
         let (pinned, _) = resolve(&td.spec, None, &testing::settings(), false, false);
@@ -166,6 +166,7 @@ mod tests {
             scale: Scale::Autoscaled { floor: 2, max: 20 },
             selling: false,
             pinned,
+            revision: 1,
         };
         let bundle = resources::bundle(&deal, &testing::settings(), &testing::secrets(), &plan);
         let templates = serde_json::json!([

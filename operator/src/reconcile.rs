@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ObjectReference, Pod, Secret},
+    core::v1::{ConfigMap, ObjectReference, Pod, Secret},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -42,6 +42,7 @@ use crate::{
     clock::Clock,
     conditions::{self, Health, Problem},
     database::{self, Database, Ensured, FinalFigures},
+    delivery::{Delivery, Pusher},
     error::{kube, Error, Result},
     figures::FiguresClient,
     health,
@@ -85,6 +86,10 @@ pub struct Context {
     pub cache: Cache,
     /// The platform PostgreSQL: each deal's role, and deleted deals' final figures.
     pub database: Database,
+    /// Pushes new versions of a deal to its storefront replicas.
+    pub pusher: Pusher,
+    /// Per deal (by uid): the revision every storefront replica was last seen serving.
+    delivered: Mutex<HashMap<String, i64>>,
     ensured: Ensured,
     /// Per deal (by uid): when its figures were last asked for, and what went wrong then.
     readings: Mutex<HashMap<String, Reading>>,
@@ -117,10 +122,20 @@ impl Context {
             metrics,
             cache,
             database: Database::new(),
+            pusher: Pusher::in_cluster(Duration::from_secs(2)),
+            delivered: Mutex::default(),
             ensured: Ensured::default(),
             readings: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+}
+
+impl Context {
+    /// Pushes through `pusher` instead of to the pods' addresses (tests serve them on loopback).
+    pub fn with_pusher(mut self, pusher: Pusher) -> Self {
+        self.pusher = pusher;
+        self
     }
 }
 
@@ -287,12 +302,19 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         selling,
         upgrade_now,
     );
+    let live_config = ctx
+        .cache
+        .get::<ConfigMap>(deal.namespace, &deal.child("deal"));
     let plan = Plan {
         scale,
         selling,
         pinned,
+        revision: resources::storefront::revision(&deal, live_config.as_deref(), generation),
     };
     let bundle = resources::bundle(&deal, &ctx.config.settings, &secrets, &plan);
+    let document = resources::storefront::document(&bundle.deal_config)
+        .unwrap_or_default()
+        .to_owned();
 
     // 3. apply what differs, each child on its own
     let leave_workloads = pinning::stale_template(&plan.pinned);
@@ -346,6 +368,13 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     } else {
         (None, None)
     };
+    // 4b. deliver the deal document to every replica now, not when the kubelet gets to it
+    let config_failed = outcome.failures.iter().any(|f| f.starts_with("ConfigMap"));
+    let delivery = if scale == Scale::Off || config_failed {
+        Delivery::Done
+    } else {
+        deliver(ctx, &deal, &document, plan.revision, &secrets.control_key).await?
+    };
     let sold_out = match &figures {
         Some(figures) => figures.sold_out(),
         None => old.phase == Some(Phase::SoldOut),
@@ -360,6 +389,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         ready,
         sold_out,
         provisioned,
+        delivered: delivery == Delivery::Done,
     };
     let phase = phase::phase_at(spec, now, observed);
     let outage = (!ready && provisioned && scale != Scale::Off).then(|| Problem {
@@ -367,6 +397,15 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         message: "no storefront replica is ready; shoppers get errors until one is".into(),
     });
     let problem = unapplied.clone().or(pod_problem).or(outage).or(unreachable);
+
+    let delivering = match delivery {
+        Delivery::Done => None,
+        Delivery::Pending { serving, ready } => Some(format!(
+            "{serving} of {ready} storefront replicas serve revision {} of the deal; pushing it \
+             to the others",
+            plan.revision
+        )),
+    };
 
     // 5. update the status
     let mut next = status::next(
@@ -379,6 +418,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
                 problem: problem.as_ref(),
                 unapplied: unapplied.as_ref(),
                 revoked,
+                delivering: delivering.as_deref(),
             },
             generation,
             url: Some(resources::ingress::url(&deal)),
@@ -404,8 +444,9 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let reading = (ready && scale != Scale::Off).then(|| figures_interval(ctx, phase));
     // While pods are not all ready, look again soon: pod changes do not trigger a reconcile.
     let settling = (!all_ready && scale != Scale::Off).then_some(UNSETTLED_RECHECK);
+    let pushing = (delivery != Delivery::Done).then_some(DELIVERY_RETRY);
     Ok(
-        match [clock_change, reading, settling]
+        match [clock_change, reading, settling, pushing]
             .into_iter()
             .flatten()
             .min()
@@ -414,6 +455,54 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
             None => Action::await_change(),
         },
     )
+}
+
+/// How soon a push of the deal that did not reach every replica is tried again.
+const DELIVERY_RETRY: Duration = Duration::from_secs(1);
+
+/// Pushes the deal document to the storefront replicas that do not serve its revision yet.
+async fn deliver(
+    ctx: &Context,
+    deal: &Deal<'_>,
+    document: &str,
+    revision: i64,
+    key: &str,
+) -> Result<Delivery> {
+    let uid = deal.td.uid().unwrap_or_default();
+    let done = ctx
+        .delivered
+        .lock()
+        .expect("delivered lock")
+        .get(&uid)
+        .is_some_and(|served| *served >= revision);
+    if done {
+        return Ok(Delivery::Done);
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), deal.namespace);
+    let selector = resources::storefront::COMPONENT;
+    let params = ListParams::default().labels(&format!(
+        "timedeal.dev/deal={},app.kubernetes.io/component={selector}",
+        deal.name
+    ));
+    let what = format!(
+        "listing the storefront pods of {}/{}",
+        deal.namespace, deal.name
+    );
+    let pods = bounded(ctx.config.api_timeout, async {
+        api.list(&params).await.map_err(kube(what))
+    })
+    .await?;
+    let delivery = ctx
+        .pusher
+        .deliver(&pods.items, document, revision, key)
+        .await;
+    if delivery == Delivery::Done {
+        ctx.delivered
+            .lock()
+            .expect("delivered lock")
+            .insert(uid, revision);
+    }
+    Ok(delivery)
 }
 
 /// How soon a deal whose pods are not all ready is looked at again.
@@ -521,6 +610,7 @@ async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets
         .unwrap_or_else(|| generate(32));
     let stored = |key| live.storefront.as_ref().and_then(|s| secret_value(s, key));
     let signing_secret = stored(resources::storefront::SIGNING_KEY).unwrap_or_else(|| generate(48));
+    let control_key = stored(resources::storefront::CONTROL_KEY).unwrap_or_else(|| generate(48));
     let postgres_password =
         stored(resources::storefront::POSTGRES_PASSWORD_KEY).unwrap_or_else(|| generate(32));
     let role = deal.schema();
@@ -545,6 +635,7 @@ async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets
     let secrets = Secrets {
         redis_password,
         signing_secret,
+        control_key,
         postgres_url: tenant_url,
         postgres_password,
     };

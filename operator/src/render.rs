@@ -47,10 +47,12 @@ pub fn render(
         scale: phase::scale_at(spec, at),
         selling: phase::selling(spec, at),
         pinned,
+        revision: td.metadata.generation.unwrap_or(1),
     };
     let secrets = Secrets {
         redis_password: PLACEHOLDER.into(),
         signing_secret: PLACEHOLDER.into(),
+        control_key: PLACEHOLDER.into(),
         postgres_url: format!(
             "postgres://{}:{PLACEHOLDER}@postgres:5432/timedeal",
             deal.schema()

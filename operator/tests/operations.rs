@@ -557,3 +557,68 @@ async fn each_deals_credentials_reach_its_own_orders_and_nothing_else() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_suspension_reaches_every_replica_at_once_and_is_reported_only_then() {
+    let h = Harness::running_at(5, 3).await;
+    h.storefront_pods(&["sf-a", "sf-b", "sf-c"]).await;
+    h.reconcile().await.unwrap();
+    h.pushes.lock().unwrap().taken.clear();
+
+    // The replicas do not take the push yet (busy, or a network blip).
+    h.pushes.lock().unwrap().refuse = true;
+    h.edit(json!({"spec": {"suspend": true}})).await;
+    let action = h.reconcile().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(1)),
+        "pushed again soon"
+    );
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Live, "the storefronts still sell");
+    let progressing = condition(&td, "Progressing");
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("True", "Delivering")
+    );
+    assert!(
+        progressing.message.contains("0 of 3"),
+        "{}",
+        progressing.message
+    );
+    assert!(
+        h.deal_file().await.contains("suspend: true"),
+        "the file is written meanwhile"
+    );
+
+    // They take it: every replica is told within the reconcile, and only then is it Suspended.
+    h.pushes.lock().unwrap().refuse = false;
+    h.reconcile().await.unwrap();
+    let taken = std::mem::take(&mut h.pushes.lock().unwrap().taken);
+    let mut pods: Vec<&str> = taken.iter().map(|(pod, _, _)| pod.as_str()).collect();
+    pods.sort();
+    assert_eq!(pods, ["sf-a", "sf-b", "sf-c"]);
+    assert!(taken.iter().all(|(_, _, suspended)| *suspended));
+    let revision = taken[0].1;
+    assert!(h
+        .deal_file()
+        .await
+        .contains(&format!("timedeal.dev/revision: '{revision}'")));
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Suspended);
+    assert_eq!(condition(&td, "Progressing").status, "False");
+
+    // Delivered: a reconcile with nothing new pushes nothing.
+    h.reconcile().await.unwrap();
+    assert!(h.pushes.lock().unwrap().taken.is_empty());
+
+    // Resuming goes the same way, with a higher revision.
+    h.edit(json!({"spec": {"suspend": false}})).await;
+    h.reconcile().await.unwrap();
+    let taken = std::mem::take(&mut h.pushes.lock().unwrap().taken);
+    assert_eq!(taken.len(), 3);
+    assert!(taken
+        .iter()
+        .all(|(_, r, suspended)| *r > revision && !suspended));
+    assert_eq!(phase(&h.deal().await), Phase::Live);
+}

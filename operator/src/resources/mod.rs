@@ -67,6 +67,8 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
 pub struct Secrets {
     pub redis_password: String,
     pub signing_secret: String,
+    /// What the operator presents to push the deal to each storefront replica.
+    pub control_key: String,
     /// The deal's own PostgreSQL URL: the platform's host and database, the deal's role.
     pub postgres_url: String,
     /// That role's password, kept so the operator can read it back.
@@ -311,6 +313,7 @@ pub(crate) mod testing {
         super::Secrets {
             redis_password: "redis-password-for-tests".into(),
             signing_secret: "signing-secret-for-tests-0123456789".into(),
+            control_key: "control-key-for-tests-0123456789abcdef".into(),
             postgres_url:
                 "postgres://td_acme_audio_winter_headphones:pw@postgres.platform:5432/timedeal"
                     .into(),
@@ -416,6 +419,8 @@ pub struct Plan {
     pub selling: bool,
     /// The images the pods run.
     pub pinned: timedeal_api::Pinned,
+    /// The revision of the deal document the storefronts read.
+    pub revision: i64,
 }
 
 /// The desired children of an approved deal.
@@ -447,7 +452,7 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
             &settings.peers,
             network::postgres_port(&secrets.postgres_url),
         ),
-        deal_config: storefront::config_map(deal),
+        deal_config: storefront::config_map(deal, plan.revision),
         storefront: storefront::deployment(
             deal,
             settings,
@@ -477,6 +482,7 @@ mod bundle_tests {
                 redis: "redis:7.2-alpine".into(),
                 template: "test".into(),
             },
+            revision: 1,
         }
     }
 

@@ -28,17 +28,25 @@ pub const DEAL_FILE: &str = "deal.yaml";
 const DEAL_DIR: &str = "/etc/timedeal/deal";
 const JWT_DIR: &str = "/etc/timedeal/jwt";
 
-/// The deal as the storefront reads it: the TimeDeal's name and the spec it sells by. Capacity
-/// and images are the operator's business and left at their defaults, so scaling a deal does not
-/// rewrite the file every storefront replica watches.
-pub fn config_map(deal: &Deal) -> ConfigMap {
+/// The annotation numbering the versions of the deal document (the storefront never goes back
+/// to a lower one, however late an older copy reaches it).
+pub const REVISION_ANNOTATION: &str = "timedeal.dev/revision";
+
+/// The deal as the storefront reads it: the TimeDeal's name, the spec it sells by and the
+/// document's `revision`. Capacity and images are the operator's business and left at their
+/// defaults, so scaling a deal does not rewrite the file every storefront replica watches.
+pub fn config_map(deal: &Deal, revision: i64) -> ConfigMap {
     let mut spec = deal.td.spec.clone();
     spec.capacity = timedeal_api::Capacity::default();
     spec.images = None;
     let document = serde_json::json!({
         "apiVersion": "timedeal.dev/v1alpha1",
         "kind": "TimeDeal",
-        "metadata": {"name": deal.name, "namespace": deal.namespace},
+        "metadata": {
+            "name": deal.name,
+            "namespace": deal.namespace,
+            "annotations": {REVISION_ANNOTATION: revision.to_string()},
+        },
         "spec": spec,
     });
     let yaml = serde_yaml::to_string(&document).expect("a TimeDeal always serialises");
@@ -49,8 +57,34 @@ pub fn config_map(deal: &Deal) -> ConfigMap {
     }
 }
 
+/// The deal document a ConfigMap holds.
+pub fn document(map: &ConfigMap) -> Option<&str> {
+    map.data.as_ref()?.get(DEAL_FILE).map(String::as_str)
+}
+
+/// The revision of the deal document a ConfigMap holds.
+fn revision_of(map: &ConfigMap) -> Option<i64> {
+    let document: serde_json::Value = serde_yaml::from_str(document(map)?).ok()?;
+    document["metadata"]["annotations"][REVISION_ANNOTATION]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// The revision the document should carry: the live one while its content stands, a higher one
+/// (the deal's generation, which only grows) once it changes.
+pub fn revision(deal: &Deal, live: Option<&ConfigMap>, generation: i64) -> i64 {
+    let current = live.and_then(revision_of);
+    match (live, current) {
+        (Some(live), Some(current)) if config_map(deal, current).data == live.data => current,
+        (_, current) => generation.max(current.unwrap_or(0) + 1),
+    }
+}
+
 /// The key of the storefront Secret holding the token signing secret.
 pub const SIGNING_KEY: &str = "signing-secret";
+/// The key holding the key the operator presents to push the deal to each replica.
+pub const CONTROL_KEY: &str = "control-key";
 /// The key holding the password of the deal's PostgreSQL role.
 pub const POSTGRES_PASSWORD_KEY: &str = "postgres-password";
 
@@ -70,6 +104,7 @@ pub fn secret(deal: &Deal, secrets: &Secrets) -> Secret {
         metadata: deal.meta("storefront-keys", COMPONENT),
         data: Some(BTreeMap::from([
             (SIGNING_KEY.to_owned(), bytes(&secrets.signing_secret)),
+            (CONTROL_KEY.to_owned(), bytes(&secrets.control_key)),
             ("postgres-url".to_owned(), bytes(&secrets.postgres_url)),
             (
                 POSTGRES_PASSWORD_KEY.to_owned(),
@@ -119,7 +154,8 @@ pub fn deployment(
         value("TIMEDEAL_LISTEN", format!("0.0.0.0:{PORT}")),
         value("TIMEDEAL_LOG_FORMAT", "json"),
         value("TIMEDEAL_POSTGRES_SCHEMA", deal.schema()),
-        from_secret("TIMEDEAL_SIGNING_SECRET", &keys, "signing-secret"),
+        from_secret("TIMEDEAL_SIGNING_SECRET", &keys, SIGNING_KEY),
+        from_secret("TIMEDEAL_CONTROL_KEY", &keys, CONTROL_KEY),
         from_secret("TIMEDEAL_POSTGRES_URL", &keys, "postgres-url"),
         from_secret("TIMEDEAL_REDIS_URL", &keys, "redis-url"),
         // The ingress limits each client; the storefront sees only the ingress's address.
@@ -251,7 +287,7 @@ mod tests {
     fn the_config_map_holds_a_deal_the_storefront_accepts() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
-        let map = config_map(&deal);
+        let map = config_map(&deal, 3);
         let yaml = &map.data.unwrap()[DEAL_FILE];
         let parsed = timedeal_api::validation::parse(yaml).unwrap();
         assert_eq!(parsed.metadata.name.as_deref(), Some("winter-headphones"));
@@ -262,11 +298,15 @@ mod tests {
         assert_eq!(parsed.spec.shopper_auth, td.spec.shopper_auth);
         assert_eq!(parsed.spec.suspend, td.spec.suspend);
         assert_eq!(parsed.spec.capacity, timedeal_api::Capacity::default());
+        assert_eq!(
+            parsed.metadata.annotations.unwrap()[REVISION_ANNOTATION],
+            "3"
+        );
         let mut rescaled = td.clone();
         rescaled.spec.capacity.max_replicas = 30;
         assert_eq!(
-            config_map(&Deal::new(&rescaled).unwrap()),
-            config_map(&deal)
+            config_map(&Deal::new(&rescaled).unwrap(), 3),
+            config_map(&deal, 3)
         );
     }
 
@@ -389,5 +429,24 @@ mod tests {
         );
         let service = service(&deal);
         assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
+    }
+
+    #[test]
+    fn the_revision_stays_while_the_document_stands_and_only_grows() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        assert_eq!(revision(&deal, None, 4), 4);
+        let live = config_map(&deal, 4);
+        assert_eq!(revision(&deal, Some(&live), 9), 4, "unchanged content");
+        let mut rescaled = td.clone();
+        rescaled.spec.capacity.max_replicas = 40;
+        assert_eq!(revision(&Deal::new(&rescaled).unwrap(), Some(&live), 9), 4);
+        let mut suspended = td.clone();
+        suspended.spec.suspend = true;
+        let suspended = Deal::new(&suspended).unwrap();
+        assert_eq!(revision(&suspended, Some(&live), 9), 9);
+        // Never lower than what the storefronts were given, whatever the generation says.
+        let ahead = config_map(&deal, 12);
+        assert_eq!(revision(&suspended, Some(&ahead), 9), 13);
     }
 }

@@ -41,6 +41,7 @@ pub use timedeal_api::{
 pub use timedeal_operator::{
     cache::{self, Cache},
     clock::ManualClock,
+    delivery::Pusher,
     figures::FiguresClient,
     metrics::Metrics,
     reconcile::{self, Config, Context, FINALIZER},
@@ -57,34 +58,48 @@ pub fn context(
     settings: Settings,
     cache: Cache,
 ) -> Arc<Context> {
+    let pods = storefront_url.clone();
+    let pusher = Pusher::with_urls(
+        Duration::from_secs(2),
+        Arc::new(move |pod: &k8s_openapi::api::core::v1::Pod| {
+            Some(format!(
+                "{}/internal/deal?pod={}",
+                pods.lock().unwrap(),
+                pod.metadata.name.clone().unwrap_or_default()
+            ))
+        }),
+    );
     let url = storefront_url.clone();
     let figures_client = FiguresClient::with_urls(
         Duration::from_secs(2),
         Arc::new(move |_, _| format!("{}/internal/stats", url.lock().unwrap())),
     );
-    Arc::new(Context::new(
-        client.clone(),
-        Config {
-            settings,
-            operator_namespace: "timedeal-system".into(),
-            postgres_secret: "timedeal-postgres".into(),
-            postgres_secret_key: "url".into(),
-            figures_interval: Duration::from_secs(15),
-            final_figures_timeout: Duration::from_secs(2),
-            api_timeout: Duration::from_secs(2),
-        },
-        clock.clone(),
-        figures_client,
-        Recorder::new(
+    Arc::new(
+        Context::new(
             client.clone(),
-            Reporter {
-                controller: "timedeal-operator".into(),
-                instance: Some("test".into()),
+            Config {
+                settings,
+                operator_namespace: "timedeal-system".into(),
+                postgres_secret: "timedeal-postgres".into(),
+                postgres_secret_key: "url".into(),
+                figures_interval: Duration::from_secs(15),
+                final_figures_timeout: Duration::from_secs(2),
+                api_timeout: Duration::from_secs(2),
             },
-        ),
-        Arc::new(Metrics::new()),
-        cache,
-    ))
+            clock.clone(),
+            figures_client,
+            Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "timedeal-operator".into(),
+                    instance: Some("test".into()),
+                },
+            ),
+            Arc::new(Metrics::new()),
+            cache,
+        )
+        .with_pusher(pusher),
+    )
 }
 
 /// One real PostgreSQL per test binary (started on first use, gone with the process), and a
@@ -131,6 +146,7 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub writes: Arc<Mutex<Vec<String>>>,
     pub answer: Arc<Mutex<Answer>>,
+    pub pushes: Arc<Mutex<Pushes>>,
     pub storefront_url: Arc<Mutex<String>>,
     pub deals: Api<TimeDeal>,
 }
@@ -184,18 +200,59 @@ pub fn describe(patch: &Value, name: &str) -> String {
     }
 }
 
-pub async fn serve_storefront(answer: Arc<Mutex<Answer>>) -> SocketAddr {
+/// The pushes of the deal document the stand-in storefront received, and whether it takes them.
+#[derive(Default)]
+pub struct Pushes {
+    /// Pod, revision, suspended: one entry per push taken.
+    pub taken: Vec<(String, i64, bool)>,
+    /// Answer 503 instead, as a replica that is busy or unreachable.
+    pub refuse: bool,
+}
+
+/// What the stand-in storefront answers with, and what it was told.
+type StandIn = (Arc<Mutex<Answer>>, Arc<Mutex<Pushes>>);
+
+pub async fn serve_storefront(
+    answer: Arc<Mutex<Answer>>,
+    pushes: Arc<Mutex<Pushes>>,
+) -> SocketAddr {
     pub async fn stats(
-        State(answer): State<Arc<Mutex<Answer>>>,
+        State((answer, _)): State<StandIn>,
     ) -> Result<Json<StorefrontStats>, StatusCode> {
         match answer.lock().unwrap().clone() {
             Answer::Figures(figures) => Ok(Json(figures)),
             Answer::Unavailable => Err(StatusCode::SERVICE_UNAVAILABLE),
         }
     }
+    pub async fn push(
+        State((_, pushes)): State<StandIn>,
+        axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+        body: String,
+    ) -> Result<Json<timedeal_api::DealServed>, StatusCode> {
+        let mut pushes = pushes.lock().unwrap();
+        if pushes.refuse {
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let document: Value = serde_yaml::from_str(&body).unwrap();
+        let revision: i64 = document["metadata"]["annotations"]["timedeal.dev/revision"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let suspended = document["spec"]["suspend"].as_bool().unwrap_or(false);
+        pushes
+            .taken
+            .push((query["pod"].clone(), revision, suspended));
+        Ok(Json(timedeal_api::DealServed {
+            deal: document["metadata"]["name"].as_str().unwrap().to_owned(),
+            revision,
+            suspended,
+        }))
+    }
     let router = Router::new()
         .route("/internal/stats", get(stats))
-        .with_state(answer);
+        .route("/internal/deal", axum::routing::put(push))
+        .with_state((answer, pushes));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -271,7 +328,8 @@ impl Harness {
         let client = super::strict(client, faults.clone());
 
         let answer = Arc::new(Mutex::new(Answer::Figures(figures(0, "upcoming"))));
-        let addr = serve_storefront(answer.clone()).await;
+        let pushes = Arc::new(Mutex::new(Pushes::default()));
+        let addr = serve_storefront(answer.clone(), pushes.clone()).await;
         let storefront_url = Arc::new(Mutex::new(format!("http://{addr}")));
         let start = sample().spec.schedule.start;
         let clock = Arc::new(ManualClock::at(start - chrono::Duration::hours(2)));
@@ -298,6 +356,7 @@ impl Harness {
             clock,
             writes,
             answer,
+            pushes,
             storefront_url,
         }
     }
@@ -403,6 +462,23 @@ impl Harness {
                 )
             })
             .collect()
+    }
+
+    /// Ready storefront pods, as the kubelet reports them.
+    pub async fn storefront_pods(&self, names: &[&str]) {
+        let api = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), NS);
+        for name in names {
+            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": NS, "labels": {
+                    "timedeal.dev/deal": NAME, "app.kubernetes.io/component": "storefront"}},
+                "spec": {"containers": [{"name": "tenant-app"}]},
+                "status": {"phase": "Running", "podIP": "127.0.0.1",
+                    "conditions": [{"type": "Ready", "status": "True"}]}
+            }))
+            .unwrap();
+            api.create(&Default::default(), &pod).await.unwrap();
+        }
+        self.take_writes();
     }
 
     /// The deal as its storefronts read it, from their ConfigMap.

@@ -1,0 +1,164 @@
+//! Delivering a new version of the deal document to every storefront replica at once. The
+//! kubelet copies a changed ConfigMap into the pods a minute or two late, node by node; so the
+//! operator also pushes the document to each ready replica (`PUT /internal/deal`, with the
+//! deal's control key) and counts the change delivered once every one of them serves its
+//! revision. Pods started later read the ConfigMap, already current, when they start.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use timedeal_api::DealServed;
+
+/// Builds the `/internal/deal` URL of a storefront pod.
+pub type PodUrl = Arc<dyn Fn(&Pod) -> Option<String> + Send + Sync>;
+
+/// An HTTP client for pushes.
+#[derive(Clone)]
+pub struct Pusher {
+    http: reqwest::Client,
+    url_of: PodUrl,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every ready replica serves the revision (or none runs).
+    Done,
+    /// Some ready replicas do not serve it yet.
+    Pending { serving: usize, ready: usize },
+}
+
+impl Pusher {
+    /// Pushes to `http://<pod IP>:8080/internal/deal`.
+    pub fn in_cluster(timeout: Duration) -> Self {
+        Self::with_urls(
+            timeout,
+            Arc::new(|pod: &Pod| {
+                let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                Some(format!(
+                    "http://{host}:{}/internal/deal",
+                    crate::resources::storefront::PORT
+                ))
+            }),
+        )
+    }
+
+    pub fn with_urls(timeout: Duration, url_of: PodUrl) -> Self {
+        Self {
+            http: crate::figures::http_client(timeout),
+            url_of,
+        }
+    }
+
+    /// Pushes `document` at `revision` to every ready pod that does not serve it yet, and says
+    /// how many serve it now.
+    pub async fn deliver(
+        &self,
+        pods: &[Pod],
+        document: &str,
+        revision: i64,
+        key: &str,
+    ) -> Delivery {
+        let ready: Vec<&Pod> = pods.iter().filter(|pod| is_ready(pod)).collect();
+        let pushes = ready.iter().map(|pod| self.push(pod, document, key));
+        let served = futures::future::join_all(pushes).await;
+        let serving = served
+            .iter()
+            .filter(|s| s.as_ref().is_some_and(|s| s.revision >= revision))
+            .count();
+        if serving == ready.len() {
+            Delivery::Done
+        } else {
+            Delivery::Pending {
+                serving,
+                ready: ready.len(),
+            }
+        }
+    }
+
+    async fn push(&self, pod: &Pod, document: &str, key: &str) -> Option<DealServed> {
+        let url = (self.url_of)(pod)?;
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(key)
+            .body(document.to_owned())
+            .send()
+            .await
+            .ok()?;
+        if response.status() == reqwest::StatusCode::CONFLICT {
+            // Already on a newer revision: read what it serves.
+            return self
+                .http
+                .get(&url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok();
+        }
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+}
+
+/// Running, not being deleted, and reported Ready by the kubelet.
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().is_some_and(|status| {
+            status.phase.as_deref() == Some("Running")
+                && status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(phase: &str, ready: &str, deleting: bool) -> Pod {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": phase, "podIP": "10.0.0.7",
+                "conditions": [{"type": "Ready", "status": ready}]}
+        }))
+        .unwrap();
+        if deleting {
+            pod.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+        }
+        pod
+    }
+
+    #[test]
+    fn only_ready_running_pods_count() {
+        assert!(is_ready(&pod("Running", "True", false)));
+        assert!(!is_ready(&pod("Running", "False", false)));
+        assert!(!is_ready(&pod("Pending", "True", false)));
+        assert!(!is_ready(&pod("Running", "True", true)));
+    }
+
+    #[test]
+    fn pods_are_reached_on_their_ip() {
+        let pusher = Pusher::in_cluster(Duration::from_secs(1));
+        assert_eq!(
+            (pusher.url_of)(&pod("Running", "True", false)).as_deref(),
+            Some("http://10.0.0.7:8080/internal/deal")
+        );
+    }
+}
