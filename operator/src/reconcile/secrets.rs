@@ -1,0 +1,124 @@
+//! The deal's secret values: the platform PostgreSQL URL, what the deal's Secrets already hold,
+//! and what is generated when they hold nothing yet.
+
+use super::*;
+
+/// The platform PostgreSQL URL, from the Secret named in the operator's flags.
+pub(super) async fn platform_url(ctx: &Context) -> Result<String> {
+    let config = &ctx.config;
+    let platform: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.operator_namespace);
+    let missing = |problem| Error::PostgresSecret {
+        namespace: config.operator_namespace.clone(),
+        name: config.postgres_secret.clone(),
+        key: config.postgres_secret_key.clone(),
+        problem,
+    };
+    let postgres = bounded(config.api_timeout, async {
+        platform
+            .get_opt(&config.postgres_secret)
+            .await
+            .map_err(kube(format!(
+                "reading Secret {}/{}",
+                config.operator_namespace, config.postgres_secret
+            )))
+    })
+    .await?
+    .ok_or_else(|| missing("does not exist"))?;
+    let postgres_url = secret_value(&postgres, &config.postgres_secret_key)
+        .ok_or_else(|| missing("has no such key, or its value is empty or not UTF-8"))?;
+    Ok(postgres_url)
+}
+
+/// The deal's own Secrets as read: the one kind of child the operator may not watch.
+#[derive(Default)]
+pub(super) struct LiveSecrets {
+    pub(super) redis: Option<Secret>,
+    pub(super) storefront: Option<Secret>,
+}
+
+/// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
+/// a password or signing key never changes under a running storefront.
+pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, LiveSecrets)> {
+    let config = &ctx.config;
+    let postgres_url = platform_url(ctx).await?;
+
+    let own: Api<Secret> = Api::namespaced(ctx.client.clone(), deal.namespace);
+    let existing = |name: String| {
+        let own = own.clone();
+        bounded(config.api_timeout, async move {
+            own.get_opt(&name)
+                .await
+                .map_err(kube(format!("reading Secret {}/{name}", deal.namespace)))
+        })
+    };
+    let live = LiveSecrets {
+        redis: existing(resources::redis::secret_name(deal)).await?,
+        storefront: existing(resources::storefront::secret_name(deal)).await?,
+    };
+    let redis_password = live
+        .redis
+        .as_ref()
+        .and_then(|s| secret_value(s, resources::redis::PASSWORD_KEY))
+        .unwrap_or_else(|| generate(32));
+    let stored = |key| live.storefront.as_ref().and_then(|s| secret_value(s, key));
+    let signing_secret = stored(resources::storefront::SIGNING_KEY).unwrap_or_else(|| generate(48));
+    let control_key = stored(resources::storefront::CONTROL_KEY).unwrap_or_else(|| generate(48));
+    let postgres_password =
+        stored(resources::storefront::POSTGRES_PASSWORD_KEY).unwrap_or_else(|| generate(32));
+    let role = deal.schema();
+    let uid = deal.td.uid().unwrap_or_default();
+    let setup = resources::fingerprint(&serde_json::json!([postgres_url, postgres_password]));
+    if !ctx.ensured.contains(&uid, &setup) {
+        match ctx
+            .database
+            .ensure_tenant(&postgres_url, &role, &postgres_password)
+            .await
+        {
+            Ok(()) => ctx.ensured.insert(&uid, &setup),
+            // A running deal keeps the credentials it has; a new one cannot start without them.
+            Err(error) if stored("postgres-url").is_some() => {
+                warn!(deal = %deal.name, %error, "cannot set up the deal's PostgreSQL role; keeping its credentials");
+            }
+            Err(error) => return Err(Error::Database(error)),
+        }
+    }
+    let tenant_url =
+        database::tenant_url(&postgres_url, &role, &postgres_password).map_err(Error::Database)?;
+    let secrets = Secrets {
+        redis_password,
+        signing_secret,
+        control_key,
+        postgres_url: tenant_url,
+        postgres_password,
+    };
+    Ok((secrets, live))
+}
+
+pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A random secret of letters and digits (URL-safe, so it fits in a Redis URL as is).
+pub(super) fn generate(length: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(length)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_long_and_distinct() {
+        let (a, b) = (generate(48), generate(48));
+        assert_eq!(a.len(), 48);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+}
