@@ -74,6 +74,14 @@ pub(super) async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
         warn!(deal = %deal.name, %error, "cannot retire the deal's PostgreSQL role");
     }
     ctx.ensured.forget(&record.uid);
+    ctx.delivered
+        .lock()
+        .expect("delivered lock")
+        .remove(&record.uid);
+    ctx.readings
+        .lock()
+        .expect("readings lock")
+        .remove(&record.uid);
     Ok(Action::await_change())
 }
 
