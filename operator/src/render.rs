@@ -58,6 +58,7 @@ pub fn render(
             deal.schema()
         ),
         postgres_password: PLACEHOLDER.into(),
+        jwt_key_fingerprint: None,
     };
     let bundle = resources::bundle(&deal, settings, &secrets, &plan);
     Ok(bundle.objects())

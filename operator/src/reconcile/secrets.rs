@@ -51,6 +51,23 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
                 .map_err(kube(format!("reading Secret {}/{name}", deal.namespace)))
         })
     };
+    // The shoppers' JWT key, when the deal names one: its content goes into the storefront's
+    // checksum, so rotating it rolls the pods that read it at start.
+    let jwt_secret = deal
+        .td
+        .spec
+        .shopper_auth
+        .as_ref()
+        .and_then(|auth| auth.jwt.as_ref())
+        .and_then(|jwt| jwt.key_secret_ref.as_ref());
+    let jwt_key_fingerprint = match jwt_secret {
+        Some(reference) => existing(reference.name.clone())
+            .await?
+            .and_then(|secret| secret.data)
+            .and_then(|data| data.get(&reference.key).cloned())
+            .map(|value| resources::fingerprint(&serde_json::json!(value))),
+        None => None,
+    };
     let live = LiveSecrets {
         redis: existing(resources::redis::secret_name(deal)).await?,
         storefront: existing(resources::storefront::secret_name(deal)).await?,
@@ -90,6 +107,7 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
         control_key,
         postgres_url: tenant_url,
         postgres_password,
+        jwt_key_fingerprint,
     };
     Ok((secrets, live))
 }

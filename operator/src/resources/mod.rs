@@ -73,6 +73,8 @@ pub struct Secrets {
     pub postgres_url: String,
     /// That role's password, kept so the operator can read it back.
     pub postgres_password: String,
+    /// A fingerprint of the shoppers' JWT key the deal names (`keySecretRef`), if any.
+    pub jwt_key_fingerprint: Option<String>,
 }
 
 /// One deal's identity, shared by every builder.
@@ -318,6 +320,7 @@ pub(crate) mod testing {
                 "postgres://td_acme_audio_winter_headphones:pw@postgres.platform:5432/timedeal"
                     .into(),
             postgres_password: "pw".into(),
+            jwt_key_fingerprint: None,
         }
     }
 }
@@ -434,7 +437,10 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
     let redis_secret = redis::secret(deal, secrets);
     let storefront_secret = storefront::secret(deal, secrets);
     let redis_checksum = fingerprint(&serde_json::json!([redis_secret.data]));
-    let storefront_checksum = fingerprint(&serde_json::json!([storefront_secret.data]));
+    let storefront_checksum = fingerprint(&serde_json::json!([
+        storefront_secret.data,
+        secrets.jwt_key_fingerprint
+    ]));
     Bundle {
         redis: redis::stateful_set(
             deal,
@@ -583,6 +589,11 @@ mod bundle_tests {
         let after = checksums(&new_redis_password);
         assert_ne!(after.0, before.0, "the storefront's Redis URL changed");
         assert_ne!(after.1, before.1, "Redis takes the new password");
+        let rotated_jwt_key = Secrets {
+            jwt_key_fingerprint: Some("0123".into()),
+            ..testing::secrets()
+        };
+        assert_ne!(checksums(&rotated_jwt_key).0, before.0, "the shoppers' key");
     }
 
     /// Every sample deal, in every phase, gets pods whose containers request what the
