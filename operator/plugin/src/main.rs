@@ -1,0 +1,78 @@
+//! `kubectl-timedeal`: installed on the PATH, it is `kubectl timedeal`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kubectl_timedeal::{screens, Plugin};
+
+#[derive(Parser)]
+#[command(
+    name = "kubectl timedeal",
+    bin_name = "kubectl timedeal",
+    version,
+    about = "Timedeal's deals, as a platform admin asks about them"
+)]
+struct Cli {
+    /// The deal's namespace; the current context's by default.
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Phase, conditions, figures, children and recent Events of a deal, on one screen.
+    Status { deal: String },
+    /// The figures a deal ended with (or has so far).
+    Report { deal: String },
+    /// Approve a requested deal: the operator builds it.
+    Approve { deal: String },
+    /// Stop admitting shoppers and taking orders; the storefront stays up and says so.
+    Suspend { deal: String },
+    /// Undo `suspend`.
+    Resume { deal: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubectl timedeal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<String> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes configuration found ({e}); set KUBECONFIG"))?;
+    let namespace = cli
+        .namespace
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config)?;
+    let plugin = Plugin::new(client, namespace);
+    Ok(match cli.command {
+        Command::Status { deal } => {
+            let seen = plugin.observe(&deal).await?;
+            screens::status(&seen.deal, &seen.children, &seen.events, chrono::Utc::now())
+        }
+        Command::Report { deal } => screens::report(&plugin.deal(&deal).await?),
+        Command::Approve { deal } => plugin.approve(&deal).await?,
+        Command::Suspend { deal } => plugin.suspend(&deal, true).await?,
+        Command::Resume { deal } => plugin.suspend(&deal, false).await?,
+    })
+}
