@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use timedeal_operator::{
+    portal::client::TrustedProxies,
     reconcile::Config,
     resources::{
         compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Settings,
@@ -200,6 +201,11 @@ struct RunArgs {
     /// Requests one client address may submit per minute.
     #[arg(long, env = "TIMEDEAL_PORTAL_SUBMISSIONS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     portal_submissions_per_minute: u32,
+    /// Addresses and networks (comma-separated, such as 10.0.0.0/8) of the proxies in front of
+    /// the portal, whose `X-Forwarded-For` names the client the submission limit counts; empty
+    /// counts the connection's peer.
+    #[arg(long, env = "TIMEDEAL_PORTAL_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies)]
+    portal_trusted_proxies: TrustedProxies,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -213,6 +219,10 @@ fn quantity(text: &str) -> Result<String, String> {
     Quantity::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(text)
 }
 
 fn optional_quantity(text: &str) -> Result<String, String> {
@@ -307,6 +317,7 @@ fn serve(args: RunArgs) -> ExitCode {
                 max_admission_rate: args.portal_max_admission_rate,
             },
             submissions_per_minute: args.portal_submissions_per_minute,
+            trusted_proxies: args.portal_trusted_proxies,
         },
         leader_election: !args.no_leader_election,
         identity,

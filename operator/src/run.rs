@@ -52,6 +52,8 @@ pub struct PortalOptions {
     pub link_key: Option<String>,
     pub limits: Limits,
     pub submissions_per_minute: u32,
+    /// Whose `X-Forwarded-For` names the client (the portal's ingress controller).
+    pub trusted_proxies: portal::client::TrustedProxies,
 }
 
 /// Why the operator cannot start.
@@ -126,13 +128,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .await
         .map_err(|e| StartError::Listen(options.portal.listen, e))?;
     info!(listen = %options.portal.listen, "serving the rental portal");
-    let portal = Arc::new(Portal::new(
-        client.clone(),
-        links,
-        options.portal.limits,
-        Arc::new(SystemClock),
-        options.portal.submissions_per_minute,
-    ));
+    let portal = Arc::new(
+        Portal::new(
+            client.clone(),
+            links,
+            options.portal.limits,
+            Arc::new(SystemClock),
+            options.portal.submissions_per_minute,
+        )
+        .with_trusted_proxies(options.portal.trusted_proxies),
+    );
     tokio::spawn(async move {
         let app = portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(portal_listener, app).await {

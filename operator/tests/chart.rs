@@ -52,6 +52,7 @@ const ALL_ON: &[&str] = &[
     "portal.ingress.className=nginx",
     "portal.ingress.tlsSecretName=portal-tls",
     "portal.linkKey=0123456789abcdef0123456789abcdef",
+    "portal.trustedProxies={10.0.0.0/8,fd00::/8}",
     "metrics.serviceMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true",
     "metrics.grafanaDashboard.enabled=true",

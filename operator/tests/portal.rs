@@ -384,6 +384,54 @@ async fn oversized_bodies_and_floods_are_refused() {
     assert!(all_deals(&portal).await.is_empty());
 }
 
+/// Three invalid submissions (nothing created) and a fourth, each claiming to come from the
+/// address `forwarded_for` gives for it; the statuses.
+async fn four_from(portal: &PortalServer, forwarded_for: impl Fn(usize) -> String) -> Vec<u16> {
+    let client = session();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let csrf = open_form(&client, portal).await;
+        let fields = with(with(valid_request(), "csrf", &csrf), "stock", "x");
+        let status = client
+            .post(format!("{}/requests", portal.url))
+            .header("x-forwarded-for", forwarded_for(i))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        statuses.push(status.as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit_and_nobody_else_may_pick_one() {
+    // Behind the ingress controller (here: loopback), each client is counted on its own.
+    let behind = PortalServer::start_behind(3, "127.0.0.1/32").await;
+    assert_eq!(
+        four_from(&behind, |_| "203.0.113.1".into()).await,
+        [422, 422, 422, 429]
+    );
+    assert_eq!(
+        four_from(&behind, |_| "203.0.113.2".into()).await,
+        [422, 422, 422, 429],
+        "another client is not throttled by the first"
+    );
+    // A client that writes its own header is counted by what the proxy appended.
+    assert_eq!(
+        four_from(&behind, |i| format!("198.51.100.{i}, 203.0.113.3")).await,
+        [422, 422, 422, 429]
+    );
+    // Trusting no proxy, a changing header changes nothing: the peer is the client.
+    let direct = PortalServer::start(3).await;
+    assert_eq!(
+        four_from(&direct, |i| format!("198.51.100.{i}")).await,
+        [422, 422, 422, 429]
+    );
+    assert!(all_deals(&behind).await.is_empty());
+}
+
 #[tokio::test]
 async fn the_suggestion_is_served_for_the_page_to_show() {
     let portal = PortalServer::start(10).await;

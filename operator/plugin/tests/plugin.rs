@@ -165,4 +165,3 @@ async fn a_deal_that_is_not_there_is_named_with_where_to_look() {
     assert!(matches!(error, PluginError::NotFound { .. }));
     assert!(error.to_string().contains("kubectl get td -A"), "{error}");
 }
-

@@ -5,6 +5,7 @@
 //! an unapproved TimeDeal in it; approving stays with platform admins and kubectl.
 
 pub mod capacity;
+pub mod client;
 pub mod form;
 pub mod links;
 pub mod pages;
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use capacity::Limits;
+use client::TrustedProxies;
 use form::RequestForm;
 use links::LinkKey;
 
@@ -50,6 +52,8 @@ pub struct Portal {
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
     limiter: Mutex<Limiter>,
+    /// Whose `X-Forwarded-For` names the client.
+    proxies: TrustedProxies,
 }
 
 impl Portal {
@@ -67,12 +71,19 @@ impl Portal {
             limits,
             clock,
             limiter: Mutex::new(Limiter::new(submissions_per_minute)),
+            proxies: TrustedProxies::default(),
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies (the portal's ingress controller).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 }
 
 /// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`: the
-/// per-client limit keys on the peer address.
+/// per-client limit keys on the peer address, or behind a trusted proxy on the client it names.
 pub fn router(portal: Arc<Portal>) -> Router {
     Router::new()
         .route("/", get(new_request))
@@ -158,7 +169,7 @@ async fn submit(
         .limiter
         .lock()
         .expect("limiter lock")
-        .allow(peer.ip(), Instant::now())
+        .allow(portal.proxies.client(peer.ip(), &headers), Instant::now())
     {
         return plain(
             StatusCode::TOO_MANY_REQUESTS,

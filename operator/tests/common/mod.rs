@@ -103,6 +103,11 @@ pub struct PortalServer {
 
 impl PortalServer {
     pub async fn start(submissions_per_minute: u32) -> Self {
+        Self::start_behind(submissions_per_minute, "").await
+    }
+
+    /// Behind the given trusted proxies (see `portal::client`).
+    pub async fn start_behind(submissions_per_minute: u32, trusted_proxies: &str) -> Self {
         let client = ClientBuilder::new()
             .with_resource::<TimeDeal>()
             .with_status_subresource::<status_kind::TimeDeal>()
@@ -111,13 +116,18 @@ impl PortalServer {
             .unwrap();
         let client = with_namespaces(client);
         let links = LinkKey::new(LINK_KEY.to_vec()).unwrap();
-        let portal = Arc::new(Portal::new(
-            client.clone(),
-            links.clone(),
-            Limits::default(),
-            Arc::new(ManualClock::at(portal_now())),
-            submissions_per_minute,
-        ));
+        let portal = Arc::new(
+            Portal::new(
+                client.clone(),
+                links.clone(),
+                Limits::default(),
+                Arc::new(ManualClock::at(portal_now())),
+                submissions_per_minute,
+            )
+            .with_trusted_proxies(
+                timedeal_operator::portal::client::TrustedProxies::parse(trusted_proxies).unwrap(),
+            ),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
