@@ -102,6 +102,24 @@ fn evict(pod: &str) -> Output {
     )
 }
 
+/// `kubectl wait --for=condition=Ready` on the deal, five minutes at most.
+fn wait_ready(what: &str) {
+    must(
+        kubectl(
+            &[
+                "-n",
+                SHOP,
+                "wait",
+                "--for=condition=Ready",
+                &format!("timedeal/{DEAL}"),
+                "--timeout=5m",
+            ],
+            None,
+        ),
+        what,
+    );
+}
+
 fn deal_status() -> Value {
     let text = must(
         kubectl(&["-n", SHOP, "get", "timedeal", DEAL, "-o", "json"], None),
@@ -359,20 +377,7 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
     );
 
     eprintln!("3. waiting until the deal is Ready");
-    must(
-        kubectl(
-            &[
-                "-n",
-                SHOP,
-                "wait",
-                "--for=condition=Ready",
-                &format!("timedeal/{DEAL}"),
-                "--timeout=5m",
-            ],
-            None,
-        ),
-        "waiting for Ready",
-    );
+    wait_ready("waiting for Ready");
     let status = deal_status();
     assert_eq!(status["url"], "http://tea.e2e.example/", "{status}");
 
@@ -452,20 +457,7 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
         generation(&format!("statefulset/{DEAL}-redis")),
         redis_generation
     );
-    must(
-        kubectl(
-            &[
-                "-n",
-                SHOP,
-                "wait",
-                "--for=condition=Ready",
-                &format!("timedeal/{DEAL}"),
-                "--timeout=5m",
-            ],
-            None,
-        ),
-        "waiting for Ready after the drain",
-    );
+    wait_ready("waiting for Ready after the drain");
 
     eprintln!("4. shoppers join the pre-queue and buy once the deal is Live");
     let forward = PortForward::start(SHOP, &format!("{DEAL}-storefront"));

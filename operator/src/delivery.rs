@@ -2,7 +2,9 @@
 //! kubelet copies a changed ConfigMap into the pods a minute or two late, node by node; so the
 //! operator also pushes the document to each ready replica (`PUT /internal/deal`, with the
 //! deal's control key) and counts the change delivered once every one of them serves its
-//! revision. Pods started later read the ConfigMap, already current, when they start.
+//! revision. Pods started later read the ConfigMap, already current, when they start; pods
+//! started without a control key (by a release before pushes) cannot be pushed to and are not
+//! waited for: they follow their file.
 
 use std::{sync::Arc, time::Duration};
 
@@ -66,10 +68,14 @@ impl Pusher {
     ) -> Delivery {
         let ready: Vec<&Pod> = pods.iter().filter(|pod| is_ready(pod)).collect();
         let pushes = ready.iter().map(|pod| self.push(pod, document, key));
-        let served = futures::future::join_all(pushes).await;
-        let serving = served
+        let pushed = futures::future::join_all(pushes).await;
+        let serving = pushed
             .iter()
-            .filter(|s| s.as_ref().is_some_and(|s| s.revision >= revision))
+            .filter(|p| match p {
+                Pushed::Served(served) => served.revision >= revision,
+                Pushed::FileOnly => true,
+                Pushed::Failed => false,
+            })
             .count();
         if serving == ready.len() {
             Delivery::Done
@@ -81,34 +87,43 @@ impl Pusher {
         }
     }
 
-    async fn push(&self, pod: &Pod, document: &str, key: &str) -> Option<DealServed> {
-        let url = (self.url_of)(pod)?;
-        let response = self
+    async fn push(&self, pod: &Pod, document: &str, key: &str) -> Pushed {
+        let Some(url) = (self.url_of)(pod) else {
+            return Pushed::Failed;
+        };
+        let Ok(response) = self
             .http
             .put(&url)
             .bearer_auth(key)
             .body(document.to_owned())
             .send()
             .await
-            .ok()?;
-        if response.status() == reqwest::StatusCode::CONFLICT {
+        else {
+            return Pushed::Failed;
+        };
+        let served = match response.status() {
+            // Started without a control key (a release before pushes): it follows its file.
+            reqwest::StatusCode::NOT_FOUND => return Pushed::FileOnly,
             // Already on a newer revision: read what it serves.
-            return self
-                .http
-                .get(&url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok();
-        }
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+            reqwest::StatusCode::CONFLICT => {
+                let Ok(current) = self.http.get(&url).bearer_auth(key).send().await else {
+                    return Pushed::Failed;
+                };
+                current.json().await
+            }
+            status if status.is_success() => response.json().await,
+            _ => return Pushed::Failed,
+        };
+        served.map_or(Pushed::Failed, Pushed::Served)
     }
+}
+
+/// What one push did.
+enum Pushed {
+    Served(DealServed),
+    /// The replica takes edits only from its deal file: nothing more can be done for it.
+    FileOnly,
+    Failed,
 }
 
 /// Running, not being deleted, and reported Ready by the kubelet.

@@ -74,6 +74,20 @@ pub fn resolve(
     (wanted, Change::Upgraded { from: old.clone() })
 }
 
+/// The template version of releases before pinning: their Redis ran as a Deployment.
+pub const LEGACY_TEMPLATE: &str = "1";
+
+/// What a deal built by a release before pinning runs: the images its workloads have (the
+/// operator's defaults when they are gone), on the legacy templates, so an upgrade waits for the
+/// end of its sale like any other.
+pub fn legacy(settings: &Settings, storefront: Option<String>, redis: Option<String>) -> Pinned {
+    Pinned {
+        tenant_app: storefront.unwrap_or_else(|| settings.tenant_image.clone()),
+        redis: redis.unwrap_or_else(|| settings.redis_image.clone()),
+        template: LEGACY_TEMPLATE.into(),
+    }
+}
+
 /// Whether the pins are on another template version than this operator's: the workloads are then
 /// left as they run, since rebuilding them would restart every pod.
 pub fn stale_template(pinned: &Pinned) -> bool {

@@ -622,3 +622,126 @@ async fn a_suspension_reaches_every_replica_at_once_and_is_reported_only_then() 
         .all(|(_, r, suspended)| *r > revision && !suspended));
     assert_eq!(phase(&h.deal().await), Phase::Live);
 }
+
+#[tokio::test]
+async fn replicas_that_only_follow_their_file_do_not_hold_a_suspension_up() {
+    let h = Harness::running_at(5, 2).await;
+    h.storefront_pods(&["sf-old-a", "sf-old-b"]).await;
+    h.pushes.lock().unwrap().file_only = true;
+    h.edit(json!({"spec": {"suspend": true}})).await;
+    let action = h.reconcile().await.unwrap();
+    assert_ne!(
+        action,
+        Action::requeue(Duration::from_secs(1)),
+        "not pushed again and again"
+    );
+    assert_eq!(phase(&h.deal().await), Phase::Suspended);
+    assert!(
+        h.deal_file().await.contains("suspend: true"),
+        "they read it from there"
+    );
+}
+
+#[tokio::test]
+async fn a_live_deal_built_before_pinning_keeps_its_pods_through_an_upgrade() {
+    let h = Harness::new(sample()).await;
+    h.clock.set(h.at(5));
+    // As a release before pinning left it: Live, no pins, Redis as a Deployment.
+    h.deals
+        .patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Live"}})),
+        )
+        .await
+        .unwrap();
+    let labels = |component: &str| {
+        json!({"timedeal.dev/deal": NAME, "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": "timedeal-operator"})
+    };
+    for (suffix, image) in [
+        ("storefront", "registry.example/tenant-app:0.9.0"),
+        ("redis", "redis:7.2.4-alpine"),
+    ] {
+        let older: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": format!("{NAME}-{suffix}"), "namespace": NS, "labels": labels(suffix)},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels(suffix)},
+                "template": {"metadata": {"labels": labels(suffix)},
+                    "spec": {"containers": [{"name": suffix, "image": image}]}}}
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(h.client.clone(), NS)
+            .create(&Default::default(), &older)
+            .await
+            .unwrap();
+    }
+    h.storefront_ready(2).await;
+    h.settle().await;
+    let deployments = Api::<Deployment>::namespaced(h.client.clone(), NS);
+    assert!(deployments
+        .get_opt(&format!("{NAME}-redis"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        Api::<StatefulSet>::namespaced(h.client.clone(), NS)
+            .get_opt(&format!("{NAME}-redis"))
+            .await
+            .unwrap()
+            .is_none(),
+        "Redis is not moved mid-sale"
+    );
+    assert_eq!(
+        image(&storefront(&h).await),
+        "registry.example/tenant-app:0.9.0"
+    );
+    let status = h.deal().await.status.unwrap();
+    let pinned = status.pinned.unwrap();
+    assert_eq!(
+        (
+            pinned.tenant_app.as_str(),
+            pinned.redis.as_str(),
+            pinned.template.as_str()
+        ),
+        (
+            "registry.example/tenant-app:0.9.0",
+            "redis:7.2.4-alpine",
+            "1"
+        )
+    );
+    assert!(status.pending_upgrade.is_some());
+    assert_eq!(reasons(&h.events().await, "UpgradeDeferred").len(), 1);
+
+    // The sale over, it moves: Redis to the StatefulSet, the storefront to the new image.
+    h.clock.set(h.at(61));
+    h.reconcile().await.unwrap();
+    assert!(deployments
+        .get_opt(&format!("{NAME}-redis"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(redis(&h).await.spec.unwrap().replicas, Some(1));
+    assert_eq!(
+        image(&storefront(&h).await),
+        "registry.example/tenant-app:1.0.0"
+    );
+}
+
+#[tokio::test]
+async fn taking_approval_back_from_a_deal_built_before_pinning_suspends_it_too() {
+    let h = Harness::running_at(5, 6).await;
+    // As a release before pinning left it: no pins in the status.
+    h.deals
+        .patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"pinned": null}})),
+        )
+        .await
+        .unwrap();
+    h.edit(json!({"spec": {"approved": false}})).await;
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Suspended);
+    assert_eq!(condition(&td, "Ready").reason, "ApprovalRevoked");
+}

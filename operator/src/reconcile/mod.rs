@@ -264,7 +264,10 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let old = td.status.clone().unwrap_or_default();
     let generation = td.metadata.generation.unwrap_or(0);
     // Taking approval back from a deal that ran suspends it: its children and orders stay.
-    let revoked = !td.spec.approved && old.pinned.is_some();
+    let ran = old
+        .phase
+        .is_some_and(|p| !matches!(p, Phase::PendingApproval));
+    let revoked = !td.spec.approved && ran;
     if !td.spec.approved && !revoked {
         let scale = phase::scale_at(&td.spec, now);
         let pending = status::next(
@@ -304,9 +307,18 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         .annotations()
         .get(pinning::UPGRADE_ANNOTATION)
         .is_some_and(|v| v == "now");
+    // A deal a release before pinning built runs what its workloads say, on older templates.
+    let legacy = match (&old.pinned, ran) {
+        (None, true) => Some(pinning::legacy(
+            &ctx.config.settings,
+            image_of(ctx, &deal, "storefront"),
+            image_of(ctx, &deal, "redis"),
+        )),
+        _ => None,
+    };
     let (pinned, change) = pinning::resolve(
         spec,
-        old.pinned.as_ref(),
+        old.pinned.as_ref().or(legacy.as_ref()),
         &ctx.config.settings,
         selling,
         upgrade_now,
@@ -464,6 +476,21 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
             None => Action::await_change(),
         },
     )
+}
+
+/// The image of the first container of the deal's Deployment `<deal>-<suffix>`, as watched.
+fn image_of(ctx: &Context, deal: &Deal<'_>, suffix: &str) -> Option<String> {
+    ctx.cache
+        .get::<Deployment>(deal.namespace, &deal.child(suffix))?
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
 }
 
 /// How soon a deal whose pods are not all ready is looked at again.

@@ -52,13 +52,14 @@ pub const CHECKSUM_ANNOTATION: &str = "timedeal.dev/secrets-checksum";
 /// FNV-1a of a JSON value: stable across releases, unlike std's hasher. serde_json writes struct
 /// fields in declaration order and maps sorted, so equal values hash equally.
 pub fn fingerprint(value: &serde_json::Value) -> String {
-    let hash = value
-        .to_string()
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-    format!("{hash:016x}")
+    format!("{:016x}", fnv1a(value.to_string().as_bytes()))
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Secret values reconcile read from the deal's existing Secrets, or generated when missing, so
@@ -223,11 +224,7 @@ pub fn schema_name(namespace: &str, name: &str) -> String {
         return full;
     }
     // FNV-1a: stable across releases, unlike std's hasher.
-    let hash = format!("{namespace}/{name}")
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
+    let hash = fnv1a(format!("{namespace}/{name}").as_bytes());
     format!("{}_{:012x}", &full[..50], hash & 0xffff_ffff_ffff)
 }
 

@@ -165,18 +165,9 @@ pub fn storefront_policy(deal: &Deal, peers: &Peers, postgres_port: u16) -> Netw
 
 /// The port of a PostgreSQL URL (`postgres://user:pw@host:port/db`), 5432 when it names none.
 pub fn postgres_port(url: &str) -> u16 {
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("");
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    host.rsplit_once(':')
-        .filter(|(_, port)| !port.contains(']'))
-        .and_then(|(_, port)| port.parse().ok())
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.port())
         .unwrap_or(5432)
 }
 
@@ -293,6 +284,6 @@ mod tests {
         );
         assert_eq!(postgres_port("postgres://u:p@db.platform/timedeal"), 5432);
         assert_eq!(postgres_port("postgresql://db:5433"), 5433);
-        assert_eq!(postgres_port("postgres://u:p:w@[::1]/x"), 5432);
+        assert_eq!(postgres_port("postgres://u:p@[::1]:6000/x"), 6000);
     }
 }

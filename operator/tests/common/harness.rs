@@ -207,6 +207,8 @@ pub struct Pushes {
     pub taken: Vec<(String, i64, bool)>,
     /// Answer 503 instead, as a replica that is busy or unreachable.
     pub refuse: bool,
+    /// Answer 404, as a replica started without a control key (a release before pushes).
+    pub file_only: bool,
 }
 
 /// What the stand-in storefront answers with, and what it was told.
@@ -232,6 +234,9 @@ pub async fn serve_storefront(
         let mut pushes = pushes.lock().unwrap();
         if pushes.refuse {
             return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if pushes.file_only {
+            return Err(StatusCode::NOT_FOUND);
         }
         let document: Value = serde_yaml::from_str(&body).unwrap();
         let revision: i64 = document["metadata"]["annotations"]["timedeal.dev/revision"]
