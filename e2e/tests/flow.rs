@@ -180,11 +180,12 @@ impl Drop for Cleanup {
             "--timeout",
             "2m",
         ]);
+        // The Company owns its namespace: both go.
         let _ = kubectl(
             &[
                 "delete",
-                "namespace",
-                SHOP,
+                "company",
+                "e2e-tea",
                 "--ignore-not-found",
                 "--wait=false",
             ],
@@ -344,9 +345,31 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
     );
 
     eprintln!("2. renting a deal of {STOCK} items that starts in a minute, approved");
+    // The shop is a company: approved, the operator makes its namespace.
+    let company = json!({
+        "apiVersion": "timedeal.dev/v1alpha1",
+        "kind": "Company",
+        "metadata": {"name": "e2e-tea"},
+        "spec": {
+            "displayName": "E2E Tea", "contactEmail": "e2e@tea.example",
+            "namespace": SHOP, "approved": true
+        }
+    });
     must(
-        kubectl(&["create", "namespace", SHOP], None),
-        "creating the shop namespace",
+        kubectl(&["apply", "-f", "-"], Some(&company.to_string())),
+        "applying the Company",
+    );
+    must(
+        kubectl(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=60s",
+                "company/e2e-tea",
+            ],
+            None,
+        ),
+        "waiting for the company's namespace",
     );
     let start = chrono::Utc::now() + chrono::Duration::seconds(60);
     let end = start + chrono::Duration::minutes(15);

@@ -16,6 +16,7 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use timedeal_api::Company;
 
 /// A child kind the controller watches.
 pub trait Cached: kube::Resource<DynamicType = ()> + Clone + 'static {
@@ -28,25 +29,29 @@ macro_rules! cache {
         #[derive(Clone)]
         pub struct Cache {
             $(pub $field: Store<$kind>,)*
+            /// Every Company (cluster-scoped): which namespaces may hold running deals.
+            pub companies: Store<Company>,
         }
 
         /// Their writers, which the controller's watches (or a test) feed.
         pub struct Writers {
             $(pub $field: reflector::store::Writer<$kind>,)*
+            pub companies: reflector::store::Writer<Company>,
         }
 
         /// Empty stores and their writers.
         pub fn new() -> (Cache, Writers) {
             $(let $field = reflector::store::<$kind>();)*
+            let companies = reflector::store::<Company>();
             (
-                Cache { $($field: $field.0,)* },
-                Writers { $($field: $field.1,)* },
+                Cache { $($field: $field.0,)* companies: companies.0 },
+                Writers { $($field: $field.1,)* companies: companies.1 },
             )
         }
 
         impl Writers {
-            /// Fills every store from one listing of `namespace`, as a watch's initial listing
-            /// does.
+            /// Fills every store from one listing of `namespace` (and of every Company), as a
+            /// watch's initial listing does.
             pub async fn fill(
                 &mut self,
                 client: &kube::Client,
@@ -64,6 +69,15 @@ macro_rules! cache {
                     }
                     self.$field.apply_watcher_event(&Event::InitDone);
                 )*
+                let listed = kube::Api::<Company>::all(client.clone())
+                    .list(&Default::default())
+                    .await?
+                    .items;
+                self.companies.apply_watcher_event(&Event::Init);
+                for company in listed {
+                    self.companies.apply_watcher_event(&Event::InitApply(company));
+                }
+                self.companies.apply_watcher_event(&Event::InitDone);
                 Ok(())
             }
         }

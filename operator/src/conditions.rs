@@ -56,6 +56,9 @@ pub struct Health<'a> {
     pub unapplied: Option<&'a Problem>,
     /// The deal was approved, ran, and its approval was taken back: it is suspended.
     pub revoked: bool,
+    /// Why the deal may not run whatever its own approval says: its namespace belongs to no
+    /// approved Company, or it asks for more than the company's quotas.
+    pub refused: Option<&'a Problem>,
     /// A new version of the deal is still on its way to some storefront replicas.
     pub delivering: Option<&'a str>,
 }
@@ -64,6 +67,18 @@ pub struct Health<'a> {
 pub fn for_phase(phase: Phase, scale: Scale, health: Health) -> Vec<Wanted> {
     let problem = health.problem;
     let (ready, progressing) = match phase {
+        Phase::PendingApproval | Phase::Suspended if health.refused.is_some() => {
+            let refused = health.refused.expect("matched");
+            (
+                wanted(READY, false, refused.reason, refused.message.clone()),
+                wanted(
+                    PROGRESSING,
+                    false,
+                    refused.reason,
+                    "nothing new is built until the company's approval or quotas allow the deal",
+                ),
+            )
+        }
         Phase::PendingApproval => (
             wanted(
                 READY,
@@ -265,6 +280,7 @@ mod tests {
         problem: None,
         unapplied: None,
         revoked: false,
+        refused: None,
         delivering: None,
     };
 

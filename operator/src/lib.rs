@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod cache;
 pub mod clock;
+pub mod company;
 pub mod conditions;
 pub mod database;
 pub mod delivery;

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use timedeal_operator::{
+    company::tenancy::PortalAccount,
     portal::client::TrustedProxies,
     reconcile::Config,
     resources::{
@@ -29,7 +30,7 @@ struct Cli {
 enum Command {
     /// Reconcile TimeDeals in the cluster KUBECONFIG (or the pod's service account) reaches.
     Run(Box<RunArgs>),
-    /// Print the TimeDeal CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
+    /// Print the Company and TimeDeal CustomResourceDefinitions as YAML (pipe it to `kubectl apply -f -`).
     Crd {
         /// Print it as the Helm chart's template instead.
         #[arg(long)]
@@ -206,6 +207,14 @@ struct RunArgs {
     /// counts the connection's peer.
     #[arg(long, env = "TIMEDEAL_PORTAL_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies)]
     portal_trusted_proxies: TrustedProxies,
+    /// The rental portal's ServiceAccount (in the operator's namespace), which every approved
+    /// company's namespace binds to the ClusterRole `timedeal-portal-deals`.
+    #[arg(
+        long,
+        env = "TIMEDEAL_PORTAL_SERVICE_ACCOUNT",
+        default_value = "timedeal-portal"
+    )]
+    portal_service_account: String,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -301,12 +310,16 @@ fn serve(args: RunArgs) -> ExitCode {
     let options = run::Options {
         config: Config {
             settings: args.defaults.settings(&args.namespace),
-            operator_namespace: args.namespace,
+            operator_namespace: args.namespace.clone(),
             postgres_secret: args.postgres_secret,
             postgres_secret_key: args.postgres_secret_key,
             figures_interval: Duration::from_secs(args.figures_interval),
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
             api_timeout: Duration::from_secs(args.api_timeout),
+            portal_account: PortalAccount {
+                namespace: args.namespace.clone(),
+                name: args.portal_service_account,
+            },
         },
         listen: args.listen,
         portal: run::PortalOptions {

@@ -21,12 +21,13 @@ use kube::{
     },
     Client,
 };
-use timedeal_api::TimeDeal;
+use timedeal_api::{Company, TimeDeal};
 use tracing::{error, info, warn};
 
 use crate::{
     cache,
     clock::SystemClock,
+    company,
     figures::FiguresClient,
     leader::{Leadership, Timing},
     metrics::Metrics,
@@ -256,8 +257,31 @@ async fn controller(client: Client, ctx: Arc<Context>, writers: cache::Writers) 
         disruption_budgets,
         network_policies,
         config_maps,
+        companies,
     } = writers;
-    Controller::for_stream(deal_stream, deals)
+    // Companies feed the store the deal gate reads and, when one changes, wake every deal in its
+    // namespace (approving a company releases its waiting deals). The company controller keeps
+    // its own watch.
+    let company_events = reflector(
+        companies,
+        watcher(Api::<Company>::all(client.clone()), Default::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(company_changes, Default::default());
+    let companies_controller = Controller::new(
+        Api::<Company>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(company::reconcile, company::error_policy, ctx.clone())
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            warn!(error = %e, "company controller");
+        }
+    });
+    let deal_store = deals.clone();
+    let deals_controller = Controller::for_stream(deal_stream, deals)
         .owns_stream(watch!(deployments, Deployment))
         .owns_stream(watch!(stateful_sets, StatefulSet))
         .owns_stream(watch!(services, Service))
@@ -266,6 +290,9 @@ async fn controller(client: Client, ctx: Arc<Context>, writers: cache::Writers) 
         .owns_stream(watch!(disruption_budgets, PodDisruptionBudget))
         .owns_stream(watch!(network_policies, NetworkPolicy))
         .owns_stream(watch!(config_maps, ConfigMap))
+        .watches_stream(company_events, move |company: Company| {
+            deals_in(&deal_store, &company.spec.namespace)
+        })
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -274,8 +301,36 @@ async fn controller(client: Client, ctx: Arc<Context>, writers: cache::Writers) 
                 // controller's own (a watch that broke, an object gone meanwhile).
                 warn!(error = %e, "controller");
             }
+        });
+    tokio::join!(deals_controller, companies_controller);
+}
+
+/// What of a Company starts a reconcile: its spec and labels, not the operator's status writes.
+fn company_changes(company: &Company) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .hash_property(company)
+}
+
+/// Every deal in `namespace`, as the deal controller's store holds them.
+fn deals_in(
+    store: &reflector::Store<DeserializeGuard<TimeDeal>>,
+    namespace: &str,
+) -> Vec<reflector::ObjectRef<DeserializeGuard<TimeDeal>>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|deal| {
+            let meta = match &deal.0 {
+                Ok(td) => &td.metadata,
+                Err(invalid) => &invalid.metadata,
+            };
+            (meta.namespace.as_deref() == Some(namespace)).then(|| {
+                reflector::ObjectRef::new(meta.name.as_deref().unwrap_or_default())
+                    .within(namespace)
+            })
         })
-        .await;
+        .collect()
 }
 
 pub fn ops_router(metrics: Arc<Metrics>) -> Router {

@@ -136,6 +136,14 @@ fn one<'a>(objects: &'a [Value], kind_name: &str) -> &'a Value {
     found[0]
 }
 
+/// The object of a kind with a name.
+fn named<'a>(objects: &'a [Value], kind_name: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| kind(o) == kind_name && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind_name} {name}"))
+}
+
 fn kinds(objects: &[Value]) -> Vec<String> {
     let mut kinds: Vec<String> = objects.iter().map(|o| kind(o).to_owned()).collect();
     kinds.sort();
@@ -163,7 +171,10 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
         kinds(&objects),
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
+            "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
             "Role",
@@ -175,20 +186,34 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     );
 
     // The CRD template is crds/timedeal.yaml, kept on uninstall.
-    let mut crd: CustomResourceDefinition = typed(one(&objects, "CustomResourceDefinition"));
-    let annotations = crd.metadata.annotations.take().unwrap();
-    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
-    let committed: CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/timedeal.yaml")).unwrap())
-            .unwrap();
+    let committed: Vec<CustomResourceDefinition> = serde_yaml::Deserializer::from_str(
+        &std::fs::read_to_string(repo().join("crds/timedeal.yaml")).unwrap(),
+    )
+    .map(|doc| CustomResourceDefinition::deserialize(doc).unwrap())
+    .collect();
+    let rendered: Vec<CustomResourceDefinition> = objects
+        .iter()
+        .filter(|o| kind(o) == "CustomResourceDefinition")
+        .map(|o| {
+            let mut crd: CustomResourceDefinition = typed(o);
+            let annotations = crd.metadata.annotations.take().unwrap();
+            assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+            crd
+        })
+        .collect();
+    assert_eq!(committed.len(), 2, "Company and TimeDeal");
     assert!(
-        crd == committed,
-        "the chart's CRD differs from crds/timedeal.yaml: run `make crd`"
+        rendered == committed,
+        "the chart's CRDs differ from crds/timedeal.yaml: run `make crd`"
     );
 
     // RBAC: exactly what the code calls.
-    let cluster_role: ClusterRole = typed(one(&objects, "ClusterRole"));
+    let cluster_role: ClusterRole = typed(named(&objects, "ClusterRole", rbac::NAME));
     assert_eq!(cluster_role.rules, rbac::cluster_role().rules);
+    let portal_deals: ClusterRole = typed(named(&objects, "ClusterRole", rbac::PORTAL_DEALS));
+    assert_eq!(portal_deals.rules, rbac::portal_deals().rules);
+    let portal: ClusterRole = typed(named(&objects, "ClusterRole", rbac::PORTAL));
+    assert_eq!(portal.rules, rbac::portal().rules);
     let role: Role = typed(one(&objects, "Role"));
     assert_eq!(
         role.rules,
@@ -443,9 +468,18 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
     }
 
     // The same RBAC rules, bound to the same ServiceAccount.
-    let rules = |objects: &[Value], kind_name: &str| one(objects, kind_name)["rules"].clone();
-    assert_eq!(rules(&base, "ClusterRole"), rules(&chart, "ClusterRole"));
-    assert_eq!(rules(&base, "Role"), rules(&chart, "Role"));
+    for (kind_name, name) in [
+        ("ClusterRole", rbac::NAME),
+        ("ClusterRole", rbac::PORTAL_DEALS),
+        ("ClusterRole", rbac::PORTAL),
+        ("Role", rbac::NAME),
+    ] {
+        assert_eq!(
+            named(&base, kind_name, name)["rules"],
+            named(&chart, kind_name, name)["rules"],
+            "{kind_name} {name}"
+        );
+    }
     for binding in ["ClusterRoleBinding", "RoleBinding"] {
         assert_eq!(
             one(&base, binding)["subjects"],
@@ -461,16 +495,20 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
 
     // The same CRD, and the same operator container: image, arguments, environment, ports,
     // probes, resources and security.
-    let crd = |objects: &[Value]| {
-        serde_json::from_value::<CustomResourceDefinition>(
-            one(objects, "CustomResourceDefinition").clone(),
-        )
-        .unwrap()
-        .spec
+    let crds = |objects: &[Value]| {
+        objects
+            .iter()
+            .filter(|o| kind(o) == "CustomResourceDefinition")
+            .map(|o| {
+                serde_json::from_value::<CustomResourceDefinition>(o.clone())
+                    .unwrap()
+                    .spec
+            })
+            .collect::<Vec<_>>()
     };
     assert!(
-        crd(&base) == crd(&chart),
-        "the base's CRD differs from the chart's"
+        crds(&base) == crds(&chart),
+        "the base's CRDs differ from the chart's"
     );
     let pod = |objects: &[Value]| one(objects, "Deployment")["spec"]["template"]["spec"].clone();
     let (base_pod, chart_pod) = (pod(&base), pod(&chart));

@@ -497,7 +497,14 @@ async fn tenant_url(h: &Harness, namespace: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn each_deals_credentials_reach_its_own_orders_and_nothing_else() {
-    let h = Harness::new(sample()).await;
+    let h = Harness::with_companies(
+        sample(),
+        vec![
+            common::company("acme", NS, true),
+            common::company("rival", "rival-shop", true),
+        ],
+    )
+    .await;
     h.settle().await;
     // A second company's deal in the same platform database.
     let mut rival = sample();

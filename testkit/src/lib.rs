@@ -14,6 +14,8 @@
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "kube-api")]
+pub mod kube_api;
 mod postgres;
 mod process;
 mod redis;

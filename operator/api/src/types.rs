@@ -41,7 +41,7 @@ use crate::duration::Duration;
 #[serde(rename_all = "camelCase")]
 pub struct TimeDealSpec {
     /// The company renting the deal.
-    pub company: Company,
+    pub company: DealCompany,
 
     /// Whether a platform admin has approved the deal. Deals created by the rental request form
     /// start unapproved and get no infrastructure until an admin sets this to true.
@@ -103,7 +103,7 @@ pub const PRICE_AND_STOCK_LOCKED_MESSAGE: &str =
 /// The company renting the deal.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Company {
+pub struct DealCompany {
     /// Display name of the company, shown on the storefront.
     #[schemars(length(min = 1, max = 100))]
     pub name: String,

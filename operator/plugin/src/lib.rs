@@ -3,7 +3,8 @@
 //! - `status DEAL`: phase, conditions, figures, pins, children and recent Events on one screen;
 //! - `report DEAL`: the figures the deal ended with (or has so far);
 //! - `approve DEAL`, `suspend DEAL`, `resume DEAL`: the spec edits an admin makes, with a line
-//!   saying what happens next.
+//!   saying what happens next;
+//! - `companies`, `approve COMPANY`: the companies that signed up, and letting one in.
 //!
 //! Reading and writing are in [`Plugin`]; what is printed is built by pure functions from what
 //! was read, so tests check the screens without a terminal.
@@ -22,13 +23,17 @@ use kube::{
     Client,
 };
 use serde_json::json;
-use timedeal_api::TimeDeal;
+use timedeal_api::{Company, TimeDeal};
 
 /// Why a command could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("no TimeDeal {name} in namespace {namespace}; `kubectl get td -A` lists them")]
     NotFound { namespace: String, name: String },
+    #[error("no Company or TimeDeal named {name} (in namespace {namespace}); `kubectl timedeal companies` and `kubectl get td -A` list them")]
+    NothingNamed { namespace: String, name: String },
+    #[error("both a Company and a TimeDeal (in namespace {namespace}) are named {name}; say which: `company/{name}` or `deal/{name}`")]
+    Ambiguous { namespace: String, name: String },
     #[error("{what}: {source}")]
     Api {
         what: String,
@@ -133,6 +138,83 @@ impl Plugin {
                 "setting spec.{field} of TimeDeal {}/{name}",
                 self.namespace
             )))
+    }
+
+    fn companies_api(&self) -> Api<Company> {
+        Api::all(self.client.clone())
+    }
+
+    /// Every Company.
+    pub async fn companies(&self) -> Result<Vec<Company>, PluginError> {
+        Ok(self
+            .companies_api()
+            .list(&ListParams::default())
+            .await
+            .map_err(api("listing Companies"))?
+            .items)
+    }
+
+    /// Approves a company or a deal: `company/NAME` (or `co/NAME`), `deal/NAME` (or `td/NAME`),
+    /// or a bare name that only one of them has.
+    pub async fn approve_any(&self, target: &str) -> Result<String, PluginError> {
+        match target.split_once('/') {
+            Some(("company" | "companies" | "co", name)) => {
+                return self.approve_company(name).await
+            }
+            Some(("deal" | "timedeal" | "td", name)) => return self.approve(name).await,
+            _ => {}
+        }
+        let company = self
+            .companies_api()
+            .get_opt(target)
+            .await
+            .map_err(api(format!("reading Company {target}")))?;
+        let deal = self
+            .deals()
+            .get_opt(target)
+            .await
+            .map_err(api(format!("reading TimeDeal {}/{target}", self.namespace)))?;
+        match (company, deal) {
+            (Some(_), Some(_)) => Err(PluginError::Ambiguous {
+                namespace: self.namespace.clone(),
+                name: target.to_owned(),
+            }),
+            (Some(_), None) => self.approve_company(target).await,
+            (None, Some(_)) => self.approve(target).await,
+            (None, None) => Err(PluginError::NothingNamed {
+                namespace: self.namespace.clone(),
+                name: target.to_owned(),
+            }),
+        }
+    }
+
+    /// Approves a company: the operator makes its namespace, and its deal requests may run.
+    pub async fn approve_company(&self, name: &str) -> Result<String, PluginError> {
+        let company = self
+            .companies_api()
+            .get_opt(name)
+            .await
+            .map_err(api(format!("reading Company {name}")))?
+            .ok_or_else(|| PluginError::NothingNamed {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            })?;
+        if company.spec.approved {
+            return Ok(format!("company {name} is already approved"));
+        }
+        self.companies_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"approved": true}})),
+            )
+            .await
+            .map_err(api(format!("setting spec.approved of Company {name}")))?;
+        Ok(format!(
+            "company {name} approved: the operator makes its namespace {} now; its deal \
+             requests still need `kubectl timedeal approve -n {} DEAL`",
+            company.spec.namespace, company.spec.namespace
+        ))
     }
 
     /// Approves a requested deal; says so when it already was.

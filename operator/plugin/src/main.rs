@@ -10,7 +10,7 @@ use kubectl_timedeal::{screens, Plugin};
     name = "kubectl timedeal",
     bin_name = "kubectl timedeal",
     version,
-    about = "Timedeal's deals, as a platform admin asks about them"
+    about = "Timedeal's companies and deals, as a platform admin asks about them"
 )]
 struct Cli {
     /// The deal's namespace; the current context's by default.
@@ -26,8 +26,11 @@ enum Command {
     Status { deal: String },
     /// The figures a deal ended with (or has so far).
     Report { deal: String },
-    /// Approve a requested deal: the operator builds it.
-    Approve { deal: String },
+    /// Approve a company (its namespace is made) or a requested deal (it is built): NAME, or
+    /// company/NAME or deal/NAME when both exist.
+    Approve { name: String },
+    /// Every company: approval, namespace, readiness, deals and quotas.
+    Companies,
     /// Stop admitting shoppers and taking orders; the storefront stays up and says so.
     Suspend { deal: String },
     /// Undo `suspend`.
@@ -71,7 +74,8 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             screens::status(&seen.deal, &seen.children, &seen.events, chrono::Utc::now())
         }
         Command::Report { deal } => screens::report(&plugin.deal(&deal).await?),
-        Command::Approve { deal } => plugin.approve(&deal).await?,
+        Command::Approve { name } => plugin.approve_any(&name).await?,
+        Command::Companies => screens::companies(&plugin.companies().await?),
         Command::Suspend { deal } => plugin.suspend(&deal, true).await?,
         Command::Resume { deal } => plugin.suspend(&deal, false).await?,
     })

@@ -10,6 +10,7 @@ use k8s_openapi::api::{
     networking::v1::Ingress,
     policy::v1::PodDisruptionBudget,
 };
+use timedeal_api::Company;
 use timedeal_api::{money, TimeDeal, TimeDealStatus};
 
 /// One child of a deal, as one line: its kind and name, and how it is doing.
@@ -275,6 +276,49 @@ pub fn report(deal: &TimeDeal) -> String {
     .flatten()
     {
         let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+/// `kubectl timedeal companies`: every company, waiting ones first.
+pub fn companies(companies: &[Company]) -> String {
+    if companies.is_empty() {
+        return "no companies yet: they sign up on the rental portal\n".into();
+    }
+    let mut sorted: Vec<&Company> = companies.iter().collect();
+    sorted.sort_by_key(|c| (c.spec.approved, c.metadata.name.clone()));
+    let mut out = format!(
+        "{:<20} {:<24} {:<9} {:<22} {:<6} {:<6} {}\n",
+        "NAME", "DISPLAY NAME", "APPROVED", "NAMESPACE", "READY", "DEALS", "QUOTAS"
+    );
+    for company in sorted {
+        let status = company.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or("-".to_owned(), |c| c.status.clone());
+        let quotas = &company.spec.quotas;
+        let _ = writeln!(
+            out,
+            "{:<20} {:<24} {:<9} {:<22} {:<6} {:<6} {} deals, {} replicas, {} units",
+            company.metadata.name.as_deref().unwrap_or(""),
+            company.spec.display_name,
+            if company.spec.approved { "yes" } else { "no" },
+            company.spec.namespace,
+            ready,
+            status.deals.map_or("-".to_owned(), |d| d.to_string()),
+            quotas.max_deals,
+            quotas.max_peak_replicas,
+            quotas.max_stock
+        );
+    }
+    let waiting = companies.iter().filter(|c| !c.spec.approved).count();
+    if waiting > 0 {
+        let _ = writeln!(
+            out,
+            "\n{waiting} waiting for approval: `kubectl timedeal approve NAME`"
+        );
     }
     out
 }

@@ -6,7 +6,7 @@ use kube::{api::Api, Client};
 use kube_fake_client::ClientBuilder;
 use kubectl_timedeal::{screens, Plugin, PluginError};
 use serde_json::json;
-use timedeal_api::TimeDeal;
+use timedeal_api::{Company, CompanySpec, TimeDeal};
 
 const NS: &str = "acme-audio";
 
@@ -82,6 +82,29 @@ async fn api(approved: bool, ended: bool) -> Client {
         .build()
         .await
         .unwrap()
+}
+
+/// The same API with Companies (cluster-scoped, served beside the in-memory API).
+async fn with_companies(approved: bool, ended: bool, companies: &[Company]) -> Client {
+    let client = timedeal_testkit::kube_api::with_cluster_scoped(api(approved, ended).await);
+    let api: Api<Company> = Api::all(client.clone());
+    for company in companies {
+        api.create(&Default::default(), company).await.unwrap();
+    }
+    client
+}
+
+fn company(name: &str, namespace: &str, approved: bool) -> Company {
+    Company::new(
+        name,
+        CompanySpec {
+            display_name: format!("{name} Inc."),
+            contact_email: format!("sales@{name}.test"),
+            namespace: namespace.into(),
+            approved,
+            quotas: Default::default(),
+        },
+    )
 }
 
 #[tokio::test]
@@ -164,4 +187,78 @@ async fn a_deal_that_is_not_there_is_named_with_where_to_look() {
     let error = plugin.suspend("no-such-deal", true).await.unwrap_err();
     assert!(matches!(error, PluginError::NotFound { .. }));
     assert!(error.to_string().contains("kubectl get td -A"), "{error}");
+}
+
+#[tokio::test]
+async fn companies_lists_waiting_ones_first_and_approve_lets_a_company_in() {
+    let client = with_companies(
+        true,
+        false,
+        &[
+            company("acme", NS, true),
+            company("bolt", "company-bolt", false),
+        ],
+    )
+    .await;
+    let plugin = Plugin::new(client.clone(), NS);
+    let screen = screens::companies(&plugin.companies().await.unwrap());
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{screen}");
+    assert!(
+        lines[1].starts_with("bolt") && lines[1].contains(" no "),
+        "{screen}"
+    );
+    assert!(
+        lines[2].starts_with("acme") && lines[2].contains(" yes "),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("5 deals, 40 replicas, 100000 units"),
+        "{screen}"
+    );
+    assert!(screen.contains("1 waiting for approval"), "{screen}");
+
+    let said = plugin.approve_any("bolt").await.unwrap();
+    assert!(said.contains("company bolt approved"), "{said}");
+    assert!(said.contains("company-bolt"), "{said}");
+    let companies: Api<Company> = Api::all(client.clone());
+    assert!(companies.get("bolt").await.unwrap().spec.approved);
+    assert!(plugin
+        .approve_any("company/bolt")
+        .await
+        .unwrap()
+        .contains("already approved"));
+    // A bare name only a deal has approves the deal.
+    let said = plugin.approve_any("winter-headphones").await.unwrap();
+    assert!(said.contains("already approved"), "{said}");
+}
+
+#[tokio::test]
+async fn approve_asks_which_when_a_company_and_a_deal_share_a_name() {
+    let client = with_companies(false, false, &[company("winter-headphones", "x", false)]).await;
+    let plugin = Plugin::new(client.clone(), NS);
+    let error = plugin.approve_any("winter-headphones").await.unwrap_err();
+    assert!(matches!(error, PluginError::Ambiguous { .. }));
+    assert!(
+        error.to_string().contains("deal/winter-headphones"),
+        "{error}"
+    );
+    let deals: Api<TimeDeal> = Api::namespaced(client.clone(), NS);
+    assert!(
+        !deals.get("winter-headphones").await.unwrap().spec.approved,
+        "nothing changed"
+    );
+    plugin.approve_any("deal/winter-headphones").await.unwrap();
+    assert!(deals.get("winter-headphones").await.unwrap().spec.approved);
+    let companies: Api<Company> = Api::all(client);
+    assert!(
+        !companies
+            .get("winter-headphones")
+            .await
+            .unwrap()
+            .spec
+            .approved
+    );
+    let error = plugin.approve_any("nobody").await.unwrap_err();
+    assert!(matches!(error, PluginError::NothingNamed { .. }), "{error}");
 }

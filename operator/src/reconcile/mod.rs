@@ -87,6 +87,8 @@ pub struct Config {
     pub final_figures_timeout: Duration,
     /// The most one call to the API server may take before reconcile gives up on it.
     pub api_timeout: Duration,
+    /// The portal's ServiceAccount, bound in every company's namespace.
+    pub portal_account: crate::company::tenancy::PortalAccount,
 }
 
 /// Everything reconcile needs, shared by all reconciles.
@@ -267,15 +269,22 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let ran = old
         .phase
         .is_some_and(|p| !matches!(p, Phase::PendingApproval));
-    let revoked = !td.spec.approved && ran;
-    if !td.spec.approved && !revoked {
+    // A deal runs only in an approved company's namespace and within its quotas; refused, it is
+    // treated as unapproved (one that ran is suspended, its data kept).
+    let refused = crate::company::gate(&ctx.cache.companies, td);
+    let approved = td.spec.approved && refused.is_none();
+    let revoked = !approved && ran;
+    if !approved && !revoked {
         let scale = phase::scale_at(&td.spec, now);
         let pending = status::next(
             &old,
             Seen {
                 phase: Phase::PendingApproval,
                 scale,
-                health: Health::default(),
+                health: Health {
+                    refused: refused.as_ref(),
+                    ..Health::default()
+                },
                 generation,
                 url: None,
                 replicas: None,
@@ -439,6 +448,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
                 problem: problem.as_ref(),
                 unapplied: unapplied.as_ref(),
                 revoked,
+                refused: refused.as_ref(),
                 delivering: delivering.as_deref(),
             },
             generation,

@@ -85,6 +85,7 @@ pub fn context(
                 figures_interval: Duration::from_secs(15),
                 final_figures_timeout: Duration::from_secs(2),
                 api_timeout: Duration::from_secs(2),
+                portal_account: Default::default(),
             },
             clock.clone(),
             figures_client,
@@ -265,7 +266,12 @@ pub async fn serve_storefront(
 }
 
 impl Harness {
+    /// The deal in the namespace of the approved Company `acme`.
     pub async fn new(deal: TimeDeal) -> Self {
+        Self::with_companies(deal, vec![super::company("acme", NS, true)]).await
+    }
+
+    pub async fn with_companies(deal: TimeDeal, companies: Vec<timedeal_api::Company>) -> Self {
         let writes = Arc::new(Mutex::new(Vec::new()));
         let record = |writes: &Arc<Mutex<Vec<String>>>| writes.clone();
         let (w1, w2, w3, w4, w5) = (
@@ -330,7 +336,11 @@ impl Harness {
             .unwrap();
 
         let faults = Arc::new(Mutex::new(Vec::new()));
-        let client = super::strict(client, faults.clone());
+        let client = super::strict(super::with_namespaces(client), faults.clone());
+        let api = Api::<timedeal_api::Company>::all(client.clone());
+        for company in companies {
+            api.create(&Default::default(), &company).await.unwrap();
+        }
 
         let answer = Arc::new(Mutex::new(Answer::Figures(figures(0, "upcoming"))));
         let pushes = Arc::new(Mutex::new(Pushes::default()));
@@ -378,6 +388,21 @@ impl Harness {
             self.ctx.clone(),
         ))
         .await
+    }
+
+    /// One reconcile of a Company as the API server holds it now.
+    pub async fn reconcile_company(
+        &self,
+        name: &str,
+    ) -> Result<Action, timedeal_operator::error::Error> {
+        let mut writers = self.writers.lock().await;
+        writers.fill(&self.client, NS).await.unwrap();
+        drop(writers);
+        let company = Api::<timedeal_api::Company>::all(self.client.clone())
+            .get(name)
+            .await
+            .unwrap();
+        timedeal_operator::company::reconcile(Arc::new(company), self.ctx.clone()).await
     }
 
     /// Reconciles until the finalizer is on and the children are applied.

@@ -36,55 +36,23 @@ pub mod status_kind {
     pub struct StandInSpec {}
 }
 
-/// The in-memory API cannot route `/api/v1/namespaces` (it reads every `namespaces` segment as
-/// the start of a namespaced path), so this client answers creating and listing Namespaces itself,
-/// as the API server does, and hands every other request to `inner`.
-pub fn with_namespaces(inner: Client) -> Client {
-    use std::{collections::BTreeMap, sync::Mutex};
+/// Namespaces and Companies served as the API server does (see `timedeal_testkit::kube_api`).
+pub use timedeal_testkit::kube_api::with_cluster_scoped as with_namespaces;
 
-    use http::{Method, Response, StatusCode};
-    use kube::client::Body;
-    use serde_json::{json, Value};
-
-    let store: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-    let service = tower::service_fn(move |request: http::Request<Body>| {
-        let (inner, store) = (inner.clone(), store.clone());
-        async move {
-            if request.uri().path() != "/api/v1/namespaces" {
-                return inner.send(request).await;
-            }
-            let reply = |status: StatusCode, body: Value| {
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap()
-            };
-            if request.method() == Method::GET {
-                let items: Vec<Value> = store.lock().unwrap().values().cloned().collect();
-                return Ok(reply(
-                    StatusCode::OK,
-                    json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items}),
-                ));
-            }
-            let body = request.into_body().collect_bytes().await?;
-            let mut namespace: Value = serde_json::from_slice(&body).unwrap();
-            let name = namespace["metadata"]["name"].as_str().unwrap().to_owned();
-            let mut store = store.lock().unwrap();
-            if store.contains_key(&name) {
-                return Ok(reply(
-                    StatusCode::CONFLICT,
-                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                        "message": format!("namespaces \"{name}\" already exists"),
-                        "reason": "AlreadyExists", "code": 409}),
-                ));
-            }
-            namespace["metadata"]["uid"] = json!(format!("ns-{}", store.len() + 1));
-            store.insert(name, namespace.clone());
-            Ok(reply(StatusCode::CREATED, namespace))
-        }
-    });
-    Client::new(service, "default")
+/// A Company owning `namespace`, approved or not, with the default quotas.
+pub fn company(name: &str, namespace: &str, approved: bool) -> timedeal_api::Company {
+    let mut company = timedeal_api::Company::new(
+        name,
+        timedeal_api::CompanySpec {
+            display_name: format!("{name} Inc."),
+            contact_email: format!("sales@{name}.test"),
+            namespace: namespace.into(),
+            approved,
+            quotas: Default::default(),
+        },
+    );
+    company.metadata.uid = Some(format!("uid-{name}"));
+    company
 }
 
 /// "Now" for the portal's tests: ten days before the deals they request.
@@ -190,6 +158,19 @@ pub fn strict(inner: Client, faults: Arc<std::sync::Mutex<Vec<Fault>>>) -> Clien
         match value {
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
+                    // A ResourceQuota's `hard`, a LimitRange's amounts: maps of quantities.
+                    let amounts = ["hard", "default", "defaultRequest", "max", "min"];
+                    if amounts.contains(&key.as_str()) {
+                        if let Value::Object(entries) = child {
+                            for amount in entries.values_mut() {
+                                if let Value::String(text) = amount {
+                                    if quantity::Quantity::parse(text).is_ok() {
+                                        *text = quantity::canonical(text);
+                                    }
+                                }
+                            }
+                        }
+                    }
                     if key == "resources" {
                         for part in ["requests", "limits"] {
                             if let Some(Value::Object(amounts)) = child.get_mut(part) {

@@ -1,0 +1,252 @@
+//! Companies: approval gives a company its namespace with quota, limits, policies and the portal's
+//! binding; deals run only in an approved company's namespace and within its quotas.
+
+mod common;
+
+use common::{company, harness::*};
+use k8s_openapi::api::{
+    core::v1::{LimitRange, Namespace, ResourceQuota},
+    rbac::v1::RoleBinding,
+};
+use timedeal_api::Company;
+
+const COMPANY_NS: &str = "company-bolt";
+
+fn companies(client: &Client) -> Api<Company> {
+    Api::all(client.clone())
+}
+
+async fn set_approved(h: &Harness, name: &str, approved: bool) {
+    companies(&h.client)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"approved": approved}})),
+        )
+        .await
+        .unwrap();
+}
+
+fn ready(company: &Company) -> (String, String, String) {
+    let c = company
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("a Ready condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+#[tokio::test]
+async fn approval_gives_the_company_a_restricted_namespace_with_quota_limits_policy_and_binding() {
+    let h = Harness::with_companies(
+        sample(),
+        vec![
+            company("acme", NS, true),
+            company("bolt", COMPANY_NS, false),
+        ],
+    )
+    .await;
+
+    // Unapproved: nothing is made, and the status says what to do.
+    h.reconcile_company("bolt").await.unwrap();
+    let bolt = companies(&h.client).get("bolt").await.unwrap();
+    let (status, reason, message) = ready(&bolt);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "PendingApproval")
+    );
+    assert!(
+        message.contains("kubectl timedeal approve bolt"),
+        "{message}"
+    );
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    assert!(namespaces.get_opt(COMPANY_NS).await.unwrap().is_none());
+
+    set_approved(&h, "bolt", true).await;
+    h.reconcile_company("bolt").await.unwrap();
+
+    let namespace = namespaces.get(COMPANY_NS).await.unwrap();
+    let labels = namespace.labels();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels["timedeal.dev/company"], "bolt");
+    assert_eq!(namespace.owner_references()[0].name, "bolt");
+
+    let quota = Api::<ResourceQuota>::namespaced(h.client.clone(), COMPANY_NS)
+        .get("timedeal-company")
+        .await
+        .unwrap();
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert_eq!(hard["count/timedeals.timedeal.dev"].0, "5");
+    assert_eq!(hard["services.loadbalancers"].0, "0");
+    let limits = Api::<LimitRange>::namespaced(h.client.clone(), COMPANY_NS)
+        .get("timedeal-company")
+        .await
+        .unwrap();
+    assert_eq!(
+        limits.spec.unwrap().limits[0]
+            .default_request
+            .as_ref()
+            .unwrap()["cpu"]
+            .0,
+        "250m"
+    );
+    let deny = Api::<NetworkPolicy>::namespaced(h.client.clone(), COMPANY_NS)
+        .get("timedeal-company")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(deny.pod_selector, Some(Default::default()), "every pod");
+    assert_eq!(
+        deny.policy_types,
+        Some(vec!["Ingress".to_owned(), "Egress".to_owned()])
+    );
+    assert!(
+        deny.ingress.is_none() && deny.egress.is_none(),
+        "allows nothing"
+    );
+    let binding = Api::<RoleBinding>::namespaced(h.client.clone(), COMPANY_NS)
+        .get("timedeal-portal")
+        .await
+        .unwrap();
+    assert_eq!(binding.role_ref.name, "timedeal-portal-deals");
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str()),
+        ("ServiceAccount", "timedeal-portal")
+    );
+    assert_eq!(subject.namespace.as_deref(), Some("timedeal-system"));
+
+    let bolt = companies(&h.client).get("bolt").await.unwrap();
+    let (status, reason, _) = ready(&bolt);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "NamespaceReady")
+    );
+    assert_eq!(bolt.status.unwrap().deals, Some(0));
+
+    // Nothing changed: the namespace's objects are read, not written again.
+    h.take_writes();
+    h.reconcile_company("bolt").await.unwrap();
+    let writes: Vec<String> = h
+        .take_writes()
+        .into_iter()
+        .filter(|w| !w.contains("Namespace"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test]
+async fn a_namespace_that_is_not_the_companys_is_never_taken() {
+    let mut squatter = company("squatter", "timedeal-system", true);
+    squatter.metadata.creation_timestamp = None;
+    let h = Harness::with_companies(sample(), vec![company("acme", NS, true), squatter]).await;
+    // The namespace exists and belongs to nobody's Company (the operator's own, say).
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("timedeal-system".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.take_writes();
+    h.reconcile_company("squatter").await.unwrap();
+    let (status, reason, message) = ready(&companies(&h.client).get("squatter").await.unwrap());
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NamespaceInUse")
+    );
+    assert!(message.contains("timedeal-system"), "{message}");
+    let namespace = namespaces.get("timedeal-system").await.unwrap();
+    assert!(namespace.labels().is_empty(), "the namespace is untouched");
+    let bindings = Api::<RoleBinding>::namespaced(h.client.clone(), "timedeal-system")
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(bindings.items.is_empty(), "no binding for the portal there");
+}
+
+#[tokio::test]
+async fn a_deal_outside_an_approved_companys_namespace_is_refused_with_a_reason() {
+    // The namespace's company is not approved: the deal, approved itself, gets nothing.
+    let h = Harness::with_companies(sample(), vec![company("acme", NS, false)]).await;
+    h.settle().await;
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::PendingApproval);
+    let ready = condition(&td, "Ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "CompanyNotApproved");
+    assert!(
+        ready.message.contains("kubectl timedeal approve acme"),
+        "{}",
+        ready.message
+    );
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+    assert!(names::<StatefulSet>(&h.client).await.is_empty());
+    assert!(names::<Secret>(&h.client).await.is_empty());
+
+    // Approving the company releases the deal.
+    set_approved(&h, "acme", true).await;
+    h.reconcile().await.unwrap();
+    assert_eq!(phase(&h.deal().await), Phase::Provisioning);
+    assert_eq!(names::<Deployment>(&h.client).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_deal_in_a_namespace_no_company_owns_is_refused() {
+    let h = Harness::with_companies(sample(), vec![company("bolt", COMPANY_NS, true)]).await;
+    h.settle().await;
+    let td = h.deal().await;
+    let ready = condition(&td, "Ready");
+    assert_eq!(ready.reason, "CompanyNotApproved");
+    assert!(
+        ready
+            .message
+            .contains("no approved Company owns the namespace acme-audio"),
+        "{}",
+        ready.message
+    );
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_deal_over_its_companys_quotas_is_refused_and_names_the_quota() {
+    let mut small = company("acme", NS, true);
+    small.spec.quotas.max_stock = 10;
+    let h = Harness::with_companies(sample(), vec![small]).await;
+    h.settle().await;
+    let td = h.deal().await;
+    let ready = condition(&td, "Ready");
+    assert_eq!(ready.reason, "OverQuota");
+    assert!(
+        ready.message.contains("quotas.maxStock"),
+        "{}",
+        ready.message
+    );
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_running_deal_whose_company_loses_approval_is_suspended_and_keeps_its_data() {
+    let h = Harness::running_at(10, 2).await;
+    assert_eq!(phase(&h.deal().await), Phase::Live);
+    set_approved(&h, "acme", false).await;
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Suspended);
+    assert_eq!(condition(&td, "Ready").reason, "CompanyNotApproved");
+    assert_eq!(
+        names::<StatefulSet>(&h.client).await.len(),
+        1,
+        "Redis stays"
+    );
+    assert_eq!(names::<Deployment>(&h.client).await.len(), 1);
+}
