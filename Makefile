@@ -44,4 +44,4 @@ rbac:
 # and the rental portal).
 screenshots: setup
 	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-tenant-app --test browser
-	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-operator --test portal_browser
+	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-portal --test portal_browser

@@ -9,7 +9,7 @@
 
 pub mod apply;
 pub mod cache;
-pub mod clock;
+pub use timedeal_api::clock;
 pub mod company;
 pub mod conditions;
 pub mod database;
@@ -21,7 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod phase;
 pub mod pinning;
-pub mod portal;
+pub mod portal_keys;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;

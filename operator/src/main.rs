@@ -5,7 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use timedeal_operator::{
     company::tenancy::PortalAccount,
-    portal::client::TrustedProxies,
     reconcile::Config,
     resources::{
         compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Settings,
@@ -186,27 +185,6 @@ struct RunArgs {
     /// Seconds deletion waits for a storefront's final figures.
     #[arg(long, env = "TIMEDEAL_FINAL_FIGURES_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     final_figures_timeout: u64,
-    /// Where the rental portal (request form and status pages) is served.
-    #[arg(long, env = "TIMEDEAL_PORTAL_LISTEN", default_value = "0.0.0.0:8081")]
-    portal_listen: SocketAddr,
-    /// Key signing the portal's status links (at least 32 bytes); by default it is kept in the
-    /// Secret `timedeal-portal` in the operator's namespace, made on first start.
-    #[arg(long, env = "TIMEDEAL_PORTAL_LINK_KEY", hide_env_values = true)]
-    portal_link_key: Option<String>,
-    /// Most storefront replicas a request from the portal may get.
-    #[arg(long, env = "TIMEDEAL_PORTAL_MAX_REPLICAS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(2..=1000))]
-    portal_max_replicas: i32,
-    /// Highest admission rate (shoppers per second) a request from the portal may get.
-    #[arg(long, env = "TIMEDEAL_PORTAL_MAX_ADMISSION_RATE", default_value_t = 1000, value_parser = clap::value_parser!(i32).range(10..=100000))]
-    portal_max_admission_rate: i32,
-    /// Requests one client address may submit per minute.
-    #[arg(long, env = "TIMEDEAL_PORTAL_SUBMISSIONS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    portal_submissions_per_minute: u32,
-    /// Addresses and networks (comma-separated, such as 10.0.0.0/8) of the proxies in front of
-    /// the portal, whose `X-Forwarded-For` names the client the submission limit counts; empty
-    /// counts the connection's peer.
-    #[arg(long, env = "TIMEDEAL_PORTAL_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies)]
-    portal_trusted_proxies: TrustedProxies,
     /// The rental portal's ServiceAccount (in the operator's namespace), which every approved
     /// company's namespace binds to the ClusterRole `timedeal-portal-deals`.
     #[arg(
@@ -228,10 +206,6 @@ fn quantity(text: &str) -> Result<String, String> {
     Quantity::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
-}
-
-fn trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
-    TrustedProxies::parse(text)
 }
 
 fn optional_quantity(text: &str) -> Result<String, String> {
@@ -322,16 +296,6 @@ fn serve(args: RunArgs) -> ExitCode {
             },
         },
         listen: args.listen,
-        portal: run::PortalOptions {
-            listen: args.portal_listen,
-            link_key: args.portal_link_key,
-            limits: timedeal_operator::portal::capacity::Limits {
-                max_replicas: args.portal_max_replicas,
-                max_admission_rate: args.portal_max_admission_rate,
-            },
-            submissions_per_minute: args.portal_submissions_per_minute,
-            trusted_proxies: args.portal_trusted_proxies,
-        },
         leader_election: !args.no_leader_election,
         identity,
     };

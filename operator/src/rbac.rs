@@ -23,9 +23,11 @@
 //! - namespaces, resourcequotas, limitranges, rolebindings: an approved company's namespace and
 //!   what it holds, read and applied server-side; `bind` on the ClusterRole
 //!   `timedeal-portal-deals` lets the operator grant it to the portal in that namespace.
-//! - the rental portal: creates TimeDeals and, when missing, the company's namespace (create;
-//!   "already exists" is fine); reads its status link key from the Secret `timedeal-portal` in its own namespace
-//!   and creates that Secret on first start (create cannot be narrowed to one name).
+//! - the Secret `timedeal-portal` (own namespace): the portal's session key, read by name and
+//!   made on first start (create cannot be narrowed to one name).
+//! - the portal's own ClusterRoles (`portal`, `portal_deals`) are what the portal calls: it
+//!   creates and reads Companies, and in each approved company's namespace creates, reads and
+//!   deletes TimeDeals. No Secrets, no Namespaces.
 
 use k8s_openapi::{
     api::rbac::v1::{ClusterRole, PolicyRule, Role},
@@ -67,7 +69,7 @@ pub fn cluster_role() -> ClusterRole {
             rule(
                 "timedeal.dev",
                 &["timedeals"],
-                &["get", "list", "watch", "create", "patch"],
+                &["get", "list", "watch", "patch"],
             ),
             rule("", &["namespaces"], &["get", "create", "patch"]),
             rule("timedeal.dev", &["timedeals/status"], &["get", "patch"]),
@@ -119,7 +121,7 @@ pub fn portal_deals() -> ClusterRole {
         rules: Some(vec![rule(
             "timedeal.dev",
             &["timedeals"],
-            &["get", "list", "watch", "create", "delete"],
+            &["get", "list", "create", "delete"],
         )]),
         ..Default::default()
     }
@@ -136,7 +138,7 @@ pub fn portal() -> ClusterRole {
         rules: Some(vec![rule(
             "timedeal.dev",
             &["companies"],
-            &["get", "list", "watch", "create"],
+            &["get", "create"],
         )]),
         ..Default::default()
     }
@@ -154,7 +156,7 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
             rule("coordination.k8s.io", &["leases"], &["create"]),
             named("coordination.k8s.io", "leases", NAME, &["get", "update"]),
             named("", "secrets", postgres_secret, &["get"]),
-            named("", "secrets", crate::portal::LINK_SECRET, &["get"]),
+            named("", "secrets", crate::portal_keys::SECRET, &["get"]),
             rule("", &["secrets"], &["create"]),
         ]),
     }
@@ -199,12 +201,11 @@ mod tests {
         })
     }
 
-    /// Every call the operator and its portal make, as (group, resource, name, verb).
+    /// Every call the operator makes, as (group, resource, name, verb).
     const CALLS: &[(&str, &str, Option<&str>, &str)] = &[
         ("timedeal.dev", "timedeals", None, "list"),
         ("timedeal.dev", "timedeals", None, "watch"),
         ("timedeal.dev", "timedeals", None, "patch"),
-        ("timedeal.dev", "timedeals", None, "create"),
         ("timedeal.dev", "timedeals/status", None, "patch"),
         ("", "namespaces", None, "create"),
         ("", "namespaces", None, "get"),
@@ -264,7 +265,7 @@ mod tests {
             &own,
             "",
             "secrets",
-            Some(crate::portal::LINK_SECRET),
+            Some(crate::portal_keys::SECRET),
             "get"
         ));
         assert!(allows(&own, "", "secrets", None, "create"));

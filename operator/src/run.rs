@@ -31,8 +31,7 @@ use crate::{
     figures::FiguresClient,
     leader::{Leadership, Timing},
     metrics::Metrics,
-    portal::{self, capacity::Limits, Portal},
-    rbac,
+    portal_keys, rbac,
     reconcile::{self, Config, Context},
 };
 
@@ -40,21 +39,9 @@ use crate::{
 pub struct Options {
     pub config: Config,
     pub listen: SocketAddr,
-    pub portal: PortalOptions,
     pub leader_election: bool,
     /// This replica's name in the Lease (the pod name in a cluster).
     pub identity: String,
-}
-
-/// The rental portal's settings.
-pub struct PortalOptions {
-    pub listen: SocketAddr,
-    /// The status link key; from the Secret `timedeal-portal` when not given.
-    pub link_key: Option<String>,
-    pub limits: Limits,
-    pub submissions_per_minute: u32,
-    /// Whose `X-Forwarded-For` names the client (the portal's ingress controller).
-    pub trusted_proxies: portal::client::TrustedProxies,
 }
 
 /// Why the operator cannot start.
@@ -79,7 +66,7 @@ pub enum StartError {
     Forbidden(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error("the rental portal cannot start: {0}")]
+    #[error("the rental portal's session key: {0}")]
     Portal(String),
 }
 
@@ -118,33 +105,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     });
 
-    let links = portal::link_key(
-        &client,
-        &options.config.operator_namespace,
-        options.portal.link_key.clone(),
-    )
-    .await
-    .map_err(StartError::Portal)?;
-    let portal_listener = tokio::net::TcpListener::bind(options.portal.listen)
+    // The portal's session key, which its pods read from their environment.
+    portal_keys::ensure(&client, &options.config.operator_namespace)
         .await
-        .map_err(|e| StartError::Listen(options.portal.listen, e))?;
-    info!(listen = %options.portal.listen, "serving the rental portal");
-    let portal = Arc::new(
-        Portal::new(
-            client.clone(),
-            links,
-            options.portal.limits,
-            Arc::new(SystemClock),
-            options.portal.submissions_per_minute,
-        )
-        .with_trusted_proxies(options.portal.trusted_proxies),
-    );
-    tokio::spawn(async move {
-        let app = portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(portal_listener, app).await {
-            error!(error = %e, "the rental portal stopped");
-        }
-    });
+        .map_err(StartError::Portal)?;
 
     let (cache, writers) = cache::new();
     let ctx = Arc::new(Context::new(

@@ -51,7 +51,7 @@ const ALL_ON: &[&str] = &[
     "portal.ingress.enabled=true",
     "portal.ingress.className=nginx",
     "portal.ingress.tlsSecretName=portal-tls",
-    "portal.linkKey=0123456789abcdef0123456789abcdef",
+    "portal.secureCookies=true",
     "portal.trustedProxies={10.0.0.0/8,fd00::/8}",
     "metrics.serviceMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true",
@@ -174,13 +174,16 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "Deployment",
             "Deployment",
             "Role",
             "RoleBinding",
             "Service",
             "Service",
+            "ServiceAccount",
             "ServiceAccount"
         ]
     );
@@ -221,8 +224,47 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     );
     assert_eq!(role.metadata.namespace.as_deref(), Some("timedeal-system"));
 
+    // The portal: its own ServiceAccount, bound to its own ClusterRole only; no Secret mounted
+    // but its key and the database URL, through the kubelet.
+    let binding: ClusterRoleBinding =
+        typed(named(&objects, "ClusterRoleBinding", "timedeal-portal"));
+    assert_eq!(binding.role_ref.name, rbac::PORTAL);
+    assert_eq!(binding.subjects.unwrap()[0].name, "timedeal-portal");
+    let portal: Deployment = typed(named(&objects, "Deployment", "timedeal-portal"));
+    let pod = portal.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("timedeal-portal"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["/usr/local/bin/timedeal-portal".to_owned()][..])
+    );
+    let secrets: Vec<String> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .map(|r| format!("{}/{}", r.name, r.key))
+        .collect();
+    assert_eq!(
+        secrets,
+        ["timedeal-postgres/url", "timedeal-portal/session-key"]
+    );
+    let service: k8s_openapi::api::core::v1::Service =
+        typed(named(&objects, "Service", "timedeal-portal"));
+    assert_eq!(
+        service.spec.unwrap().selector.unwrap()["app.kubernetes.io/name"],
+        "timedeal-portal"
+    );
+    // The operator binds nothing to the portal's ServiceAccount.
+    let operator_binding: ClusterRoleBinding =
+        typed(named(&objects, "ClusterRoleBinding", "timedeal-operator"));
+    assert_eq!(
+        operator_binding.subjects.unwrap()[0].name,
+        "timedeal-operator"
+    );
+
     // The operator: two replicas, probes, resources, locked down.
-    let deployment: Deployment = typed(one(&objects, "Deployment"));
+    let deployment: Deployment = typed(named(&objects, "Deployment", "timedeal-operator"));
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.unwrap();
@@ -278,8 +320,8 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
     let secrets: Vec<&Value> = objects.iter().filter(|o| kind(o) == "Secret").collect();
     assert_eq!(
         secrets.len(),
-        2,
-        "the portal link key and the trial PostgreSQL"
+        1,
+        "the trial PostgreSQL's; the portal's key is the operator's to generate"
     );
 
     // Each alert watches a metric something exports.
@@ -397,7 +439,7 @@ fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
 fn values_the_schema_forbids_are_refused() {
     for bad in [
         "replicaCount=0",
-        "portal.linkKey=too-short",
+        "portal.replicaCount=0",
         "operator.logLevel=loud",
         "postgres.trial.storage=lots",
         "portal.maxReplicas=1",
@@ -480,17 +522,18 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
             "{kind_name} {name}"
         );
     }
-    for binding in ["ClusterRoleBinding", "RoleBinding"] {
-        assert_eq!(
-            one(&base, binding)["subjects"],
-            one(&chart, binding)["subjects"],
-            "{binding}"
-        );
-        assert_eq!(
-            one(&base, binding)["roleRef"],
-            one(&chart, binding)["roleRef"],
-            "{binding}"
-        );
+    for (binding, name) in [
+        ("ClusterRoleBinding", "timedeal-operator"),
+        ("ClusterRoleBinding", "timedeal-portal"),
+        ("RoleBinding", "timedeal-operator"),
+    ] {
+        for field in ["subjects", "roleRef"] {
+            assert_eq!(
+                named(&base, binding, name)[field],
+                named(&chart, binding, name)[field],
+                "{binding} {name}"
+            );
+        }
     }
 
     // The same CRD, and the same operator container: image, arguments, environment, ports,
@@ -510,18 +553,25 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
         crds(&base) == crds(&chart),
         "the base's CRDs differ from the chart's"
     );
-    let pod = |objects: &[Value]| one(objects, "Deployment")["spec"]["template"]["spec"].clone();
-    let (base_pod, chart_pod) = (pod(&base), pod(&chart));
-    assert_eq!(base_pod["securityContext"], chart_pod["securityContext"]);
-    assert_eq!(
-        base_pod["serviceAccountName"],
-        chart_pod["serviceAccountName"]
-    );
-    assert_eq!(base_pod["containers"], chart_pod["containers"]);
-    assert_eq!(
-        one(&base, "Deployment")["spec"]["replicas"],
-        one(&chart, "Deployment")["spec"]["replicas"]
-    );
+    for deployment in ["timedeal-operator", "timedeal-portal"] {
+        let pod = |objects: &[Value]| {
+            named(objects, "Deployment", deployment)["spec"]["template"]["spec"].clone()
+        };
+        let (base_pod, chart_pod) = (pod(&base), pod(&chart));
+        assert_eq!(base_pod["securityContext"], chart_pod["securityContext"]);
+        assert_eq!(
+            base_pod["serviceAccountName"],
+            chart_pod["serviceAccountName"]
+        );
+        assert_eq!(
+            base_pod["containers"], chart_pod["containers"],
+            "{deployment}"
+        );
+        assert_eq!(
+            named(&base, "Deployment", deployment)["spec"]["replicas"],
+            named(&chart, "Deployment", deployment)["spec"]["replicas"]
+        );
+    }
     let services = |objects: &[Value]| {
         let mut services: Vec<(Value, Value)> = objects
             .iter()

@@ -6,6 +6,28 @@ use std::sync::Arc;
 
 use kube::Client;
 
+/// The fake client learns which kinds have a status subresource from a default instance; the real
+/// TimeDeal has no sensible default, so a stand-in of the same group, version and kind is used.
+pub mod status_kind {
+    #[derive(
+        kube::CustomResource,
+        serde::Serialize,
+        serde::Deserialize,
+        Clone,
+        Debug,
+        Default,
+        schemars::JsonSchema,
+    )]
+    #[kube(
+        group = "timedeal.dev",
+        version = "v1alpha1",
+        kind = "TimeDeal",
+        namespaced,
+        derive = "Default"
+    )]
+    pub struct StandInSpec {}
+}
+
 /// RFC 7386 JSON merge patch.
 pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     use serde_json::Value;

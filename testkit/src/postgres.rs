@@ -167,6 +167,50 @@ impl PostgresServer {
         self.port
     }
 
+    /// Creates a database (with `psql`, from the same installation) and returns its URL.
+    pub fn create_database(&self, database: &str) -> Result<String, Error> {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("CREATE DATABASE \"{database}\""))
+            .output()
+            .map_err(Error::io(format!(
+                "run {}",
+                self.bin.join("psql").display()
+            )))?;
+        if !output.status.success() {
+            return Err(Error::io(format!("create the database {database}"))(
+                std::io::Error::other(String::from_utf8_lossy(&output.stderr).into_owned()),
+            ));
+        }
+        Ok(self.url_for(database))
+    }
+
+    /// A new database on one server shared by the whole test process (started on first use,
+    /// gone with the process), named `<prefix>_<n>`: each test its own, without a server each.
+    pub fn shared_database(prefix: &str) -> Result<String, Error> {
+        use std::sync::{
+            atomic::{AtomicUsize, Ordering},
+            OnceLock,
+        };
+        static SERVER: OnceLock<Result<PostgresServer, String>> = OnceLock::new();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = SERVER
+            .get_or_init(|| PostgresServer::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| {
+                Error::io("start the shared PostgreSQL")(std::io::Error::other(e.clone()))
+            })?;
+        server.create_database(&format!("{prefix}_{}", NEXT.fetch_add(1, Ordering::SeqCst)))
+    }
+
     /// The cluster's directory (data in `data/`, server log in `postgres.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()

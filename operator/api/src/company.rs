@@ -133,3 +133,31 @@ impl Company {
         self.spec.approved && self.spec.namespace == namespace
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_company_reads_as_the_type_and_owns_its_namespace() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../manifests/companies/acme-audio.yaml"
+        ))
+        .unwrap();
+        let company: Company = serde_yaml::from_str(&text).unwrap();
+        assert!(company.owns("acme-audio"));
+        assert!(!company.owns("td-acme-audio"));
+        assert_eq!(company.spec.quotas, CompanyQuotas::default());
+    }
+
+    #[test]
+    fn quotas_default_when_left_out() {
+        let spec: CompanySpec = serde_json::from_value(serde_json::json!({
+            "displayName": "Bolt", "contactEmail": "hello@bolt.example", "namespace": "td-bolt"
+        }))
+        .unwrap();
+        assert!(!spec.approved);
+        assert_eq!(spec.quotas.max_deals, 5);
+    }
+}

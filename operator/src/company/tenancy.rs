@@ -28,6 +28,8 @@ use crate::resources::{
 
 /// The label naming the company a namespace belongs to.
 pub const COMPANY_LABEL: &str = "timedeal.dev/company";
+/// The label an older release's portal put on the namespaces it created for deals.
+pub const LEGACY_TENANT_LABEL: &str = "timedeal.dev/tenant";
 /// The name of the quota, limit range and default-deny policy in a company's namespace.
 pub const NAME: &str = "timedeal-company";
 /// The RoleBinding granting the portal its rights in a company's namespace.
@@ -218,7 +220,7 @@ pub fn may_take(namespace: Option<&Namespace>, company: &Company) -> bool {
         .any(|o| Some(&o.uid) == company.meta().uid.as_ref());
     let legacy_tenant = namespace
         .labels()
-        .get(crate::portal::TENANT_LABEL)
+        .get(LEGACY_TENANT_LABEL)
         .is_some_and(|v| v == "true")
         && namespace.owner_references().is_empty();
     owned || legacy_tenant
@@ -289,7 +291,7 @@ mod tests {
         other.metadata.uid = Some("uid-other".into());
         assert!(!may_take(Some(&namespace(&other)), &acme));
         let mut legacy = foreign.clone();
-        legacy.metadata.labels = Some([(crate::portal::TENANT_LABEL.into(), "true".into())].into());
+        legacy.metadata.labels = Some([(LEGACY_TENANT_LABEL.into(), "true".into())].into());
         assert!(may_take(Some(&legacy), &acme));
     }
 }

@@ -106,22 +106,7 @@ pub fn context(
 /// One real PostgreSQL per test binary (started on first use, gone with the process), and a
 /// database of its own for each harness: the platform database the operator sets deals up in.
 pub async fn platform_database() -> String {
-    use std::sync::{
-        atomic::{AtomicUsize, Ordering},
-        OnceLock,
-    };
-    static SERVER: OnceLock<timedeal_testkit::PostgresServer> = OnceLock::new();
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let server = SERVER.get_or_init(|| timedeal_testkit::PostgresServer::start().unwrap());
-    let database = format!("platform_{}", NEXT.fetch_add(1, Ordering::SeqCst));
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url())
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    server.url_for(&database)
+    timedeal_testkit::PostgresServer::shared_database("platform").unwrap()
 }
 
 pub const NS: &str = "acme-audio";

@@ -3,38 +3,11 @@
 
 pub mod harness;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use kube::Client;
-use kube_fake_client::ClientBuilder;
-use timedeal_api::TimeDeal;
-use timedeal_operator::{
-    clock::ManualClock,
-    portal::{self, capacity::Limits, links::LinkKey, Portal},
-};
 
-/// The fake client learns which kinds have a status subresource from a default instance; the real
-/// TimeDeal has no sensible default, so a stand-in of the same group, version and kind is used.
-pub mod status_kind {
-    #[derive(
-        kube::CustomResource,
-        serde::Serialize,
-        serde::Deserialize,
-        Clone,
-        Debug,
-        Default,
-        schemars::JsonSchema,
-    )]
-    #[kube(
-        group = "timedeal.dev",
-        version = "v1alpha1",
-        kind = "TimeDeal",
-        namespaced,
-        derive = "Default"
-    )]
-    pub struct StandInSpec {}
-}
+pub use timedeal_testkit::kube_api::status_kind;
 
 /// Namespaces and Companies served as the API server does (see `timedeal_testkit::kube_api`).
 pub use timedeal_testkit::kube_api::with_cluster_scoped as with_namespaces;
@@ -53,82 +26,6 @@ pub fn company(name: &str, namespace: &str, approved: bool) -> timedeal_api::Com
     );
     company.metadata.uid = Some(format!("uid-{name}"));
     company
-}
-
-/// "Now" for the portal's tests: ten days before the deals they request.
-pub fn portal_now() -> DateTime<Utc> {
-    "2026-11-21T09:00:00Z".parse().unwrap()
-}
-
-pub const LINK_KEY: &[u8] = b"portal-link-key-for-tests-0123456789";
-
-/// The rental portal on a free loopback port, over an in-memory Kubernetes API.
-pub struct PortalServer {
-    pub client: Client,
-    pub url: String,
-    pub links: LinkKey,
-}
-
-impl PortalServer {
-    pub async fn start(submissions_per_minute: u32) -> Self {
-        Self::start_behind(submissions_per_minute, "").await
-    }
-
-    /// Behind the given trusted proxies (see `portal::client`).
-    pub async fn start_behind(submissions_per_minute: u32, trusted_proxies: &str) -> Self {
-        let client = ClientBuilder::new()
-            .with_resource::<TimeDeal>()
-            .with_status_subresource::<status_kind::TimeDeal>()
-            .build()
-            .await
-            .unwrap();
-        let client = with_namespaces(client);
-        let links = LinkKey::new(LINK_KEY.to_vec()).unwrap();
-        let portal = Arc::new(
-            Portal::new(
-                client.clone(),
-                links.clone(),
-                Limits::default(),
-                Arc::new(ManualClock::at(portal_now())),
-                submissions_per_minute,
-            )
-            .with_trusted_proxies(
-                timedeal_operator::portal::client::TrustedProxies::parse(trusted_proxies).unwrap(),
-            ),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let app = portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app).await.unwrap()
-        });
-        Self { client, url, links }
-    }
-}
-
-/// A complete, valid request as form fields.
-pub fn valid_request() -> Vec<(&'static str, String)> {
-    [
-        ("company_name", "ACME Audio"),
-        ("contact_email", "sales@acme-audio.example"),
-        ("product_name", "NC-700 headphones"),
-        ("description", "Over-ear, 30 hours of battery."),
-        ("image_url", "https://cdn.acme-audio.example/nc700.png"),
-        ("list_price", "299.00"),
-        ("deal_price", "99.00"),
-        ("currency", "USD"),
-        ("stock", "500"),
-        ("per_user_limit", "2"),
-        ("date", "2026-12-01"),
-        ("time", "12:00"),
-        ("utc_offset", "+09:00"),
-        ("duration_minutes", "60"),
-        ("peak_shoppers", "30000"),
-        ("host", "headphones.deals.example.com"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_owned()))
-    .collect()
 }
 
 /// A fault the strict API injects into writes whose path contains `path`.

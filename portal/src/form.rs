@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::{distributions::Alphanumeric, Rng};
 use serde::Deserialize;
 use serde_json::json;
-use timedeal_api::{money, validation, TimeDeal};
+use timedeal_api::{money, validation, Company, TimeDeal};
 
 use super::capacity::{self, Limits, Suggestion};
 
@@ -17,8 +17,6 @@ use super::capacity::{self, Limits, Suggestion};
 #[serde(default)]
 pub struct RequestForm {
     pub csrf: String,
-    pub company_name: String,
-    pub contact_email: String,
     pub product_name: String,
     pub description: String,
     pub image_url: String,
@@ -61,8 +59,6 @@ pub type FieldErrors = BTreeMap<&'static str, Vec<String>>;
 
 /// Where each field of the TimeDeal is typed on the form.
 const FIELDS: &[(&str, &str)] = &[
-    ("spec.company.name", "company_name"),
-    ("spec.company.contactEmail", "contact_email"),
     ("spec.product.name", "product_name"),
     ("spec.product.description", "description"),
     ("spec.product.imageUrl", "image_url"),
@@ -103,7 +99,14 @@ impl RequestForm {
     }
 
     /// Reads the form into an unapproved TimeDeal in the company's namespace, or every error.
-    pub fn accept(&self, limits: Limits, now: DateTime<Utc>) -> Result<Accepted, FieldErrors> {
+    /// The company, its namespace and its contact come from the signed-in company, never from
+    /// the form.
+    pub fn accept(
+        &self,
+        company: &Company,
+        limits: Limits,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut refuse = |field: &'static str, message: String| {
             errors.entry(field).or_default().push(message);
@@ -136,6 +139,15 @@ impl RequestForm {
         let per_user_limit = whole("per_user_limit", &self.per_user_limit, "2");
         let peak = whole("peak_shoppers", &self.peak_shoppers, "20000");
         let duration = whole("duration_minutes", &self.duration_minutes, "60");
+        if let Some(stock) = stock.filter(|s| *s > company.spec.quotas.max_stock) {
+            refuse(
+                "stock",
+                format!(
+                    "your company may put at most {} units on sale in one deal (you asked for {stock})",
+                    company.spec.quotas.max_stock
+                ),
+            );
+        }
         let start = DateTime::parse_from_rfc3339(&format!(
             "{}T{}:00{}",
             self.date.trim(),
@@ -199,7 +211,7 @@ impl RequestForm {
         }
 
         let suggestion = capacity::suggest(peak, limits);
-        let namespace = namespace_for(&self.company_name);
+        let namespace = &company.spec.namespace;
         let name = deal_name(&self.product_name);
         let image_url = Some(self.image_url.trim()).filter(|u| !u.is_empty());
         let value = json!({
@@ -212,8 +224,8 @@ impl RequestForm {
             },
             "spec": {
                 "company": {
-                    "name": self.company_name.trim(),
-                    "contactEmail": self.contact_email.trim(),
+                    "name": company.spec.display_name,
+                    "contactEmail": company.spec.contact_email,
                 },
                 "approved": false,
                 "product": {
@@ -284,14 +296,19 @@ fn slug(text: &str, max: usize) -> String {
     slug.trim_end_matches('-').to_owned()
 }
 
+/// A Company's name from its display name: a DNS label of letters, digits and dashes.
+pub fn company_name(display_name: &str) -> String {
+    let slug = slug(display_name, 40);
+    if slug.is_empty() {
+        "company".into()
+    } else {
+        slug
+    }
+}
+
 /// The company's namespace: `td-<company>`, so a company never lands in a system namespace.
 pub fn namespace_for(company: &str) -> String {
-    let slug = slug(company, 50);
-    if slug.is_empty() {
-        "td-company".into()
-    } else {
-        format!("td-{slug}")
-    }
+    format!("td-{company}")
 }
 
 /// `<product>-<5 random>`: starts with a letter, at most 47 characters (the CRD's name rule), and
@@ -318,11 +335,22 @@ mod tests {
         "2026-11-21T09:00:00Z".parse().unwrap()
     }
 
+    fn acme() -> Company {
+        Company::new(
+            "acme-audio",
+            timedeal_api::CompanySpec {
+                display_name: "ACME Audio".into(),
+                contact_email: "sales@acme-audio.example".into(),
+                namespace: "td-acme-audio".into(),
+                approved: true,
+                quotas: Default::default(),
+            },
+        )
+    }
+
     pub fn valid() -> RequestForm {
         RequestForm {
             csrf: "token".into(),
-            company_name: "ACME Audio".into(),
-            contact_email: "sales@acme-audio.example".into(),
             product_name: "NC-700 headphones".into(),
             description: "Over-ear, 30 hours of battery.".into(),
             image_url: "https://cdn.acme-audio.example/nc700.png".into(),
@@ -342,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_valid_form_makes_an_unapproved_deal_in_the_company_namespace() {
-        let accepted = valid().accept(Limits::default(), now()).unwrap();
+        let accepted = valid().accept(&acme(), Limits::default(), now()).unwrap();
         let deal = accepted.deal;
         assert_eq!(deal.metadata.namespace.as_deref(), Some("td-acme-audio"));
         let name = deal.metadata.name.unwrap();
@@ -352,6 +380,8 @@ mod tests {
         );
         let spec = deal.spec;
         assert!(!spec.approved);
+        assert_eq!(spec.company.name, "ACME Audio");
+        assert_eq!(spec.company.contact_email, "sales@acme-audio.example");
         assert_eq!(spec.product.list_price, 29900);
         assert_eq!(spec.product.deal_price, 9900);
         assert_eq!(
@@ -375,21 +405,30 @@ mod tests {
     fn each_error_lands_on_its_field() {
         let mut form = valid();
         form.deal_price = "399".into(); // above the list price: a CEL rule
-        form.contact_email = "not-an-email".into(); // a schema format
         form.stock = "lots".into(); // not a number
         form.host = "not a host".into();
-        let errors = form.accept(Limits::default(), now()).unwrap_err();
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
         assert!(errors["stock"][0].contains("whole number"), "{errors:?}");
         // Parsing stops the build before the CRD rules run; fix it and they report.
         form.stock = "500".into();
-        let errors = form.accept(Limits::default(), now()).unwrap_err();
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
         assert!(
             errors["deal_price"][0].contains("must not be higher"),
             "{errors:?}"
         );
-        assert!(errors["contact_email"][0].contains("email"), "{errors:?}");
         assert!(errors["host"][0].contains("DNS name"), "{errors:?}");
         assert!(!errors.contains_key(""), "{errors:?}");
+    }
+
+    #[test]
+    fn stock_over_the_companys_quota_is_refused_on_its_field() {
+        let mut form = valid();
+        form.stock = "100001".into();
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
+        assert!(
+            errors["stock"][0].contains("at most 100000 units"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -398,20 +437,21 @@ mod tests {
         form.date = "2026-11-21".into();
         form.time = "09:30".into();
         form.utc_offset = "+00:00".into();
-        let errors = form.accept(Limits::default(), now()).unwrap_err();
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
         assert!(
             errors["date"][0].contains("at least 60 minutes"),
             "{errors:?}"
         );
         form.time = "nine".into();
-        let errors = form.accept(Limits::default(), now()).unwrap_err();
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
         assert!(errors["date"][0].contains("enter a date"), "{errors:?}");
     }
 
     #[test]
     fn names_are_valid_kubernetes_names() {
-        assert_eq!(namespace_for("ACME Audio, Inc."), "td-acme-audio-inc");
-        assert_eq!(namespace_for("???"), "td-company");
+        assert_eq!(company_name("ACME Audio, Inc."), "acme-audio-inc");
+        assert_eq!(company_name("???"), "company");
+        assert_eq!(namespace_for("acme-audio-inc"), "td-acme-audio-inc");
         let name = deal_name("2024 Édition spéciale!!");
         assert!(name.starts_with("deal-2024-dition-sp-ciale-"), "{name}");
         let long = deal_name(&"x".repeat(200));

@@ -1,103 +1,13 @@
-//! The portal's pages, rendered on the server (maud). Every control has a label; errors sit next
-//! to their field and are tied to it with `aria-describedby`.
+//! A company's deal pages: its list, the request form, and each deal's status and report.
 
-use maud::{html, Markup, DOCTYPE};
-use timedeal_api::{money, Phase, TimeDeal};
+use maud::{html, Markup};
+use timedeal_api::{money, Company, Phase, TimeDeal};
 
-use super::{
+use super::{field, layout, select, textarea, Nav};
+use crate::{
     capacity::{Limits, Suggestion},
     form::{self, FieldErrors, RequestForm},
 };
-
-fn layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Timedeal" }
-                link rel="stylesheet" href="/static/portal.css";
-            }
-            body {
-                header { a.brand href="/" { "Timedeal" } span { "flash-sale infrastructure, by the deal" } }
-                main { (body) }
-            }
-        }
-    }
-}
-
-/// One form control in its frame: label, hint, the control, and its errors, tied to the control
-/// for screen readers. `control` gets the id of the error text when there is one.
-fn labelled(
-    name: &str,
-    label: &str,
-    hint: Option<&str>,
-    errors: &FieldErrors,
-    control: impl FnOnce(Option<&str>) -> Markup,
-) -> Markup {
-    let problems = errors.get(name).map(|p| p.join("; "));
-    let error_id = format!("{name}-error");
-    let described_by = problems.as_ref().map(|_| error_id.as_str());
-    html! {
-        div.field.invalid[problems.is_some()] {
-            label for=(name) { (label) }
-            @if let Some(hint) = hint { small.hint { (hint) } }
-            (control(described_by))
-            @if let Some(problems) = &problems {
-                p.error id=(error_id) { (problems) }
-            }
-        }
-    }
-}
-
-/// One labelled input with its errors.
-fn field(
-    name: &str,
-    label: &str,
-    value: &str,
-    kind: &str,
-    hint: Option<&str>,
-    errors: &FieldErrors,
-) -> Markup {
-    labelled(name, label, hint, errors, |described_by| {
-        html! {
-            input type=(kind) id=(name) name=(name) value=(value)
-                aria-invalid=[described_by.map(|_| "true")]
-                aria-describedby=[described_by];
-        }
-    })
-}
-
-fn select(
-    name: &str,
-    label: &str,
-    value: &str,
-    options: &[(String, String)],
-    errors: &FieldErrors,
-) -> Markup {
-    labelled(name, label, None, errors, |described_by| {
-        html! {
-            select id=(name) name=(name)
-                aria-invalid=[described_by.map(|_| "true")]
-                aria-describedby=[described_by] {
-                @for (option, text) in options {
-                    option value=(option) selected[option == value] { (text) }
-                }
-            }
-        }
-    })
-}
-
-fn textarea(name: &str, label: &str, value: &str, errors: &FieldErrors) -> Markup {
-    labelled(name, label, None, errors, |described_by| {
-        html! {
-            textarea id=(name) name=(name) rows="3"
-                aria-invalid=[described_by.map(|_| "true")]
-                aria-describedby=[described_by] { (value) }
-        }
-    })
-}
 
 fn suggestion_text(suggestion: Option<Suggestion>) -> String {
     match suggestion {
@@ -113,9 +23,12 @@ fn suggestion_text(suggestion: Option<Suggestion>) -> String {
 pub fn request_form(
     form: &RequestForm,
     errors: &FieldErrors,
-    csrf: &str,
+    nav: &Nav,
+    company: &Company,
     limits: Limits,
 ) -> Markup {
+    let csrf = nav.csrf;
+    let quotas = &company.spec.quotas;
     let currency = if form.currency.is_empty() {
         "USD"
     } else {
@@ -154,22 +67,19 @@ pub fn request_form(
     let e = errors;
     layout(
         "Rent a time deal",
+        Some(nav),
         html! {
             h1 { "Rent a time deal" }
             p.lead { "Tell us what you sell and when. We run the storefront, the queue and the spike; a platform admin reviews every request before it is scheduled." }
+            p.hint { "For " strong { (company.spec.display_name) } ": at most " (quotas.max_stock) " units a deal, " (quotas.max_deals) " deals at once." }
             @if !errors.is_empty() {
                 div.alert role="alert" id="form-errors" {
                     "Some fields need attention; they are marked below."
                     @for problem in &general { p { (problem) } }
                 }
             }
-            form method="post" action="/requests" novalidate {
+            form method="post" action="/deals" novalidate {
                 input type="hidden" name="csrf" value=(csrf);
-                fieldset {
-                    legend { "Company" }
-                    (field("company_name", "Company name", &form.company_name, "text", None, e))
-                    (field("contact_email", "Contact email", &form.contact_email, "email", Some("We write here when the request is approved."), e))
-                }
                 fieldset {
                     legend { "Product" }
                     (field("product_name", "Product name", &form.product_name, "text", None, e))
@@ -210,26 +120,14 @@ pub fn request_form(
     )
 }
 
-/// After a request was stored.
-pub fn confirmation(deal: &TimeDeal, link: &str) -> Markup {
-    layout(
-        "Request received",
-        html! {
-            h1 { "Request received" }
-            p.lead { "Thank you. A platform admin reviews " strong { (deal.spec.product.name) } " and approves it; the page below follows it from here." }
-            p { "Keep this link: it is the only way to your request's status and, afterwards, its sales report." }
-            p.link { a id="status-link" href=(link) { (link) } }
-        },
-    )
-}
-
 fn when(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
     time.map(|t| t.0.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
 }
 
-/// A request's status: phase, timeline, the storefront once it runs, figures, and the report.
-pub fn status(deal: &TimeDeal) -> Markup {
+/// A deal's status: phase, timeline, the storefront once it runs, figures, and the report.
+/// `created`: just requested, so the page says it was received.
+pub fn status(deal: &TimeDeal, nav: &Nav, created: bool) -> Markup {
     let status = deal.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Phase::PendingApproval);
     let spec = &deal.spec;
@@ -256,14 +154,23 @@ pub fn status(deal: &TimeDeal) -> Markup {
         phase,
         Phase::PendingApproval | Phase::Provisioning | Phase::Failed
     );
+    let name = deal.metadata.name.clone().unwrap_or_default();
     layout(
         &format!("{} · status", spec.product.name),
+        Some(nav),
         html! {
+            @if created {
+                div.notice role="status" id="received" { "Request received. A platform admin reviews it; this page follows it from here." }
+            }
             h1 { (spec.product.name) }
             p.lead { (spec.company.name) " · " (utc(spec.schedule.start)) " to " (utc(spec.schedule.end)) }
             p.phase { "Status: " strong id="phase" { (phase_words(phase)) } }
-            @if phase == Phase::PendingApproval {
+            @if phase == Phase::PendingApproval && !spec.approved {
                 p.hint { "A platform admin reviews every request. This page follows it from here: the storefront's address once it is set up, live figures during the deal, and the sales report afterwards." }
+                form method="post" action=(format!("/deals/{name}/withdraw")) {
+                    input type="hidden" name="csrf" value=(nav.csrf);
+                    button.secondary type="submit" id="withdraw" { "Withdraw this request" }
+                }
             }
             ol.timeline {
                 @for (step, done, at) in &steps {
@@ -321,10 +228,54 @@ fn phase_words(phase: Phase) -> &'static str {
     }
 }
 
-/// The page for a link that opens nothing.
-pub fn not_found() -> Markup {
+/// Where a deal is, in a word or two, for the list.
+pub fn phase_of(deal: &TimeDeal) -> &'static str {
+    let phase = deal.status.as_ref().and_then(|s| s.phase);
+    match phase {
+        None | Some(Phase::PendingApproval) if !deal.spec.approved => "pending",
+        None | Some(Phase::PendingApproval) | Some(Phase::Provisioning) => "approved",
+        Some(Phase::Scheduled) | Some(Phase::WarmingUp) => "scheduled",
+        Some(Phase::Live) | Some(Phase::SoldOut) | Some(Phase::Suspended) => "live",
+        Some(Phase::Ended) => "ended",
+        Some(Phase::Failed) => "on hold",
+    }
+}
+
+/// All of a company's deals, newest start first, with live figures.
+pub fn list(deals: &[TimeDeal], nav: &Nav, company: &Company, note: Option<&str>) -> Markup {
+    let mut sorted: Vec<&TimeDeal> = deals.iter().collect();
+    sorted.sort_by_key(|d| std::cmp::Reverse(d.spec.schedule.start));
+    let utc = |t: chrono::DateTime<chrono::Utc>| t.format("%b %-d, %H:%M UTC").to_string();
     layout(
-        "Not found",
-        html! { h1 { "Not found" } p { "There is nothing at this address." } },
+        "Your deals",
+        Some(nav),
+        html! {
+            h1 { "Your deals" }
+            @if let Some(note) = note { div.notice role="status" { (note) } }
+            @if !company.spec.approved {
+                p.hint id="awaiting-approval" { "Your company is waiting for a platform admin's approval. You can request deals once it is approved." }
+            }
+            @if sorted.is_empty() {
+                p id="no-deals" { "No deals yet. " a href="/deals/new" { "Request your first one." } }
+            } @else {
+                div.scroll { table.deals id="deals" {
+                    thead { tr { th { "Product" } th { "State" } th { "Starts" } th { "Sold" } th { "Waiting" } th { "Revenue" } } }
+                    tbody {
+                        @for deal in sorted {
+                            @let status = deal.status.clone().unwrap_or_default();
+                            @let name = deal.metadata.name.clone().unwrap_or_default();
+                            tr data-deal=(name) {
+                                td { a href=(format!("/deals/{name}")) { (deal.spec.product.name) } }
+                                td.state { (phase_of(deal)) }
+                                td { (utc(deal.spec.schedule.start)) }
+                                td { (status.stock.as_ref().map_or(0, |s| s.sold)) " / " (deal.spec.product.stock) }
+                                td { (status.queue.as_ref().map_or(0, |q| q.waiting)) }
+                                td { (status.revenue.map(|r| money::format(r, &deal.spec.product.currency)).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
     )
 }

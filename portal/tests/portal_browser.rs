@@ -1,13 +1,13 @@
-//! A company in a real headless Chromium (chromedriver): fills the rental form, submits, lands on
-//! the confirmation, follows the status link; then submits bad values and sees each error by its
-//! field. Screenshots go to `$TIMEDEAL_SCREENSHOTS` (default `target/screenshots`); `make
+//! A company in a real headless Chromium (chromedriver): signs up, signs in once approved,
+//! fills the rental form, lands on its deal's page, sees it in its list, follows it to the
+//! report; then submits bad values and sees each error by its field. Screenshots go to `$TIMEDEAL_SCREENSHOTS` (default `target/screenshots`); `make
 //! screenshots` refreshes the ones the README shows.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{valid_request, PortalServer};
+use common::{valid_request, PortalServer, PASSWORD};
 use fantoccini::{Client, Locator};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -47,12 +47,42 @@ async fn deals(portal: &PortalServer) -> Vec<TimeDeal> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
+async fn a_company_signs_up_requests_a_deal_and_follows_it_in_chromium() {
     let portal = PortalServer::start(20).await;
     let driver = ChromeDriver::start();
     let client = driver.browser(430, 1400).await;
     let run = async {
-        client.goto(&format!("{}/", portal.url)).await.unwrap();
+        // Sign up.
+        client.goto(&portal.at("/signup")).await.unwrap();
+        fill(&client, "display_name", "ACME Audio").await;
+        fill(&client, "email", "sales@acme-audio.example").await;
+        fill(&client, "password", PASSWORD).await;
+        fill(&client, "confirm", PASSWORD).await;
+        shot(&client, "portal-1-signup.png").await;
+        click(
+            &client,
+            Locator::Css("form[action='/signup'] button[type=submit]"),
+        )
+        .await;
+        wait_text(&client, "email", Duration::from_secs(5), |_| true).await;
+        assert_eq!(client.current_url().await.unwrap().path(), "/signin");
+
+        // An admin approves the company (`kubectl timedeal approve acme-audio`); sign in.
+        portal.approve("acme-audio").await;
+        fill(&client, "email", "sales@acme-audio.example").await;
+        fill(&client, "password", PASSWORD).await;
+        click(
+            &client,
+            Locator::Css("form[action='/signin'] button[type=submit]"),
+        )
+        .await;
+        wait_text(&client, "no-deals", Duration::from_secs(5), |t| {
+            t.contains("No deals yet")
+        })
+        .await;
+
+        // Request a deal.
+        client.goto(&portal.at("/deals/new")).await.unwrap();
         for (id, value) in valid_request() {
             fill(&client, id, &value).await;
         }
@@ -61,30 +91,40 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
             t.contains("15 from the warm-up") && t.contains("admitting 100 shoppers a second")
         })
         .await;
-        shot(&client, "portal-1-form.png").await;
-        click(&client, Locator::Css("button[type=submit]")).await;
-
-        wait_text(&client, "status-link", Duration::from_secs(5), |t| {
-            t.starts_with("/requests/td-acme-audio/")
-        })
+        shot(&client, "portal-2-form.png").await;
+        click(
+            &client,
+            Locator::Css("form[action='/deals'] button[type=submit]"),
+        )
         .await;
-        assert!(client
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .starts_with("/confirmation/"));
-        shot(&client, "portal-2-confirmation.png").await;
-        let created = deals(&portal).await;
-        assert_eq!(created.len(), 1);
-        assert!(!created[0].spec.approved);
-
-        click(&client, Locator::Id("status-link")).await;
         wait_text(&client, "phase", Duration::from_secs(5), |t| {
             t == "waiting for approval"
         })
         .await;
+        assert!(text(&client, "received").await.contains("Request received"));
         shot(&client, "portal-3-status.png").await;
+        let created = deals(&portal).await;
+        assert_eq!(created.len(), 1);
+        assert!(!created[0].spec.approved);
+        assert_eq!(
+            created[0].metadata.namespace.as_deref(),
+            Some("td-acme-audio")
+        );
+
+        // The company's list.
+        client.goto(&portal.at("/deals")).await.unwrap();
+        wait_text(&client, "deals", Duration::from_secs(5), |t| {
+            t.contains("NC-700 headphones") && t.contains("pending")
+        })
+        .await;
+        shot(&client, "portal-4-deals.png").await;
+        client
+            .goto(&portal.at(&format!(
+                "/deals/{}",
+                created[0].metadata.name.clone().unwrap()
+            )))
+            .await
+            .unwrap();
 
         // What the operator writes once the deal has run; the same link now shows the report.
         let name = created[0].metadata.name.clone().unwrap();
@@ -114,27 +154,29 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
         wait_text(&client, "phase", Duration::from_secs(5), |t| t == "ended").await;
         assert_eq!(text(&client, "revenue").await, "49,500.00 USD");
         assert_eq!(text(&client, "sold").await, "500 of 500");
-        shot(&client, "portal-4-report.png").await;
+        shot(&client, "portal-5-report.png").await;
 
         // A second request with mistakes: each is shown by its field, nothing is created.
-        client.goto(&format!("{}/", portal.url)).await.unwrap();
+        client.goto(&portal.at("/deals/new")).await.unwrap();
         for (id, value) in valid_request() {
             let value = match id {
                 "deal_price" => "399.00".to_owned(),
-                "contact_email" => "sales-at-acme".to_owned(),
                 "stock" => "500".to_owned(),
                 "host" => "my shop".to_owned(),
                 _ => value,
             };
             fill(&client, id, &value).await;
         }
-        click(&client, Locator::Css("button[type=submit]")).await;
+        click(
+            &client,
+            Locator::Css("form[action='/deals'] button[type=submit]"),
+        )
+        .await;
         let price_error = wait_text(&client, "deal_price-error", Duration::from_secs(5), |t| {
             !t.is_empty()
         })
         .await;
         assert!(price_error.contains("must not be higher"), "{price_error}");
-        assert!(text(&client, "contact_email-error").await.contains("email"));
         assert!(text(&client, "host-error").await.contains("DNS name"));
         let typed = client
             .find(Locator::Id("deal_price"))
@@ -144,7 +186,7 @@ async fn a_company_requests_a_deal_and_follows_it_in_chromium() {
             .await
             .unwrap();
         assert_eq!(typed.as_deref(), Some("399.00"), "what was typed is kept");
-        shot(&client, "portal-5-errors.png").await;
+        shot(&client, "portal-6-errors.png").await;
         assert_eq!(deals(&portal).await.len(), 1);
     };
     run.await;

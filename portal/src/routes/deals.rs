@@ -1,0 +1,355 @@
+//! A signed-in company's deals: the list, the request form, each deal's page, withdrawal.
+//!
+//! Every deal is looked up in the signed-in company's own namespace, which comes from its
+//! Company, never from the address or the form: whatever a company types, it reaches only its
+//! own deals.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Redirect, Response},
+    Form, Json,
+};
+use kube::{
+    api::{DeleteParams, ListParams, PostParams, Preconditions},
+    Api, ResourceExt,
+};
+use serde::Deserialize;
+use timedeal_api::{Company, TimeDeal};
+use tracing::info;
+
+use crate::{
+    accounts::Session,
+    capacity,
+    error::{kube, PortalError},
+    form::{FieldErrors, RequestForm},
+    not_found, pages, stale_form, too_many, unavailable, Csrf, Portal,
+};
+
+/// The signed-in session and its Company, or where the visitor goes instead.
+pub async fn signed_in(
+    portal: &Portal,
+    headers: &HeaderMap,
+) -> Result<(Session, Company), Response> {
+    let session = match portal.session(headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err(Redirect::to("/signin").into_response()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match portal.company(&session.account.company).await {
+        Ok(Some(company)) => Ok((session, company)),
+        // The Company was deleted: the account has nothing left to see.
+        Ok(None) => Err(Redirect::to("/signin").into_response()),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn nav<'a>(session: &'a Session, company: &'a Company) -> pages::Nav<'a> {
+    pages::Nav {
+        company: &company.spec.display_name,
+        csrf: &session.csrf,
+    }
+}
+
+fn deals(portal: &Portal, company: &Company) -> Api<TimeDeal> {
+    Api::namespaced(portal.client.clone(), &company.spec.namespace)
+}
+
+/// The company's deals; none before approval (the portal may not read its namespace yet).
+async fn company_deals(portal: &Portal, company: &Company) -> Result<Vec<TimeDeal>, PortalError> {
+    if !company.spec.approved {
+        return Ok(Vec::new());
+    }
+    match deals(portal, company).list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        // Approved a moment ago: the operator has not bound the portal there yet.
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(kube(format!("listing the deals of {}", company.name_any()))(e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    withdrawn: Option<String>,
+}
+
+pub async fn list(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let (session, company) = match signed_in(&portal, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let found = match company_deals(&portal, &company).await {
+        Ok(found) => found,
+        Err(e) => return unavailable(&e),
+    };
+    let note = query
+        .withdrawn
+        .map(|name| format!("The request {name} was withdrawn."));
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(
+            pages::deals::list(&found, &nav(&session, &company), &company, note.as_deref())
+                .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+fn not_approved(session: &Session, company: &Company) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            pages::message(
+                "Waiting for approval",
+                Some(&nav(session, company)),
+                "Your company is not approved yet, so it cannot request deals; nothing was created. A platform admin approves new companies, usually within a working day.",
+                ("/deals", "Your deals"),
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+fn form_page(
+    portal: &Portal,
+    status: StatusCode,
+    form: &RequestForm,
+    errors: &FieldErrors,
+    session: &Session,
+    company: &Company,
+) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(
+            pages::deals::request_form(
+                form,
+                errors,
+                &nav(session, company),
+                company,
+                portal.limits,
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+pub async fn new_request(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let (session, company) = match signed_in(&portal, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if !company.spec.approved {
+        return not_approved(&session, &company);
+    }
+    form_page(
+        &portal,
+        StatusCode::OK,
+        &RequestForm::default(),
+        &FieldErrors::new(),
+        &session,
+        &company,
+    )
+}
+
+/// Files an unapproved TimeDeal in the company's namespace.
+pub async fn submit(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<RequestForm>,
+) -> Response {
+    let client = portal.client_of(peer, &headers);
+    let per_minute = portal.rate.submissions_per_minute;
+    if !portal
+        .within(
+            &format!("submit-client:{client}"),
+            per_minute,
+            chrono::Duration::minutes(1),
+        )
+        .await
+    {
+        return too_many("Too many requests from your address; wait a minute and submit again.\n");
+    }
+    let (session, company) = match signed_in(&portal, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if form.csrf.is_empty() || form.csrf != session.csrf {
+        return stale_form();
+    }
+    if !company.spec.approved {
+        return not_approved(&session, &company);
+    }
+    if !portal
+        .within(
+            &format!("submit-company:{}", company.name_any()),
+            per_minute,
+            chrono::Duration::minutes(1),
+        )
+        .await
+    {
+        return too_many("Too many requests from your company; wait a minute and submit again.\n");
+    }
+    let accepted = match form.accept(&company, portal.limits, portal.clock.now()) {
+        Ok(accepted) => accepted,
+        Err(errors) => {
+            return form_page(
+                &portal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                &session,
+                &company,
+            )
+        }
+    };
+    match deals(&portal, &company)
+        .create(&PostParams::default(), &accepted.deal)
+        .await
+    {
+        Ok(deal) => {
+            info!(company = %company.name_any(), deal = %deal.name_any(), "deal requested");
+            Redirect::to(&format!("/deals/{}?created=1", deal.name_any())).into_response()
+        }
+        // The namespace's quota: as many deals as the company may have.
+        Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("exceeded quota") => {
+            let mut errors = FieldErrors::new();
+            errors.entry("").or_default().push(format!(
+                "Your company has {} deals already, the most it may have at once; withdraw a pending one or wait for one to be deleted after it ends.",
+                company.spec.quotas.max_deals
+            ));
+            form_page(
+                &portal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                &session,
+                &company,
+            )
+        }
+        Err(e) => unavailable(&kube(format!("creating a deal for {}", company.name_any()))(e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ShowQuery {
+    created: Option<String>,
+}
+
+/// One of the company's own deals, or nothing.
+async fn own_deal(
+    portal: &Portal,
+    company: &Company,
+    name: &str,
+) -> Result<Option<TimeDeal>, PortalError> {
+    if !company.spec.approved {
+        return Ok(None);
+    }
+    match deals(portal, company).get_opt(name).await {
+        Ok(found) => Ok(found),
+        Err(kube::Error::Api(e)) if e.code == 403 => Ok(None),
+        Err(e) => Err(kube(format!("reading deal {name}"))(e)),
+    }
+}
+
+pub async fn show(
+    State(portal): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    Query(query): Query<ShowQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, company) = match signed_in(&portal, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match own_deal(&portal, &company, &name).await {
+        Err(e) => unavailable(&e),
+        Ok(None) => not_found(Some(&nav(&session, &company))),
+        Ok(Some(deal)) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(
+                pages::deals::status(&deal, &nav(&session, &company), query.created.is_some())
+                    .into_string(),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// Deletes a request no admin has approved yet; an approved deal stays (its orders matter).
+pub async fn withdraw(
+    State(portal): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(sent): Form<Csrf>,
+) -> Response {
+    let (session, company) = match signed_in(&portal, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if sent.csrf != session.csrf {
+        return stale_form();
+    }
+    let deal = match own_deal(&portal, &company, &name).await {
+        Err(e) => return unavailable(&e),
+        Ok(None) => return not_found(Some(&nav(&session, &company))),
+        Ok(Some(deal)) => deal,
+    };
+    if deal.spec.approved {
+        return (
+            StatusCode::CONFLICT,
+            Html(
+                pages::message(
+                    "Already approved",
+                    Some(&nav(&session, &company)),
+                    "This deal is approved, so it can no longer be withdrawn here; nothing was changed. Ask the platform admin to suspend or remove it.",
+                    (&format!("/deals/{name}"), "Back to the deal"),
+                )
+                .into_string(),
+            ),
+        )
+            .into_response();
+    }
+    // Only the deal that was read: approval between the read and the delete makes it fail.
+    let preconditions = Preconditions {
+        uid: deal.uid(),
+        resource_version: deal.resource_version(),
+    };
+    let params = DeleteParams {
+        preconditions: Some(preconditions),
+        ..DeleteParams::default()
+    };
+    match deals(&portal, &company).delete(&name, &params).await {
+        Ok(_) => {
+            info!(company = %company.name_any(), deal = %name, "request withdrawn");
+            Redirect::to(&format!("/deals?withdrawn={name}")).into_response()
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            Redirect::to(&format!("/deals/{name}")).into_response()
+        }
+        Err(e) => unavailable(&kube(format!("withdrawing deal {name}"))(e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SuggestQuery {
+    peak_shoppers: i64,
+}
+
+pub async fn suggest(
+    State(portal): State<Arc<Portal>>,
+    Query(query): Query<SuggestQuery>,
+) -> Json<capacity::Suggestion> {
+    Json(capacity::suggest(query.peak_shoppers, portal.limits))
+}

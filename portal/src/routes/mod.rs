@@ -1,0 +1,4 @@
+//! The portal's handlers, by what they serve.
+
+pub mod account;
+pub mod deals;
