@@ -75,7 +75,7 @@ pub fn for_phase(phase: Phase, scale: Scale, health: Health) -> Vec<Wanted> {
                     PROGRESSING,
                     false,
                     refused.reason,
-                    "nothing new is built until the company's approval or quotas allow the deal",
+                    "nothing new is built until what the Ready condition says is resolved",
                 ),
             )
         }

@@ -181,6 +181,48 @@ impl Database {
         .await
     }
 
+    /// Keeps a deal's booking in `timedeal_platform.bookings`, where the portal's calendar reads it.
+    pub async fn book(
+        &self,
+        url: &str,
+        namespace: &str,
+        name: &str,
+        booking: &timedeal_api::calendar::Booking,
+    ) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            prepare_bookings(&pool).await?;
+            sqlx::query(timedeal_api::calendar::UPSERT_BOOKING)
+                .bind(&booking.key)
+                .bind(namespace)
+                .bind(name)
+                .bind(booking.from)
+                .bind(booking.until)
+                .bind(booking.replicas)
+                .bind(booking.approved)
+                .execute(&pool)
+                .await
+                .map_err(statement("record the deal's booking"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Frees a deleted deal's booking.
+    pub async fn unbook(&self, url: &str, uid: &str) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            prepare_bookings(&pool).await?;
+            sqlx::query("DELETE FROM timedeal_platform.bookings WHERE uid = $1")
+                .bind(uid)
+                .execute(&pool)
+                .await
+                .map_err(statement("free the deal's booking"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Keeps a deleted deal's final figures in `timedeal_platform.final_figures`, once per deal.
     pub async fn record_final_figures(
         &self,
@@ -243,6 +285,17 @@ impl Database {
         })
         .await
     }
+}
+
+/// Creates the calendar's table when the portal has not yet.
+async fn prepare_bookings(pool: &PgPool) -> Result<(), DatabaseError> {
+    for sql in timedeal_api::calendar::BOOKINGS_DDL {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map_err(statement("create the bookings table"))?;
+    }
+    Ok(())
 }
 
 fn statement(what: &str) -> impl Fn(sqlx::Error) -> DatabaseError + '_ {

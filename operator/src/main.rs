@@ -193,6 +193,10 @@ struct RunArgs {
         default_value = "timedeal-portal"
     )]
     portal_service_account: String,
+    /// Storefront replicas the platform can run at once, for the capacity calendar: approving a
+    /// deal that would book more at any moment is refused. 0: no calendar.
+    #[arg(long, env = "TIMEDEAL_CALENDAR_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100000))]
+    calendar_replicas: i32,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -290,6 +294,7 @@ fn serve(args: RunArgs) -> ExitCode {
             figures_interval: Duration::from_secs(args.figures_interval),
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
             api_timeout: Duration::from_secs(args.api_timeout),
+            calendar_replicas: (args.calendar_replicas > 0).then_some(args.calendar_replicas),
             portal_account: PortalAccount {
                 namespace: args.namespace.clone(),
                 name: args.portal_service_account,

@@ -250,3 +250,70 @@ async fn a_running_deal_whose_company_loses_approval_is_suspended_and_keeps_its_
     );
     assert_eq!(names::<Deployment>(&h.client).await.len(), 1);
 }
+
+#[tokio::test]
+async fn approving_a_deal_that_would_overcommit_the_calendar_is_refused_with_the_free_starts() {
+    // Another company's approved deal books 15 of 20 replicas over the same hour.
+    let mut h = Harness::with_companies(
+        sample(),
+        vec![company("acme", NS, true), company("bolt", COMPANY_NS, true)],
+    )
+    .await;
+    let mut rival = sample();
+    rival.metadata.namespace = Some(COMPANY_NS.into());
+    rival.metadata.name = Some("rival-sale".into());
+    rival.metadata.uid = Some("uid-rival".into());
+    rival.spec.capacity.peak_replicas = 15;
+    Api::<TimeDeal>::namespaced(h.client.clone(), COMPANY_NS)
+        .create(&Default::default(), &rival)
+        .await
+        .unwrap();
+    h.with_calendar(20);
+    h.settle().await;
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::PendingApproval);
+    let ready = condition(&td, "Ready");
+    assert_eq!(ready.reason, "OverCapacity");
+    // The sample books 6 replicas from 02:45 to 04:00 UTC; the rival 15 from 02:45 to 04:00.
+    assert!(
+        ready
+            .message
+            .contains("at 2026-12-01 02:45 UTC when 15 of the platform's 20"),
+        "{}",
+        ready.message
+    );
+    // The nearest starts that fit: an hour and more later, or earlier.
+    assert!(
+        ready.message.contains("2026-12-01 05:00 UTC"),
+        "{}",
+        ready.message
+    );
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+
+    // With room for both, the deal is built, and its booking kept for the portal's calendar.
+    h.with_calendar(21);
+    h.reconcile().await.unwrap();
+    assert_eq!(phase(&h.deal().await), Phase::Provisioning);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&h.platform)
+        .await
+        .unwrap();
+    let (replicas, approved): (i32, bool) =
+        sqlx::query_as("SELECT replicas, approved FROM timedeal_platform.bookings WHERE name = $1")
+            .bind(NAME)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!((replicas, approved), (6, true));
+    // A deal that runs is not re-checked: a smaller calendar later does not stop it.
+    h.with_calendar(1);
+    h.reconcile().await.unwrap();
+    assert_eq!(phase(&h.deal().await), Phase::Provisioning);
+
+    // Deleted, its booking is freed.
+    h.reconcile_deletion().await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM timedeal_platform.bookings")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -148,7 +148,13 @@ impl Accounts {
             .run(&pool)
             .await
             .map_err(|e| PortalError::Migration(e.to_string()))?;
+        crate::bookings::prepare(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// The connection pool, for the calendar's bookings beside the accounts.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Stores a new account; the caller creates its Company in the same breath (see `signup`).

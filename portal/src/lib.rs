@@ -12,6 +12,7 @@
 //! - `pages`: the HTML; `form`: the request form's rules; `capacity`: the suggested capacity.
 
 pub mod accounts;
+pub mod bookings;
 pub mod capacity;
 pub mod client;
 pub mod error;
@@ -82,6 +83,8 @@ pub struct Portal {
     pub proxies: TrustedProxies,
     /// Cookies only over HTTPS (behind a TLS ingress).
     pub secure_cookies: bool,
+    /// Storefront replicas the platform can run at once; none: no calendar.
+    pub calendar_replicas: Option<i32>,
 }
 
 /// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`: the
@@ -106,6 +109,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/deals/{name}", get(deals::show))
         .route("/deals/{name}/withdraw", post(deals::withdraw))
         .route("/suggest", get(deals::suggest))
+        .route("/calendar", get(deals::day))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/static/portal.css", get(css))
         .route("/static/portal.js", get(js))

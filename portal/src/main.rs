@@ -41,6 +41,10 @@ struct Cli {
     /// connection's peer.
     #[arg(long, env = "TIMEDEAL_PORTAL_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     trusted_proxies: TrustedProxies,
+    /// Storefront replicas the platform can run at once: the request form shows each hour as
+    /// free, tight or full, and refuses a request that would overcommit. 0: no calendar.
+    #[arg(long, env = "TIMEDEAL_CALENDAR_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100000))]
+    calendar_replicas: i32,
     /// Mark cookies Secure (serve the portal over HTTPS only).
     #[arg(long, env = "TIMEDEAL_PORTAL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     secure_cookies: bool,
@@ -90,6 +94,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         proxies: cli.trusted_proxies,
         secure_cookies: cli.secure_cookies,
+        calendar_replicas: (cli.calendar_replicas > 0).then_some(cli.calendar_replicas),
     });
     let sweeper = portal.clone();
     tokio::spawn(async move {

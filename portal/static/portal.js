@@ -26,3 +26,21 @@
     pending = setTimeout(update, 200);
   });
 })();
+
+// Shows the chosen day's booked capacity when the date changes; without the script the form
+// shows tomorrow's, or the day of the date last submitted.
+(function () {
+  const date = document.getElementById("date");
+  const current = document.getElementById("calendar");
+  if (!date || !current) return;
+  date.addEventListener("change", function () {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(date.value)) return;
+    fetch("/calendar?date=" + date.value)
+      .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+      .then((html) => {
+        const shown = document.getElementById("calendar");
+        if (shown) shown.outerHTML = html;
+      })
+      .catch(() => {});
+  });
+})();

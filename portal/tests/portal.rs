@@ -670,3 +670,76 @@ async fn the_suggestion_is_served_and_every_control_has_a_label() {
     let css = reqwest::get(portal.at("/static/portal.css")).await.unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 }
+
+#[tokio::test]
+async fn the_calendar_shows_each_hour_and_refuses_an_overcommitting_request_with_the_free_starts() {
+    // The platform runs 40 storefront replicas at once; each of these requests books 15 from
+    // 02:50 (its warm-up) to 04:00 UTC on 2026-12-01.
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let bolt = portal.company("Bolt", "hello@bolt.example", true).await;
+    assert_eq!(acme.request(&portal, &valid_request()).await.status(), 200);
+    assert_eq!(bolt.request(&portal, &valid_request()).await.status(), 200);
+
+    let (_, page) = acme.page(&portal.at("/deals/new?date=2026-12-01")).await;
+    let hour = |page: &str, h: &str| {
+        Regex::new(&format!(r#"<li class="(\w+)" data-hour="{h}""#))
+            .unwrap()
+            .captures(page)
+            .unwrap_or_else(|| panic!("no hour {h}:\n{page}"))[1]
+            .to_owned()
+    };
+    assert_eq!(hour(&page, "01"), "free");
+    assert_eq!(hour(&page, "02"), "tight", "30 of 40");
+    assert_eq!(hour(&page, "03"), "tight");
+    assert_eq!(hour(&page, "04"), "free");
+    assert!(
+        page.contains("03:00 UTC: 30 of 40 replicas booked, tight"),
+        "{page}"
+    );
+
+    // A third would need 45: refused on the date, with the nearest starts that fit.
+    let response = acme.request(&portal, &valid_request()).await;
+    assert_eq!(response.status(), 422);
+    let page = response.text().await.unwrap();
+    let error = Regex::new(r#"id="date-error">([^<]*)<"#)
+        .unwrap()
+        .captures(&page)
+        .unwrap_or_else(|| panic!("no error on the date:\n{page}"))[1]
+        .to_owned();
+    assert!(
+        error.contains("fully booked at 2026-12-01 02:50 UTC (30 of 40 storefront replicas taken, your deal needs 15)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("the nearest starts that fit: 2026-12-01 05:00 UTC, 2026-12-01 01:00 UTC"),
+        "{error}"
+    );
+    assert_eq!(portal.deals().await.len(), 2, "nothing more was created");
+
+    // The suggested start is taken.
+    let moved = with(
+        with(valid_request(), "time", "14:00"),
+        "utc_offset",
+        "+09:00",
+    );
+    assert_eq!(acme.request(&portal, &moved).await.status(), 200);
+
+    // A withdrawn request frees its hours at once.
+    let (_, list) = bolt.page(&portal.at("/deals")).await;
+    let name = Regex::new(r#"data-deal="([^"]+)""#)
+        .unwrap()
+        .captures(&list)
+        .unwrap()[1]
+        .to_owned();
+    bolt.post(
+        &portal,
+        &format!("/deals/{name}/withdraw"),
+        &[("csrf", common::csrf_of(&list))],
+    )
+    .await;
+    assert_eq!(acme.request(&portal, &valid_request()).await.status(), 200);
+    assert_eq!(portal.deals().await.len(), 3);
+}

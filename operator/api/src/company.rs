@@ -127,6 +127,11 @@ pub struct CompanyStatus {
     pub deals: Option<i32>,
 }
 
+/// A one-time password-reset token an admin puts on a Company (`kubectl timedeal
+/// reset-password`), and when it was made: the portal honours it once, for a day.
+pub const RESET_ANNOTATION: &str = "timedeal.dev/password-reset";
+pub const RESET_AT_ANNOTATION: &str = "timedeal.dev/password-reset-at";
+
 impl Company {
     /// Whether the company may run deals: approved, and its namespace is the one asked for.
     pub fn owns(&self, namespace: &str) -> bool {

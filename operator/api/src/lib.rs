@@ -2,6 +2,7 @@
 //! app (which reads the same spec from a file), with the validation both apply; and the
 //! `Company` resource, the tenant that rents deals.
 
+pub mod calendar;
 pub mod clock;
 pub mod company;
 pub mod duration;

@@ -4,7 +4,9 @@
 //! - `report DEAL`: the figures the deal ended with (or has so far);
 //! - `approve DEAL`, `suspend DEAL`, `resume DEAL`: the spec edits an admin makes, with a line
 //!   saying what happens next;
-//! - `companies`, `approve COMPANY`: the companies that signed up, and letting one in.
+//! - `companies`, `approve COMPANY`: the companies that signed up, and letting one in;
+//! - `reset-password COMPANY`: a one-time link for a company that lost its password;
+//! - `calendar [DAY]`: what is booked, hour by hour, against the platform's capacity.
 //!
 //! Reading and writing are in [`Plugin`]; what is printed is built by pure functions from what
 //! was read, so tests check the screens without a terminal.
@@ -23,7 +25,10 @@ use kube::{
     Client,
 };
 use serde_json::json;
-use timedeal_api::{Company, TimeDeal};
+use timedeal_api::{
+    company::{RESET_ANNOTATION, RESET_AT_ANNOTATION},
+    Company, TimeDeal,
+};
 
 /// Why a command could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +219,72 @@ impl Plugin {
             "company {name} approved: the operator makes its namespace {} now; its deal \
              requests still need `kubectl timedeal approve -n {} DEAL`",
             company.spec.namespace, company.spec.namespace
+        ))
+    }
+
+    /// Every TimeDeal in the cluster.
+    pub async fn all_deals(&self) -> Result<Vec<TimeDeal>, PluginError> {
+        Ok(Api::<TimeDeal>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(api("listing TimeDeals"))?
+            .items)
+    }
+
+    /// The capacity the operator in `namespace` was given (`TIMEDEAL_CALENDAR_REPLICAS` of its
+    /// Deployment), if it keeps a calendar and the Deployment can be read.
+    pub async fn calendar_capacity(&self, namespace: &str) -> Option<i32> {
+        let deployment = Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .get_opt("timedeal-operator")
+            .await
+            .ok()??;
+        deployment
+            .spec?
+            .template
+            .spec?
+            .containers
+            .first()?
+            .env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == "TIMEDEAL_CALENDAR_REPLICAS")?
+            .value
+            .as_deref()?
+            .parse::<i32>()
+            .ok()
+            .filter(|c| *c > 0)
+    }
+
+    /// Puts a one-time reset token on a Company and returns the link the company opens.
+    pub async fn reset_password(
+        &self,
+        company: &str,
+        portal_url: &str,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, PluginError> {
+        self.companies_api()
+            .get_opt(company)
+            .await
+            .map_err(api(format!("reading Company {company}")))?
+            .ok_or_else(|| PluginError::NothingNamed {
+                namespace: self.namespace.clone(),
+                name: company.to_owned(),
+            })?;
+        self.companies_api()
+            .patch(
+                company,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    RESET_ANNOTATION: token,
+                    RESET_AT_ANNOTATION: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                }}})),
+            )
+            .await
+            .map_err(api(format!("annotating Company {company}")))?;
+        Ok(format!(
+            "{}/reset/{company}/{token}\nworks once, for 24 hours; send it to the company's contact",
+            portal_url.trim_end_matches('/')
         ))
     }
 

@@ -31,6 +31,25 @@ enum Command {
     Approve { name: String },
     /// Every company: approval, namespace, readiness, deals and quotas.
     Companies,
+    /// Each UTC hour of a day (tomorrow by default): what is booked, by whom, against the
+    /// platform's capacity.
+    Calendar {
+        /// The day, as 2026-12-01.
+        day: Option<chrono::NaiveDate>,
+        /// Storefront replicas at once; by default the operator's `calendar.replicas`.
+        #[arg(long)]
+        capacity: Option<i32>,
+        /// Where the operator runs.
+        #[arg(long, default_value = "timedeal-system")]
+        operator_namespace: String,
+    },
+    /// A one-time link (for a day) with which a company sets a new password.
+    ResetPassword {
+        company: String,
+        /// The portal's address, as companies reach it.
+        #[arg(long, env = "TIMEDEAL_PORTAL_URL")]
+        portal_url: String,
+    },
     /// Stop admitting shoppers and taking orders; the storefront stays up and says so.
     Suspend { deal: String },
     /// Undo `suspend`.
@@ -76,6 +95,33 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Report { deal } => screens::report(&plugin.deal(&deal).await?),
         Command::Approve { name } => plugin.approve_any(&name).await?,
         Command::Companies => screens::companies(&plugin.companies().await?),
+        Command::Calendar {
+            day,
+            capacity,
+            operator_namespace,
+        } => {
+            let day = day
+                .unwrap_or_else(|| (chrono::Utc::now() + chrono::Duration::days(1)).date_naive());
+            let capacity = match capacity {
+                Some(c) => Some(c),
+                None => plugin.calendar_capacity(&operator_namespace).await,
+            };
+            screens::calendar(day, &plugin.all_deals().await?, capacity)
+        }
+        Command::ResetPassword {
+            company,
+            portal_url,
+        } => {
+            use rand::Rng;
+            let token: String = rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(32)
+                .map(char::from)
+                .collect();
+            plugin
+                .reset_password(&company, &portal_url, &token, chrono::Utc::now())
+                .await?
+        }
         Command::Suspend { deal } => plugin.suspend(&deal, true).await?,
         Command::Resume { deal } => plugin.suspend(&deal, false).await?,
     })

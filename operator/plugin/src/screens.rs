@@ -280,6 +280,58 @@ pub fn report(deal: &TimeDeal) -> String {
     out
 }
 
+/// `kubectl timedeal calendar [DAY]`: each UTC hour of a day, what is booked in it and by whom.
+pub fn calendar(date: chrono::NaiveDate, deals: &[TimeDeal], capacity: Option<i32>) -> String {
+    use timedeal_api::calendar::{self as cal, Booking, Load};
+    let bookings: Vec<(Booking, String)> = deals
+        .iter()
+        .map(|d| {
+            (
+                Booking::of(d),
+                format!(
+                    "{}/{}{}",
+                    d.metadata.namespace.as_deref().unwrap_or(""),
+                    d.metadata.name.as_deref().unwrap_or(""),
+                    if d.spec.approved { "" } else { " (pending)" }
+                ),
+            )
+        })
+        .collect();
+    let only: Vec<Booking> = bookings.iter().map(|(b, _)| b.clone()).collect();
+    let hours = cal::day(date, &only, capacity.unwrap_or(i32::MAX));
+    let mut out = match capacity {
+        Some(c) => format!("{date} (UTC hours), {c} storefront replicas at once\n"),
+        None => format!(
+            "{date} (UTC hours); the platform keeps no calendar (calendar.replicas is 0), so only what is booked\n"
+        ),
+    };
+    for hour in hours {
+        let end = hour.start + chrono::Duration::hours(1);
+        let who: Vec<String> = bookings
+            .iter()
+            .filter(|(b, _)| b.from < end && hour.start < b.until)
+            .map(|(b, name)| format!("{name} {}", b.replicas))
+            .collect();
+        let load = match (capacity, hour.load) {
+            (None, _) => "",
+            (_, Load::Free) => "free ",
+            (_, Load::Tight) => "tight",
+            (_, Load::Full) => "FULL ",
+        };
+        let booked = match capacity {
+            Some(c) => format!("{:>4}/{c}", hour.booked),
+            None => format!("{:>4}", hour.booked),
+        };
+        let _ = writeln!(
+            out,
+            "{}  {load} {booked}  {}",
+            hour.start.format("%H:00"),
+            who.join(", ")
+        );
+    }
+    out
+}
+
 /// `kubectl timedeal companies`: every company, waiting ones first.
 pub fn companies(companies: &[Company]) -> String {
     if companies.is_empty() {

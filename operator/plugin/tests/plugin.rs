@@ -262,3 +262,55 @@ async fn approve_asks_which_when_a_company_and_a_deal_share_a_name() {
     let error = plugin.approve_any("nobody").await.unwrap_err();
     assert!(matches!(error, PluginError::NothingNamed { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn calendar_shows_each_hour_against_the_capacity_and_who_booked_it() {
+    let plugin = Plugin::new(api(false, false).await, NS);
+    let deals = plugin.all_deals().await.unwrap();
+    // The sample: 6 replicas from 02:45 (warm-up) to 04:00 UTC on 2026-12-01, not approved yet.
+    let day = "2026-12-01".parse().unwrap();
+    let screen = screens::calendar(day, &deals, Some(8));
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines[0].contains("8 storefront replicas at once"),
+        "{screen}"
+    );
+    assert!(lines[2].starts_with("01:00  free     0/8"), "{screen}");
+    assert!(
+        lines[3].starts_with("02:00  tight    6/8  acme-audio/winter-headphones (pending) 6"),
+        "{screen}"
+    );
+    assert!(lines[4].starts_with("03:00  tight    6/8"), "{screen}");
+    assert!(lines[5].starts_with("04:00  free     0/8"), "{screen}");
+    let full = screens::calendar(day, &deals, Some(6));
+    assert!(full.contains("03:00  FULL     6/6"), "{full}");
+    let unknown = screens::calendar(day, &deals, None);
+    assert!(unknown.contains("keeps no calendar"), "{unknown}");
+}
+
+#[tokio::test]
+async fn reset_password_puts_a_one_time_token_on_the_company_and_gives_the_link() {
+    let client = with_companies(true, false, &[company("acme-audio", NS, true)]).await;
+    let plugin = Plugin::new(client.clone(), NS);
+    let now: DateTime<Utc> = "2026-11-21T09:00:00Z".parse().unwrap();
+    let said = plugin
+        .reset_password("acme-audio", "https://deals.example.com/", "TOKEN123", now)
+        .await
+        .unwrap();
+    assert!(
+        said.starts_with("https://deals.example.com/reset/acme-audio/TOKEN123\n"),
+        "{said}"
+    );
+    let stored = Api::<Company>::all(client).get("acme-audio").await.unwrap();
+    let annotations = stored.metadata.annotations.unwrap();
+    assert_eq!(annotations["timedeal.dev/password-reset"], "TOKEN123");
+    assert_eq!(
+        annotations["timedeal.dev/password-reset-at"],
+        "2026-11-21T09:00:00Z"
+    );
+    let error = plugin
+        .reset_password("nobody", "https://x", "T", now)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PluginError::NothingNamed { .. }));
+}

@@ -73,7 +73,11 @@ pub(super) async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
     if let Err(error) = ctx.database.retire_tenant(&platform, &deal.schema()).await {
         warn!(deal = %deal.name, %error, "cannot retire the deal's PostgreSQL role");
     }
+    if let Err(error) = ctx.database.unbook(&platform, &record.uid).await {
+        warn!(deal = %deal.name, %error, "cannot free the deal's booking");
+    }
     ctx.ensured.forget(&record.uid);
+    ctx.booked.forget(&record.uid);
     ctx.delivered
         .lock()
         .expect("delivered lock")

@@ -89,6 +89,8 @@ pub struct Config {
     pub api_timeout: Duration,
     /// The portal's ServiceAccount, bound in every company's namespace.
     pub portal_account: crate::company::tenancy::PortalAccount,
+    /// Storefront replicas the platform can run at once (the capacity calendar); none: no limit.
+    pub calendar_replicas: Option<i32>,
 }
 
 /// Everything reconcile needs, shared by all reconciles.
@@ -108,6 +110,8 @@ pub struct Context {
     /// Per deal (by uid): the revision every storefront replica was last seen serving.
     delivered: Mutex<HashMap<String, i64>>,
     ensured: Ensured,
+    /// Per deal (by uid): the booking last written to the calendar.
+    booked: Ensured,
     /// Per deal (by uid): when its figures were last asked for, and what went wrong then.
     readings: Mutex<HashMap<String, Reading>>,
     /// Per deal (by uid): reconciles failed in a row, for the backoff.
@@ -136,6 +140,7 @@ impl Context {
             pusher: Pusher::in_cluster(Duration::from_secs(2)),
             delivered: Mutex::default(),
             ensured: Ensured::default(),
+            booked: Ensured::default(),
             readings: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -271,7 +276,11 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         .is_some_and(|p| !matches!(p, Phase::PendingApproval));
     // A deal runs only in an approved company's namespace and within its quotas; refused, it is
     // treated as unapproved (one that ran is suspended, its data kept).
-    let refused = crate::company::gate(&ctx.cache.companies, td);
+    let mut refused = crate::company::gate(&ctx.cache.companies, td);
+    // Approving a deal that has not run yet re-checks the capacity calendar.
+    if refused.is_none() && td.spec.approved && !ran {
+        refused = over_capacity(ctx, td).await?;
+    }
     let approved = td.spec.approved && refused.is_none();
     let revoked = !approved && ran;
     if !approved && !revoked {
@@ -312,6 +321,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
 
     // 2. build the desired bundle
     let (secrets, live_secrets) = secrets(ctx, &deal).await?;
+    book(ctx, &deal, &live_secrets.platform).await;
     let upgrade_now = td
         .annotations()
         .get(pinning::UPGRADE_ANNOTATION)
@@ -501,6 +511,65 @@ fn image_of(ctx: &Context, deal: &Deal<'_>, suffix: &str) -> Option<String> {
         .first()?
         .image
         .clone()
+}
+
+/// Why approving `td` would overcommit the platform, if it would: its booking against every other
+/// approved deal's, with the nearest starts that fit.
+async fn over_capacity(ctx: &Context, td: &TimeDeal) -> Result<Option<Problem>> {
+    use timedeal_api::calendar::{self, Booking};
+    let Some(capacity) = ctx.config.calendar_replicas else {
+        return Ok(None);
+    };
+    let all = tokio::time::timeout(
+        ctx.config.api_timeout,
+        Api::<TimeDeal>::all(ctx.client.clone()).list(&ListParams::default()),
+    )
+    .await
+    .map_err(|_| Error::Timeout(ctx.config.api_timeout))?
+    .map_err(crate::error::kube(
+        "listing TimeDeals for the capacity calendar",
+    ))?;
+    let others: Vec<Booking> = all
+        .items
+        .iter()
+        .filter(|d| d.spec.approved && d.uid() != td.uid())
+        .map(Booking::of)
+        .collect();
+    let mine = Booking::of(td);
+    let Err(over) = calendar::fits(&mine, &others, capacity) else {
+        return Ok(None);
+    };
+    let free = calendar::free_starts(td, &others, capacity, ctx.clock.now());
+    Ok(Some(Problem {
+        reason: "OverCapacity",
+        message: format!(
+            "approving it would book {} storefront replicas at {} when {} of the platform's {} \
+             are booked; move it to a start that fits ({}) or lower capacity.peakReplicas",
+            mine.replicas,
+            over.at.format("%Y-%m-%d %H:%M UTC"),
+            over.booked,
+            over.capacity,
+            free
+        ),
+    }))
+}
+
+/// Writes the deal's booking for the portal's calendar when it changed; a failure is logged and
+/// retried on the next reconcile, never holding the deal up.
+async fn book(ctx: &Context, deal: &Deal<'_>, platform: &str) {
+    let booking = timedeal_api::calendar::Booking::of(deal.td);
+    let fingerprint = resources::fingerprint(&serde_json::json!(booking));
+    if ctx.booked.contains(&booking.key, &fingerprint) {
+        return;
+    }
+    match ctx
+        .database
+        .book(platform, deal.namespace, deal.name, &booking)
+        .await
+    {
+        Ok(()) => ctx.booked.insert(&booking.key, &fingerprint),
+        Err(error) => warn!(deal = %deal.name, %error, "cannot record the deal's booking"),
+    }
 }
 
 /// How soon a deal whose pods are not all ready is looked at again.

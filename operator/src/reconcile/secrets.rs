@@ -34,6 +34,8 @@ pub(super) async fn platform_url(ctx: &Context) -> Result<String> {
 pub(super) struct LiveSecrets {
     pub(super) redis: Option<Secret>,
     pub(super) storefront: Option<Secret>,
+    /// The platform PostgreSQL URL they were read beside.
+    pub(super) platform: String,
 }
 
 /// The deal's secret values: read back from its Secrets when they exist, generated otherwise, so
@@ -71,6 +73,7 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
     let live = LiveSecrets {
         redis: existing(resources::redis::secret_name(deal)).await?,
         storefront: existing(resources::storefront::secret_name(deal)).await?,
+        platform: postgres_url.clone(),
     };
     let redis_password = live
         .redis

@@ -58,6 +58,18 @@ pub fn context(
     settings: Settings,
     cache: Cache,
 ) -> Arc<Context> {
+    context_with(client, clock, storefront_url, settings, cache, |_| {})
+}
+
+/// The same, with the configuration changed by `configure`.
+pub fn context_with(
+    client: &Client,
+    clock: &Arc<ManualClock>,
+    storefront_url: &Arc<Mutex<String>>,
+    settings: Settings,
+    cache: Cache,
+    configure: impl FnOnce(&mut Config),
+) -> Arc<Context> {
     let pods = storefront_url.clone();
     let pusher = Pusher::with_urls(
         Duration::from_secs(2),
@@ -74,19 +86,22 @@ pub fn context(
         Duration::from_secs(2),
         Arc::new(move |_, _| format!("{}/internal/stats", url.lock().unwrap())),
     );
+    let mut config = Config {
+        settings,
+        operator_namespace: "timedeal-system".into(),
+        postgres_secret: "timedeal-postgres".into(),
+        postgres_secret_key: "url".into(),
+        figures_interval: Duration::from_secs(15),
+        final_figures_timeout: Duration::from_secs(2),
+        api_timeout: Duration::from_secs(2),
+        portal_account: Default::default(),
+        calendar_replicas: None,
+    };
+    configure(&mut config);
     Arc::new(
         Context::new(
             client.clone(),
-            Config {
-                settings,
-                operator_namespace: "timedeal-system".into(),
-                postgres_secret: "timedeal-postgres".into(),
-                postgres_secret_key: "url".into(),
-                figures_interval: Duration::from_secs(15),
-                final_figures_timeout: Duration::from_secs(2),
-                api_timeout: Duration::from_secs(2),
-                portal_account: Default::default(),
-            },
+            config,
             clock.clone(),
             figures_client,
             Recorder::new(
@@ -373,6 +388,18 @@ impl Harness {
             self.ctx.clone(),
         ))
         .await
+    }
+
+    /// The operator configured with a capacity calendar of `replicas`.
+    pub fn with_calendar(&mut self, replicas: i32) {
+        self.ctx = context_with(
+            &self.client,
+            &self.clock,
+            &self.storefront_url,
+            self.ctx.config.settings.clone(),
+            self.cache.clone(),
+            |config| config.calendar_replicas = Some(replicas),
+        );
     }
 
     /// One reconcile of a Company as the API server holds it now.

@@ -1,7 +1,10 @@
 //! A company's deal pages: its list, the request form, and each deal's status and report.
 
 use maud::{html, Markup};
-use timedeal_api::{money, Company, Phase, TimeDeal};
+use timedeal_api::{
+    calendar::{Hour, Load},
+    money, Company, Phase, TimeDeal,
+};
 
 use super::{field, layout, select, textarea, Nav};
 use crate::{
@@ -20,12 +23,38 @@ fn suggestion_text(suggestion: Option<Suggestion>) -> String {
 }
 
 /// The request form, filled with what was typed and its errors.
+/// The chosen day's hours, as the form shows them: free, tight or full.
+pub struct DayView {
+    pub date: chrono::NaiveDate,
+    pub hours: Vec<Hour>,
+    pub capacity: i32,
+}
+
+/// The capacity calendar for a day (UTC hours).
+pub fn calendar(view: &DayView) -> Markup {
+    html! {
+        section.calendar id="calendar" data-date=(view.date) aria-label="Booked capacity by hour" {
+            p.hint { "Booked capacity on " strong { (view.date.format("%A, %B %-d")) } " (UTC hours): "
+                span.key.free { "free" } " " span.key.tight { "tight" } " " span.key.full { "full" } }
+            ol {
+                @for hour in &view.hours {
+                    @let word = match hour.load { Load::Free => "free", Load::Tight => "tight", Load::Full => "full" };
+                    li class=(word) data-hour=(hour.start.format("%H")) title=(format!("{} UTC: {} of {} replicas booked, {word}", hour.start.format("%H:00"), hour.booked, view.capacity)) {
+                        (hour.start.format("%H"))
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn request_form(
     form: &RequestForm,
     errors: &FieldErrors,
     nav: &Nav,
     company: &Company,
     limits: Limits,
+    day: Option<&DayView>,
 ) -> Markup {
     let csrf = nav.csrf;
     let quotas = &company.spec.quotas;
@@ -103,6 +132,7 @@ pub fn request_form(
                         (select("utc_offset", "Time zone", offset, &offsets, e))
                     }
                     (select("duration_minutes", "Duration", duration, &durations, e))
+                    @if let Some(day) = day { (calendar(day)) }
                 }
                 fieldset {
                     legend { "Traffic and address" }

@@ -21,9 +21,7 @@ use crate::{
     CSRF_COOKIE, SESSION_COOKIE,
 };
 
-/// The annotation on a Company holding a reset token, and the one saying when it was made.
-pub const RESET_ANNOTATION: &str = "timedeal.dev/password-reset";
-pub const RESET_AT_ANNOTATION: &str = "timedeal.dev/password-reset-at";
+use timedeal_api::company::{RESET_ANNOTATION, RESET_AT_ANNOTATION};
 /// How long a reset link works.
 pub const RESET_TTL: chrono::Duration = chrono::Duration::hours(24);
 

@@ -20,12 +20,17 @@ use serde::Deserialize;
 use timedeal_api::{Company, TimeDeal};
 use tracing::info;
 
+use chrono::{NaiveDate, TimeZone, Utc};
+use timedeal_api::calendar::{self, Booking};
+
 use crate::{
     accounts::Session,
-    capacity,
+    bookings, capacity,
     error::{kube, PortalError},
     form::{FieldErrors, RequestForm},
-    not_found, pages, stale_form, too_many, unavailable, Csrf, Portal,
+    not_found, pages,
+    pages::deals::DayView,
+    stale_form, too_many, unavailable, Csrf, Portal,
 };
 
 /// The signed-in session and its Company, or where the visitor goes instead.
@@ -118,7 +123,31 @@ fn not_approved(session: &Session, company: &Company) -> Response {
         .into_response()
 }
 
-fn form_page(
+/// The day the calendar shows: the form's date, or tomorrow.
+fn chosen_day(portal: &Portal, date: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .unwrap_or_else(|_| (portal.clock.now() + chrono::Duration::days(1)).date_naive())
+}
+
+/// The calendar for a day, when the platform keeps one. A database failure shows no calendar
+/// rather than no form; submitting checks again.
+async fn day_view(portal: &Portal, date: NaiveDate) -> Option<DayView> {
+    let capacity = portal.calendar_replicas?;
+    let midnight = Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?);
+    match bookings::after(portal.accounts.pool(), midnight).await {
+        Ok(booked) => Some(DayView {
+            date,
+            hours: calendar::day(date, &booked, capacity),
+            capacity,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the calendar");
+            None
+        }
+    }
+}
+
+async fn form_page(
     portal: &Portal,
     status: StatusCode,
     form: &RequestForm,
@@ -126,6 +155,7 @@ fn form_page(
     session: &Session,
     company: &Company,
 ) -> Response {
+    let day = day_view(portal, chosen_day(portal, &form.date)).await;
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -136,6 +166,7 @@ fn form_page(
                 &nav(session, company),
                 company,
                 portal.limits,
+                day.as_ref(),
             )
             .into_string(),
         ),
@@ -143,7 +174,61 @@ fn form_page(
         .into_response()
 }
 
-pub async fn new_request(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct DayQuery {
+    date: String,
+}
+
+/// `/calendar?date=YYYY-MM-DD`: a day's hours, as the form shows them, for its script.
+pub async fn day(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<DayQuery>,
+) -> Response {
+    if let Err(response) = signed_in(&portal, &headers).await {
+        return response;
+    }
+    let date = chosen_day(&portal, &query.date);
+    match day_view(&portal, date).await {
+        Some(view) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(pages::deals::calendar(&view).into_string()),
+        )
+            .into_response(),
+        None => not_found(None),
+    }
+}
+
+/// Why a request does not fit the calendar, with the nearest starts that do; `None` when it fits
+/// or the platform keeps no calendar.
+async fn overbooked(portal: &Portal, deal: &TimeDeal) -> Result<Option<String>, PortalError> {
+    let Some(capacity) = portal.calendar_replicas else {
+        return Ok(None);
+    };
+    let now = portal.clock.now();
+    let others = bookings::after(portal.accounts.pool(), now).await?;
+    let mine = Booking::of(deal);
+    let Err(over) = calendar::fits(&mine, &others, capacity) else {
+        return Ok(None);
+    };
+    let earliest = now + chrono::Duration::minutes(crate::form::LEAD_TIME_MINUTES);
+    let free = calendar::free_starts(deal, &others, capacity, earliest);
+    Ok(Some(format!(
+        "the platform is fully booked at {} ({} of {} storefront replicas taken, your deal needs {}); the nearest starts that fit: {}",
+        over.at.format("%Y-%m-%d %H:%M UTC"),
+        over.booked,
+        over.capacity,
+        mine.replicas,
+        free
+    )))
+}
+
+pub async fn new_request(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<DayQuery>,
+) -> Response {
     let (session, company) = match signed_in(&portal, &headers).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -151,14 +236,19 @@ pub async fn new_request(State(portal): State<Arc<Portal>>, headers: HeaderMap) 
     if !company.spec.approved {
         return not_approved(&session, &company);
     }
+    let form = RequestForm {
+        date: query.date,
+        ..RequestForm::default()
+    };
     form_page(
         &portal,
         StatusCode::OK,
-        &RequestForm::default(),
+        &form,
         &FieldErrors::new(),
         &session,
         &company,
     )
+    .await
 }
 
 /// Files an unapproved TimeDeal in the company's namespace.
@@ -211,14 +301,45 @@ pub async fn submit(
                 &session,
                 &company,
             )
+            .await
         }
     };
+    match overbooked(&portal, &accepted.deal).await {
+        Err(e) => return unavailable(&e),
+        Ok(Some(message)) => {
+            let mut errors = FieldErrors::new();
+            errors.entry("date").or_default().push(message);
+            return form_page(
+                &portal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                &session,
+                &company,
+            )
+            .await;
+        }
+        Ok(None) => {}
+    }
     match deals(&portal, &company)
         .create(&PostParams::default(), &accepted.deal)
         .await
     {
         Ok(deal) => {
             info!(company = %company.name_any(), deal = %deal.name_any(), "deal requested");
+            // Counted at once by the next request; the operator keeps it from here.
+            let booking = Booking::of(&deal);
+            let namespace = deal.namespace().unwrap_or_default();
+            if let Err(e) = bookings::add(
+                portal.accounts.pool(),
+                &namespace,
+                &deal.name_any(),
+                &booking,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "cannot book the request in the calendar");
+            }
             Redirect::to(&format!("/deals/{}?created=1", deal.name_any())).into_response()
         }
         // The namespace's quota: as many deals as the company may have.
@@ -236,6 +357,7 @@ pub async fn submit(
                 &session,
                 &company,
             )
+            .await
         }
         Err(e) => unavailable(&kube(format!("creating a deal for {}", company.name_any()))(e)),
     }
@@ -333,6 +455,11 @@ pub async fn withdraw(
     match deals(&portal, &company).delete(&name, &params).await {
         Ok(_) => {
             info!(company = %company.name_any(), deal = %name, "request withdrawn");
+            if let Err(e) =
+                bookings::remove(portal.accounts.pool(), &deal.uid().unwrap_or_default()).await
+            {
+                tracing::warn!(error = %e, "cannot free the withdrawn request's booking");
+            }
             Redirect::to(&format!("/deals?withdrawn={name}")).into_response()
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {

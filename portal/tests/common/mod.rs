@@ -101,6 +101,7 @@ impl PortalServer {
             clock: clock.clone(),
             proxies: TrustedProxies::parse(trusted_proxies).unwrap(),
             secure_cookies: false,
+            calendar_replicas: Some(40),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
