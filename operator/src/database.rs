@@ -208,6 +208,40 @@ impl Database {
         .await
     }
 
+    /// Keeps one reading of a deal's figures, for the portal's chart of the sale.
+    pub async fn sample(
+        &self,
+        url: &str,
+        uid: &str,
+        sample: &timedeal_api::stats::Sample,
+    ) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            for sql in timedeal_api::stats::SAMPLES_DDL {
+                sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .map_err(statement("create the figure samples table"))?;
+            }
+            sqlx::query(
+                "INSERT INTO timedeal_platform.figure_samples \
+                 (uid, at, sold, remaining, waiting, confirmed) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(uid)
+            .bind(sample.at)
+            .bind(sample.sold)
+            .bind(sample.remaining)
+            .bind(sample.waiting)
+            .bind(sample.confirmed)
+            .execute(&pool)
+            .await
+            .map_err(statement("record a figures sample"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Frees a deleted deal's booking.
     pub async fn unbook(&self, url: &str, uid: &str) -> Result<(), DatabaseError> {
         let pool = self.pool(url).await?;

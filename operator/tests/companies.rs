@@ -317,3 +317,25 @@ async fn approving_a_deal_that_would_overcommit_the_calendar_is_refused_with_the
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn each_reading_of_a_sales_figures_is_kept_for_the_companys_chart() {
+    let h = Harness::running_at(10, 2).await;
+    *h.answer.lock().unwrap() = Answer::Figures(figures(120, "live"));
+    h.clock.set(h.at(11));
+    h.reconcile().await.unwrap();
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&h.platform)
+        .await
+        .unwrap();
+    let uid = h.deal().await.metadata.uid.unwrap();
+    let samples: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT sold, waiting, confirmed FROM timedeal_platform.figure_samples \
+         WHERE uid = $1 ORDER BY at",
+    )
+    .bind(&uid)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(samples.len() >= 2, "{samples:?}");
+    assert_eq!(samples.last(), Some(&(120, 40, 60)));
+}

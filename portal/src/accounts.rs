@@ -149,6 +149,7 @@ impl Accounts {
             .await
             .map_err(|e| PortalError::Migration(e.to_string()))?;
         crate::bookings::prepare(&pool).await?;
+        crate::history::prepare(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -385,6 +386,24 @@ impl Accounts {
                 .await
                 .map_err(PortalError::Database)?;
         Ok(found.is_some())
+    }
+
+    /// The company of every account.
+    pub async fn companies(&self) -> Result<Vec<String>, PortalError> {
+        sqlx::query_scalar("SELECT company FROM accounts ORDER BY company")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(PortalError::Database)
+    }
+
+    /// Deletes a company's account, its sessions with it.
+    pub async fn forget_company(&self, company: &str) -> Result<(), PortalError> {
+        sqlx::query("DELETE FROM accounts WHERE company = $1")
+            .bind(company)
+            .execute(&self.pool)
+            .await
+            .map_err(PortalError::Database)?;
+        Ok(())
     }
 
     /// Drops expired sessions and quiet counters.

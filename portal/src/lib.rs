@@ -16,7 +16,9 @@ pub mod bookings;
 pub mod capacity;
 pub mod client;
 pub mod error;
+pub mod export;
 pub mod form;
+pub mod history;
 pub mod keys;
 pub mod pages;
 pub mod routes;
@@ -108,6 +110,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/deals/new", get(deals::new_request))
         .route("/deals/{name}", get(deals::show))
         .route("/deals/{name}/withdraw", post(deals::withdraw))
+        .route("/deals/{name}/orders.csv", get(deals::orders))
         .route("/suggest", get(deals::suggest))
         .route("/calendar", get(deals::day))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -252,6 +255,20 @@ impl Portal {
                 true
             }
         }
+    }
+
+    /// Deletes the accounts (and sessions) of companies that no longer exist: an account's email
+    /// is kept as long as its Company, no longer. Returns how many went.
+    pub async fn forget_deleted_companies(&self) -> Result<usize, PortalError> {
+        let mut forgotten = 0;
+        for company in self.accounts.companies().await? {
+            if self.company(&company).await?.is_none() {
+                self.accounts.forget_company(&company).await?;
+                tracing::info!(company = %company, "deleted the account of a deleted company");
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// The client a request comes from (see `client`).

@@ -103,6 +103,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             if let Err(e) = sweeper.accounts.sweep(chrono::Utc::now()).await {
                 error!(error = %e, "cannot drop expired sessions");
             }
+            if let Err(e) = sweeper.forget_deleted_companies().await {
+                error!(error = %e, "cannot delete the accounts of deleted companies");
+            }
         }
     });
     let listener = tokio::net::TcpListener::bind(cli.listen)

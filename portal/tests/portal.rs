@@ -357,6 +357,19 @@ async fn a_deals_page_follows_it_to_its_sales_report() {
     assert!(live.contains(r#"<dd id="sold">120 of 500</dd>"#), "{live}");
     assert!(live.contains(r#"<dd id="waiting">2400</dd>"#), "{live}");
 
+    // The operator's readings over the sale, for the chart.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO timedeal_platform.figure_samples (uid, at, sold, remaining, waiting, confirmed) \
+         SELECT '{}', '2026-12-01T03:00:00Z'::timestamptz + g * interval '15 seconds', \
+         g * 2, 500 - g * 2, 9100 - g * 36, g * 2 - g / 10 FROM generate_series(0, 250) g",
+        deal.uid().unwrap()
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
     set_status(json!({"phase": "Ended", "endedAt": "2026-12-01T04:00:00Z",
         "soldOutAt": "2026-12-01T03:41:00Z",
         "stock": {"remaining": 0, "sold": 500, "reserved": 0},
@@ -383,6 +396,31 @@ async fn a_deals_page_follows_it_to_its_sales_report() {
     );
     assert!(
         report.contains(r#"<dd id="peak-queue">9100</dd>"#),
+        "{report}"
+    );
+    // The chart: three series over the sale, and the same figures as a table.
+    assert!(
+        report.contains("The sale from 03:00:00 UTC to 04:02:30 UTC"),
+        "{report}"
+    );
+    for (id, label) in [
+        ("chart-orders", "Orders confirmed: now 475, at most 475"),
+        ("chart-queue", "Waiting in the queue: now 100, at most 9100"),
+        ("chart-stock", "Stock left: now 0, at most 500"),
+    ] {
+        let pattern = format!(
+            r#"id="{id}"[^>]*aria-label="{label}"[^>]*><text[^<]*</text><polyline points="([^"]+)""#
+        );
+        let points = Regex::new(&pattern)
+            .unwrap()
+            .captures(&report)
+            .unwrap_or_else(|| panic!("no {id}:\n{report}"))[1]
+            .split(' ')
+            .count();
+        assert_eq!(points, 251, "{id}");
+    }
+    assert!(
+        report.contains("<td>03:01:00 UTC</td><td>8</td><td>8956</td><td>492</td>"),
         "{report}"
     );
     assert!(!report.contains(r#"id="waiting""#));
@@ -742,4 +780,127 @@ async fn the_calendar_shows_each_hour_and_refuses_an_overcommitting_request_with
     .await;
     assert_eq!(acme.request(&portal, &valid_request()).await.status(), 200);
     assert_eq!(portal.deals().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_deals_orders_download_as_a_streamed_csv_and_only_by_its_own_company() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let bolt = portal.company("Bolt", "hello@bolt.example", true).await;
+    let path = acme
+        .request(&portal, &valid_request())
+        .await
+        .url()
+        .path()
+        .to_owned();
+    let name = path.trim_start_matches("/deals/").to_owned();
+    let csv_path = format!("{path}/orders.csv");
+
+    // Before its storefront has taken an order: the header alone.
+    let response = acme.http.get(portal.at(&csv_path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        timedeal_portal::export::HEADER
+    );
+
+    // The storefront's tables in the deal's schema, as its migrations make them, with 100,000
+    // orders (one shopper with a name a spreadsheet would run).
+    let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {}",
+        include_str!("../../tenant-app/migrations/0001_orders.sql")
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO \"{schema}\".orders (id, shopper, quantity, unit_price, currency, status, idempotency_key, created_at) \
+         SELECT g, 'shopper-' || g, 1 + g % 2, 9900, 'USD', CASE WHEN g % 10 = 0 THEN 'cancelled' ELSE 'confirmed' END, 'k' || g, \
+         '2026-12-01T03:00:00Z'::timestamptz + g * interval '10 milliseconds' FROM generate_series(1, 100000) g; \
+         UPDATE \"{schema}\".orders SET shopper = '=HYPERLINK(\"evil\")' WHERE id = 7; \
+         INSERT INTO \"{schema}\".payments (order_id, provider, reference, amount, currency) VALUES (2, 'sandbox', 'pay_2', 19800, 'USD');"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    let response = acme.http.get(portal.at(&csv_path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"{name}-orders.csv\"")
+    );
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "streamed as it is read, not built whole"
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 100_001, "the header and every order");
+    assert_eq!(
+        lines[1],
+        "1,shopper-1,2,99.00,198.00,USD,confirmed,2026-12-01T03:00:00Z,,"
+    );
+    assert_eq!(
+        lines[2],
+        "2,shopper-2,1,99.00,99.00,USD,confirmed,2026-12-01T03:00:00Z,,pay_2"
+    );
+    assert!(
+        lines[7].starts_with("7,\"'=HYPERLINK(\"\"evil\"\")\",2,"),
+        "{}",
+        lines[7]
+    );
+    assert!(lines[10].contains(",cancelled,"), "{}", lines[10]);
+    assert!(lines[100_000].starts_with("100000,shopper-100000,"));
+
+    // Another company, whatever it types, gets nothing.
+    for path in [
+        csv_path.clone(),
+        format!("/deals/td-acme-audio/{name}/orders.csv"),
+    ] {
+        let response = bolt.http.get(portal.at(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(!response.text().await.unwrap().contains("shopper-1"));
+    }
+    let stranger = Browser::new();
+    let response = stranger
+        .http
+        .get(portal.at(&csv_path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/signin");
+}
+
+#[tokio::test]
+async fn a_deleted_companys_account_is_deleted_with_it() {
+    let portal = PortalServer::start(10).await;
+    portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    portal.company("Bolt", "hello@bolt.example", true).await;
+    Api::<Company>::all(portal.client.clone())
+        .delete("acme-audio", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(portal.portal.forget_deleted_companies().await.unwrap(), 1);
+    assert_eq!(portal.portal.forget_deleted_companies().await.unwrap(), 0);
+    let gone = Browser::new()
+        .sign_in(&portal, "sales@acme-audio.example", PASSWORD)
+        .await;
+    assert_eq!(gone.status(), 401, "the account is gone");
+    let kept = Browser::new()
+        .sign_in(&portal, "hello@bolt.example", PASSWORD)
+        .await;
+    assert_eq!(kept.url().path(), "/deals");
 }

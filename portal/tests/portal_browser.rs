@@ -150,11 +150,47 @@ async fn a_company_signs_up_requests_a_deal_and_follows_it_in_chromium() {
         )
         .await
         .unwrap();
+        // What the operator read over the sale, and what the storefront sold: the chart and
+        // the orders to ship.
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+            .await
+            .unwrap();
+        let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
+        sqlx::raw_sql(&format!(
+            "INSERT INTO timedeal_platform.figure_samples (uid, at, sold, remaining, waiting, confirmed) \
+             SELECT '{}', '2026-12-01T03:00:00Z'::timestamptz + g * interval '15 seconds', \
+             least(500, g * 4), greatest(0, 500 - g * 4), greatest(0, 9100 - g * 90), least(260, g * 2) \
+             FROM generate_series(0, 240) g; \
+             CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {} \
+             INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
+             SELECT g, 'shopper-' || g, 1, 9900, 'USD', 'confirmed', 'k' || g FROM generate_series(1, 260) g;",
+            created[0].metadata.uid.clone().unwrap(),
+            include_str!("../../tenant-app/migrations/0001_orders.sql")
+        ))
+        .execute(&mut db)
+        .await
+        .unwrap();
         client.refresh().await.unwrap();
         wait_text(&client, "phase", Duration::from_secs(5), |t| t == "ended").await;
         assert_eq!(text(&client, "revenue").await, "49,500.00 USD");
         assert_eq!(text(&client, "sold").await, "500 of 500");
+        client
+            .find(Locator::Id("sale-chart"))
+            .await
+            .expect("the chart of the sale");
         shot(&client, "portal-5-report.png").await;
+
+        // The CSV download, as the browser fetches it with its session.
+        let csv = client
+            .execute(
+                "return fetch(document.getElementById('orders-csv').href).then(r => r.text());",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let csv = csv.as_str().unwrap();
+        assert!(csv.starts_with("order_id,shopper,quantity"), "{csv}");
+        assert_eq!(csv.lines().count(), 261, "the header and every order");
 
         // A second request with mistakes: each is shown by its field, nothing is created.
         client.goto(&portal.at("/deals/new")).await.unwrap();

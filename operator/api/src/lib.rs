@@ -8,6 +8,7 @@ pub mod company;
 pub mod duration;
 pub mod money;
 pub mod stats;
+pub mod storage;
 pub mod timeline;
 pub mod types;
 pub mod validation;

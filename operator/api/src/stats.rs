@@ -31,6 +31,37 @@ impl StorefrontStats {
     }
 }
 
+/// Every reading of a deal's figures the operator takes, kept in the platform PostgreSQL so the
+/// portal can chart a sale's orders, queue and stock over time. No shopper appears in it.
+pub const SAMPLES_DDL: [&str; 2] = [
+    "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
+    "CREATE TABLE IF NOT EXISTS timedeal_platform.figure_samples (\
+     uid text NOT NULL, at timestamptz NOT NULL, sold bigint NOT NULL, remaining bigint NOT NULL, \
+     waiting bigint NOT NULL, confirmed bigint NOT NULL, PRIMARY KEY (uid, at))",
+];
+
+/// One point of a sale's history, as the portal charts it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    pub sold: i64,
+    pub remaining: i64,
+    pub waiting: i64,
+    pub confirmed: i64,
+}
+
+impl From<&StorefrontStats> for Sample {
+    fn from(stats: &StorefrontStats) -> Self {
+        Self {
+            at: stats.at,
+            sold: stats.stock.sold,
+            remaining: stats.stock.remaining,
+            waiting: stats.queue.waiting,
+            confirmed: stats.orders.confirmed,
+        }
+    }
+}
+
 /// What a storefront replica serves, as it answers `GET` and `PUT /internal/deal`: the operator
 /// counts a change as delivered once every ready replica reports its revision.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -321,7 +321,8 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
 
     // 2. build the desired bundle
     let (secrets, live_secrets) = secrets(ctx, &deal).await?;
-    book(ctx, &deal, &live_secrets.platform).await;
+    let platform = live_secrets.platform.clone();
+    book(ctx, &deal, &platform).await;
     let upgrade_now = td
         .annotations()
         .get(pinning::UPGRADE_ANNOTATION)
@@ -408,6 +409,14 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     } else {
         (None, None)
     };
+    if let Some(read) = &figures {
+        // The sale's history, for the company's chart; a gap in it holds nothing up.
+        let sample = timedeal_api::stats::Sample::from(read);
+        let uid = td.uid().unwrap_or_default();
+        if let Err(error) = ctx.database.sample(&platform, &uid, &sample).await {
+            warn!(deal = %deal.name, %error, "cannot keep a figures sample");
+        }
+    }
     // 4b. deliver the deal document to every replica now, not when the kubelet gets to it
     let config_failed = outcome.failures.iter().any(|f| f.starts_with("ConfigMap"));
     let delivery = if scale == Scale::Off || config_failed {

@@ -52,14 +52,10 @@ pub const CHECKSUM_ANNOTATION: &str = "timedeal.dev/secrets-checksum";
 /// FNV-1a of a JSON value: stable across releases, unlike std's hasher. serde_json writes struct
 /// fields in declaration order and maps sorted, so equal values hash equally.
 pub fn fingerprint(value: &serde_json::Value) -> String {
-    format!("{:016x}", fnv1a(value.to_string().as_bytes()))
-}
-
-/// FNV-1a, 64 bits.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
+    format!(
+        "{:016x}",
+        timedeal_api::storage::fnv1a(value.to_string().as_bytes())
+    )
 }
 
 /// Secret values reconcile read from the deal's existing Secrets, or generated when missing, so
@@ -204,29 +200,7 @@ impl<'a> Deal<'a> {
     }
 }
 
-/// `td_<namespace>_<name>` in lowercase letters, digits and underscores; names too long for
-/// PostgreSQL's 63 characters are shortened and keep a hash of the full name, so two deals never
-/// share a schema.
-pub fn schema_name(namespace: &str, name: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let full = format!("td_{}_{}", clean(namespace), clean(name));
-    if full.len() <= 63 {
-        return full;
-    }
-    // FNV-1a: stable across releases, unlike std's hasher.
-    let hash = fnv1a(format!("{namespace}/{name}").as_bytes());
-    format!("{}_{:012x}", &full[..50], hash & 0xffff_ffff_ffff)
-}
+pub use timedeal_api::storage::schema_name;
 
 /// An environment variable taken from a key of a Secret, so the value never sits in the pod spec.
 pub(crate) fn env_from_secret(
@@ -351,17 +325,6 @@ mod tests {
             Deal::new(&td).unwrap_err(),
             BuildError::MissingMetadata("metadata.uid")
         );
-    }
-
-    #[test]
-    fn schema_names_are_unique_and_valid() {
-        assert_eq!(
-            schema_name("acme-audio", "winter-headphones"),
-            "td_acme_audio_winter_headphones"
-        );
-        let long = schema_name(&"n".repeat(60), &"d".repeat(60));
-        assert_eq!(long.len(), 63);
-        assert_ne!(long, schema_name(&"n".repeat(60), &"d".repeat(61)));
     }
 }
 

@@ -3,7 +3,9 @@
 use maud::{html, Markup};
 use timedeal_api::{
     calendar::{Hour, Load},
-    money, Company, Phase, TimeDeal,
+    money,
+    stats::Sample,
+    Company, Phase, TimeDeal,
 };
 
 use super::{field, layout, select, textarea, Nav};
@@ -157,7 +159,7 @@ fn when(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> 
 
 /// A deal's status: phase, timeline, the storefront once it runs, figures, and the report.
 /// `created`: just requested, so the page says it was received.
-pub fn status(deal: &TimeDeal, nav: &Nav, created: bool) -> Markup {
+pub fn status(deal: &TimeDeal, nav: &Nav, created: bool, history: &[Sample]) -> Markup {
     let status = deal.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Phase::PendingApproval);
     let spec = &deal.spec;
@@ -211,6 +213,7 @@ pub fn status(deal: &TimeDeal, nav: &Nav, created: bool) -> Markup {
                 @if let Some(url) = &status.url {
                     p { "Storefront: " a id="storefront" href=(url) { (url) } }
                 }
+                p { a.download id="orders-csv" href=(format!("/deals/{name}/orders.csv")) download { "Download the orders (CSV)" } }
             }
             @if live_or_after || phase == Phase::Suspended {
                 @if let Some(stock) = &status.stock {
@@ -237,6 +240,7 @@ pub fn status(deal: &TimeDeal, nav: &Nav, created: bool) -> Markup {
                         @if let Some(at) = &status.figures_updated_at {
                             p.hint { "Figures as of " (when(Some(at))) "." }
                         }
+                        (super::chart::sale(history))
                     }
                 }
             }

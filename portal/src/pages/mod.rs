@@ -2,6 +2,7 @@
 //! to their field and are tied to it with `aria-describedby`.
 
 pub mod account;
+pub mod chart;
 pub mod deals;
 
 use maud::{html, Markup, DOCTYPE};

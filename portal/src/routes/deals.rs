@@ -385,28 +385,52 @@ async fn own_deal(
     }
 }
 
+/// The signed-in company and the deal `name` of its own, or where the visitor goes instead.
+async fn signed_in_deal(
+    portal: &Portal,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Session, Company, TimeDeal), Response> {
+    let (session, company) = signed_in(portal, headers).await?;
+    match own_deal(portal, &company, name).await {
+        Err(e) => Err(unavailable(&e)),
+        Ok(None) => Err(not_found(Some(&nav(&session, &company)))),
+        Ok(Some(deal)) => Ok((session, company, deal)),
+    }
+}
+
 pub async fn show(
     State(portal): State<Arc<Portal>>,
     Path(name): Path<String>,
     Query(query): Query<ShowQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (session, company) = match signed_in(&portal, &headers).await {
+    let (session, company, deal) = match signed_in_deal(&portal, &headers, &name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match own_deal(&portal, &company, &name).await {
-        Err(e) => unavailable(&e),
-        Ok(None) => not_found(Some(&nav(&session, &company))),
-        Ok(Some(deal)) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(
-                pages::deals::status(&deal, &nav(&session, &company), query.created.is_some())
-                    .into_string(),
-            ),
-        )
-            .into_response(),
-    }
+    // The chart is a nicety: without its history the page still says everything.
+    let history =
+        match crate::history::of(portal.accounts.pool(), &deal.uid().unwrap_or_default()).await {
+            Ok(history) => history,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a sale's history");
+                Vec::new()
+            }
+        };
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(
+            pages::deals::status(
+                &deal,
+                &nav(&session, &company),
+                query.created.is_some(),
+                &history,
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
 }
 
 /// Deletes a request no admin has approved yet; an approved deal stays (its orders matter).
@@ -467,6 +491,32 @@ pub async fn withdraw(
         }
         Err(e) => unavailable(&kube(format!("withdrawing deal {name}"))(e)),
     }
+}
+
+/// The deal's orders as CSV, streamed; only the company's own deals.
+pub async fn orders(
+    State(portal): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, company, deal) = match signed_in_deal(&portal, &headers, &name).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let namespace = deal.namespace().unwrap_or_default();
+    info!(company = %company.name_any(), deal = %name, "orders exported");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}-orders.csv\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        crate::export::orders_csv(portal.accounts.pool().clone(), &namespace, &name),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

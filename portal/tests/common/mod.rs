@@ -38,6 +38,7 @@ pub struct PortalServer {
     pub url: String,
     pub database: String,
     pub clock: Arc<ManualClock>,
+    pub portal: Arc<Portal>,
 }
 
 impl PortalServer {
@@ -105,9 +106,10 @@ impl PortalServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = portal.clone();
         tokio::spawn(async move {
             let app =
-                timedeal_portal::router(portal).into_make_service_with_connect_info::<SocketAddr>();
+                timedeal_portal::router(served).into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.unwrap()
         });
         Self {
@@ -115,6 +117,7 @@ impl PortalServer {
             url,
             database,
             clock,
+            portal,
         }
     }
 
