@@ -452,6 +452,102 @@ mod bundle_tests {
         }
     }
 
+    /// A company's namespace enforces Pod Security `restricted`: every pod a deal runs must pass
+    /// its checks, or the API server refuses it.
+    #[test]
+    fn every_pod_a_deal_runs_meets_the_restricted_pod_security_standard() {
+        use k8s_openapi::api::core::v1::PodSpec;
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let running = bundle(
+            &deal,
+            &testing::settings(),
+            &testing::secrets(),
+            &plan(Scale::Autoscaled { floor: 2, max: 20 }, true),
+        );
+        let pods: [(&str, &PodSpec); 2] = [
+            (
+                "storefront",
+                running
+                    .storefront
+                    .spec
+                    .as_ref()
+                    .unwrap()
+                    .template
+                    .spec
+                    .as_ref()
+                    .unwrap(),
+            ),
+            (
+                "redis",
+                running
+                    .redis
+                    .spec
+                    .as_ref()
+                    .unwrap()
+                    .template
+                    .spec
+                    .as_ref()
+                    .unwrap(),
+            ),
+        ];
+        for (name, pod) in pods {
+            assert!(
+                pod.host_network != Some(true) && pod.host_pid != Some(true),
+                "{name}"
+            );
+            assert!(pod.host_ipc != Some(true), "{name}");
+            for volume in pod.volumes.iter().flatten() {
+                assert!(volume.host_path.is_none(), "{name}: {}", volume.name);
+            }
+            let pod_security = pod.security_context.clone().unwrap_or_default();
+            let containers = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten());
+            for container in containers {
+                let what = format!("{name}/{}", container.name);
+                let security = container.security_context.clone().unwrap_or_default();
+                assert_eq!(security.allow_privilege_escalation, Some(false), "{what}");
+                assert_ne!(security.privileged, Some(true), "{what}");
+                let capabilities = security.capabilities.clone().unwrap_or_default();
+                assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]), "{what}");
+                assert!(
+                    capabilities
+                        .add
+                        .iter()
+                        .flatten()
+                        .all(|c| c == "NET_BIND_SERVICE"),
+                    "{what}"
+                );
+                let non_root = security.run_as_non_root.or(pod_security.run_as_non_root);
+                assert_eq!(non_root, Some(true), "{what}");
+                assert_ne!(
+                    security.run_as_user.or(pod_security.run_as_user),
+                    Some(0),
+                    "{what}"
+                );
+                let seccomp = security
+                    .seccomp_profile
+                    .clone()
+                    .or(pod_security.seccomp_profile.clone())
+                    .map(|p| p.type_);
+                assert!(
+                    matches!(seccomp.as_deref(), Some("RuntimeDefault" | "Localhost")),
+                    "{what}: {seccomp:?}"
+                );
+                assert!(
+                    container
+                        .ports
+                        .iter()
+                        .flatten()
+                        .all(|p| p.host_port.is_none()),
+                    "{what}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_running_deal_has_every_child_and_a_retired_one_runs_nothing() {
         let td = testing::sample();
