@@ -197,6 +197,10 @@ struct RunArgs {
     /// deal that would book more at any moment is refused. 0: no calendar.
     #[arg(long, env = "TIMEDEAL_CALENDAR_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100000))]
     calendar_replicas: i32,
+    /// Or the platform's storefront CPU (such as 64), divided by each replica's default request
+    /// (`--storefront-cpu-request`); used when `--calendar-replicas` is 0. Empty: no calendar.
+    #[arg(long, env = "TIMEDEAL_CALENDAR_CPU", default_value = "", value_parser = optional_quantity)]
+    calendar_cpu: String,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -285,6 +289,17 @@ fn serve(args: RunArgs) -> ExitCode {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "timedeal-operator".into());
         format!("{host}-{}", std::process::id())
     });
+    let calendar_replicas = match timedeal_api::calendar::capacity(
+        args.calendar_replicas,
+        Some(&args.calendar_cpu),
+        &args.defaults.storefront_cpu_request,
+    ) {
+        Ok(capacity) => capacity,
+        Err(e) => {
+            eprintln!("timedeal-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = run::Options {
         config: Config {
             settings: args.defaults.settings(&args.namespace),
@@ -294,7 +309,7 @@ fn serve(args: RunArgs) -> ExitCode {
             figures_interval: Duration::from_secs(args.figures_interval),
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
             api_timeout: Duration::from_secs(args.api_timeout),
-            calendar_replicas: (args.calendar_replicas > 0).then_some(args.calendar_replicas),
+            calendar_replicas,
             portal_account: PortalAccount {
                 namespace: args.namespace.clone(),
                 name: args.portal_service_account,

@@ -58,11 +58,11 @@ pub enum StartError {
     )]
     Unreachable(String),
     #[error(
-        "the TimeDeal CRD is not installed in this cluster; install it with \
+        "the TimeDeal and Company CRDs are not both installed in this cluster; install them with \
          `timedeal-operator crd | kubectl apply -f -`"
     )]
     NoCrd,
-    #[error("the API server refused to list TimeDeals ({0}); see manifests/base/rbac.yaml for the permissions the operator needs")]
+    #[error("the API server refused to list TimeDeals or Companies ({0}); see manifests/base/rbac.yaml for the permissions the operator needs")]
     Forbidden(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
@@ -82,8 +82,14 @@ pub async fn connect() -> Result<Client, StartError> {
         Err(_) => return Err(StartError::Unreachable("no answer within 10s".into())),
     }
     let deals: Api<TimeDeal> = Api::all(client.clone());
-    match deals.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(client),
+    let companies: Api<Company> = Api::all(client.clone());
+    let one = ListParams::default().limit(1);
+    let listed = match deals.list(&one).await {
+        Ok(_) => companies.list(&one).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok(()) => Ok(client),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(StartError::NoCrd),
         Err(kube::Error::Api(e)) if e.code == 403 => Err(StartError::Forbidden(e.message)),
         Err(e) => Err(StartError::Unreachable(e.to_string())),

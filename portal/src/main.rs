@@ -45,6 +45,14 @@ struct Cli {
     /// free, tight or full, and refuses a request that would overcommit. 0: no calendar.
     #[arg(long, env = "TIMEDEAL_CALENDAR_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100000))]
     calendar_replicas: i32,
+    /// Or the platform's storefront CPU (such as 64), divided by `--storefront-cpu-request`;
+    /// used when `--calendar-replicas` is 0. Empty: no calendar.
+    #[arg(long, env = "TIMEDEAL_CALENDAR_CPU", default_value = "")]
+    calendar_cpu: String,
+    /// The CPU each storefront replica requests by default (the operator's
+    /// `--storefront-cpu-request`), to turn `--calendar-cpu` into replicas.
+    #[arg(long, env = "TIMEDEAL_STOREFRONT_CPU_REQUEST", default_value = "250m")]
+    storefront_cpu_request: String,
     /// Mark cookies Secure (serve the portal over HTTPS only).
     #[arg(long, env = "TIMEDEAL_PORTAL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     secure_cookies: bool,
@@ -71,6 +79,12 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let calendar_replicas = timedeal_api::calendar::capacity(
+        cli.calendar_replicas,
+        Some(&cli.calendar_cpu),
+        &cli.storefront_cpu_request,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let key = SigningKey::new(cli.session_key.into_bytes())
         .map_err(|e| anyhow::anyhow!("--session-key: {e}"))?;
     let client = kube::Client::try_default().await.map_err(|e| {
@@ -94,7 +108,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         proxies: cli.trusted_proxies,
         secure_cookies: cli.secure_cookies,
-        calendar_replicas: (cli.calendar_replicas > 0).then_some(cli.calendar_replicas),
+        calendar_replicas,
     });
     let sweeper = portal.clone();
     tokio::spawn(async move {

@@ -11,6 +11,41 @@ use serde::Serialize;
 
 use crate::TimeDeal;
 
+/// The platform's capacity in storefront replicas at once: given as replicas, or as CPU divided
+/// by the CPU each storefront replica requests by default. `None`: no calendar. An error says
+/// which setting is wrong.
+pub fn capacity(
+    replicas: i32,
+    cpu: Option<&str>,
+    storefront_cpu_request: &str,
+) -> Result<Option<i32>, String> {
+    if replicas > 0 {
+        return Ok(Some(replicas));
+    }
+    let Some(cpu) = cpu.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let total = crate::quantity::Quantity::parse(cpu)
+        .map_err(|e| format!("the calendar's CPU: {e}"))?
+        .value();
+    let each = crate::quantity::Quantity::parse(storefront_cpu_request)
+        .map_err(|e| format!("the storefront's CPU request: {e}"))?
+        .value();
+    if each <= 0.0 {
+        return Err(
+            "the storefront's CPU request must be above zero to divide the calendar's CPU by it"
+                .into(),
+        );
+    }
+    let replicas = (total / each).floor() as i64;
+    if replicas < 1 {
+        return Err(format!(
+            "the calendar's CPU ({cpu}) is less than one storefront replica's request ({storefront_cpu_request})"
+        ));
+    }
+    Ok(Some(replicas.min(i64::from(i32::MAX)) as i32))
+}
+
 /// The table every deal's booking is kept in, in the platform PostgreSQL: the operator writes
 /// those of the deals it reconciles, the portal those it files, and the portal's calendar reads
 /// them all (it may not list other companies' TimeDeals). Each side creates it when missing.
@@ -238,6 +273,21 @@ mod tests {
             replicas,
             approved: true,
         }
+    }
+
+    #[test]
+    fn capacity_is_replicas_or_cpu_over_the_storefront_request() {
+        assert_eq!(capacity(40, Some("100"), "250m"), Ok(Some(40)));
+        assert_eq!(capacity(0, Some("10"), "250m"), Ok(Some(40)));
+        assert_eq!(capacity(0, Some("10500m"), "1"), Ok(Some(10)));
+        assert_eq!(capacity(0, None, "250m"), Ok(None));
+        assert_eq!(capacity(0, Some(""), "250m"), Ok(None));
+        assert!(capacity(0, Some("lots"), "250m")
+            .unwrap_err()
+            .contains("the calendar's CPU"));
+        assert!(capacity(0, Some("100m"), "250m")
+            .unwrap_err()
+            .contains("less than one"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod company;
 pub mod duration;
 pub mod money;
+pub mod quantity;
 pub mod stats;
 pub mod storage;
 pub mod timeline;

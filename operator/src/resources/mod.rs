@@ -5,7 +5,7 @@
 pub mod compute;
 pub mod ingress;
 pub mod network;
-pub mod quantity;
+pub use timedeal_api::quantity;
 pub mod redis;
 pub mod scaling;
 pub mod storefront;
