@@ -233,15 +233,20 @@ impl Accounts {
                 company: row.get("company"),
             }));
         }
-        // One statement, so concurrent failures each count.
+        // One statement, so concurrent failures each count. A lock that has passed starts the
+        // count afresh: the first wrong password after it does not lock the account again.
         let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "UPDATE accounts SET failed_sign_ins = failed_sign_ins + 1,
-                locked_until = CASE WHEN failed_sign_ins + 1 >= $2 THEN $3 ELSE NULL END
+            "UPDATE accounts SET
+                failed_sign_ins = CASE WHEN locked_until <= $4 THEN 1 ELSE failed_sign_ins + 1 END,
+                locked_until = CASE
+                    WHEN (CASE WHEN locked_until <= $4 THEN 1 ELSE failed_sign_ins + 1 END) >= $2
+                    THEN $3 ELSE NULL END
              WHERE email = $1 RETURNING locked_until",
         )
         .bind(&email)
         .bind(LOCK_AFTER)
         .bind(now + LOCK_FOR)
+        .bind(now)
         .fetch_one(&self.pool)
         .await
         .map_err(PortalError::Database)?;

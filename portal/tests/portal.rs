@@ -468,6 +468,19 @@ async fn wrong_passwords_lock_the_account_and_an_admins_reset_link_works_once() 
         "{page}"
     );
 
+    // Once the lock has passed, one more wrong password does not lock the account again.
+    portal.clock.advance(chrono::Duration::minutes(16));
+    let after = browser
+        .sign_in(&portal, "sales@acme-audio.example", "not the password")
+        .await;
+    let page = after.text().await.unwrap();
+    assert!(
+        page.contains("The email or the password is wrong."),
+        "{page}"
+    );
+    assert!(!page.contains("locked"), "{page}");
+    portal.clock.set(common::portal_now());
+
     // The admin's reset: a token on the Company, made now.
     let companies: Api<Company> = Api::all(portal.client.clone());
     let token = "Zq8rT3vW9yB2nM5kL7pX4cV6hJ1gF0dS";
