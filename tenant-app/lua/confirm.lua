@@ -18,7 +18,7 @@ if not epoch then
   return -2
 end
 local res = p .. 'res:' .. id
-local fields = redis.call('HMGET', res, 'shopper', 'qty', 'limit')
+local fields = redis.call('HMGET', res, 'shopper', 'qty', 'limit', 'adm')
 if not fields[1] then
   return 0
 end
@@ -31,8 +31,7 @@ local shopper, qty, limit = fields[1], tonumber(fields[2]), tonumber(fields[3])
 redis.call('DECRBY', p .. 'reserved', qty)
 redis.call('INCRBY', p .. 'sold', qty)
 redis.call('SET', p .. 'state:' .. id, 'confirmed', 'PX', keep)
-if tonumber(redis.call('HGET', p .. 'held', shopper) or '0') >= limit then
-  redis.call('ZREM', p .. 'active', shopper)
-  redis.call('HDEL', p .. 'adm', shopper)
+if fields[4] and tonumber(redis.call('HGET', p .. 'held', shopper) or '0') >= limit then
+  redis.call('ZREM', p .. 'active', fields[4])
 end
 return 1

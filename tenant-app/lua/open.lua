@@ -1,27 +1,16 @@
--- Opens the queue at the deal's start: everyone who joined the pre-queue gets a place in
--- the line in an order drawn at random, once.
+-- Closes the pre-queue at the deal's start: the numbers taken so far are the pre-queue, placed
+-- by the draw (a permutation keyed by the committed seed, computed on read and never stored).
 --
--- Invariant: the pre-queue is shuffled exactly once (guarded by `opened`), so joining early or
--- refreshing at the last millisecond before the start gives no advantage; arrivals after the
--- start always queue behind every pre-queue shopper.
+-- Invariant: the pre-queue's size is fixed exactly once per epoch (`pre_count` is only ever set
+-- when missing), so joining early or at the last millisecond before the start gives no edge, and
+-- every number taken after it queues behind the whole pre-queue. With `seq` missing (nobody
+-- joined, or Redis lost its data) the pre-queue is empty.
 --
 -- KEYS[1]  key prefix of the deal
--- ARGV[1]  random seed chosen by the caller
--- Returns the number of pre-queue shoppers placed, or -1 when the queue was already open.
+-- Returns the pre-queue's size when fixed now, -1 when it was fixed before.
 local p = KEYS[1]
-if redis.call('SET', p .. 'opened', '1', 'NX') == false then
+local n = tonumber(redis.call('GET', p .. 'seq') or '0')
+if redis.call('SET', p .. 'pre_count', n, 'NX') == false then
   return -1
 end
-math.randomseed(tonumber(ARGV[1]))
-local members = redis.call('ZRANGE', p .. 'pre', 0, -1)
--- Fisher-Yates: every order of the pre-queue is equally likely.
-for i = #members, 2, -1 do
-  local j = math.random(i)
-  members[i], members[j] = members[j], members[i]
-end
-for i, member in ipairs(members) do
-  redis.call('ZADD', p .. 'line', i, member)
-end
-redis.call('SET', p .. 'seq', #members)
-redis.call('DEL', p .. 'pre')
-return #members
+return n

@@ -13,6 +13,8 @@
 --   * an epoch never goes back: a restore for an epoch older than or equal to the one Redis
 --     holds does nothing (a slower replica's restore can never undo a newer one). A newer epoch
 --     replaces an older one whole: PostgreSQL already refuses the older epoch's orders.
+--   * `held` carries the epoch too (field `#epoch`), so joining reads it and the shopper's
+--     units in one command.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  the new epoch (just taken in PostgreSQL)
@@ -33,5 +35,6 @@ redis.call('SET', p .. 'total', ARGV[2])
 redis.call('SET', p .. 'sold', ARGV[3])
 redis.call('SET', p .. 'reserved', 0)
 redis.call('SET', p .. 'order_seq', 0)
+redis.call('HSET', p .. 'held', '#epoch', epoch)
 redis.call('SET', p .. 'epoch', epoch)
 return 1

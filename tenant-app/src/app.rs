@@ -1,6 +1,10 @@
 //! The state every request and background task shares.
 
-use std::sync::Arc;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
@@ -14,7 +18,7 @@ use crate::{
     identity::Identifier,
     metrics::Metrics,
     payments::Payments,
-    queue::{Figures, Queue, Settings},
+    queue::{draw, liveness::Marks, Draw, Figures, Queue, Settings},
     scripts::Scripts,
     tokens::Signer,
 };
@@ -40,6 +44,14 @@ pub struct App {
     pub figures: watch::Receiver<Figures>,
     /// Prefix of every Redis key of the deal.
     pub prefix: String,
+    /// The seed that draws the pre-queue (secret until the start; its hash is published).
+    pub draw_seed: Vec<u8>,
+    /// The draw of the current epoch's pre-queue, made once its size is known.
+    pub draw: Mutex<Option<(i64, Arc<Draw>)>>,
+    /// Liveness marks of the shoppers who polled this replica, waiting to be flushed.
+    pub marks: Marks,
+    /// Recent `(time in ms, head)` samples, from which the line's pace is read.
+    pub head_samples: Mutex<VecDeque<(i64, u64)>>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -57,6 +69,30 @@ impl App {
             admission_rate: deal.spec.queue.admission_rate.max(0) as u32,
             max_active: deal.spec.queue.max_active.max(0) as u32,
         }
+    }
+
+    /// The pre-queue's draw, once `figures` say how large it is.
+    pub fn draw_for(&self, figures: &Figures) -> Option<Arc<Draw>> {
+        let n = figures.drawn?;
+        let mut cached = self.draw.lock().unwrap_or_else(|e| e.into_inner());
+        match cached.as_ref() {
+            Some((epoch, draw)) if *epoch == figures.epoch && draw.len() == n => Some(draw.clone()),
+            _ => {
+                let draw = Arc::new(Draw::new(&self.draw_seed, n));
+                *cached = Some((figures.epoch, draw.clone()));
+                Some(draw)
+            }
+        }
+    }
+
+    /// The published commitment to the draw's seed.
+    pub fn commitment(&self) -> String {
+        draw::commitment(&self.draw_seed)
+    }
+
+    /// The deal's liveness window.
+    pub fn window(deal: &Deal) -> Duration {
+        crate::queue::liveness::window(deal.spec.queue.idle_grace.std())
     }
 
     /// The deal's state now, from the clock, the spec and the latest figures.

@@ -54,6 +54,22 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool, Error> {
     Ok(pool)
 }
 
+/// The seed that draws the pre-queue: made once by whichever replica comes first, the same for
+/// all of them after that.
+pub async fn draw_seed(pool: &PgPool) -> Result<Vec<u8>, Error> {
+    let mut fresh = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut fresh);
+    sqlx::query("INSERT INTO draw_seed (seed) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(&fresh[..])
+        .execute(pool)
+        .await
+        .map_err(|e| Error::Database(format!("cannot store the draw's seed: {e}")))?;
+    sqlx::query_scalar("SELECT seed FROM draw_seed")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::Database(format!("cannot read the draw's seed: {e}")))
+}
+
 /// The longest one call to PostgreSQL may take. A database that hangs (frozen, partitioned)
 /// holds no request longer than this: the request answers a clear, retryable error instead.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);

@@ -18,6 +18,10 @@ pub enum Error {
     #[error("Redis: {0}")]
     Redis(String),
 
+    /// A published draw or admission log does not check out: what and where.
+    #[error("the draw does not check out: {0}")]
+    Unfair(String),
+
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -71,6 +71,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         ))
     })?;
     let db = db::connect(&config.postgres_url, &config.postgres_schema).await?;
+    let draw_seed = db::draw_seed(&db).await?;
     let identifier = Identifier::new(deal.spec.shopper_auth.as_ref(), config.jwt_key.as_deref())?;
     let scripts = Arc::new(Scripts::load());
     let prefix = app::key_prefix(&deal.name);
@@ -107,10 +108,15 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         metrics,
         figures: figures_rx,
         prefix,
+        draw_seed,
+        draw: Default::default(),
+        marks: Default::default(),
+        head_samples: Default::default(),
     });
     app.clock.sync(&app.redis).await?;
     restore::restore_if_lost(&app).await?;
     figures_tx.send_replace(ticker::figures(&app).await?);
+    tracing::info!(commitment = %app.commitment(), "the pre-queue's draw is committed");
     ticker::spawn(app.clone(), figures_tx);
 
     let router = http::router(app, config.rate_limit_per_second, config.rate_limit_burst);

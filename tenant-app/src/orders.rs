@@ -152,6 +152,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         .arg(now.timestamp_millis())
         .arg(deal.spec.queue.reservation_ttl.std().as_millis() as i64)
         .arg(IDEMPOTENCY_TTL_MS)
+        .arg(admission.epoch)
         .invoke_async(&mut app.redis.clone())
         .await
         .map_err(crate::error::Error::from)?;

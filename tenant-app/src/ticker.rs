@@ -5,16 +5,17 @@
 
 use std::{sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     app::App,
     db,
-    deal::DealState,
+    deal::{Deal, DealState},
     error::Error,
     orders,
     payments::{self, Refund},
-    queue::Figures,
+    queue::{arithmetic, Figures, Step, StepInput},
     restore,
 };
 
@@ -34,13 +35,74 @@ async fn follow_stock(app: &App) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads the deal-wide figures now.
+/// Reads the deal-wide figures now, with the pace this replica observed.
 pub async fn figures(app: &App) -> Result<Figures, Error> {
-    Ok(app
-        .queue
-        .status("", app.clock.now().timestamp_millis())
-        .await?
-        .2)
+    let now_ms = app.clock.now().timestamp_millis();
+    let mut figures = app.queue.snapshot(now_ms).await?;
+    figures.pace = observe_head(app, now_ms, figures.head);
+    Ok(figures)
+}
+
+/// Records where the head is, and reads the pace from the recent samples.
+fn observe_head(app: &App, now_ms: i64, head: u64) -> Option<crate::queue::arithmetic::Pace> {
+    let mut samples = app.head_samples.lock().unwrap_or_else(|e| e.into_inner());
+    if samples.back().is_some_and(|(_, h)| *h > head) {
+        // The head went back: Redis lost its data and the line started again.
+        samples.clear();
+    }
+    if samples.back().is_none_or(|(t, _)| now_ms - t >= 250) {
+        samples.push_back((now_ms, head));
+    }
+    let keep_from = now_ms - arithmetic::PACE_STRETCH.as_millis() as i64 - 1_000;
+    while samples.front().is_some_and(|(t, _)| *t < keep_from) {
+        samples.pop_front();
+    }
+    arithmetic::pace(samples.make_contiguous())
+}
+
+/// Flushes this replica's liveness marks; marks that could not be written go with the next.
+async fn flush_marks(app: &App, window: Duration) {
+    let batches = app.marks.take();
+    if batches.is_empty() {
+        return;
+    }
+    if let Err(error) = app.queue.flush_marks(&batches, window).await {
+        tracing::debug!(%error, "liveness marks not flushed; retrying");
+        app.marks.restore(batches);
+    }
+}
+
+/// One admission step. While the head is in the pre-queue, this replica names the join numbers
+/// holding the next places, from the draw; if another replica moved the head meanwhile, the
+/// step is tried once more from where the head is.
+async fn admit(app: &App, deal: &Deal, figures: &Figures, now: DateTime<Utc>) -> Result<Step, Error> {
+    let settings = App::settings(deal);
+    let ahead = (settings.admission_rate as u64 * 10).clamp(100, 5_000);
+    let draw = app.draw_for(figures);
+    let mut head_seen = figures.head;
+    let mut tries = 0;
+    loop {
+        let numbers: Vec<u64> = match (&draw, figures.drawn) {
+            (Some(draw), Some(n)) if head_seen < n => (head_seen + 1..=n.min(head_seen + ahead))
+                .filter_map(|place| draw.number_at(place))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let input = StepInput {
+            settings,
+            session_ttl: deal.spec.queue.session_ttl.std(),
+            window: App::window(deal),
+            admitting: app.state_now(now) == DealState::Live,
+            head_seen,
+            numbers: &numbers,
+        };
+        let step = app.queue.step(now.timestamp_millis(), &input).await?;
+        tries += 1;
+        if !step.stale || tries == 2 {
+            return Ok(step);
+        }
+        head_seen = step.head;
+    }
 }
 
 /// A payment to refund because its reservation lapsed: order id, amount, currency.
@@ -137,32 +199,21 @@ async fn tick(
     if ticks.is_multiple_of(20) {
         follow_stock(app).await?;
     }
-    if now >= deal.timeline.start {
-        if let Some(placed) = app.queue.open(rand::random()).await? {
+    flush_marks(app, App::window(&deal)).await;
+    let mut figures = app.queue.snapshot(now_ms).await?;
+    if now >= deal.timeline.start && figures.drawn.is_none() && figures.restored {
+        if let Some(drawn) = app.queue.open().await? {
             tracing::info!(
-                placed,
-                "the deal started: the pre-queue was drawn into the line"
+                pre_queue = drawn,
+                "the deal started: the pre-queue's size is fixed and its draw revealed"
             );
         }
+        figures = app.queue.snapshot(now_ms).await?;
     }
-    let admitting = app.state_now(now) == DealState::Live;
-    let step = app
-        .queue
-        .step(
-            now_ms,
-            &App::settings(&deal),
-            deal.spec.queue.session_ttl.std(),
-            deal.spec.queue.idle_grace.std(),
-            admitting,
-        )
-        .await?;
+    let step = admit(app, &deal, &figures, now).await?;
     if step.admitted > 0 {
-        app.metrics.admissions.inc_by(step.admitted as u64);
-        tracing::debug!(
-            admitted = step.admitted,
-            waiting = step.waiting,
-            "admitted shoppers"
-        );
+        app.metrics.admissions.inc_by(step.admitted);
+        tracing::debug!(admitted = step.admitted, head = step.head, "admitted shoppers");
     }
     if ticks.is_multiple_of(5) {
         settle_lapsed(app, now_ms, refunds).await?;
@@ -173,8 +224,18 @@ async fn tick(
         }
     }
 
-    let figures = figures(app).await?;
-    app.metrics.queue_waiting.set(figures.waiting as i64);
+    let figures = self::figures(app).await?;
+    if ticks.is_multiple_of(20) {
+        // The longest the line has been: kept as a sorted set's score, which `GT` only raises.
+        let _: () = redis::cmd("ZADD")
+            .arg(format!("{}peak", app.prefix))
+            .arg("GT")
+            .arg(figures.in_line())
+            .arg("waiting")
+            .query_async(&mut app.redis.clone())
+            .await?;
+    }
+    app.metrics.queue_waiting.set(figures.in_line() as i64);
     app.metrics.queue_admitted.set(figures.active as i64);
     app.metrics.stock_remaining.set(figures.available.max(0));
     app.metrics.stock_reserved.set(figures.reserved);

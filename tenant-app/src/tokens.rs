@@ -31,11 +31,12 @@ pub enum TokenError {
 }
 
 /// What an admission token grants: the shopper may order in the deal until `expires_ms`, as long
-/// as the admission with this `nonce` is still the shopper's current one.
+/// as the admission of join number `nonce`, in Redis's `epoch`, is still live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
     pub deal: String,
     pub shopper: String,
+    pub epoch: i64,
     pub nonce: u64,
     pub expires_ms: i64,
 }
@@ -57,7 +58,7 @@ impl Signer {
         mac
     }
 
-    fn sign(&self, purpose: &str, body: &str) -> String {
+    pub(crate) fn sign(&self, purpose: &str, body: &str) -> String {
         format!(
             "{}.{}",
             B64.encode(body),
@@ -66,7 +67,7 @@ impl Signer {
     }
 
     /// Returns the signed body, or why the token is not one this signer issued for `purpose`.
-    fn open(&self, purpose: &str, token: &str) -> Result<String, TokenError> {
+    pub(crate) fn open(&self, purpose: &str, token: &str) -> Result<String, TokenError> {
         let (body, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let body = String::from_utf8(B64.decode(body).map_err(|_| TokenError::Malformed)?)
             .map_err(|_| TokenError::Malformed)?;
@@ -94,8 +95,12 @@ impl Signer {
 
     pub fn admission_token(&self, admission: &Admission) -> String {
         let body = format!(
-            "{}|{}|{}|{}",
-            admission.deal, admission.shopper, admission.nonce, admission.expires_ms
+            "{}|{}|{}|{}|{}",
+            admission.deal,
+            admission.shopper,
+            admission.epoch,
+            admission.nonce,
+            admission.expires_ms
         );
         self.sign("admission", &body)
     }
@@ -109,11 +114,14 @@ impl Signer {
         now_ms: i64,
     ) -> Result<Admission, TokenError> {
         let body = self.open("admission", token)?;
-        let mut parts = body.rsplitn(3, '|');
+        let mut parts = body.rsplitn(4, '|');
         let expires_ms = parts.next().and_then(|s| s.parse().ok());
         let nonce = parts.next().and_then(|s| s.parse().ok());
+        let epoch = parts.next().and_then(|s| s.parse().ok());
         let rest = parts.next();
-        let (Some(expires_ms), Some(nonce), Some(rest)) = (expires_ms, nonce, rest) else {
+        let (Some(expires_ms), Some(nonce), Some(epoch), Some(rest)) =
+            (expires_ms, nonce, epoch, rest)
+        else {
             return Err(TokenError::Malformed);
         };
         let (token_deal, token_shopper) = rest.split_once('|').ok_or(TokenError::Malformed)?;
@@ -129,6 +137,7 @@ impl Signer {
         Ok(Admission {
             deal: deal.to_owned(),
             shopper: shopper.to_owned(),
+            epoch,
             nonce,
             expires_ms,
         })
@@ -143,6 +152,7 @@ mod tests {
         Admission {
             deal: "winter-headphones".into(),
             shopper: "anon-abc".into(),
+            epoch: 1,
             nonce: 7,
             expires_ms: 2_000,
         }
@@ -169,7 +179,7 @@ mod tests {
     #[test]
     fn a_session_token_is_not_an_admission_token() {
         let signer = Signer::new(b"0123456789abcdef0123456789abcdef");
-        let token = signer.sign("session", "winter-headphones|anon-abc|7|2000");
+        let token = signer.sign("session", "winter-headphones|anon-abc|1|7|2000");
         assert_eq!(
             signer.check_admission(&token, "winter-headphones", "anon-abc", 1_000),
             Err(TokenError::Forged)
@@ -203,7 +213,7 @@ mod tests {
         let signer = Signer::new(b"0123456789abcdef0123456789abcdef");
         let token = signer.admission_token(&admission());
         let (_, signature) = token.split_once('.').unwrap();
-        let longer = B64.encode("winter-headphones|anon-abc|7|9999999");
+        let longer = B64.encode("winter-headphones|anon-abc|1|7|9999999");
         assert_eq!(
             signer.check_admission(
                 &format!("{longer}.{signature}"),

@@ -11,7 +11,17 @@ use axum::{
 use futures_util::{stream, Stream};
 use tokio::time::Instant;
 
-use crate::{app::SharedApp, http::api::status_of, identity::Shopper};
+use axum::http::HeaderMap;
+
+use crate::{
+    app::SharedApp,
+    http::{
+        api::{checked_ticket, presented_ticket, status_of},
+        error::ApiError,
+    },
+    identity::Shopper,
+    queue::Ticket,
+};
 
 /// At most this often per connection, however fast the figures move.
 const MIN_GAP: Duration = Duration::from_millis(250);
@@ -21,6 +31,9 @@ const MAX_GAP: Duration = Duration::from_secs(5);
 struct Cursor {
     app: SharedApp,
     shopper: Shopper,
+    /// The ticket presented when the stream opened, checked then.
+    ticket: Result<Option<Ticket>, ApiError>,
+    token: Option<String>,
     figures: tokio::sync::watch::Receiver<crate::queue::Figures>,
     deal: tokio::sync::watch::Receiver<std::sync::Arc<crate::deal::Deal>>,
     last: Option<serde_json::Value>,
@@ -34,8 +47,12 @@ struct Cursor {
 pub async fn stream(
     State(app): State<SharedApp>,
     shopper: Shopper,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let token = presented_ticket(&headers);
     let cursor = Cursor {
+        ticket: checked_ticket(&app, &shopper, token.as_deref()),
+        token,
         figures: app.figures.clone(),
         deal: app.deal.clone(),
         app,
@@ -49,7 +66,19 @@ pub async fn stream(
             if cursor.last.is_some() && since < MIN_GAP {
                 tokio::time::sleep(MIN_GAP - since).await;
             }
-            let event = match status_of(&cursor.app, &cursor.shopper).await {
+            let status = match &cursor.ticket {
+                Ok(ticket) => {
+                    status_of(
+                        &cursor.app,
+                        &cursor.shopper,
+                        ticket.as_ref(),
+                        cursor.token.as_deref(),
+                    )
+                    .await
+                }
+                Err(error) => Err(error.clone()),
+            };
+            let event = match status {
                 Ok(status) => {
                     let mut json = serde_json::to_value(&status).unwrap_or_default();
                     // The server time changes every call; it alone is no reason to send.

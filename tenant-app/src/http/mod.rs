@@ -40,6 +40,8 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
             get(api::queue_status).post(api::join).delete(api::leave),
         )
         .route("/events", get(events::stream))
+        .route("/fairness", get(api::fairness))
+        .route("/fairness/log", get(api::fairness_log))
         .route("/orders", get(api::my_orders).post(api::place_order))
         .route("/orders/{id}", get(api::my_order))
         .route("/orders/{id}/cancel", post(api::cancel_order))

@@ -26,6 +26,8 @@ use crate::{
         api::queue_status,
         api::join,
         api::leave,
+        api::fairness,
+        api::fairness_log,
         events::stream,
         api::place_order,
         api::my_orders,

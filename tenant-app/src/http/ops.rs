@@ -63,8 +63,9 @@ pub async fn stats(State(app): State<SharedApp>) -> Result<Json<StorefrontStats>
     let now = app.clock.now();
     let figures = crate::ticker::figures(&app).await?;
     let sales = db::sales(&app.db).await?;
-    let peak: Option<i64> = redis::cmd("GET")
-        .arg(format!("{}peak_waiting", app.prefix))
+    let peak: Option<i64> = redis::cmd("ZSCORE")
+        .arg(format!("{}peak", app.prefix))
+        .arg("waiting")
         .query_async(&mut app.redis.clone())
         .await
         .map_err(crate::error::Error::from)?;
@@ -82,11 +83,9 @@ pub async fn stats(State(app): State<SharedApp>) -> Result<Json<StorefrontStats>
             reserved: figures.reserved,
         },
         queue: QueueFigures {
-            waiting: (figures.waiting + figures.pre_queue) as i64,
+            waiting: figures.in_line() as i64,
             active: figures.active as i64,
-            peak_waiting: peak
-                .unwrap_or(0)
-                .max((figures.waiting + figures.pre_queue) as i64),
+            peak_waiting: peak.unwrap_or(0).max(figures.in_line() as i64),
         },
         orders: OrderFigures {
             confirmed: sales.confirmed,

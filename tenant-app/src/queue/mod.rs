@@ -1,12 +1,21 @@
-//! The fair queue, kept in Redis so every replica sees one line.
+//! The fair queue. Redis holds only deal-wide figures: a counter of join numbers, the line's
+//! head, the admitted shoppers, and a liveness bitmap per window. Each waiting shopper's place
+//! lives in their signed [`ticket`].
 //!
-//! Before the start, arrivals wait in a pre-queue; at the start it is drawn into the line in a
-//! random order, once (`open.lua`). After the start, tickets are strictly first come, first
-//! served (`join.lua`). A few times a second each replica runs one admission step
-//! (`admit.lua`), which admits the next shoppers at the deal's rate, within `maxActive` and the
-//! stock left. Everything a shopper is told comes from [`view`], a pure function of the figures.
+//! Before the start, join numbers form the pre-queue; at the start its size is fixed
+//! (`open.lua`) and its places are drawn by the committed seed ([`draw`]). After the start,
+//! numbers are their own places, first come, first served (`join.lua`). A few times a second each
+//! replica reads the figures (`snapshot.lua`), flushes its liveness marks ([`liveness`]), and
+//! runs one admission step (`admit.lua`), which moves the head over the next places, admitting
+//! those still there at the deal's rate, within `maxActive` and the stock left, and logging each
+//! admission in order. Everything a shopper is told comes from [`view`], a pure function of
+//! where they stand and the figures.
 
 pub mod arithmetic;
+pub mod draw;
+pub mod fairness;
+pub mod liveness;
+pub mod ticket;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +24,8 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 pub use arithmetic::{Figures, Settings};
+pub use draw::Draw;
+pub use ticket::Ticket;
 
 use crate::{deal::DealState, error::Error, scripts::Scripts};
 
@@ -25,17 +36,52 @@ pub enum Place {
     Outside,
     /// In the pre-queue; their place is drawn at the start.
     PreQueue,
-    /// In line with `ticket`, `position` 1 being next.
-    Waiting { position: u64, ticket: u64 },
-    /// Admitted: may order until `expires_ms` with the admission `nonce`.
-    Admitted { nonce: u64, expires_ms: i64 },
+    /// In line at `place`, `position` 1 being next.
+    Waiting { position: u64, place: u64 },
+    /// Admitted: may order until `expires_ms` with the admission of join number `number`.
+    Admitted { number: u64, expires_ms: i64 },
+}
+
+/// Where a ticket stands by the figures alone, before any Redis call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// No ticket, or one of an earlier epoch: it holds no place.
+    NoPlace,
+    PreQueue,
+    Waiting { position: u64, place: u64 },
+    /// The head has reached the ticket's place: it was admitted or passed over, which only the
+    /// admitted set tells.
+    Reached,
+}
+
+/// Where `ticket` stands given the figures and the pre-queue's draw (present once drawn).
+pub fn standing(ticket: Option<&Ticket>, figures: &Figures, draw: Option<&Draw>) -> Standing {
+    let Some(ticket) = ticket.filter(|t| t.epoch == figures.epoch) else {
+        return Standing::NoPlace;
+    };
+    let (Some(drawn), Some(draw)) = (figures.drawn, draw) else {
+        return Standing::PreQueue;
+    };
+    let place = if ticket.number <= drawn {
+        draw.place_of(ticket.number).unwrap_or(ticket.number)
+    } else {
+        ticket.number
+    };
+    if place <= figures.head {
+        Standing::Reached
+    } else {
+        Standing::Waiting {
+            position: place - figures.head,
+            place,
+        }
+    }
 }
 
 /// The outcome of asking to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Joined {
-    Placed,
-    SoldOut,
+    /// A new join number, in `epoch`; the shopper held or owned `owned` units.
+    Placed { number: u64, owned: u32, epoch: i64 },
     /// The shopper already owns (or holds) their limit.
     AtLimit,
     /// The stock figures are being restored after Redis lost them; nobody new is placed.
@@ -53,9 +99,22 @@ pub struct Queue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub admitted: u64,
-    pub waiting: u64,
+    pub head: u64,
     pub active: u64,
     pub sold_out: bool,
+    /// The head had moved since the caller saw it: nothing was done.
+    pub stale: bool,
+}
+
+/// What an admission step needs besides the clock.
+pub struct StepInput<'a> {
+    pub settings: Settings,
+    pub session_ttl: Duration,
+    pub window: Duration,
+    pub admitting: bool,
+    pub head_seen: u64,
+    /// Join numbers at places `head_seen + 1, ...` while in the pre-queue.
+    pub numbers: &'a [u64],
 }
 
 impl Queue {
@@ -67,119 +126,159 @@ impl Queue {
         }
     }
 
-    pub async fn join(&self, shopper: &str, limit: u32, now_ms: i64) -> Result<Joined, Error> {
-        let (state, _ticket): (String, i64) = self
+    /// Takes a join number for the shopper.
+    pub async fn join(&self, shopper: &str, limit: u32) -> Result<Joined, Error> {
+        let (state, number, owned, epoch): (String, u64, u32, i64) = self
             .scripts
             .join
             .key(&self.prefix)
             .arg(shopper)
-            .arg(now_ms)
             .arg(limit)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match state.as_str() {
-            "sold_out" => Joined::SoldOut,
             "over_limit" => Joined::AtLimit,
             "unavailable" => Joined::Restoring,
-            _ => Joined::Placed,
+            _ => Joined::Placed {
+                number,
+                owned,
+                epoch,
+            },
         })
     }
 
-    /// The shopper's place (pass "" for none), the units they hold or own, and the deal-wide
-    /// figures.
-    pub async fn status(&self, shopper: &str, now_ms: i64) -> Result<(Place, u32, Figures), Error> {
+    /// The deal-wide figures (without the pace, which the caller observes over time).
+    pub async fn snapshot(&self, now_ms: i64) -> Result<Figures, Error> {
         let n: Vec<i64> = self
             .scripts
-            .status
+            .snapshot
             .key(&self.prefix)
-            .arg(shopper)
             .arg(now_ms)
-            .arg(arithmetic::WINDOW.as_millis() as i64)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        if n.len() < 14 {
+        let [epoch, total, sold, reserved, active, taken, head, drawn] = n[..] else {
             return Err(Error::Redis(format!(
-                "status.lua answered {} numbers, expected 14",
+                "snapshot.lua answered {} numbers, expected 8",
                 n.len()
             )));
-        }
-        let (position, nonce, expires_ms) = (n[1] as u64, n[2] as u64, n[3]);
-        let owned = n[12].max(0) as u32;
-        let place = match n[0] {
-            3 => Place::Admitted { nonce, expires_ms },
-            2 => Place::Waiting {
-                position,
-                ticket: nonce,
-            },
-            1 => Place::PreQueue,
-            _ => Place::Outside,
         };
-        let figures = Figures {
-            waiting: n[4] as u64,
-            active: n[5] as u64,
-            available: n[6],
-            reserved: n[7],
-            sold: n[8],
-            recent_admissions: n[9] as u64,
-            pre_queue: n[10] as u64,
-            restored: n[13] == 1,
-        };
-        Ok((place, owned, figures))
+        let (taken, head) = (taken.max(0) as u64, head.max(0) as u64);
+        Ok(Figures {
+            waiting: if drawn >= 0 { taken.saturating_sub(head) } else { 0 },
+            active: active.max(0) as u64,
+            available: total - sold - reserved,
+            reserved,
+            sold,
+            pre_queue: if drawn >= 0 { drawn as u64 } else { taken },
+            restored: epoch >= 0,
+            epoch,
+            head,
+            drawn: (drawn >= 0).then_some(drawn as u64),
+            pace: None,
+        })
     }
 
-    /// Draws the pre-queue into the line; does nothing when that already happened.
-    pub async fn open(&self, seed: u32) -> Result<Option<u64>, Error> {
-        let placed: i64 = self
+    /// Whether join number `number` is admitted now (its expiry), and the units `shopper` holds
+    /// or owns: asked only once the head has reached the shopper's place, or without a ticket.
+    pub async fn admission(
+        &self,
+        number: Option<u64>,
+        shopper: &str,
+    ) -> Result<(Option<i64>, u32), Error> {
+        let p = &self.prefix;
+        let mut pipe = redis::pipe();
+        pipe.hget(format!("{p}held"), shopper);
+        if let Some(number) = number {
+            pipe.zscore(format!("{p}active"), number);
+        }
+        let (owned, expiry): (Option<u32>, Option<Option<f64>>) = if number.is_some() {
+            let (owned, expiry) = pipe.query_async(&mut self.redis.clone()).await?;
+            (owned, Some(expiry))
+        } else {
+            let (owned,): (Option<u32>,) = pipe.query_async(&mut self.redis.clone()).await?;
+            (owned, None)
+        };
+        Ok((expiry.flatten().map(|e| e as i64), owned.unwrap_or(0)))
+    }
+
+    /// Fixes the pre-queue's size at the start; `None` when that already happened.
+    pub async fn open(&self) -> Result<Option<u64>, Error> {
+        let drawn: i64 = self
             .scripts
             .open
             .key(&self.prefix)
-            .arg(seed)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok((placed >= 0).then_some(placed as u64))
+        Ok((drawn >= 0).then_some(drawn as u64))
     }
 
-    pub async fn step(
-        &self,
-        now_ms: i64,
-        settings: &Settings,
-        session_ttl: Duration,
-        idle_grace: Duration,
-        admitting: bool,
-    ) -> Result<Step, Error> {
-        let (admitted, waiting, active, sold_out): (u64, u64, u64, u8) = self
-            .scripts
-            .admit
-            .key(&self.prefix)
-            .arg(now_ms)
-            .arg(settings.admission_rate)
-            .arg(settings.max_active)
-            .arg(session_ttl.as_millis() as i64)
-            .arg(idle_grace.as_millis() as i64)
-            .arg(if admitting { 1 } else { 0 })
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+    pub async fn step(&self, now_ms: i64, input: &StepInput<'_>) -> Result<Step, Error> {
+        let mut call = self.scripts.admit.key(&self.prefix);
+        call.arg(now_ms)
+            .arg(input.settings.admission_rate)
+            .arg(input.settings.max_active)
+            .arg(input.session_ttl.as_millis() as i64)
+            .arg(if input.admitting { 1 } else { 0 })
+            .arg(input.window.as_millis() as i64)
+            .arg(input.head_seen);
+        for number in input.numbers {
+            call.arg(*number);
+        }
+        let (admitted, head, active, sold_out, stale): (u64, u64, u64, u8, u8) =
+            call.invoke_async(&mut self.redis.clone()).await?;
         Ok(Step {
             admitted,
-            waiting,
+            head,
             active,
             sold_out: sold_out == 1,
+            stale: stale == 1,
         })
     }
 
-    /// Takes the shopper out of the line (or ends their admission) at their request.
-    pub async fn leave(&self, shopper: &str) -> Result<(), Error> {
+    /// Writes liveness marks: one `BITFIELD` per window (in chunks), kept for three windows.
+    pub async fn flush_marks(
+        &self,
+        batches: &[(i64, Vec<u64>)],
+        window: Duration,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for (w, numbers) in batches {
+            let key = format!("{}live:{w}", self.prefix);
+            for chunk in numbers.chunks(4_096) {
+                let mut bits = redis::cmd("BITFIELD");
+                bits.arg(&key);
+                for number in chunk {
+                    bits.arg("SET").arg("u1").arg(*number).arg(1);
+                }
+                pipe.add_command(bits).ignore();
+            }
+            pipe.pexpire(&key, 3 * window.as_millis() as i64).ignore();
+        }
+        pipe.exec_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// Gives up a place at the shopper's request: ends the admission, and clears the liveness
+    /// marks so the head passes over the place at once.
+    pub async fn leave(&self, number: u64, window: i64) -> Result<(), Error> {
         let p = &self.prefix;
         redis::pipe()
-            .atomic()
-            .zrem(format!("{p}line"), shopper)
-            .zrem(format!("{p}pre"), shopper)
-            .zrem(format!("{p}seen"), shopper)
-            .zrem(format!("{p}active"), shopper)
-            .hdel(format!("{p}adm"), shopper)
+            .zrem(format!("{p}active"), number)
+            .setbit(format!("{p}live:{window}"), number as usize, false)
+            .setbit(format!("{p}live:{}", window - 1), number as usize, false)
             .exec_async(&mut self.redis.clone())
             .await?;
         Ok(())
+    }
+
+    /// Entries of the admission log from `from` (0 first).
+    pub async fn log(&self, from: usize) -> Result<Vec<String>, Error> {
+        Ok(redis::cmd("LRANGE")
+            .arg(format!("{}log", self.prefix))
+            .arg(from)
+            .arg(-1)
+            .query_async(&mut self.redis.clone())
+            .await?)
     }
 }
 
@@ -193,14 +292,24 @@ pub struct QueueStatus {
     pub state: QueueState,
     /// The deal's state.
     pub deal: DealState,
-    /// 1 is next; present while waiting.
+    /// 1 is next; present while waiting. Shoppers ahead who left are counted until the line
+    /// passes over them, so the position only ever improves faster than it says.
     pub position: Option<u64>,
-    /// The shopper's ticket number: lower tickets are admitted first. Present while waiting.
+    /// The shopper's place in line: lower places are admitted first. Present while waiting.
+    /// For the pre-queue it is the drawn place (see `/api/fairness`).
     pub ticket: Option<u64>,
-    /// Shoppers waiting in line.
+    /// The number taken when joining, which the pre-queue's draw turns into a place. Present
+    /// while the shopper holds a ticket.
+    pub join_number: Option<u64>,
+    /// Places not yet reached by the line (after the start).
     pub waiting: u64,
     /// Estimated seconds until admission; present when `estimateKnown`.
     pub estimated_wait_seconds: Option<u64>,
+    /// The wait will likely be at least this many seconds; present when `estimateKnown`.
+    pub estimated_wait_low_seconds: Option<u64>,
+    /// The wait will likely be at most this many seconds; absent when the line stood still
+    /// lately, so no upper bound is honest.
+    pub estimated_wait_high_seconds: Option<u64>,
     /// False when no honest estimate can be given yet (the pre-queue before its draw, or a
     /// line that has not moved lately).
     pub estimate_known: bool,
@@ -222,6 +331,13 @@ pub struct QueueStatus {
     pub seconds_to_start: u64,
     /// The server's clock: countdowns are computed against this, never the device's clock.
     pub server_time: DateTime<Utc>,
+    /// The signed ticket holding the shopper's place: apps send it back in the
+    /// `X-Timedeal-Ticket` header (browsers keep it in a cookie). Present while the shopper
+    /// holds one.
+    pub queue_ticket: Option<String>,
+    /// SHA-256 of the seed that draws the pre-queue, published before anyone can join; the seed
+    /// is revealed at `/api/fairness` after the start.
+    pub draw_commitment: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -245,6 +361,8 @@ pub struct ViewContext<'a> {
     pub owned: u32,
     pub start: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// The longest a waiting shopper may go between polls (half a liveness window).
+    pub poll_gap: Duration,
     /// Signs the admission token when the shopper is admitted.
     pub admission_token: &'a dyn Fn(u64, i64) -> String,
 }
@@ -257,8 +375,11 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
         deal: cx.deal,
         position: None,
         ticket: None,
+        join_number: None,
         waiting: figures.waiting,
         estimated_wait_seconds: None,
+        estimated_wait_low_seconds: None,
+        estimated_wait_high_seconds: None,
         estimate_known: false,
         likely_sold_out: figures.available <= 0,
         poll_after_ms: 5_000,
@@ -269,7 +390,10 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
         admission_expires_at: None,
         seconds_to_start: until_start.as_secs_f64().ceil() as u64,
         server_time: cx.now,
+        queue_ticket: None,
+        draw_commitment: String::new(),
     };
+    let seconds = |d: Duration| d.as_secs_f64().ceil() as u64;
     if !matches!(cx.deal, DealState::Upcoming | DealState::Live) {
         status.state = QueueState::Closed;
         return status;
@@ -277,29 +401,36 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
     match place {
         Place::Outside if cx.owned >= cx.limit => status.state = QueueState::Done,
         Place::Outside if cx.deal == DealState::Upcoming => {
-            status.poll_after_ms = arithmetic::poll_after_pre_queue(until_start).as_millis() as u64;
+            status.poll_after_ms =
+                arithmetic::poll_after_pre_queue(until_start, cx.poll_gap).as_millis() as u64;
         }
         Place::Outside => {}
         Place::PreQueue => {
             status.state = QueueState::PreQueue;
             status.likely_sold_out = figures.pre_queue as i64 > figures.available.max(0) * 4;
-            status.poll_after_ms = arithmetic::poll_after_pre_queue(until_start).as_millis() as u64;
+            status.poll_after_ms =
+                arithmetic::poll_after_pre_queue(until_start, cx.poll_gap).as_millis() as u64;
         }
-        Place::Waiting { position, ticket } => {
+        Place::Waiting { position, place } => {
             let wait = arithmetic::estimated_wait(position, figures, &cx.settings);
             status.state = QueueState::Waiting;
             status.position = Some(position);
-            status.ticket = Some(ticket);
+            status.ticket = Some(place);
             status.estimate_known = wait.is_some();
-            status.estimated_wait_seconds = wait.map(|w| w.as_secs_f64().ceil() as u64);
+            status.estimated_wait_seconds = wait.map(|w| seconds(w.typical));
+            status.estimated_wait_low_seconds = wait.map(|w| w.shortest.as_secs());
+            status.estimated_wait_high_seconds = wait.and_then(|w| w.longest).map(seconds);
             status.likely_sold_out = arithmetic::likely_sold_out(position, figures);
-            status.poll_after_ms = arithmetic::poll_after(wait).as_millis() as u64;
+            status.poll_after_ms =
+                arithmetic::poll_after(wait.map(|w| w.typical), cx.poll_gap).as_millis() as u64;
         }
-        Place::Admitted { nonce, expires_ms } => {
+        Place::Admitted { number, expires_ms } => {
             status.state = QueueState::Admitted;
             status.estimate_known = true;
             status.estimated_wait_seconds = Some(0);
-            status.admission_token = Some((cx.admission_token)(nonce, expires_ms));
+            status.estimated_wait_low_seconds = Some(0);
+            status.estimated_wait_high_seconds = Some(0);
+            status.admission_token = Some((cx.admission_token)(number, expires_ms));
             status.admission_expires_at = DateTime::from_timestamp_millis(expires_ms);
         }
     }
@@ -322,6 +453,7 @@ mod tests {
             owned: 0,
             start,
             now: start + chrono::Duration::seconds(now_offset_secs),
+            poll_gap: Duration::from_secs(5),
             admission_token: &|nonce, expires| format!("token-{nonce}-{expires}"),
         }
     }
@@ -333,10 +465,59 @@ mod tests {
             available: 100,
             reserved: 3,
             sold: 10,
-            recent_admissions: 0,
-            pre_queue: 0,
             restored: true,
+            ..Figures::default()
         }
+    }
+
+    fn ticket(number: u64) -> Ticket {
+        Ticket {
+            deal: "d".into(),
+            shopper: "s".into(),
+            epoch: 1,
+            number,
+            owned: 0,
+            issued_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_ticket_stands_by_the_draw_and_the_head() {
+        let draw = Draw::new(b"seed", 100);
+        let mut f = Figures {
+            epoch: 1,
+            ..figures()
+        };
+        assert_eq!(standing(None, &f, None), Standing::NoPlace);
+        assert_eq!(standing(Some(&ticket(5)), &f, None), Standing::PreQueue);
+        f.drawn = Some(100);
+        f.head = 20;
+        let place = draw.place_of(5).unwrap();
+        let expected = if place <= 20 {
+            Standing::Reached
+        } else {
+            Standing::Waiting {
+                position: place - 20,
+                place,
+            }
+        };
+        assert_eq!(standing(Some(&ticket(5), ), &f, Some(&draw)), expected);
+        assert_eq!(
+            standing(Some(&ticket(150)), &f, Some(&draw)),
+            Standing::Waiting {
+                position: 130,
+                place: 150
+            },
+            "after the pre-queue a number is its own place"
+        );
+        f.head = 150;
+        assert_eq!(standing(Some(&ticket(150)), &f, Some(&draw)), Standing::Reached);
+        f.epoch = 2;
+        assert_eq!(
+            standing(Some(&ticket(150)), &f, Some(&draw)),
+            Standing::NoPlace,
+            "numbers of an earlier epoch hold no place"
+        );
     }
 
     #[test]
@@ -344,7 +525,7 @@ mod tests {
         let status = view(
             Place::Waiting {
                 position: 30,
-                ticket: 30,
+                place: 30,
             },
             &figures(),
             &cx(DealState::Live, 5),
@@ -352,6 +533,8 @@ mod tests {
         assert_eq!(status.state, QueueState::Waiting);
         assert_eq!(status.position, Some(30));
         assert_eq!(status.estimated_wait_seconds, Some(3));
+        assert_eq!(status.estimated_wait_low_seconds, Some(1));
+        assert_eq!(status.estimated_wait_high_seconds, Some(3));
         assert!(status.estimate_known);
         assert!(!status.likely_sold_out);
         assert_eq!(status.poll_after_ms, 750);
@@ -364,7 +547,7 @@ mod tests {
         let status = view(
             Place::Waiting {
                 position: 81,
-                ticket: 81,
+                place: 81,
             },
             &figures(),
             &cx(DealState::Live, 5),
@@ -376,7 +559,7 @@ mod tests {
     fn the_admitted_get_their_token() {
         let status = view(
             Place::Admitted {
-                nonce: 9,
+                number: 9,
                 expires_ms: 1_800_000_300_000,
             },
             &figures(),
@@ -417,7 +600,7 @@ mod tests {
             let status = view(
                 Place::Waiting {
                     position: 1,
-                    ticket: 1,
+                    place: 1,
                 },
                 &figures(),
                 &cx(deal, 5),
