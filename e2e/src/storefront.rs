@@ -184,6 +184,7 @@ impl Storefront {
             client: self.client.clone(),
             base: self.url(),
             session: None,
+            ticket: None,
         }
     }
 
@@ -258,12 +259,18 @@ pub fn rejections(code: &str) -> String {
     format!("timedeal_rejections_total{{reason=\"{code}\"}}")
 }
 
-/// A shopper talking to the JSON API as a mobile app does: the session travels in a header.
+/// The header that carries a queue ticket for apps.
+pub const TICKET_HEADER: &str = "x-timedeal-ticket";
+
+/// A shopper talking to the JSON API as a mobile app does: the session and the queue ticket
+/// travel in headers.
 #[derive(Clone)]
 pub struct Shopper {
     client: reqwest::Client,
     base: String,
     pub session: Option<String>,
+    /// The signed queue ticket from the last join (`queueTicket`).
+    pub ticket: Option<String>,
 }
 
 /// An answer: its status and its JSON body (`null` when empty).
@@ -281,6 +288,9 @@ impl Shopper {
         if let Some(session) = &self.session {
             request = request.header(SESSION_HEADER, session);
         }
+        if let Some(ticket) = &self.ticket {
+            request = request.header(TICKET_HEADER, ticket);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -297,6 +307,9 @@ impl Shopper {
                 Error::Unexpected(format!("{what} answered {status}, not JSON: {text}"))
             })?
         };
+        if let Some(ticket) = json["queueTicket"].as_str() {
+            self.ticket = Some(ticket.to_owned());
+        }
         Ok((status, json))
     }
 

@@ -39,7 +39,15 @@ local active = redis.call('ZCARD', p .. 'active')
 local figures = redis.call('MGET', p .. 'epoch', p .. 'total', p .. 'sold', p .. 'reserved',
   p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
 local head = tonumber(figures[6] or '0')
-if not figures[1] or not figures[7] then
+if not figures[1] then
+  return {0, head, active, 0, 0}
+end
+local seq = tonumber(figures[5] or '0')
+-- Where the numbers stood when this window began: the pre-queue's too, so that at the start
+-- those who left it long before are already known.
+local w = math.floor(now / window)
+redis.call('SET', p .. 'wseq:' .. w, seq, 'NX', 'PX', 3 * window)
+if not figures[7] then
   return {0, head, active, 0, 0}
 end
 local total, sold, reserved = tonumber(figures[2] or '0'), tonumber(figures[3] or '0'), tonumber(figures[4] or '0')
@@ -47,9 +55,7 @@ local available = total - sold - reserved
 if total > 0 and available <= 0 and reserved <= 0 then
   return {0, head, active, 1, 0}
 end
-local seq, pre = tonumber(figures[5] or '0'), tonumber(figures[7])
-local w = math.floor(now / window)
-redis.call('SET', p .. 'wseq:' .. w, seq, 'NX', 'PX', 3 * window)
+local pre = tonumber(figures[7])
 if not allowed or rate <= 0 or head >= seq then
   return {0, head, active, 0, 0}
 end

@@ -7,6 +7,7 @@ use clap::Parser;
 use timedeal_tenant_app::{
     config::{Cli, LogFormat},
     deal, describe,
+    queue::fairness::{self, Fairness},
 };
 
 // Every request allocates headers, JSON and metric labels; glibc's malloc showed up as the
@@ -15,6 +16,9 @@ use timedeal_tenant_app::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("verify-draw") {
+        return verify_draw(VerifyDraw::parse_from(std::env::args().skip(1)));
+    }
     let cli = Cli::parse();
     let loaded = match deal::load(&cli.deal) {
         Ok(loaded) => loaded,
@@ -55,6 +59,106 @@ fn main() -> ExitCode {
             tracing::error!(%error, "the storefront stopped");
             eprintln!("tenant-app: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tenant-app verify-draw URL`: anyone's check of a deal's draw and admissions.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "tenant-app verify-draw",
+    about = "Checks a deal's queue from what its storefront publishes: that the revealed seed \
+        matches the commitment published before anyone could join, that every pre-queue place \
+        follows from the seed, and that every admission in the log went to the holder of the \
+        next place, in order, with the published chain head."
+)]
+struct VerifyDraw {
+    /// The storefront's address, e.g. https://winter-headphones.deals.example.com
+    url: String,
+    /// Also print the place of every pre-queue join number, one `number place` per line.
+    #[arg(long)]
+    places: bool,
+    /// Print the place the draw gave this join number (the `joinNumber` in your queue status).
+    #[arg(long, value_name = "JOIN_NUMBER")]
+    number: Option<u64>,
+}
+
+fn verify_draw(args: VerifyDraw) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("verify-draw: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = args.url.trim_end_matches('/').to_owned();
+    let fetched = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let record: Fairness = client
+            .get(format!("{base}/api/fairness"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot fetch {base}/api/fairness: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("{base}/api/fairness is not a fairness record: {e}"))?;
+        let log = client
+            .get(format!("{base}/api/fairness/log"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot fetch {base}/api/fairness/log: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("cannot read {base}/api/fairness/log: {e}"))?;
+        Ok::<_, String>((record, log.lines().map(str::to_owned).collect::<Vec<_>>()))
+    });
+    let (record, log) = match fetched {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            eprintln!("verify-draw: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match fairness::verify(&record, &log) {
+        Ok(verified) => {
+            println!(
+                "seed matches the commitment {} (SHA-256)",
+                record.commitment
+            );
+            println!(
+                "pre-queue of {} drawn from the seed: every place recomputed",
+                verified.places.len()
+            );
+            println!(
+                "admission log: {} entries, {} admissions, each to the holder of the next place; chain head {}{}",
+                log.len(),
+                verified.admitted,
+                verified.log_head,
+                if record.admission_log.complete { " (final)" } else { "" }
+            );
+            if let Some(number) = args.number {
+                match verified.places.get((number as usize).wrapping_sub(1)) {
+                    Some(place) => println!("join number {number}: place {place}"),
+                    None => println!(
+                        "join number {number}: after the pre-queue, so its own place {number}"
+                    ),
+                }
+            }
+            if args.places {
+                for (i, place) in verified.places.iter().enumerate() {
+                    println!("{} {place}", i + 1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("verify-draw: {error}");
+            ExitCode::from(1)
         }
     }
 }

@@ -75,7 +75,12 @@ async fn flush_marks(app: &App, window: Duration) {
 /// One admission step. While the head is in the pre-queue, this replica names the join numbers
 /// holding the next places, from the draw; if another replica moved the head meanwhile, the
 /// step is tried once more from where the head is.
-async fn admit(app: &App, deal: &Deal, figures: &Figures, now: DateTime<Utc>) -> Result<Step, Error> {
+async fn admit(
+    app: &App,
+    deal: &Deal,
+    figures: &Figures,
+    now: DateTime<Utc>,
+) -> Result<Step, Error> {
     let settings = App::settings(deal);
     let ahead = (settings.admission_rate as u64 * 10).clamp(100, 5_000);
     let draw = app.draw_for(figures);
@@ -213,7 +218,11 @@ async fn tick(
     let step = admit(app, &deal, &figures, now).await?;
     if step.admitted > 0 {
         app.metrics.admissions.inc_by(step.admitted);
-        tracing::debug!(admitted = step.admitted, head = step.head, "admitted shoppers");
+        tracing::debug!(
+            admitted = step.admitted,
+            head = step.head,
+            "admitted shoppers"
+        );
     }
     if ticks.is_multiple_of(5) {
         settle_lapsed(app, now_ms, refunds).await?;

@@ -26,6 +26,17 @@ function duration(seconds) {
   return (d ? d + "d " : "") + (d || h ? two(h) + ":" : "") + two(m) + ":" + two(s);
 }
 
+// "4–6 min", from the estimate's bounds; only a lower bound when the line stood still lately.
+function waitRange(next) {
+  const low = next.estimatedWaitLowSeconds, high = next.estimatedWaitHighSeconds;
+  const words = (seconds) => seconds < 60 ? Math.max(1, Math.round(seconds)) + " s" : Math.round(seconds / 60) + " min";
+  if (high == null) return "at least " + words(low);
+  if (words(low) === words(high)) return "about " + words(high);
+  const unit = (seconds) => seconds < 60 ? " s" : " min";
+  if (unit(low) === unit(high)) return words(low).replace(unit(low), "") + "–" + words(high);
+  return words(low) + "–" + words(high);
+}
+
 function newKey() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
   return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
@@ -62,7 +73,7 @@ function render(next) {
       break;
     case "waiting":
       message = "You are number " + next.position + " in line (" + next.waiting + " waiting).";
-      detail = next.estimateKnown ? "Estimated wait: about " + duration(next.estimatedWaitSeconds) + "." : "The line is not moving right now; no estimate yet.";
+      detail = next.estimateKnown ? "Estimated wait: " + waitRange(next) + "." : "The line is not moving right now; no estimate yet.";
       if (next.likelySoldOut) detail += " The deal will likely sell out before your turn.";
       break;
     case "admitted":
@@ -144,6 +155,8 @@ $("join-button").onclick = async () => {
   $("join-button").disabled = true;
   try {
     render(await api("POST", "/api/queue"));
+    // The stream follows the ticket it was opened with: open it again with the new one.
+    follow();
   } catch (error) {
     showResult(error.message, true);
   }
@@ -172,9 +185,14 @@ $("order-form").onsubmit = async (event) => {
   $("buy-button").disabled = false;
 };
 
-const events = new EventSource("/api/events");
-events.addEventListener("status", (event) => render(JSON.parse(event.data)));
-events.addEventListener("problem", (event) => showResult(JSON.parse(event.data).message, true));
+let events = null;
+function follow() {
+  if (events) events.close();
+  events = new EventSource("/api/events");
+  events.addEventListener("status", (event) => render(JSON.parse(event.data)));
+  events.addEventListener("problem", (event) => showResult(JSON.parse(event.data).message, true));
+}
+follow();
 tick();
 setInterval(tick, 250);
 loadOrders().catch(() => {});

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use timedeal_tenant_app::tokens::{Admission, Signer};
 use timedeal_testkit::RedisServer;
 
-/// The admission nonce inside a token: admissions are numbered in the order they happen.
+/// The join number inside an admission token.
 fn nonce(token: &str) -> u64 {
     let body = B64.decode(token.split('.').next().unwrap()).unwrap();
     let body = String::from_utf8(body).unwrap();
@@ -52,23 +52,45 @@ async fn arrivals_are_admitted_first_come_first_served() {
     assert_eq!(unique.len(), tickets.len(), "two shoppers share a ticket");
     assert!(tickets.len() >= 40, "most shoppers should still be waiting");
 
-    let waits = shoppers.into_iter().map(|(ticket, shopper)| async move {
-        let token = shopper
+    let waits = shoppers.into_iter().map(|(_, shopper)| async move {
+        shopper
             .wait_for_turn(Duration::from_secs(30))
             .await
             .expect("admitted");
-        (ticket, nonce(&token))
     });
-    let mut admitted = futures_util::future::join_all(waits).await;
-    admitted.sort();
-    for pair in admitted.windows(2) {
-        assert!(
-            pair[0].1 < pair[1].1,
-            "ticket {} was admitted after ticket {}",
-            pair[0].0,
-            pair[1].0
-        );
-    }
+    futures_util::future::join_all(waits).await;
+    // The admission log records who was admitted, step by step: every ticket, in its order.
+    let log = admission_log(&client, &shop.url()).await;
+    assert!(
+        log.windows(2).all(|pair| pair[0] < pair[1]),
+        "admitted out of order: {log:?}"
+    );
+    tickets.sort();
+    let admitted_waiting: Vec<u64> = log
+        .iter()
+        .copied()
+        .filter(|place| unique.contains(place))
+        .collect();
+    assert_eq!(
+        admitted_waiting, tickets,
+        "a waiting shopper was passed over"
+    );
+}
+
+/// The places admitted, in the order of the admission log.
+async fn admission_log(client: &reqwest::Client, base: &str) -> Vec<u64> {
+    let text = client
+        .get(format!("{base}/api/fairness/log"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .flat_map(|line| line.split(' ').skip(1))
+        .map(|admission| admission.split(':').next().unwrap().parse().unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,8 +180,8 @@ async fn a_refresh_or_second_tab_keeps_the_place() {
 
     let (_, refreshed) = shopper.join().await;
     assert_eq!(refreshed["ticket"], ticket);
-    // A second tab carries the same session cookie.
-    let tab = Shopper::with_session(&client, &shop.url(), shopper.session());
+    // A second tab carries the same cookies: the session and the ticket.
+    let tab = shopper.tab();
     assert_eq!(tab.status().await["ticket"], ticket);
     assert_eq!(tab.join().await.1["ticket"], ticket);
 
@@ -202,6 +224,7 @@ async fn forged_expired_replayed_and_foreign_tokens_are_refused() {
     let forged = Signer::new(b"not-the-deal-secret-not-the-deal!").admission_token(&Admission {
         deal: "tokens".into(),
         shopper: alice_id.clone(),
+        epoch: 1,
         nonce: nonce(&token),
         expires_ms: i64::MAX / 2,
     });
@@ -213,6 +236,7 @@ async fn forged_expired_replayed_and_foreign_tokens_are_refused() {
     let elsewhere = Signer::new(SECRET.as_bytes()).admission_token(&Admission {
         deal: "another-deal".into(),
         shopper: alice_id,
+        epoch: 1,
         nonce: nonce(&token),
         expires_ms: i64::MAX / 2,
     });
@@ -248,7 +272,8 @@ fn alice_id(token: &str) -> String {
     let mut parts = body.splitn(2, '|');
     parts.next();
     let rest = parts.next().unwrap();
-    let mut tail = rest.rsplitn(3, '|');
+    let mut tail = rest.rsplitn(4, '|');
+    tail.next();
     tail.next();
     tail.next();
     tail.next().unwrap().to_owned()
@@ -286,6 +311,7 @@ async fn a_sellout_tells_everyone_waiting_at_once() {
     let mut events = client
         .get(format!("{}/api/events", shop.url()))
         .header("x-timedeal-session", waiting[10].session().unwrap())
+        .header("x-timedeal-ticket", waiting[10].ticket().unwrap())
         .send()
         .await
         .unwrap()

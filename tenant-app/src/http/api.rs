@@ -178,7 +178,11 @@ pub async fn status_of(
             (Place::Waiting { position, place }, ticket.owned)
         }
         (Standing::Reached, Some(ticket)) => {
-            match app.queue.admission(Some(ticket.number), &shopper.id).await? {
+            match app
+                .queue
+                .admission(Some(ticket.number), &shopper.id)
+                .await?
+            {
                 (Some(expires_ms), owned) if expires_ms > now_ms => (
                     Place::Admitted {
                         number: ticket.number,
@@ -189,7 +193,10 @@ pub async fn status_of(
                 (_, owned) => (Place::Outside, owned),
             }
         }
-        _ => (Place::Outside, app.queue.admission(None, &shopper.id).await?.1),
+        _ => (
+            Place::Outside,
+            app.queue.admission(None, &shopper.id).await?.1,
+        ),
     };
     if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket)) = (place, ticket) {
         let window = liveness::window_of(now_ms, App::window(&deal));

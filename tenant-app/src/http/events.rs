@@ -40,7 +40,8 @@ struct Cursor {
     last_sent: Instant,
 }
 
-/// `status` events carrying the same JSON as `GET /api/queue`.
+/// `status` events carrying the same JSON as `GET /api/queue`. The stream follows the queue
+/// ticket presented when it opens (cookie or `X-Timedeal-Ticket`): open it again after joining.
 #[utoipa::path(get, path = "/api/events", tag = "queue",
     responses((status = 200, content_type = "text/event-stream",
         description = "`status` events, each carrying a QueueStatus as JSON")))]

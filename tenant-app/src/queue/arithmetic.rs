@@ -213,7 +213,10 @@ mod tests {
 
     #[test]
     fn unobserved_and_full_the_wait_is_unknown() {
-        assert_eq!(estimated_wait(10, &figures(100, 500, None), &SETTINGS), None);
+        assert_eq!(
+            estimated_wait(10, &figures(100, 500, None), &SETTINGS),
+            None
+        );
         // 5 units, 5 admitted: the next admission waits for one of them to finish.
         assert_eq!(estimated_wait(3, &figures(5, 5, None), &SETTINGS), None);
     }
@@ -231,7 +234,10 @@ mod tests {
         assert_eq!(wait.longest, Some(Duration::from_secs(10)));
         let stalled = Pace { slowest: 0, ..pace };
         let wait = estimated_wait(10, &figures(100, 500, Some(stalled)), &SETTINGS).unwrap();
-        assert_eq!(wait.longest, None, "a line that stood still has no honest upper bound");
+        assert_eq!(
+            wait.longest, None,
+            "a line that stood still has no honest upper bound"
+        );
     }
 
     #[test]

@@ -160,7 +160,10 @@ mod tests {
             for number in 1..=n {
                 let place = draw.place_of(number).expect("a place for every number");
                 assert!((1..=n).contains(&place), "n {n}: place {place}");
-                assert!(!seen[place as usize - 1], "n {n}: place {place} given twice");
+                assert!(
+                    !seen[place as usize - 1],
+                    "n {n}: place {place} given twice"
+                );
                 seen[place as usize - 1] = true;
                 assert_eq!(draw.number_at(place), Some(number), "n {n}");
             }
@@ -173,11 +176,17 @@ mod tests {
     fn the_same_seed_gives_the_same_order_and_another_seed_another() {
         let places = |seed: &[u8]| {
             let draw = Draw::new(seed, 2_000);
-            (1..=2_000).map(|j| draw.place_of(j).unwrap()).collect::<Vec<_>>()
+            (1..=2_000)
+                .map(|j| draw.place_of(j).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(places(SEED), places(SEED));
         assert_ne!(places(SEED), places(b"another seed entirely, 32 bytes!"));
-        assert_ne!(places(SEED), (1..=2_000).collect::<Vec<_>>(), "not shuffled");
+        assert_ne!(
+            places(SEED),
+            (1..=2_000).collect::<Vec<_>>(),
+            "not shuffled"
+        );
     }
 
     #[test]

@@ -86,10 +86,9 @@ pub struct Verified {
 /// the draw and the order of places, and the chain's head.
 pub fn verify(record: &Fairness, log: &[String]) -> Result<Verified, Error> {
     let unfair = |what: String| Error::Unfair(what);
-    let seed = record
-        .seed
-        .as_deref()
-        .ok_or_else(|| unfair("the seed is not revealed yet: the pre-queue is drawn at the start".into()))?;
+    let seed = record.seed.as_deref().ok_or_else(|| {
+        unfair("the seed is not revealed yet: the pre-queue is drawn at the start".into())
+    })?;
     let seed = draw::unhex(seed).ok_or_else(|| unfair("the seed is not hex".into()))?;
     if draw::commitment(&seed) != record.commitment.to_ascii_lowercase() {
         return Err(unfair(format!(
@@ -116,7 +115,12 @@ pub fn verify(record: &Fairness, log: &[String]) -> Result<Verified, Error> {
             let (place, number) = admission
                 .split_once(':')
                 .and_then(|(p, n)| Some((p.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
-                .ok_or_else(|| unfair(format!("log entry {}: {admission:?} is not place:number", line + 1)))?;
+                .ok_or_else(|| {
+                    unfair(format!(
+                        "log entry {}: {admission:?} is not place:number",
+                        line + 1
+                    ))
+                })?;
             if place <= last_place {
                 return Err(unfair(format!(
                     "log entry {}: place {place} admitted after place {last_place}",

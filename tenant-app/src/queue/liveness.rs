@@ -89,7 +89,10 @@ mod tests {
     fn a_window_is_half_the_grace() {
         assert_eq!(window(Duration::from_secs(30)), Duration::from_secs(15));
         assert_eq!(window(Duration::from_millis(600)), Duration::from_secs(1));
-        assert_eq!(max_poll_gap(Duration::from_secs(15)), Duration::from_millis(7_500));
+        assert_eq!(
+            max_poll_gap(Duration::from_secs(15)),
+            Duration::from_millis(7_500)
+        );
         let w = Duration::from_secs(15);
         assert_eq!(window_of(0, w), 0);
         assert_eq!(window_of(14_999, w), 0);
@@ -101,12 +104,18 @@ mod tests {
     fn a_shopper_is_marked_once_per_window() {
         let marks = Marks::default();
         assert!(marks.mark(7, 42));
-        assert!(!marks.mark(7, 42), "a second poll in the window costs nothing");
+        assert!(
+            !marks.mark(7, 42),
+            "a second poll in the window costs nothing"
+        );
         assert!(marks.mark(7, 43));
         assert!(marks.mark(8, 42), "a new window marks again");
         assert_eq!(marks.take(), vec![(7, vec![42, 43]), (8, vec![42])]);
         assert_eq!(marks.take(), vec![]);
-        assert!(!marks.mark(8, 42), "flushing does not forget what was marked");
+        assert!(
+            !marks.mark(8, 42),
+            "flushing does not forget what was marked"
+        );
     }
 
     #[test]

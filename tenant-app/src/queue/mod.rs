@@ -48,7 +48,10 @@ pub enum Standing {
     /// No ticket, or one of an earlier epoch: it holds no place.
     NoPlace,
     PreQueue,
-    Waiting { position: u64, place: u64 },
+    Waiting {
+        position: u64,
+        place: u64,
+    },
     /// The head has reached the ticket's place: it was admitted or passed over, which only the
     /// admitted set tells.
     Reached,
@@ -164,7 +167,11 @@ impl Queue {
         };
         let (taken, head) = (taken.max(0) as u64, head.max(0) as u64);
         Ok(Figures {
-            waiting: if drawn >= 0 { taken.saturating_sub(head) } else { 0 },
+            waiting: if drawn >= 0 {
+                taken.saturating_sub(head)
+            } else {
+                0
+            },
             active: active.max(0) as u64,
             available: total - sold - reserved,
             reserved,
@@ -501,7 +508,7 @@ mod tests {
                 place,
             }
         };
-        assert_eq!(standing(Some(&ticket(5), ), &f, Some(&draw)), expected);
+        assert_eq!(standing(Some(&ticket(5),), &f, Some(&draw)), expected);
         assert_eq!(
             standing(Some(&ticket(150)), &f, Some(&draw)),
             Standing::Waiting {
@@ -511,7 +518,10 @@ mod tests {
             "after the pre-queue a number is its own place"
         );
         f.head = 150;
-        assert_eq!(standing(Some(&ticket(150)), &f, Some(&draw)), Standing::Reached);
+        assert_eq!(
+            standing(Some(&ticket(150)), &f, Some(&draw)),
+            Standing::Reached
+        );
         f.epoch = 2;
         assert_eq!(
             standing(Some(&ticket(150)), &f, Some(&draw)),

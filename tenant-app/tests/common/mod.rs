@@ -263,11 +263,13 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A shopper using the JSON API, as a mobile app would: the session travels in a header.
+/// A shopper using the JSON API, as a mobile app would: the session and the queue ticket
+/// travel in headers.
 pub struct Shopper {
     pub client: reqwest::Client,
     pub base: String,
     session: std::sync::Mutex<Option<String>>,
+    ticket: std::sync::Mutex<Option<String>>,
 }
 
 impl Shopper {
@@ -281,11 +283,28 @@ impl Shopper {
             client: client.clone(),
             base: base.to_owned(),
             session: std::sync::Mutex::new(session),
+            ticket: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Another tab of the same browser: the same session and ticket.
+    pub fn tab(&self) -> Self {
+        let tab = Self::with_session(&self.client, &self.base, self.session());
+        tab.set_ticket(self.ticket());
+        tab
     }
 
     pub fn session(&self) -> Option<String> {
         self.session.lock().unwrap().clone()
+    }
+
+    /// The queue ticket from the last join.
+    pub fn ticket(&self) -> Option<String> {
+        self.ticket.lock().unwrap().clone()
+    }
+
+    pub fn set_ticket(&self, ticket: Option<String>) {
+        *self.ticket.lock().unwrap() = ticket;
     }
 
     pub async fn send(
@@ -297,6 +316,9 @@ impl Shopper {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(session) = self.session() {
             request = request.header("x-timedeal-session", session);
+        }
+        if let Some(ticket) = self.ticket() {
+            request = request.header("x-timedeal-ticket", ticket);
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -312,6 +334,9 @@ impl Shopper {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
         };
+        if let Some(ticket) = json["queueTicket"].as_str() {
+            self.set_ticket(Some(ticket.to_owned()));
+        }
         (status, json)
     }
 

@@ -1,0 +1,392 @@
+//! The signed-ticket queue against real Redis: a pre-queue of 2,000 drawn at the start and
+//! checked from the revealed seed by the public command; polls answered without Redis; shoppers
+//! who left passed over without stalling the line; tickets that are made up, re-signed, or
+//! another deal's or another shopper's refused.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+use common::{binary, client, eventually, postgres, DealFile, Shopper, Storefront, SECRET};
+use futures_util::{stream, StreamExt};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use timedeal_tenant_app::{queue::Ticket, tokens::Signer};
+use timedeal_testkit::RedisServer;
+
+/// `INFO commandstats` as calls per command.
+async fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+async fn redis_get(redis: &RedisServer, key: &str) -> Option<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+/// Joins `count` shoppers, 32 at a time.
+async fn join_many(client: &reqwest::Client, url: &str, count: usize) -> Vec<Shopper> {
+    stream::iter(0..count)
+        .map(|_| async {
+            let shopper = Shopper::new(client, url);
+            let (code, status) = shopper.join().await;
+            assert_eq!(code, StatusCode::OK, "{status}");
+            shopper
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_queue_of_two_thousand_is_drawn_from_the_committed_seed_and_checks_out() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        starts_in: 25,
+        rate: 1,
+        max_active: 1,
+        // The crowd polls in two bursts and then waits for the start; none of them has left.
+        idle_grace: "10m",
+        ..DealFile::live("draw")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+
+    let before: serde_json::Value = client
+        .get(format!("{}/api/fairness", shop.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let commitment = before["commitment"].as_str().unwrap().to_owned();
+    assert_eq!(commitment.len(), 64, "{before}");
+    assert_eq!(before["seed"], serde_json::Value::Null, "revealed early");
+
+    let shoppers = join_many(&client, &shop.url(), 2_000).await;
+    let mut numbers = Vec::new();
+    for shopper in &shoppers {
+        let status = shopper.status().await;
+        assert_eq!(status["state"], "pre_queue", "{status}");
+        assert_eq!(status["drawCommitment"], commitment.as_str());
+        numbers.push(status["joinNumber"].as_u64().unwrap());
+    }
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    assert_eq!(sorted, (1..=2_000).collect::<Vec<u64>>());
+
+    // Waiting shoppers' polls cost Redis nothing: no per-shopper command, and all the commands
+    // Redis runs meanwhile (the replicas' own few a second) are far fewer than the polls.
+    let calls_before = command_calls(&redis).await;
+    let polls = stream::iter(shoppers.iter())
+        .map(|shopper| async move {
+            for _ in 0..2 {
+                assert_eq!(shopper.status().await["state"], "pre_queue");
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let calls_after = command_calls(&redis).await;
+    let delta =
+        |name: &str| calls_after.get(name).unwrap_or(&0) - calls_before.get(name).unwrap_or(&0);
+    for per_shopper in ["hget", "hmget", "zscore", "incr", "setbit"] {
+        assert_eq!(delta(per_shopper), 0, "{per_shopper} ran during the polls");
+    }
+    let total: u64 = calls_after.values().sum::<u64>() - calls_before.values().sum::<u64>();
+    assert!(
+        total < (polls.len() as u64 * 2) / 4,
+        "{total} Redis commands during {} polls",
+        polls.len() * 2
+    );
+
+    eventually("the start", Duration::from_secs(40), || async {
+        shoppers[0].status().await["deal"] == "live"
+    })
+    .await;
+    eventually("the seed's reveal", Duration::from_secs(5), || async {
+        client
+            .get(format!("{}/api/fairness", shop.url()))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["seed"]
+            .is_string()
+    })
+    .await;
+    let after: serde_json::Value = client
+        .get(format!("{}/api/fairness", shop.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seed = after["seed"].as_str().unwrap();
+    let seed_bytes: Vec<u8> = (0..seed.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&seed[i..i + 2], 16).unwrap())
+        .collect();
+    let hash: String = Sha256::digest(&seed_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, commitment, "the seed is not the committed one");
+    assert_eq!(after["preQueueSize"], 2_000);
+
+    // Every shopper's place, as the storefront tells it.
+    let mut told = HashMap::new();
+    for (shopper, number) in shoppers.iter().zip(&numbers) {
+        let status = shopper.status().await;
+        match status["state"].as_str().unwrap() {
+            "waiting" => {
+                told.insert(*number, status["ticket"].as_u64().unwrap());
+            }
+            "admitted" => {}
+            other => panic!("unexpected state {other}: {status}"),
+        }
+    }
+    assert!(told.len() >= 1_990, "only {} still waiting", told.len());
+    let in_join_order: Vec<u64> = (1..=2_000).filter_map(|n| told.get(&n).copied()).collect();
+    let mut ascending = in_join_order.clone();
+    ascending.sort();
+    assert_ne!(
+        in_join_order, ascending,
+        "the pre-queue kept its join order"
+    );
+
+    // The public command recomputes every place from the revealed seed.
+    let output = tokio::process::Command::new(binary())
+        .args(["verify-draw", &shop.url(), "--places"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(&commitment), "{stdout}");
+    let computed: HashMap<u64, u64> = stdout
+        .lines()
+        .filter_map(|line| {
+            let (number, place) = line.split_once(' ')?;
+            Some((number.parse().ok()?, place.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(computed.len(), 2_000, "{stdout}");
+    for (number, place) in &told {
+        assert_eq!(computed[number], *place, "join number {number}");
+    }
+
+    // A latecomer queues behind the whole pre-queue.
+    let late = Shopper::new(&client, &shop.url());
+    let (_, status) = late.join().await;
+    assert_eq!(status["ticket"], 2_001, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_who_left_are_passed_over_without_stalling_the_line() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        starts_in: 5,
+        rate: 100,
+        max_active: 10,
+        // Windows of one second: silent for two, a shopper has left.
+        idle_grace: "2s",
+        ..DealFile::live("leavers")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let early = join_many(&client, &shop.url(), 20).await;
+    let (stayers, leavers) = early.split_at(10);
+    let number = |s: &Shopper| {
+        let ticket = s.ticket().unwrap();
+        let body =
+            String::from_utf8(B64.decode(ticket.split('.').next().unwrap()).unwrap()).unwrap();
+        body.rsplit('|').nth(2).unwrap().parse::<u64>().unwrap()
+    };
+    let leaver_numbers: Vec<u64> = leavers.iter().map(number).collect();
+
+    // The stayers keep polling; the leavers never come back.
+    let polling = async {
+        let mut admitted = vec![false; stayers.len()];
+        while admitted.iter().any(|a| !a) {
+            for (i, shopper) in stayers.iter().enumerate() {
+                if !admitted[i] {
+                    admitted[i] = shopper.status().await["state"] == "admitted";
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), polling)
+        .await
+        .expect("every stayer admitted soon after the start");
+
+    // After the start: ten more join behind, five of whom leave at once; the line is full
+    // (ten admitted) until the first ten finish.
+    let later = join_many(&client, &shop.url(), 10).await;
+    let (later_stayers, later_leavers) = later.split_at(5);
+    let later_leaver_numbers: Vec<u64> = later_leavers.iter().map(number).collect();
+    let watch = async {
+        loop {
+            for shopper in later_stayers {
+                shopper.status().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let finish = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for shopper in stayers {
+            let (code, _) = shopper
+                .send(reqwest::Method::DELETE, "/api/queue", None)
+                .await;
+            assert_eq!(code, StatusCode::NO_CONTENT);
+        }
+        for shopper in later_stayers {
+            let admitted = async {
+                while shopper.status().await["state"] != "admitted" {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), admitted)
+                .await
+                .expect("the later stayers are admitted, never stalled by the leavers");
+        }
+    };
+    tokio::select! {
+        _ = watch => unreachable!(),
+        _ = finish => {}
+    }
+
+    let log = client
+        .get(format!("{}/api/fairness/log", shop.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let admitted: Vec<u64> = log
+        .lines()
+        .flat_map(|line| line.split(' ').skip(1))
+        .map(|a| a.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(admitted.len(), 15, "{log}");
+    for left in leaver_numbers.iter().chain(&later_leaver_numbers) {
+        assert!(
+            !admitted.contains(left),
+            "{left} left, yet was admitted: {log}"
+        );
+    }
+    let head: u64 = redis_get(&redis, "td:{leavers}:head")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(head, 30, "the head passed over everyone who left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_re_signed_and_borrowed_tickets_are_refused() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 1,
+        max_active: 1,
+        ..DealFile::live("tickets")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    Shopper::new(&client, &shop.url()).join().await;
+    let alice = Shopper::new(&client, &shop.url());
+    let (_, joined) = alice.join().await;
+    assert_eq!(joined["state"], "waiting", "{joined}");
+    let real = alice.ticket().unwrap();
+    let body = String::from_utf8(B64.decode(real.split('.').next().unwrap()).unwrap()).unwrap();
+    let fields: Vec<&str> = body.split('|').collect();
+    let ticket = Ticket {
+        deal: "tickets".into(),
+        shopper: fields[1].into(),
+        epoch: fields[2].parse().unwrap(),
+        number: 1,
+        owned: 0,
+        issued_ms: fields[5].parse().unwrap(),
+    };
+    let taken_before = redis_get(&redis, "td:{tickets}:seq").await;
+
+    let (_, signature) = real.split_once('.').unwrap();
+    // Number 1's body under Alice's real signature.
+    let number_one = ticket.sign(&Signer::new(SECRET.as_bytes()));
+    let edited = format!("{}.{signature}", number_one.split('.').next().unwrap());
+    let resigned = ticket.sign(&Signer::new(b"not-the-deal-secret-not-the-deal!"));
+    let elsewhere = Ticket {
+        deal: "another-deal".into(),
+        ..ticket.clone()
+    }
+    .sign(&Signer::new(SECRET.as_bytes()));
+    let bob = Shopper::new(&client, &shop.url());
+    bob.status().await;
+    for (who, token, code) in [
+        (&alice, "garbage".to_owned(), "ticket_malformed"),
+        (&alice, edited, "ticket_forged"),
+        (&alice, resigned, "ticket_forged"),
+        (&alice, elsewhere, "ticket_other_deal"),
+        (&bob, real.clone(), "ticket_foreign"),
+    ] {
+        let held = who.ticket();
+        who.set_ticket(Some(token));
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let (status, answer) = who.send(method.clone(), "/api/queue", None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {answer}");
+            assert_eq!(answer["error"]["code"], code, "{answer}");
+        }
+        who.set_ticket(held);
+    }
+    // Nothing refused took a number, and Alice's real ticket still holds her place.
+    assert_eq!(redis_get(&redis, "td:{tickets}:seq").await, taken_before);
+    let status = alice.status().await;
+    assert_eq!(status["ticket"], joined["ticket"], "{status}");
+    // A browser presenting a refused ticket has the cookie cleared.
+    let response = client
+        .get(format!("{}/api/queue", shop.url()))
+        .header("cookie", "td_ticket=garbage")
+        .send()
+        .await
+        .unwrap();
+    let cleared = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("td_ticket=;"));
+    assert!(cleared, "{:?}", response.headers());
+}
