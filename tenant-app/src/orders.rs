@@ -118,6 +118,7 @@ fn token_error(error: TokenError) -> ApiError {
         TokenError::Expired => "admission_expired",
         TokenError::Foreign => "admission_foreign",
         TokenError::OtherDeal => "admission_other_deal",
+        TokenError::Unsolved => "admission_malformed",
     };
     ApiError::new(
         StatusCode::FORBIDDEN,

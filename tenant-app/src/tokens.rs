@@ -28,6 +28,8 @@ pub enum TokenError {
     Foreign,
     #[error("the token belongs to another deal")]
     OtherDeal,
+    #[error("the solution does not solve the challenge")]
+    Unsolved,
 }
 
 /// What an admission token grants: the shopper may order in the deal until `expires_ms`, as long

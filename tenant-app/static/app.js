@@ -106,8 +106,8 @@ function showResult(text, isError) {
   result.className = isError ? "error" : "";
 }
 
-async function api(method, path, payload) {
-  const init = { method, headers: {} };
+async function api(method, path, payload, headers) {
+  const init = { method, headers: Object.assign({}, headers) };
   if (payload !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(payload);
@@ -151,10 +151,27 @@ async function loadOrders() {
   $("orders-empty").hidden = orders.length > 0;
 }
 
+// When the deal asks for it, joining takes a solved puzzle: fetched, solved in a Web Worker (about
+// a second on a phone), and sent with the join.
+async function solvedChallenge() {
+  if (!Number(body.dataset.joinChallenge)) return {};
+  const puzzle = await api("GET", "/api/queue/challenge");
+  if (!puzzle.required) return {};
+  showResult("Getting you in line…", false);
+  const solution = await new Promise((resolve, reject) => {
+    const worker = new Worker("/static/pow.js");
+    worker.onmessage = (event) => { worker.terminate(); resolve(event.data.solution); };
+    worker.onerror = (error) => { worker.terminate(); reject(new Error("Your browser could not solve the join puzzle: " + error.message)); };
+    worker.postMessage({ challenge: puzzle.challenge, difficulty: puzzle.difficulty });
+  });
+  showResult("", false);
+  return { "X-Timedeal-Challenge": puzzle.challenge, "X-Timedeal-Solution": solution };
+}
+
 $("join-button").onclick = async () => {
   $("join-button").disabled = true;
   try {
-    render(await api("POST", "/api/queue"));
+    render(await api("POST", "/api/queue", undefined, await solvedChallenge()));
     // The stream follows the ticket it was opened with: open it again with the new one.
     follow();
   } catch (error) {

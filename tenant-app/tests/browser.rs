@@ -97,3 +97,38 @@ async fn a_shopper_goes_from_countdown_to_cancel_in_chromium() {
     assert_eq!(shop.count_orders("cancelled").await, 1);
     assert_eq!(shop.count_orders("confirmed").await, 0);
 }
+
+/// With `queue.joinChallenge` on, the page solves the join puzzle in a Web Worker and joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_solves_the_join_puzzle_in_chromium() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        join_challenge: Some(16),
+        ..DealFile::live("browser-puzzle")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1000).await;
+    let run = async {
+        client.goto(&shop.url()).await.unwrap();
+        wait_text(&client, "queue-message", Duration::from_secs(5), |t| {
+            t == "Join the queue to buy."
+        })
+        .await;
+        click(&client, Locator::Id("join-button")).await;
+        wait_text(&client, "queue-message", Duration::from_secs(30), |t| {
+            t == "It's your turn!"
+        })
+        .await;
+        shot(&client, "puzzle-solved.png").await;
+    };
+    run.await;
+    client.close().await.unwrap();
+    let log = reqwest::get(format!("{}/api/fairness/log", shop.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(log.lines().count(), 1, "one shopper admitted: {log}");
+}

@@ -190,7 +190,11 @@ async fn a_commit_failure_confirms_nothing_and_loses_no_stock() {
         .await
         .unwrap();
     assert_eq!((sold, reserved), (0, 0));
-    assert_eq!(shopper.status().await["stockRemaining"], 5);
+    // Statuses read the figures each replica refreshes a few times a second.
+    eventually("the figures refreshed", Duration::from_secs(2), || async {
+        shopper.status().await["stockRemaining"] == 5
+    })
+    .await;
     let readyz = reqwest::get(format!("{}/readyz", shop.url()))
         .await
         .unwrap();

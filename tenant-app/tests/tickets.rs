@@ -390,3 +390,89 @@ async fn made_up_re_signed_and_borrowed_tickets_are_refused() {
         .any(|c| c.to_str().unwrap().starts_with("td_ticket=;"));
     assert!(cleared, "{:?}", response.headers());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_join_puzzle_is_accepted_solved_and_refused_otherwise() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        join_challenge: Some(12),
+        ..DealFile::live("puzzle")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let client = client();
+    let shopper = Shopper::new(&client, &shop.url());
+    let (_, deal_view) = shopper.send(reqwest::Method::GET, "/api/deal", None).await;
+    assert_eq!(deal_view["joinChallenge"], 12, "{deal_view}");
+
+    let join_with = |challenge: Option<String>, solution: Option<String>| {
+        let shopper = &shopper;
+        let client = &client;
+        let url = shop.url();
+        async move {
+            let mut request = client
+                .post(format!("{url}/api/queue"))
+                .header("x-timedeal-session", shopper.session().unwrap());
+            if let Some(challenge) = challenge {
+                request = request.header("x-timedeal-challenge", challenge);
+            }
+            if let Some(solution) = solution {
+                request = request.header("x-timedeal-solution", solution);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, answer) = join_with(None, None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"]["code"], "challenge_required", "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/api/queue/challenge"));
+
+    let (_, puzzle) = shopper
+        .send(reqwest::Method::GET, "/api/queue/challenge", None)
+        .await;
+    assert_eq!(puzzle["required"], true);
+    assert_eq!(puzzle["difficulty"], 12);
+    let challenge = puzzle["challenge"].as_str().unwrap().to_owned();
+    let solution = timedeal_tenant_app::queue::challenge::solve(&challenge, 12);
+    let wrong = (0u64..)
+        .map(|n| n.to_string())
+        .find(|s| timedeal_tenant_app::queue::challenge::work(&challenge, s) < 12)
+        .unwrap();
+    let (code, answer) = join_with(Some(challenge.clone()), Some(wrong)).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"]["code"], "challenge_failed", "{answer}");
+    // Someone else's solved challenge is no good.
+    let other = Shopper::new(&client, &shop.url());
+    other.status().await;
+    let (code, answer) = other.send(reqwest::Method::POST, "/api/queue", None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{answer}");
+    let borrowed = client
+        .post(format!("{}/api/queue", shop.url()))
+        .header("x-timedeal-session", other.session().unwrap())
+        .header("x-timedeal-challenge", &challenge)
+        .header("x-timedeal-solution", &solution)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(borrowed["error"]["code"], "challenge_foreign", "{borrowed}");
+    assert_eq!(
+        redis_get(&redis, "td:{puzzle}:seq").await,
+        None,
+        "a refused join took a number"
+    );
+
+    let (code, answer) = join_with(Some(challenge), Some(solution)).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert!(answer["queueTicket"].is_string(), "{answer}");
+    assert_eq!(
+        redis_get(&redis, "td:{puzzle}:seq").await.as_deref(),
+        Some("1")
+    );
+}

@@ -153,7 +153,11 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
         .query_async(&mut redis)
         .await
         .map_err(Error::redis("read what each shopper holds"))?;
-    let held: BTreeMap<String, i64> = held.into_iter().filter(|(_, units)| *units != 0).collect();
+    // Fields starting with '#' are the hash's own bookkeeping (its epoch), not shoppers.
+    let held: BTreeMap<String, i64> = held
+        .into_iter()
+        .filter(|(shopper, units)| !shopper.starts_with('#') && *units != 0)
+        .collect();
     if held != owned {
         broken.push(format!(
             "what shoppers hold in Redis ({} shoppers, {} units) differs from what they own in \

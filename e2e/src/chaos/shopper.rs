@@ -11,7 +11,10 @@ use std::{
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{storefront::SESSION_HEADER, Error};
+use crate::{
+    storefront::{SESSION_HEADER, TICKET_HEADER},
+    Error,
+};
 
 /// What the shoppers of a drill were told.
 #[derive(Default, Debug, Clone)]
@@ -33,6 +36,8 @@ pub struct Shopper {
     urls: Vec<String>,
     at: Mutex<usize>,
     pub session: Mutex<Option<String>>,
+    /// The signed queue ticket from the last join.
+    ticket: Mutex<Option<String>>,
     told: Shared,
 }
 
@@ -50,6 +55,7 @@ impl Shopper {
             urls: urls.to_vec(),
             at: Mutex::new(first % urls.len()),
             session: Mutex::new(None),
+            ticket: Mutex::new(None),
             told,
         }
     }
@@ -66,6 +72,9 @@ impl Shopper {
             let mut request = self.client.request(method.clone(), format!("{base}{path}"));
             if let Some(session) = self.session.lock().unwrap().clone() {
                 request = request.header(SESSION_HEADER, session);
+            }
+            if let Some(ticket) = self.ticket.lock().unwrap().clone() {
+                request = request.header(TICKET_HEADER, ticket);
             }
             if let Some(body) = &body {
                 request = request.json(body);
@@ -86,6 +95,9 @@ impl Shopper {
             let retry_after = response.headers().contains_key("retry-after");
             let text = response.text().await.unwrap_or_default();
             let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if let Some(ticket) = json["queueTicket"].as_str() {
+                *self.ticket.lock().unwrap() = Some(ticket.to_owned());
+            }
             let mut told = self.told.lock().unwrap();
             told.slowest = told.slowest.max(started.elapsed());
             if status == StatusCode::SERVICE_UNAVAILABLE {

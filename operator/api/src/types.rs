@@ -220,6 +220,22 @@ pub struct QueueSettings {
     /// How long a waiting shopper who stopped polling keeps a place in the queue.
     #[serde(default = "default_idle_grace")]
     pub idle_grace: Duration,
+
+    /// A proof-of-work puzzle every shopper solves before joining, to make joining in bulk
+    /// costly for bots. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_challenge: Option<JoinChallenge>,
+}
+
+/// The join puzzle: find a string `s` such that SHA-256 of the challenge, `:` and `s` starts with
+/// `difficulty` zero bits. Each extra bit doubles the work; 16 takes about a second on a phone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinChallenge {
+    /// Leading zero bits the solution's hash needs, from 1 to 28.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 28")
+        .message("queue.joinChallenge.difficulty must be from 1 to 28 bits"))]
+    pub difficulty: i32,
 }
 
 impl Default for QueueSettings {
@@ -231,6 +247,7 @@ impl Default for QueueSettings {
             reservation_ttl: default_reservation_ttl(),
             pre_queue_opens: default_pre_queue_opens(),
             idle_grace: default_idle_grace(),
+            join_challenge: None,
         }
     }
 }

@@ -16,8 +16,8 @@ use axum::http::HeaderMap;
 use crate::{
     app::SharedApp,
     http::{
-        api::{checked_ticket, presented_ticket, status_of},
         error::ApiError,
+        queue::{checked_ticket, presented_ticket, status_of},
     },
     identity::Shopper,
     queue::Ticket,

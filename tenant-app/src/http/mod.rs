@@ -7,6 +7,7 @@ pub mod events;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod queue;
 
 use std::{sync::Arc, time::Instant};
 
@@ -37,11 +38,12 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/deal", get(api::deal))
         .route(
             "/queue",
-            get(api::queue_status).post(api::join).delete(api::leave),
+            get(queue::status).post(queue::join).delete(queue::leave),
         )
         .route("/events", get(events::stream))
-        .route("/fairness", get(api::fairness))
-        .route("/fairness/log", get(api::fairness_log))
+        .route("/queue/challenge", get(queue::join_challenge))
+        .route("/fairness", get(queue::fairness))
+        .route("/fairness/log", get(queue::fairness_log))
         .route("/orders", get(api::my_orders).post(api::place_order))
         .route("/orders/{id}", get(api::my_order))
         .route("/orders/{id}/cancel", post(api::cancel_order))
@@ -78,6 +80,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
     Router::new()
         .merge(shop)
         .route("/static/app.js", get(pages::script))
+        .route("/static/pow.js", get(pages::solver))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(ops::metrics))

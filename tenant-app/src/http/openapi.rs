@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use crate::{
     app::SharedApp,
-    http::{api, events, ops},
+    http::{api, events, ops, queue},
 };
 
 #[derive(OpenApi)]
@@ -23,11 +23,12 @@ use crate::{
     ),
     paths(
         api::deal,
-        api::queue_status,
-        api::join,
-        api::leave,
-        api::fairness,
-        api::fairness_log,
+        queue::status,
+        queue::join,
+        queue::leave,
+        queue::join_challenge,
+        queue::fairness,
+        queue::fairness_log,
         events::stream,
         api::place_order,
         api::my_orders,

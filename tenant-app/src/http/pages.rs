@@ -23,6 +23,15 @@ pub async fn script() -> Response {
         .into_response()
 }
 
+/// The join puzzle's solver, run by the page in a Web Worker.
+pub async fn solver() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/pow.js"),
+    )
+        .into_response()
+}
+
 pub async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -83,6 +92,7 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                  data-server-time=(deal.server_time.to_rfc3339())
                  data-currency=(product.currency)
                  data-limit=(product.limit)
+                 data-join-challenge=(deal.join_challenge.unwrap_or(0))
                  data-state=(serde_json::to_value(deal.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) {
                 header {
                     span.company { (deal.company) }

@@ -12,6 +12,7 @@
 //! where they stand and the figures.
 
 pub mod arithmetic;
+pub mod challenge;
 pub mod draw;
 pub mod fairness;
 pub mod liveness;

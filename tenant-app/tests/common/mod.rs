@@ -38,6 +38,8 @@ pub struct DealFile {
     pub idle_grace: &'static str,
     pub pre_queue_opens: &'static str,
     pub suspend: bool,
+    /// `queue.joinChallenge.difficulty`, when set.
+    pub join_challenge: Option<u32>,
     pub extra_spec: String,
 }
 
@@ -56,6 +58,7 @@ impl DealFile {
             idle_grace: "30s",
             pre_queue_opens: "30m",
             suspend: false,
+            join_challenge: None,
             extra_spec: String::new(),
         }
     }
@@ -93,7 +96,7 @@ spec:
     reservationTtl: {reservation_ttl}
     idleGrace: {idle_grace}
     preQueueOpens: {pre_queue_opens}
-  ingress:
+{challenge}  ingress:
     host: deals.example.com
 {extra}"#,
             name = self.name,
@@ -108,6 +111,10 @@ spec:
             reservation_ttl = self.reservation_ttl,
             idle_grace = self.idle_grace,
             pre_queue_opens = self.pre_queue_opens,
+            challenge = self
+                .join_challenge
+                .map(|bits| format!("    joinChallenge:\n      difficulty: {bits}\n"))
+                .unwrap_or_default(),
             extra = self.extra_spec,
         )
     }
