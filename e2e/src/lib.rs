@@ -19,6 +19,7 @@ pub mod scenarios;
 pub mod storefront;
 pub mod storm;
 pub mod verify;
+pub mod waiting;
 
 pub use cluster::{helm, kubectl, must, repo, run};
 

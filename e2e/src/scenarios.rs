@@ -7,12 +7,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{header, Method, Request};
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::task::JoinSet;
 
 use crate::{
     load::{self, Load, Outcome, Requests},
     storefront::{self, Shopper, Storefront},
-    verify, Error,
+    verify, waiting, Error,
 };
 
 /// A measured run, with the Redis commands the storefront issued per answer.
@@ -63,6 +63,7 @@ fn session_request(
     method: Method,
     path: &str,
     session: Option<&str>,
+    ticket: Option<&str>,
 ) -> Request<Full<Bytes>> {
     let mut request = Request::builder()
         .method(method)
@@ -70,6 +71,9 @@ fn session_request(
         .header(header::HOST, target.to_string());
     if let Some(session) = session {
         request = request.header(storefront::SESSION_HEADER, session);
+    }
+    if let Some(ticket) = ticket {
+        request = request.header(storefront::TICKET_HEADER, ticket);
     }
     request
         .body(Full::new(Bytes::new()))
@@ -219,7 +223,7 @@ pub async fn joins(
 ) -> Result<Measured, Error> {
     let target = front.address();
     let requests: Requests =
-        Arc::new(move |_, _| session_request(target, Method::POST, "/api/queue", None));
+        Arc::new(move |_, _| session_request(target, Method::POST, "/api/queue", None, None));
     measure(
         front,
         redis,
@@ -234,42 +238,35 @@ pub async fn joins(
     .await
 }
 
-/// Waiting shoppers whose polls the `queue` scenario replays.
-pub async fn waiting_crowd(front: &Storefront, count: usize) -> Result<Vec<String>, Error> {
-    let gate = Arc::new(Semaphore::new(64));
-    let mut tasks = JoinSet::new();
-    for _ in 0..count {
-        let mut shopper = front.shopper();
-        let gate = gate.clone();
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            let (code, answer) = shopper.join().await?;
-            if code != 200 {
-                return Err(Error::Unexpected(format!("join answered {code}: {answer}")));
-            }
-            Ok(shopper.session.unwrap_or_default())
-        });
-    }
-    let mut sessions = Vec::with_capacity(count);
-    while let Some(joined) = tasks.join_next().await {
-        sessions.push(joined.map_err(|e| Error::Load(e.to_string()))??);
-    }
-    Ok(sessions)
+/// Waiting shoppers whose polls the `queue` scenario replays, each with their session and
+/// ticket.
+pub async fn waiting_crowd(front: &Storefront, count: usize) -> Result<Vec<Shopper>, Error> {
+    Ok(waiting::join_all(front, count, 64, "waiting")
+        .await?
+        .into_iter()
+        .map(|(shopper, _)| shopper)
+        .collect())
 }
 
 /// `queue` polls: waiting shoppers ask where they stand, each connection cycling through its
-/// share of the crowd.
+/// share of the crowd. Each poll is answered from the shopper's ticket, without Redis.
 pub async fn polls(
     front: &Storefront,
     redis: &verify::RedisProbe,
     load: Load,
-    crowd: Arc<Vec<String>>,
+    crowd: Arc<Vec<Shopper>>,
 ) -> Result<Measured, Error> {
     let target = front.address();
     let connections = load.connections;
     let requests: Requests = Arc::new(move |connection, n| {
-        let shopper = (connection + n as usize * connections) % crowd.len();
-        session_request(target, Method::GET, "/api/queue", Some(&crowd[shopper]))
+        let shopper = &crowd[(connection + n as usize * connections) % crowd.len()];
+        session_request(
+            target,
+            Method::GET,
+            "/api/queue",
+            shopper.session.as_deref(),
+            shopper.ticket.as_deref(),
+        )
     });
     measure(
         front,
@@ -283,41 +280,4 @@ pub async fn polls(
         },
     )
     .await
-}
-
-/// What `crowd` found.
-#[derive(Clone, Copy, Debug)]
-pub struct Crowd {
-    pub waiting: u64,
-    /// Redis memory grown by the crowd, in bytes.
-    pub memory: u64,
-}
-
-/// `crowd`: `size` shoppers join a line that admits one a second; Redis memory before and after.
-/// The storefront must be the only tenant of `redis`.
-pub async fn crowd(
-    front: &Storefront,
-    redis: &verify::RedisProbe,
-    connections: usize,
-    size: u64,
-) -> Result<Crowd, Error> {
-    let before = redis.used_memory().await?;
-    let load = Load {
-        connections,
-        duration: Duration::from_secs(3_600),
-        limit: Some(size),
-    };
-    joins(front, redis, load, "crowd joins").await?;
-    let after = redis.used_memory().await?;
-    let waiting = redis.waiting(&front.deal.prefix()).await?;
-    // A handful are admitted (one a second) while the crowd gathers; the rest must be in line.
-    if waiting + 3_600 < size {
-        return Err(Error::Broken(format!(
-            "{size} shoppers joined but only {waiting} are in line"
-        )));
-    }
-    Ok(Crowd {
-        waiting,
-        memory: after.saturating_sub(before),
-    })
 }

@@ -124,7 +124,7 @@ pub struct Storefront {
     service: Service,
     pub deal: DealPlan,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Storefront {
@@ -161,8 +161,16 @@ impl Storefront {
             service,
             deal,
             client: client(),
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// Moves the deal's start to `starts_in` seconds from now, through its file (the app picks
+    /// the change up within a couple of seconds).
+    pub fn reschedule(&mut self, starts_in: i64) -> Result<(), Error> {
+        self.deal.starts_in = starts_in;
+        std::fs::write(self.dir.path().join("deal.yaml"), self.deal.yaml())
+            .map_err(Error::io("rewrite the deal file"))
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -358,6 +366,11 @@ impl Shopper {
             None,
         )
         .await
+    }
+
+    /// Where the shopper stands: `GET /api/queue`.
+    pub async fn status(&mut self) -> Result<Answer, Error> {
+        self.send(reqwest::Method::GET, "/api/queue", None).await
     }
 
     /// Gives the admission back so the next shopper in line is let in.

@@ -82,50 +82,32 @@ impl RedisProbe {
         self.info_field("memory", "used_memory").await
     }
 
-    /// Shoppers waiting in a deal's line.
+    /// Places in a deal's line not yet reached: join numbers taken past the head.
     pub async fn waiting(&self, prefix: &str) -> Result<u64, Error> {
-        redis::cmd("ZCARD")
-            .arg(format!("{prefix}line"))
+        let (taken, head): (Option<u64>, Option<u64>) = redis::cmd("MGET")
+            .arg(format!("{prefix}seq"))
+            .arg(format!("{prefix}head"))
             .query_async(&mut self.connection.clone())
             .await
-            .map_err(Error::redis("count the line"))
+            .map_err(Error::redis("count the line"))?;
+        Ok(taken.unwrap_or(0).saturating_sub(head.unwrap_or(0)))
     }
 
     pub async fn stock(&self, prefix: &str) -> Result<StockInRedis, Error> {
         let mut connection = self.connection.clone();
-        let (total, sold, reserved): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("MGET")
-            .arg(format!("{prefix}total"))
-            .arg(format!("{prefix}sold"))
-            .arg(format!("{prefix}reserved"))
+        let (total, sold, reserved) = stock_figures(&mut connection, prefix).await?;
+        // Each reservation is a member of `res`: `<id>|<qty>|...`.
+        let stored: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{prefix}res"))
+            .arg(0)
+            .arg(-1)
             .query_async(&mut connection)
             .await
-            .map_err(Error::redis("read the stock figures"))?;
-        let mut live_reservations = 0;
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}res:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(Error::redis("list the reservations"))?;
-            for key in keys {
-                let quantity: Option<i64> = redis::cmd("HGET")
-                    .arg(&key)
-                    .arg("qty")
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(Error::redis(format!("read {key}")))?;
-                live_reservations += quantity.unwrap_or(0);
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            .map_err(Error::redis("list the reservations"))?;
+        let live_reservations = stored
+            .iter()
+            .filter_map(|r| r.split('|').nth(1)?.parse::<i64>().ok())
+            .sum();
         Ok(StockInRedis {
             total: total.unwrap_or(0),
             sold: sold.unwrap_or(0),
@@ -133,6 +115,42 @@ impl RedisProbe {
             live_reservations,
         })
     }
+}
+
+/// The storefront's stock figures in Redis: total, sold and reserved, from the deal's hash.
+pub async fn stock_figures(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<(Option<i64>, Option<i64>, Option<i64>), Error> {
+    redis::cmd("HMGET")
+        .arg(format!("{prefix}deal"))
+        .arg("total")
+        .arg("sold")
+        .arg("reserved")
+        .query_async(connection)
+        .await
+        .map_err(Error::redis("read the stock figures"))
+}
+
+/// The units each shopper holds or owns in Redis (the deal hash's `u:<shopper>` fields), left
+/// out when zero.
+pub async fn units_held(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<std::collections::BTreeMap<String, i64>, Error> {
+    let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}deal"))
+        .query_async(connection)
+        .await
+        .map_err(Error::redis("read what each shopper holds"))?;
+    Ok(fields
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let shopper = field.strip_prefix("u:")?.to_owned();
+            let units: i64 = value.parse().ok()?;
+            (units != 0).then_some((shopper, units))
+        })
+        .collect())
 }
 
 /// A deal's orders as PostgreSQL keeps them.

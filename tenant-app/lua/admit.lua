@@ -14,7 +14,7 @@
 --     if it was taken so recently that its holder had no whole window to be seen (numbers above
 --     `wseq:<last window>`); everyone else is passed over, so leavers never stall the line;
 --   * every admission is appended to the admission log, in order.
--- With `epoch` missing (figures being restored) or the pre-queue not yet drawn (`pre_count`
+-- With `epoch` missing from the deal's hash (figures being restored) or the pre-queue not yet drawn (`pre_count`
 -- missing) nobody is admitted. A replica whose view of the head is stale admits nobody and is
 -- told the head, because it chose the pre-queue's numbers for the places after the head it saw.
 --
@@ -36,8 +36,9 @@ local seen_head = tonumber(ARGV[7])
 
 redis.call('ZREMRANGEBYSCORE', p .. 'active', '-inf', now)
 local active = redis.call('ZCARD', p .. 'active')
-local figures = redis.call('MGET', p .. 'epoch', p .. 'total', p .. 'sold', p .. 'reserved',
-  p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
+local stock = redis.call('HMGET', p .. 'deal', 'epoch', 'total', 'sold', 'reserved')
+local line = redis.call('MGET', p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
+local figures = {stock[1], stock[2], stock[3], stock[4], line[1], line[2], line[3], line[4]}
 local head = tonumber(figures[6] or '0')
 if not figures[1] then
   return {0, head, active, 0, 0}

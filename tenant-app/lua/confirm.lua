@@ -1,37 +1,41 @@
--- Turns a reservation into a sale once its order is committed to PostgreSQL.
+-- Turns reservations into sales once their orders are committed to PostgreSQL: one call for a
+-- whole committed batch.
 --
 -- Invariants:
---   * stock moves from reserved to sold exactly once per order (a repeat is a no-op);
+--   * stock moves from reserved to sold exactly once per order: the reservation (a member of
+--     `res`, see `reserve.lua`) is removed here, and one already gone (confirmed or released
+--     before) changes nothing;
 --   * a reservation of an earlier epoch changes no figure: the restore that opened this epoch
 --     already counted every order PostgreSQL holds, this one included;
---   * a shopper who now owns their limit is done: their admission ends and frees a place for
---     the next shopper in line.
+--   * a shopper whose units reached their limit with this order is done: their admission ends
+--     and frees a place for the next shopper in line.
+-- While the figures are being restored (`epoch` missing) nothing changes; the sweeper confirms
+-- the orders when their reservations lapse.
 --
 -- KEYS[1]  key prefix of the deal
--- ARGV[1]  order id (`<epoch><9-digit sequence>`)
--- ARGV[2]  how long the order's state is remembered, in milliseconds
--- Returns 1 when confirmed now, 0 when it was not pending, -1 when it belonged to an earlier
--- epoch (cleared), -2 when the figures are being restored (nothing changed).
-local p, id, keep = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local epoch = redis.call('GET', p .. 'epoch')
+-- ARGV     the reservations of the committed orders
+-- Returns how many were confirmed now, or -2 while the figures are being restored.
+local p = KEYS[1]
+local deal = p .. 'deal'
+local epoch = redis.call('HGET', deal, 'epoch')
 if not epoch then
   return -2
 end
-local res = p .. 'res:' .. id
-local fields = redis.call('HMGET', res, 'shopper', 'qty', 'limit', 'adm')
-if not fields[1] then
-  return 0
+local units, confirmed = 0, 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', p .. 'res', ARGV[i]) == 1 then
+    local id, qty, limit, held, admission = string.match(ARGV[i], '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|')
+    if id and string.sub(id, 1, -10) == epoch then
+      units = units + tonumber(qty)
+      confirmed = confirmed + 1
+      if tonumber(held) >= tonumber(limit) then
+        redis.call('ZREM', p .. 'active', admission)
+      end
+    end
+  end
 end
-redis.call('DEL', res)
-redis.call('ZREM', p .. 'res_expiry', id)
-if string.sub(id, 1, -10) ~= epoch then
-  return -1
+if units > 0 then
+  redis.call('HINCRBY', deal, 'reserved', -units)
+  redis.call('HINCRBY', deal, 'sold', units)
 end
-local shopper, qty, limit = fields[1], tonumber(fields[2]), tonumber(fields[3])
-redis.call('DECRBY', p .. 'reserved', qty)
-redis.call('INCRBY', p .. 'sold', qty)
-redis.call('SET', p .. 'state:' .. id, 'confirmed', 'PX', keep)
-if fields[4] and tonumber(redis.call('HGET', p .. 'held', shopper) or '0') >= limit then
-  redis.call('ZREM', p .. 'active', fields[4])
-end
-return 1
+return confirmed

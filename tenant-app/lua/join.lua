@@ -4,7 +4,8 @@
 -- numbers grow in arrival order, which is the order of the line after the start. Numbers taken
 -- before the start belong to the pre-queue (`open.lua` fixes how many); their places are drawn.
 -- Nothing is stored per shopper: the number goes back to the shopper inside a signed ticket.
--- While the stock figures are being restored (`held` has no `#epoch`) no number is taken.
+-- While the stock figures are being restored (the deal's hash has no `epoch`) no number is
+-- taken.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  shopper id
@@ -12,7 +13,7 @@
 -- Returns {state, number, units the shopper holds or owns, epoch}: state is 'placed',
 -- 'over_limit' or 'unavailable'.
 local p, shopper, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local found = redis.call('HMGET', p .. 'held', shopper, '#epoch')
+local found = redis.call('HMGET', p .. 'deal', 'u:' .. shopper, 'epoch')
 local owned, epoch = tonumber(found[1] or '0'), found[2]
 if not epoch then
   return {'unavailable', 0, 0, 0}

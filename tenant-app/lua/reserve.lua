@@ -2,73 +2,68 @@
 --
 -- Invariants:
 --   * never oversell: sold + reserved never exceeds total;
---   * nothing is reserved while the figures are not restored (`epoch` missing): the answer is
---     'unavailable' and nothing changes;
+--   * nothing is reserved while the figures are not restored (`epoch` missing from the deal's
+--     hash): the answer is 'unavailable' and nothing changes;
 --   * only a shopper holding a live admission can reserve: the admission's join number is in
 --     `active` with an expiry still ahead, in the epoch it was issued in, so a replayed token
 --     from an admission that ended, or from before Redis lost its data, is refused;
 --   * a shopper never holds or owns more than their limit;
 --   * one idempotency key gives at most one reservation: a repeat returns the first order id;
---   * the order id carries the epoch (`<epoch><9-digit sequence>`), so it is never reused.
+--   * the order id carries the epoch (`<epoch><9 digits>`, taken from a block the caller got
+--     from `next_block.lua`), so it is never reused; an id of another epoch reserves nothing.
+--
+-- Everything is read with one HMGET of the deal's hash (`deal`: the figures, what each shopper
+-- holds as `u:<shopper>`, and idempotency keys as `k:<shopper>:<key>`), and written with one
+-- HINCRBY, one HSET and one ZADD. The reservation is the member of `res`, scored by its expiry:
+-- `<id>|<qty>|<limit>|<units held after it>|<admission>|<key>|<shopper>`, all that confirming or
+-- releasing it needs, so it has no key of its own.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  shopper id
 -- ARGV[2]  the admission's join number, from the shopper's token
--- ARGV[3]  quantity
--- ARGV[4]  the shopper's limit
--- ARGV[5]  idempotency key
--- ARGV[6]  now, in milliseconds since the epoch (the deal's clock)
--- ARGV[7]  reservation TTL, in milliseconds
--- ARGV[8]  how long an idempotency key is remembered, in milliseconds
--- ARGV[9]  the epoch the admission was issued in
--- Returns {outcome, order id}: outcome is 'reserved', 'existing', 'not_admitted', 'over_limit',
--- 'sold_out' (nothing left), 'insufficient' (less left than asked for) or 'unavailable'.
-local p, shopper, nonce = KEYS[1], ARGV[1], ARGV[2]
-local qty, limit, key = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local now, ttl, key_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local admitted_in = ARGV[9]
+-- ARGV[3]  the epoch the admission was issued in
+-- ARGV[4]  quantity
+-- ARGV[5]  the shopper's limit
+-- ARGV[6]  idempotency key
+-- ARGV[7]  now, in milliseconds since the epoch (the deal's clock)
+-- ARGV[8]  reservation TTL, in milliseconds
+-- ARGV[9]  the order id to use
+-- Returns {outcome, order id, reservation}: outcome is 'reserved', 'existing', 'not_admitted',
+-- 'over_limit', 'sold_out' (nothing left), 'insufficient' (less left than asked for),
+-- 'stale_id' (the id is of another epoch: take a new block) or 'unavailable'.
+local p, shopper, admission, admitted_in = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local qty, limit, key = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local now, ttl, id = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local deal, units, idem = p .. 'deal', 'u:' .. shopper, 'k:' .. shopper .. ':' .. key
 
-local epoch = redis.call('GET', p .. 'epoch')
+local f = redis.call('HMGET', deal, 'epoch', 'total', 'sold', 'reserved', units, idem)
+local epoch = f[1]
 if not epoch then
-  return {'unavailable', '0'}
+  return {'unavailable', '0', ''}
 end
-
-local idem = p .. 'idem:' .. shopper .. ':' .. key
-local existing = redis.call('GET', idem)
-if existing then
-  return {'existing', existing}
+if f[6] then
+  return {'existing', f[6], ''}
 end
-
-local until_ms = redis.call('ZSCORE', p .. 'active', nonce)
+local until_ms = redis.call('ZSCORE', p .. 'active', admission)
 if epoch ~= admitted_in or not until_ms or tonumber(until_ms) <= now then
-  return {'not_admitted', '0'}
+  return {'not_admitted', '0', ''}
 end
-
-local held = tonumber(redis.call('HGET', p .. 'held', shopper) or '0')
+local held = tonumber(f[5] or '0')
 if held + qty > limit then
-  return {'over_limit', '0'}
+  return {'over_limit', '0', ''}
 end
-
-local total = tonumber(redis.call('GET', p .. 'total') or '0')
-local sold = tonumber(redis.call('GET', p .. 'sold') or '0')
-local reserved = tonumber(redis.call('GET', p .. 'reserved') or '0')
-local available = total - sold - reserved
+local available = tonumber(f[2] or '0') - tonumber(f[3] or '0') - tonumber(f[4] or '0')
 if available <= 0 then
-  return {'sold_out', '0'}
+  return {'sold_out', '0', ''}
 end
 if available < qty then
-  return {'insufficient', '0'}
+  return {'insufficient', '0', ''}
 end
-
-local seq = redis.call('INCR', p .. 'order_seq')
-if seq > 999999999 then
-  return {'unavailable', '0'}
+if string.sub(id, 1, -10) ~= epoch then
+  return {'stale_id', '0', ''}
 end
-local id = epoch .. string.format('%09d', seq)
-redis.call('HSET', p .. 'res:' .. id, 'shopper', shopper, 'qty', qty, 'limit', limit, 'key', key, 'adm', nonce)
-redis.call('ZADD', p .. 'res_expiry', now + ttl, id)
-redis.call('INCRBY', p .. 'reserved', qty)
-redis.call('HINCRBY', p .. 'held', shopper, qty)
-redis.call('SET', idem, id, 'PX', key_ttl)
-redis.call('SET', p .. 'state:' .. id, 'reserved', 'PX', key_ttl)
-return {'reserved', id}
+redis.call('HINCRBY', deal, 'reserved', qty)
+redis.call('HSET', deal, units, held + qty, idem, id)
+local reservation = table.concat({id, qty, limit, held + qty, admission, key, shopper}, '|')
+redis.call('ZADD', p .. 'res', now + ttl, reservation)
+return {'reserved', id, reservation}

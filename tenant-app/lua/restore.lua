@@ -2,19 +2,18 @@
 -- FLUSHALL), from what PostgreSQL knows, in one atomic step, and opens a new epoch.
 --
 -- Invariants:
---   * until this has run, `epoch` is missing and every script that changes stock refuses, so
---     nothing is sold on figures that are not PostgreSQL's;
+--   * until this has run, the deal's hash has no `epoch` and every script that changes stock
+--     refuses, so nothing is sold on figures that are not PostgreSQL's;
 --   * the figures restored are complete: total, sold (confirmed units, including orders whose
 --     cancellation is not finished), reserved (0: reservations of an earlier epoch can never
---     commit, PostgreSQL refuses them), and what each shopper owns;
---   * order ids embed the epoch (`<epoch><9-digit sequence>`), so an id issued now can never be
---     an id still in flight from before, and confirm, release and restock of an earlier epoch
---     change no figure of this one;
+--     commit, PostgreSQL refuses them), and what each shopper owns (`u:<shopper>`);
+--   * order ids embed the epoch (`<epoch><9 digits>`), so an id issued now can never be an id
+--     still in flight from before, and confirm, release and restock of an earlier epoch change
+--     no figure of this one;
 --   * an epoch never goes back: a restore for an epoch older than or equal to the one Redis
 --     holds does nothing (a slower replica's restore can never undo a newer one). A newer epoch
---     replaces an older one whole: PostgreSQL already refuses the older epoch's orders.
---   * `held` carries the epoch too (field `#epoch`), so joining reads it and the shopper's
---     units in one command.
+--     replaces the deal's hash whole (its idempotency keys, id blocks and restock marks belong
+--     to the older epoch): PostgreSQL already refuses the older epoch's orders.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  the new epoch (just taken in PostgreSQL)
@@ -23,18 +22,14 @@
 -- ARGV[4], ARGV[5], ...  shopper id and the units they own, in pairs
 -- Returns 1 when restored now, 0 when Redis already holds this epoch or a newer one.
 local p, epoch = KEYS[1], tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', p .. 'epoch') or '-1')
+local deal = p .. 'deal'
+local current = tonumber(redis.call('HGET', deal, 'epoch') or '-1')
 if current >= epoch then
   return 0
 end
-redis.call('DEL', p .. 'held')
+redis.call('DEL', deal)
 for i = 4, #ARGV, 2 do
-  redis.call('HSET', p .. 'held', ARGV[i], ARGV[i + 1])
+  redis.call('HSET', deal, 'u:' .. ARGV[i], ARGV[i + 1])
 end
-redis.call('SET', p .. 'total', ARGV[2])
-redis.call('SET', p .. 'sold', ARGV[3])
-redis.call('SET', p .. 'reserved', 0)
-redis.call('SET', p .. 'order_seq', 0)
-redis.call('HSET', p .. 'held', '#epoch', epoch)
-redis.call('SET', p .. 'epoch', epoch)
+redis.call('HSET', deal, 'total', ARGV[2], 'sold', ARGV[3], 'reserved', 0, 'blocks', 0, 'epoch', epoch)
 return 1

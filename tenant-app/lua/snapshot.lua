@@ -9,8 +9,9 @@
 -- Returns {epoch, total, sold, reserved, admitted and shopping, numbers taken, head (the last
 -- place the line has moved past), pre-queue size}.
 local p, now = KEYS[1], tonumber(ARGV[1])
-local figures = redis.call('MGET', p .. 'epoch', p .. 'total', p .. 'sold', p .. 'reserved',
-  p .. 'seq', p .. 'head', p .. 'pre_count')
+local stock = redis.call('HMGET', p .. 'deal', 'epoch', 'total', 'sold', 'reserved')
+local line = redis.call('MGET', p .. 'seq', p .. 'head', p .. 'pre_count')
+local figures = {stock[1], stock[2], stock[3], stock[4], line[1], line[2], line[3]}
 local function number(value, missing)
   return tonumber(value or missing)
 end

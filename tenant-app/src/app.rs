@@ -17,6 +17,7 @@ use crate::{
     deal::{Deal, DealState},
     identity::Identifier,
     metrics::Metrics,
+    orders::reservations::Reservations,
     payments::Payments,
     queue::{draw, liveness::Marks, Draw, Figures, Queue, Settings},
     scripts::Scripts,
@@ -33,6 +34,7 @@ pub struct App {
     pub db: PgPool,
     pub scripts: Arc<Scripts>,
     pub queue: Queue,
+    pub reservations: Reservations,
     pub writer: Writer,
     pub payments: Payments,
     /// The deal's clock: Redis's, so replicas agree on when things happen.
@@ -55,9 +57,6 @@ pub struct App {
 }
 
 pub type SharedApp = Arc<App>;
-
-/// How long Redis remembers an order's idempotency key and state.
-pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
 impl App {
     pub fn deal(&self) -> Arc<Deal> {

@@ -1,6 +1,7 @@
 //! The group-commit writer: confirmed orders reach PostgreSQL in batches, one transaction per
-//! batch, so a burst of orders costs a handful of commits instead of one each. A request waits
-//! for its batch to commit before the shopper is told "confirmed".
+//! batch, so a burst of orders costs a handful of commits instead of one each, and the batch's
+//! reservations are confirmed in Redis with one script call. A request waits for its batch to
+//! commit before the shopper is told "confirmed".
 
 use std::collections::HashMap;
 
@@ -8,6 +9,8 @@ use chrono::{DateTime, Utc};
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::orders::reservations::Reservations;
 
 /// An order ready to be recorded: its stock is reserved and its payment taken.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct NewOrder {
     pub idempotency_key: String,
     pub payment_provider: String,
     pub payment_reference: String,
+    /// The order's reservation in Redis, confirmed once the order is committed.
+    pub reservation: String,
     /// Past this, the order is no longer written (see [`COMMIT_WINDOW`]).
     pub not_after: tokio::time::Instant,
 }
@@ -76,9 +81,9 @@ const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Writer {
     /// Starts the writer; `batch_sizes` records how many orders each transaction carried.
-    pub fn start(pool: PgPool, batch_sizes: Histogram) -> Self {
+    pub fn start(pool: PgPool, batch_sizes: Histogram, reservations: Reservations) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, rx, batch_sizes));
+        tokio::spawn(run(pool, rx, batch_sizes, reservations));
         Self { tx }
     }
 
@@ -94,7 +99,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_sizes: Histogram) {
+async fn run(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Request>,
+    batch_sizes: Histogram,
+    reservations: Reservations,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Whatever queued up while the previous batch was committing forms the next batch: no
     // artificial delay, so a lone order commits at once.
@@ -129,6 +139,13 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_sizes: Histogr
                     vec![outcome; orders.len()]
                 }
             };
+        let committed: Vec<String> = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Committed(_)))
+            .map(|(request, _)| request.order.reservation.clone())
+            .collect();
+        reservations.confirm(&committed).await;
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             let _ = request.reply.send(outcome);
         }

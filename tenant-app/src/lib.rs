@@ -39,6 +39,7 @@ use crate::{
     deal::Deal,
     error::Error,
     identity::Identifier,
+    orders::reservations::Reservations,
     payments::{
         http::HttpProvider,
         sandbox::{Ledger, Sandbox},
@@ -80,12 +81,18 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     deal::watch_file(deal_path, deal_source.clone());
     let (figures_tx, figures_rx) = watch::channel(queue::Figures::default());
     let metrics = metrics::Metrics::new();
+    let reservations = Reservations::new(redis.clone(), scripts.clone(), prefix.clone());
     let app = Arc::new(App {
         deal: deal_rx,
         deal_source,
         control_key: config.control_key.clone(),
         queue: Queue::new(redis.clone(), scripts.clone(), prefix.clone()),
-        writer: commit::Writer::start(db.clone(), metrics.commit_batch_size.clone()),
+        writer: commit::Writer::start(
+            db.clone(),
+            metrics.commit_batch_size.clone(),
+            reservations.clone(),
+        ),
+        reservations,
         redis,
         db,
         scripts,

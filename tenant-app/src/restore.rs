@@ -14,9 +14,10 @@ const LOCK_MS: u64 = 15_000;
 /// Restores the figures if Redis holds none; true when this call restored them.
 pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
     let mut redis = app.redis.clone();
-    let epoch_key = format!("{}epoch", app.prefix);
-    let present: bool = redis::cmd("EXISTS")
-        .arg(&epoch_key)
+    let deal_key = format!("{}deal", app.prefix);
+    let present: bool = redis::cmd("HEXISTS")
+        .arg(&deal_key)
+        .arg("epoch")
         .query_async(&mut redis)
         .await?;
     if present {
@@ -34,16 +35,17 @@ pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
     if taken.is_none() {
         return Ok(false);
     }
-    let restored = restore(app, &epoch_key).await;
+    let restored = restore(app, &deal_key).await;
     // Deleting a lock that expired and was taken by another replica is harmless: two restores
     // are safe (each opens its own epoch; the newer one wins), only wasteful.
     let _: Result<i64, _> = redis::cmd("DEL").arg(&lock).query_async(&mut redis).await;
     restored
 }
 
-async fn restore(app: &App, epoch_key: &str) -> Result<bool, Error> {
-    let present: bool = redis::cmd("EXISTS")
-        .arg(epoch_key)
+async fn restore(app: &App, deal_key: &str) -> Result<bool, Error> {
+    let present: bool = redis::cmd("HEXISTS")
+        .arg(deal_key)
+        .arg("epoch")
         .query_async(&mut app.redis.clone())
         .await?;
     if present {

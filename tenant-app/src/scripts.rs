@@ -14,6 +14,7 @@ pub struct Scripts {
     pub confirm: Script,
     pub release: Script,
     pub restock: Script,
+    pub next_block: Script,
 }
 
 impl Scripts {
@@ -28,6 +29,7 @@ impl Scripts {
             confirm: Script::new(include_str!("../lua/confirm.lua")),
             release: Script::new(include_str!("../lua/release.lua")),
             restock: Script::new(include_str!("../lua/restock.lua")),
+            next_block: Script::new(include_str!("../lua/next_block.lua")),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     db,
     deal::{Deal, DealState},
     error::Error,
-    orders,
+    orders::{self, reservations::Reservation},
     payments::{self, Refund},
     queue::{arithmetic, Figures, Step, StepInput},
     restore,
@@ -27,8 +27,9 @@ const STALLED_CANCEL_SECS: i64 = 30;
 
 /// Keeps the total in step with the spec (the stock may change until the deal starts).
 async fn follow_stock(app: &App) -> Result<(), Error> {
-    let _: () = redis::cmd("SET")
-        .arg(format!("{}total", app.prefix))
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}deal", app.prefix))
+        .arg("total")
         .arg(app.deal().spec.product.stock)
         .query_async(&mut app.redis.clone())
         .await?;
@@ -264,50 +265,36 @@ async fn settle_lapsed(
     now_ms: i64,
     refunds: &mpsc::UnboundedSender<LapsedPayment>,
 ) -> Result<(), Error> {
-    let ids: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
-        .arg(format!("{}res_expiry", app.prefix))
-        .arg("-inf")
-        .arg(now_ms)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(100)
-        .query_async(&mut app.redis.clone())
-        .await?;
-    if ids.is_empty() {
+    let lapsed = app.reservations.lapsed(now_ms, 100).await?;
+    if lapsed.is_empty() {
         return Ok(());
     }
     let deal = app.deal();
-    for id in ids {
-        let (shopper, quantity, key): (Option<String>, Option<i32>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(format!("{}res:{id}", app.prefix))
-                .arg("shopper")
-                .arg("qty")
-                .arg("key")
-                .query_async(&mut app.redis.clone())
-                .await?;
-        let (Some(shopper), Some(quantity), Some(key)) = (shopper, quantity, key) else {
-            // Settled meanwhile by its own request.
+    for stored in lapsed {
+        let Some(reservation) = Reservation::parse(&stored) else {
+            tracing::warn!("an unreadable reservation in Redis; giving it up");
+            app.reservations.release(&stored).await;
             continue;
         };
+        let (id, quantity) = (reservation.id, reservation.quantity);
         let lapsed = db::record_lapse(
             &app.db,
             id,
-            &shopper,
+            &reservation.shopper,
             quantity,
-            &key,
+            &reservation.key,
             deal.spec.product.deal_price,
             &deal.spec.product.currency,
         )
         .await?;
         if lapsed {
-            orders::release(app, id, "lapsed").await;
+            app.reservations.release(&stored).await;
             let amount = deal.spec.product.deal_price * quantity as i64;
             let _ = refunds.send((id, amount, deal.spec.product.currency.clone()));
             app.metrics.order("lapsed");
             tracing::info!(order = id, quantity, "reservation lapsed; stock returned");
         } else {
-            orders::confirm(app, id).await;
+            app.reservations.confirm(&[stored]).await;
             tracing::info!(order = id, "reservation found committed; confirmed");
         }
     }

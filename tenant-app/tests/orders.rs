@@ -183,9 +183,10 @@ async fn a_commit_failure_confirms_nothing_and_loses_no_stock() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let (sold, reserved): (i64, i64) = redis::pipe()
-        .get("td:{outage}:sold")
-        .get("td:{outage}:reserved")
+    let (sold, reserved): (i64, i64) = redis::cmd("HMGET")
+        .arg("td:{outage}:deal")
+        .arg("sold")
+        .arg("reserved")
         .query_async(&mut redis_conn)
         .await
         .unwrap();
@@ -239,8 +240,8 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_postgres() {
     assert_eq!(shop.stats().await["stock"]["remaining"], 2);
 }
 
-/// A replica that dies between its commit and telling Redis leaves the order's state at
-/// "reserved" in Redis: the same request again is answered from PostgreSQL at once, not with
+/// A replica that dies between its commit and telling Redis leaves the order's reservation in
+/// Redis: the same request again is answered from PostgreSQL at once, not with
 /// `order_in_progress` for as long as the reservation lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_after_a_crash_between_commit_and_confirm_finds_the_order() {
@@ -251,15 +252,28 @@ async fn a_repeat_after_a_crash_between_commit_and_confirm_finds_the_order() {
     let (code, first) = shopper.order(1, "once", &token).await;
     assert_eq!(code, StatusCode::CREATED, "{first}");
     let id = first["id"].as_i64().unwrap();
-    // What Redis holds when the replica died right after the commit.
+    // What Redis holds when the replica died right after the commit: the reservation, as
+    // `reserve.lua` stores it (`<id>|<qty>|<limit>|<held after>|<admission>|<key>|<shopper>`).
     let mut connection = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("td:{{{}}}:state:{id}", deal.name))
-        .arg("reserved")
+    let body = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let fields: Vec<&str> = body.split('|').collect();
+    let (shopper_id, admission) = (fields[1], fields[3]);
+    let stored = format!("{id}|1|{}|1|{admission}|once|{shopper_id}", deal.limit);
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("td:{{{}}}:res", deal.name))
+        .arg(i64::MAX / 2)
+        .arg(&stored)
         .query_async(&mut connection)
         .await
         .unwrap();

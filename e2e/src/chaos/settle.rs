@@ -9,7 +9,7 @@ use std::{
 use timedeal_tenant_app::payments::sandbox::Ledger;
 
 use super::shopper::Told;
-use crate::Error;
+use crate::{verify, Error};
 
 /// Where a drill's deal keeps its state.
 pub struct Stores<'a> {
@@ -64,10 +64,9 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
     let quiet = until(Duration::from_secs(60), || {
         let (db, mut redis) = (db.clone(), redis.clone());
         async move {
-            let reserved: Option<i64> = redis::cmd("GET")
-                .arg(format!("{prefix}reserved"))
-                .query_async(&mut redis)
+            let reserved = verify::stock_figures(&mut redis, prefix)
                 .await
+                .map(|(_, _, reserved)| reserved)
                 .unwrap_or(None);
             let pending: i64 = sqlx::query_scalar(&format!(
                 "SELECT COUNT(*) FROM {schema}.orders WHERE status = 'cancelling' \
@@ -133,12 +132,7 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
         }
     }
 
-    let (total, redis_sold): (Option<i64>, Option<i64>) = redis::cmd("MGET")
-        .arg(format!("{prefix}total"))
-        .arg(format!("{prefix}sold"))
-        .query_async(&mut redis)
-        .await
-        .map_err(Error::redis("read the stock figures"))?;
+    let (total, redis_sold, _) = verify::stock_figures(&mut redis, prefix).await?;
     if total != Some(stores.stock) {
         broken.push(format!(
             "Redis holds a total of {total:?}, the deal {}",
@@ -148,16 +142,7 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
     if redis_sold != Some(sold) {
         broken.push(format!("Redis says {redis_sold:?} sold, PostgreSQL {sold}"));
     }
-    let held: BTreeMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("{prefix}held"))
-        .query_async(&mut redis)
-        .await
-        .map_err(Error::redis("read what each shopper holds"))?;
-    // Fields starting with '#' are the hash's own bookkeeping (its epoch), not shoppers.
-    let held: BTreeMap<String, i64> = held
-        .into_iter()
-        .filter(|(shopper, units)| !shopper.starts_with('#') && *units != 0)
-        .collect();
+    let held = verify::units_held(&mut redis, prefix).await?;
     if held != owned {
         broken.push(format!(
             "what shoppers hold in Redis ({} shoppers, {} units) differs from what they own in \

@@ -195,7 +195,7 @@ impl Queue {
     ) -> Result<(Option<i64>, u32), Error> {
         let p = &self.prefix;
         let mut pipe = redis::pipe();
-        pipe.hget(format!("{p}held"), shopper);
+        pipe.hget(format!("{p}deal"), format!("u:{shopper}"));
         if let Some(number) = number {
             pipe.zscore(format!("{p}active"), number);
         }

@@ -1,7 +1,10 @@
 //! The order path: reserve in Redis (one Lua script), take the payment, commit to PostgreSQL
-//! through the group-commit writer, and only then confirm. Every way out of this path either
-//! confirms the order or gives its stock back, exactly once; a reservation whose request died
-//! half-way lapses after `reservationTtl` (see `ticker`).
+//! through the group-commit writer, which confirms each committed batch in Redis with one more
+//! script call. Every way out of this path either confirms the order or gives its stock back,
+//! exactly once; a reservation whose request died half-way lapses after `reservationTtl` (see
+//! `ticker`).
+
+pub mod reservations;
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::{
-    app::{App, IDEMPOTENCY_TTL_MS},
+    app::App,
     commit::{NewOrder, Outcome},
     db::{self, CancelStart, Order},
     deal::DealState,
@@ -18,6 +21,7 @@ use crate::{
     payments::{PaymentError, Refund},
     tokens::TokenError,
 };
+use reservations::{Request, Reserved};
 
 /// The body of `POST /api/orders`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -141,54 +145,53 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         )
         .map_err(token_error)?;
 
-    let (outcome, id): (String, i64) = app
-        .scripts
-        .reserve
-        .key(&app.prefix)
-        .arg(&shopper.id)
-        .arg(admission.nonce)
-        .arg(quantity)
-        .arg(shopper.limit)
-        .arg(&request.idempotency_key)
-        .arg(now.timestamp_millis())
-        .arg(deal.spec.queue.reservation_ttl.std().as_millis() as i64)
-        .arg(IDEMPOTENCY_TTL_MS)
-        .arg(admission.epoch)
-        .invoke_async(&mut app.redis.clone())
-        .await
-        .map_err(crate::error::Error::from)?;
-    match outcome.as_str() {
-        "reserved" => {}
-        "existing" => return repeated(app, shopper, id, &request.idempotency_key).await,
-        "unavailable" => return Err(restoring()),
-        "not_admitted" => {
+    let reserved = app
+        .reservations
+        .reserve(&Request {
+            shopper: &shopper.id,
+            admission: admission.nonce,
+            admission_epoch: admission.epoch,
+            quantity,
+            limit: shopper.limit,
+            key: &request.idempotency_key,
+            now_ms: now.timestamp_millis(),
+            ttl_ms: deal.spec.queue.reservation_ttl.std().as_millis() as i64,
+        })
+        .await?;
+    let (id, stored) = match reserved {
+        Reserved::Now { id, stored } => (id, stored),
+        Reserved::Existing(id) => {
+            return repeated(app, shopper, id, &request.idempotency_key).await
+        }
+        Reserved::Unavailable => return Err(restoring()),
+        Reserved::NotAdmitted => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "not_admitted",
                 "this admission is no longer valid (it ended, or you reached your limit); join the queue again",
             ))
         }
-        "over_limit" => {
+        Reserved::OverLimit => {
             return Err(ApiError::conflict(
                 "over_limit",
                 format!("that would take you over your limit of {} for this deal", shopper.limit),
             ))
         }
-        "sold_out" => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
-        _ => {
+        Reserved::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        Reserved::Insufficient => {
             return Err(ApiError::conflict(
                 "insufficient_stock",
                 "fewer units are left than you asked for; try a smaller quantity",
             ))
         }
-    }
+    };
 
     let product = &deal.spec.product;
     let amount = product.deal_price * quantity as i64;
     let payment = match app.payments.charge(id, amount, &product.currency).await {
         Ok(reference) => reference,
         Err(PaymentError::Declined(reason)) => {
-            release(app, id, "payment_failed").await;
+            app.reservations.release(&stored).await;
             app.metrics.order("payment_declined");
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
@@ -201,7 +204,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             // (and reconciliation catches one that lands later still).
             tracing::warn!(order = id, %reason, "payment outcome unknown; refunding to be sure");
             refund(app, id, amount, &product.currency).await;
-            release(app, id, "failed").await;
+            app.reservations.release(&stored).await;
             app.metrics.order("failed");
             return Err(ApiError::unavailable(
                 "the payment provider did not answer, so the order was not placed and anything \
@@ -219,11 +222,12 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         idempotency_key: request.idempotency_key.clone(),
         payment_provider: app.payments.name().to_owned(),
         payment_reference: payment,
+        reservation: stored.clone(),
         not_after: tokio::time::Instant::now() + crate::commit::COMMIT_WINDOW,
     };
     match app.writer.commit(new).await {
         Outcome::Committed(created_at) => {
-            confirm(app, id).await;
+            // The writer has confirmed the batch's reservations in Redis.
             app.metrics.order("confirmed");
             // Everything the shopper sees is known here: no read back from PostgreSQL.
             Ok(Placed {
@@ -247,14 +251,14 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             if let Some(first) =
                 db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
             {
-                release(app, id, "failed").await;
+                app.reservations.release(&stored).await;
                 return Ok(Placed {
                     order: first,
                     repeated: true,
                 });
             }
             // Otherwise the reservation lapsed before the commit (the sweeper recorded it first).
-            release(app, id, "lapsed").await;
+            app.reservations.release(&stored).await;
             app.metrics.order("lapsed");
             Err(ApiError::conflict(
                 "reservation_lapsed",
@@ -264,7 +268,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         Outcome::NotWritten(reason) => {
             tracing::warn!(order = id, %reason, "order not written; giving its stock back");
             refund(app, id, amount, &product.currency).await;
-            release(app, id, "failed").await;
+            app.reservations.release(&stored).await;
             app.metrics.order("failed");
             Err(ApiError::unavailable(
                 "the order could not be recorded, so it was not placed, any payment is refunded and the stock is back; send the same order again in a moment",
@@ -295,9 +299,9 @@ fn restoring() -> ApiError {
 
 /// The same idempotency key again: answer with what became of the first request, waiting for it
 /// while it is in flight, and answering from PostgreSQL as soon as the order is there (even if
-/// Redis never hears of its commit, say because the replica that took it died).
+/// Redis never hears of its commit, say because the replica that took it died). An attempt that
+/// was given up (payment refused, not recorded, lapsed) has freed its key in Redis meanwhile.
 async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Placed, ApiError> {
-    let state_key = format!("{}state:{id}", app.prefix);
     let from_postgres = || async {
         db::order_by_key(&app.db, &shopper.id, key)
             .await
@@ -309,77 +313,26 @@ async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Pl
             })
     };
     for attempt in 0..250 {
-        let state: Option<String> = redis::cmd("GET")
-            .arg(&state_key)
-            .query_async(&mut app.redis.clone())
-            .await
-            .map_err(crate::error::Error::from)?;
-        match state.as_deref() {
-            Some("reserved") => {
-                if attempt % 10 == 9 {
-                    if let Some(placed) = from_postgres().await? {
-                        return Ok(placed);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Some("payment_failed") => {
-                return Err(ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "payment_declined",
-                    "this order's payment did not go through; send it again to retry the payment",
-                ))
-            }
-            Some("failed") | Some("lapsed") => {
-                return Err(ApiError::conflict(
-                    "order_failed",
-                    "this order was not placed (nothing was charged); send it again to retry",
-                ))
-            }
-            _ => {
-                return from_postgres().await?.ok_or_else(|| {
-                    ApiError::conflict(
-                        "order_failed",
-                        "this order was not placed; send it again to retry",
-                    )
-                });
+        if attempt % 10 == 0 {
+            if let Some(placed) = from_postgres().await? {
+                return Ok(placed);
             }
         }
+        if !app.reservations.key_names(&shopper.id, key, id).await? {
+            // Given up just now, or committed just now: PostgreSQL says which.
+            return from_postgres().await?.ok_or_else(|| {
+                ApiError::conflict(
+                    "order_failed",
+                    "this order was not placed (nothing was charged); send it again to retry",
+                )
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(ApiError::conflict(
         "order_in_progress",
         "an order with this idempotency key is still being processed; ask again shortly",
     ))
-}
-
-pub async fn confirm(app: &App, id: i64) {
-    let result: Result<i64, _> = app
-        .scripts
-        .confirm
-        .key(&app.prefix)
-        .arg(id)
-        .arg(IDEMPOTENCY_TTL_MS)
-        .invoke_async(&mut app.redis.clone())
-        .await;
-    if let Err(error) = result {
-        // The order is safe in PostgreSQL; the sweeper confirms the reservation when it lapses.
-        tracing::warn!(order = id, %error, "cannot confirm the reservation in Redis");
-    }
-}
-
-pub async fn release(app: &App, id: i64, final_state: &str) {
-    let result: Result<i64, _> = app
-        .scripts
-        .release
-        .key(&app.prefix)
-        .arg(id)
-        .arg(final_state)
-        .arg(IDEMPOTENCY_TTL_MS)
-        .invoke_async(&mut app.redis.clone())
-        .await;
-    if let Err(error) = result {
-        tracing::warn!(order = id, %error, "cannot release the reservation; it will lapse");
-    }
 }
 
 async fn refund(app: &App, id: i64, amount: i64, currency: &str) {

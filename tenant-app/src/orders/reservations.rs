@@ -1,0 +1,248 @@
+//! Reservations in Redis: the order ids, and the three scripts that reserve stock, confirm a
+//! committed batch and give stock back. A reservation is one member of the sorted set `res`,
+//! scored by its expiry and carrying everything confirming or releasing it needs (see
+//! `reserve.lua`), so an order costs Redis a handful of commands and no key of its own.
+
+use std::sync::{Arc, Mutex};
+
+use redis::aio::ConnectionManager;
+
+use crate::{error::Error, scripts::Scripts};
+
+/// Order ids are `<epoch><9 digits>`: a block of a million per replica (`<block, 3 digits><6
+/// digits>`), taken from Redis once per million orders.
+const IDS_PER_BLOCK: i64 = 1_000_000;
+const IDS_PER_EPOCH: i64 = 1_000_000_000;
+
+/// A reservation as stored: `<id>|<qty>|<limit>|<units held after it>|<admission>|<key>|<shopper>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: i64,
+    pub quantity: i32,
+    pub key: String,
+    pub shopper: String,
+}
+
+impl Reservation {
+    /// Reads a stored reservation; `None` when it is not one.
+    pub fn parse(stored: &str) -> Option<Self> {
+        let mut fields = stored.splitn(7, '|');
+        let id = fields.next()?.parse().ok()?;
+        let quantity = fields.next()?.parse().ok()?;
+        let _limit = fields.next()?;
+        let _held = fields.next()?;
+        let _admission = fields.next()?;
+        let key = fields.next()?.to_owned();
+        let shopper = fields.next()?.to_owned();
+        Some(Self {
+            id,
+            quantity,
+            key,
+            shopper,
+        })
+    }
+}
+
+/// What reserving answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Reserved under `id`; `stored` is the reservation to confirm or release.
+    Now {
+        id: i64,
+        stored: String,
+    },
+    /// The idempotency key was used before, for order `id`.
+    Existing(i64),
+    NotAdmitted,
+    OverLimit,
+    SoldOut,
+    Insufficient,
+    /// The stock figures are being restored, or this epoch's ids are spent.
+    Unavailable,
+}
+
+/// A reservation request.
+pub struct Request<'a> {
+    pub shopper: &'a str,
+    pub admission: u64,
+    pub admission_epoch: i64,
+    pub quantity: u32,
+    pub limit: u32,
+    pub key: &'a str,
+    pub now_ms: i64,
+    pub ttl_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    epoch: i64,
+    block: i64,
+    next: i64,
+}
+
+/// The deal's reservations; cheap to clone (the id block is shared).
+#[derive(Clone)]
+pub struct Reservations {
+    redis: ConnectionManager,
+    scripts: Arc<Scripts>,
+    prefix: String,
+    block: Arc<Mutex<Option<Block>>>,
+}
+
+impl Reservations {
+    pub fn new(redis: ConnectionManager, scripts: Arc<Scripts>, prefix: String) -> Self {
+        Self {
+            redis,
+            scripts,
+            prefix,
+            block: Arc::default(),
+        }
+    }
+
+    /// The next order id, from this replica's block; a new block when it is spent (or none
+    /// could be had: `None`, while the figures are being restored or the epoch's ids are spent).
+    async fn next_id(&self) -> Result<Option<i64>, Error> {
+        if let Some(id) = self.take_id() {
+            return Ok(Some(id));
+        }
+        let (epoch, block): (i64, i64) = self
+            .scripts
+            .next_block
+            .key(&self.prefix)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        if block == 0 {
+            return Ok(None);
+        }
+        *self.block.lock().unwrap_or_else(|e| e.into_inner()) = Some(Block {
+            epoch,
+            block,
+            next: 0,
+        });
+        Ok(self.take_id())
+    }
+
+    fn take_id(&self) -> Option<i64> {
+        let mut current = self.block.lock().unwrap_or_else(|e| e.into_inner());
+        let block = current.as_mut().filter(|b| b.next < IDS_PER_BLOCK)?;
+        let id = block.epoch * IDS_PER_EPOCH + block.block * IDS_PER_BLOCK + block.next;
+        block.next += 1;
+        Some(id)
+    }
+
+    /// Reserves stock (`reserve.lua`). An id of an epoch that is over (Redis lost its data
+    /// since this replica took its block) is refused by the script; the block is dropped and
+    /// the reservation tried once more with a new one.
+    pub async fn reserve(&self, request: &Request<'_>) -> Result<Reserved, Error> {
+        for _ in 0..2 {
+            let Some(id) = self.next_id().await? else {
+                return Ok(Reserved::Unavailable);
+            };
+            let (outcome, id, stored): (String, i64, String) = self
+                .scripts
+                .reserve
+                .key(&self.prefix)
+                .arg(request.shopper)
+                .arg(request.admission)
+                .arg(request.admission_epoch)
+                .arg(request.quantity)
+                .arg(request.limit)
+                .arg(request.key)
+                .arg(request.now_ms)
+                .arg(request.ttl_ms)
+                .arg(id)
+                .invoke_async(&mut self.redis.clone())
+                .await?;
+            return Ok(match outcome.as_str() {
+                "reserved" => Reserved::Now { id, stored },
+                "existing" => Reserved::Existing(id),
+                "not_admitted" => Reserved::NotAdmitted,
+                "over_limit" => Reserved::OverLimit,
+                "sold_out" => Reserved::SoldOut,
+                "insufficient" => Reserved::Insufficient,
+                "stale_id" => {
+                    *self.block.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    continue;
+                }
+                _ => Reserved::Unavailable,
+            });
+        }
+        Ok(Reserved::Unavailable)
+    }
+
+    /// Confirms the reservations of committed orders, all in one call (`confirm.lua`).
+    pub async fn confirm(&self, stored: &[String]) {
+        if stored.is_empty() {
+            return;
+        }
+        let mut call = self.scripts.confirm.key(&self.prefix);
+        for reservation in stored {
+            call.arg(reservation);
+        }
+        let result: Result<i64, _> = call.invoke_async(&mut self.redis.clone()).await;
+        if let Err(error) = result {
+            // The orders are safe in PostgreSQL; the sweeper confirms each reservation when it
+            // lapses.
+            tracing::warn!(orders = stored.len(), %error, "cannot confirm reservations in Redis");
+        }
+    }
+
+    /// Gives a reservation's stock back (`release.lua`).
+    pub async fn release(&self, stored: &str) {
+        let result: Result<i64, _> = self
+            .scripts
+            .release
+            .key(&self.prefix)
+            .arg(stored)
+            .invoke_async(&mut self.redis.clone())
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot release the reservation; it will lapse");
+        }
+    }
+
+    /// Whether the idempotency key still names `id` (an attempt in flight or confirmed); it is
+    /// gone once the attempt was given up.
+    pub async fn key_names(&self, shopper: &str, key: &str, id: i64) -> Result<bool, Error> {
+        let named: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{}deal", self.prefix))
+            .arg(format!("k:{shopper}:{key}"))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(named == Some(id))
+    }
+
+    /// Reservations whose time ran out, at most `limit`.
+    pub async fn lapsed(&self, now_ms: i64, limit: usize) -> Result<Vec<String>, Error> {
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(format!("{}res", self.prefix))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.redis.clone())
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_reservation_reads_back() {
+        let stored = "3000001007|2|4|2|17|key-1|jwt-a|b";
+        assert_eq!(
+            Reservation::parse(stored),
+            Some(Reservation {
+                id: 3_000_001_007,
+                quantity: 2,
+                key: "key-1".into(),
+                shopper: "jwt-a|b".into(),
+            })
+        );
+        assert_eq!(Reservation::parse("3000001007|2"), None);
+        assert_eq!(Reservation::parse("x|2|4|2|17|k|s"), None);
+    }
+}
