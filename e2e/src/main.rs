@@ -447,24 +447,10 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| failed_with_log("queue joins", &queue_front))?;
         figures.measured("queue joins", &joins, 200);
-        let background = probe.commands().await?;
-        let quiet = std::time::Instant::now();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let background =
-            (probe.commands().await? - background) as f64 / quiet.elapsed().as_secs_f64();
         let polls = scenarios::polls(&queue_front, &probe, load, pollers.clone())
             .await
             .with_context(|| failed_with_log("queue polls", &queue_front))?;
-        figures.rate("queue polls", &polls.outcome, 200);
-        // What the polls themselves cost, over the replicas' own few commands a second.
-        let answers = polls.outcome.count(200).max(1) as f64;
-        let own = polls.redis_calls_per_answer
-            - background * polls.outcome.elapsed.as_secs_f64() / answers;
-        figures.add(
-            "queue polls: Redis commands per answer",
-            Unit::Count,
-            own.max(0.0),
-        );
+        figures.measured("queue polls", &polls, 200);
 
         let name = format!("bench-storm-{round}");
         let report = storm_on_new_front(binary, &stores, &probe, plan, &name).await?;
@@ -530,7 +516,7 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             admission_rate: 1,
             max_active: 1,
             // The crowd gathers in the pre-queue; the start is moved to when it has.
-            starts_in: 3_600,
+            starts_in: 600,
             ..DealPlan::new("bench-crowd")
         },
     )?;
