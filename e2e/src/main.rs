@@ -462,19 +462,33 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         );
         storms.push(report);
     }
+    drop((orders_front, soldout_front, queue_front, bare, lock));
+
     eprintln!(
-        "waiting cost: {} shoppers polling as the page does",
-        pollers.len()
+        "waiting cost: {} shoppers polling as the page does, at the default idleGrace",
+        args.pollers
     );
-    let cost = waiting::waiting_cost(&probe, &pollers, Duration::from_secs(60))
+    let waiting_front = Storefront::start(
+        binary,
+        &stores,
+        DealPlan {
+            stock: 1_000,
+            admission_rate: 1,
+            max_active: 1,
+            idle_grace: "30s",
+            ..DealPlan::new("bench-waiting")
+        },
+    )?;
+    let waiters = scenarios::waiting_crowd(&waiting_front, args.pollers).await?;
+    let cost = waiting::waiting_cost(&probe, &waiters, Duration::from_secs(60))
         .await
-        .with_context(|| failed_with_log("waiting cost", &queue_front))?;
+        .with_context(|| failed_with_log("waiting cost", &waiting_front))?;
     figures.add(
         "waiting shoppers: Redis commands per shopper per minute",
         Unit::Count,
         cost,
     );
-    drop((orders_front, soldout_front, queue_front, bare, lock));
+    drop(waiting_front);
 
     eprintln!("estimates: two waves of shoppers on a line admitting 50 a second");
     let estimate_front = Storefront::start(

@@ -46,7 +46,7 @@ pub struct StockInRedis {
     pub sold: i64,
     /// The `reserved` figure.
     pub reserved: i64,
-    /// Units held by the reservations actually stored (`res:<id>` hashes).
+    /// Units held by the reservations actually stored (the members of `res`).
     pub live_reservations: i64,
 }
 

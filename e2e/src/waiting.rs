@@ -199,8 +199,9 @@ pub async fn waiting_cost(
         tasks.spawn(async move {
             while started.elapsed() < period {
                 let (code, status) = shopper.status().await?;
-                if code == 200 && status["state"] == "admitted" {
-                    // Their turn came (the line admits one a second): nothing to wait for.
+                if code == 200 && matches!(status["state"].as_str(), Some("admitted" | "outside")) {
+                    // Their turn came (the line admits one a second), or it passed them over
+                    // while they were silent: nothing more to wait for.
                     break;
                 }
                 if code != 200 || status["state"] != "waiting" {

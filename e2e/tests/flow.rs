@@ -244,14 +244,18 @@ impl Drop for PortForward {
     }
 }
 
-/// One shopper through the JSON API: join, wait to be admitted, order one item.
-/// Returns whether an order was confirmed.
+/// One shopper through the JSON API: join, wait to be admitted, order one item. The session and
+/// the queue ticket travel in headers, as from an app. Returns whether an order was confirmed.
 async fn shop(client: reqwest::Client, base: Arc<String>, index: usize) -> Result<bool, String> {
     let mut session: Option<String> = None;
+    let mut ticket: Option<String> = None;
     let mut send = async |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut request = client.request(method, format!("{base}{path}"));
         if let Some(session) = &session {
             request = request.header("x-timedeal-session", session);
+        }
+        if let Some(ticket) = &ticket {
+            request = request.header("x-timedeal-ticket", ticket);
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -265,6 +269,9 @@ async fn shop(client: reqwest::Client, base: Arc<String>, index: usize) -> Resul
         }
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
+        if let Some(issued) = body["queueTicket"].as_str() {
+            ticket = Some(issued.to_owned());
+        }
         Ok::<_, String>((status, body))
     };
 

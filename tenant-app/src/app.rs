@@ -19,7 +19,7 @@ use crate::{
     metrics::Metrics,
     orders::reservations::Reservations,
     payments::Payments,
-    queue::{draw, liveness::Marks, Draw, Figures, Queue, Settings},
+    queue::{liveness::Marks, Draw, Figures, Queue, Settings},
     scripts::Scripts,
     tokens::Signer,
 };
@@ -48,6 +48,8 @@ pub struct App {
     pub prefix: String,
     /// The seed that draws the pre-queue (secret until the start; its hash is published).
     pub draw_seed: Vec<u8>,
+    /// The published commitment to the seed: `SHA-256(seed)`, hex.
+    pub draw_commitment: String,
     /// The draw of the current epoch's pre-queue, made once its size is known.
     pub draw: Mutex<Option<(i64, Arc<Draw>)>>,
     /// Liveness marks of the shoppers who polled this replica, waiting to be flushed.
@@ -82,11 +84,6 @@ impl App {
                 Some(draw)
             }
         }
-    }
-
-    /// The published commitment to the draw's seed.
-    pub fn commitment(&self) -> String {
-        draw::commitment(&self.draw_seed)
     }
 
     /// The deal's liveness window.

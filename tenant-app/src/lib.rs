@@ -2,7 +2,8 @@
 //! and PostgreSQL. One process serves one deal; any number of replicas share its Redis and its
 //! PostgreSQL schema.
 //!
-//! Where things are: the queue arithmetic in [`queue::arithmetic`], the order path in
+//! Where things are: the queue in [`queue`] (signed tickets, the pre-queue's draw and its
+//! public record, liveness windows, the arithmetic of positions and estimates), the order path in
 //! [`orders`], the group commit in [`commit`], the atomic Redis steps in `lua/`, the background
 //! work in [`ticker`], Redis's figures restored from PostgreSQL after a loss in [`restore`], the
 //! clock every replica shares in [`clock`], payments, the sandbox provider and reconciliation in
@@ -115,6 +116,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         metrics,
         figures: figures_rx,
         prefix,
+        draw_commitment: queue::draw::commitment(&draw_seed),
         draw_seed,
         draw: Default::default(),
         marks: Default::default(),
@@ -123,7 +125,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     app.clock.sync(&app.redis).await?;
     restore::restore_if_lost(&app).await?;
     figures_tx.send_replace(ticker::figures(&app).await?);
-    tracing::info!(commitment = %app.commitment(), "the pre-queue's draw is committed");
+    tracing::info!(commitment = %app.draw_commitment, "the pre-queue's draw is committed");
     ticker::spawn(app.clone(), figures_tx);
 
     let router = http::router(app, config.rate_limit_per_second, config.rate_limit_burst);

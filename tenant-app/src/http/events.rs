@@ -33,7 +33,6 @@ struct Cursor {
     shopper: Shopper,
     /// The ticket presented when the stream opened, checked then.
     ticket: Result<Option<Ticket>, ApiError>,
-    token: Option<String>,
     figures: tokio::sync::watch::Receiver<crate::queue::Figures>,
     deal: tokio::sync::watch::Receiver<std::sync::Arc<crate::deal::Deal>>,
     last: Option<serde_json::Value>,
@@ -53,7 +52,6 @@ pub async fn stream(
     let token = presented_ticket(&headers);
     let cursor = Cursor {
         ticket: checked_ticket(&app, &shopper, token.as_deref()),
-        token,
         figures: app.figures.clone(),
         deal: app.deal.clone(),
         app,
@@ -68,15 +66,7 @@ pub async fn stream(
                 tokio::time::sleep(MIN_GAP - since).await;
             }
             let status = match &cursor.ticket {
-                Ok(ticket) => {
-                    status_of(
-                        &cursor.app,
-                        &cursor.shopper,
-                        ticket.as_ref(),
-                        cursor.token.as_deref(),
-                    )
-                    .await
-                }
+                Ok(ticket) => status_of(&cursor.app, &cursor.shopper, ticket.as_ref()).await,
                 Err(error) => Err(error.clone()),
             };
             let event = match status {

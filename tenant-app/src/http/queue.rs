@@ -185,7 +185,17 @@ pub async fn status_of(
     app: &App,
     shopper: &Shopper,
     ticket: Option<&Ticket>,
-    token: Option<&str>,
+) -> Result<QueueStatus, ApiError> {
+    status_marking(app, shopper, ticket, true).await
+}
+
+/// [`status_of`], marking the shopper as still there when `mark` (a number just taken needs no
+/// mark: admission presumes it present for a whole window).
+async fn status_marking(
+    app: &App,
+    shopper: &Shopper,
+    ticket: Option<&Ticket>,
+    mark: bool,
 ) -> Result<QueueStatus, ApiError> {
     let now = app.clock.now();
     let now_ms = now.timestamp_millis();
@@ -219,7 +229,7 @@ pub async fn status_of(
             app.queue.admission(None, &shopper.id).await?.1,
         ),
     };
-    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket)) = (place, ticket) {
+    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket), true) = (place, ticket, mark) {
         let window = liveness::window_of(now_ms, App::window(&deal));
         app.marks.mark(window, ticket.number);
     }
@@ -246,9 +256,8 @@ pub async fn status_of(
     let mut status = queue::view(place, &figures, &cx);
     if !matches!(place, Place::Outside) {
         status.join_number = ticket.map(|t| t.number);
-        status.queue_ticket = token.map(str::to_owned);
     }
-    status.draw_commitment = app.commitment();
+    status.draw_commitment = app.draw_commitment.clone();
     Ok(status)
 }
 
@@ -291,7 +300,7 @@ pub async fn status(
         Ok(ticket) => ticket,
         Err(error) => return refuse_ticket(&headers, error),
     };
-    match status_of(&app, &shopper, ticket.as_ref(), token.as_deref()).await {
+    match status_of(&app, &shopper, ticket.as_ref()).await {
         Ok(status) => Json(status).into_response(),
         Err(error) => error.into_response(),
     }
@@ -353,11 +362,12 @@ async fn join_queue(
     }
     let presented = presented_ticket(headers);
     if let Some(ticket) = checked_ticket(app, shopper, presented.as_deref())? {
-        let status = status_of(app, shopper, Some(&ticket), presented.as_deref()).await?;
+        let mut status = status_of(app, shopper, Some(&ticket)).await?;
         if matches!(
             status.state,
             QueueState::PreQueue | QueueState::Waiting | QueueState::Admitted
         ) {
+            status.queue_ticket = presented;
             return Ok((status, None));
         }
     }
@@ -392,7 +402,8 @@ async fn join_queue(
         issued_ms: now.timestamp_millis(),
     };
     let token = ticket.sign(&app.signer);
-    let status = status_of(app, shopper, Some(&ticket), Some(&token)).await?;
+    let mut status = status_marking(app, shopper, Some(&ticket), false).await?;
+    status.queue_ticket = Some(token.clone());
     Ok((status, Some(token)))
 }
 
@@ -424,7 +435,7 @@ pub async fn leave(
 pub async fn fairness(State(app): State<SharedApp>) -> Result<Json<Fairness>, ApiError> {
     let figures = *app.figures.borrow();
     let log = app.queue.log(0).await?;
-    let commitment = app.commitment();
+    let commitment = app.draw_commitment.clone();
     let deal = app.deal();
     Ok(Json(Fairness {
         deal: deal.name.clone(),

@@ -339,9 +339,8 @@ pub struct QueueStatus {
     pub seconds_to_start: u64,
     /// The server's clock: countdowns are computed against this, never the device's clock.
     pub server_time: DateTime<Utc>,
-    /// The signed ticket holding the shopper's place: apps send it back in the
-    /// `X-Timedeal-Ticket` header (browsers keep it in a cookie). Present while the shopper
-    /// holds one.
+    /// The signed ticket holding the shopper's place, in the answer to joining: apps send it
+    /// back in the `X-Timedeal-Ticket` header (browsers keep it in a cookie).
     pub queue_ticket: Option<String>,
     /// SHA-256 of the seed that draws the pre-queue, published before anyone can join; the seed
     /// is revealed at `/api/fairness` after the start.
