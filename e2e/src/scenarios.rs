@@ -250,6 +250,7 @@ pub async fn joins(
 /// Waiting shoppers whose polls the `queue` scenario replays, each with their session and
 /// ticket.
 pub async fn waiting_crowd(front: &Storefront, count: usize) -> Result<Vec<Shopper>, Error> {
+    waiting::queue_open(front).await?;
     Ok(waiting::join_all(front, count, 64, "waiting")
         .await?
         .into_iter()

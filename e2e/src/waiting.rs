@@ -18,6 +18,12 @@ use crate::{
     Error,
 };
 
+/// Waits until the queue of a deal that has started is open (its first tick after the start):
+/// numbers taken before belong to the pre-queue.
+pub async fn queue_open(front: &Storefront) -> Result<(), Error> {
+    revealed(front, Duration::from_secs(10)).await.map(|_| ())
+}
+
 /// Joins `count` new shoppers, `parallel` at a time; each keeps their session and ticket. The
 /// answers must all be `expected_state`.
 pub async fn join_all(
@@ -171,7 +177,7 @@ async fn revealed(front: &Storefront, limit: Duration) -> Result<Fairness, Error
         }
         if Instant::now() > deadline {
             return Err(Error::Unexpected(format!(
-                "the seed was not revealed within {limit:?} of the start"
+                "the queue did not open (the seed was not revealed) within {limit:?} of the start"
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -237,6 +243,7 @@ pub struct Coverage {
 /// joined and polls until admitted; the real wait is checked against the range (its upper end
 /// rounded up to the whole second it was stated in).
 pub async fn estimates(front: &Storefront, waves: [usize; 2]) -> Result<Coverage, Error> {
+    queue_open(front).await?;
     let mut tasks = JoinSet::new();
     for (wave, count) in waves.into_iter().enumerate() {
         if wave > 0 {

@@ -29,6 +29,7 @@ async fn arrivals_are_admitted_first_come_first_served() {
         ..DealFile::live("fifo")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
     let client = client();
     let joins = (0..60).map(|_| {
         let shopper = Shopper::new(&client, &shop.url());
@@ -170,6 +171,7 @@ async fn a_refresh_or_second_tab_keeps_the_place() {
         ..DealFile::live("refresh")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
     let client = client();
     let first = Shopper::new(&client, &shop.url());
     first.join().await;
@@ -201,6 +203,7 @@ async fn forged_expired_replayed_and_foreign_tokens_are_refused() {
         ..DealFile::live("tokens")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
     let client = client();
     let alice = Shopper::new(&client, &shop.url());
     alice.join().await;
@@ -290,6 +293,7 @@ async fn a_sellout_tells_everyone_waiting_at_once() {
         ..DealFile::live("sellout")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
     let client = client();
     let mut buyers = Vec::new();
     for _ in 0..3 {

@@ -326,6 +326,7 @@ async fn made_up_re_signed_and_borrowed_tickets_are_refused() {
         ..DealFile::live("tickets")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
     let client = client();
     Shopper::new(&client, &shop.url()).join().await;
     let alice = Shopper::new(&client, &shop.url());

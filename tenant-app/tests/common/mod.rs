@@ -191,6 +191,17 @@ impl Storefront {
         self.service.url()
     }
 
+    /// Waits until the queue of a deal that has started is open: numbers taken before that (in
+    /// the first tick after the start) belong to the pre-queue and are drawn.
+    pub async fn queue_open(&self) {
+        let url = format!("{}/api/fairness", self.url());
+        eventually("the queue to open", Duration::from_secs(10), || async {
+            let record: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            record["seed"].is_string()
+        })
+        .await;
+    }
+
     /// Rewrites the deal file; the app picks the change up within a couple of seconds.
     pub fn rewrite(&self, deal: &DealFile) {
         std::fs::write(&self.deal_path, deal.yaml()).unwrap();
