@@ -61,7 +61,12 @@ async fn arrivals_are_admitted_first_come_first_served() {
     });
     futures_util::future::join_all(waits).await;
     // The admission log records who was admitted, step by step: every ticket, in its order.
-    let log = admission_log(&client, &shop.url()).await;
+    let log: Vec<u64> = shop
+        .admissions()
+        .await
+        .into_iter()
+        .map(|(place, _)| place)
+        .collect();
     assert!(
         log.windows(2).all(|pair| pair[0] < pair[1]),
         "admitted out of order: {log:?}"
@@ -76,22 +81,6 @@ async fn arrivals_are_admitted_first_come_first_served() {
         admitted_waiting, tickets,
         "a waiting shopper was passed over"
     );
-}
-
-/// The places admitted, in the order of the admission log.
-async fn admission_log(client: &reqwest::Client, base: &str) -> Vec<u64> {
-    let text = client
-        .get(format!("{base}/api/fairness/log"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .flat_map(|line| line.split(' ').skip(1))
-        .map(|admission| admission.split(':').next().unwrap().parse().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

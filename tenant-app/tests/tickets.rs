@@ -76,14 +76,7 @@ async fn a_pre_queue_of_two_thousand_is_drawn_from_the_committed_seed_and_checks
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
     let client = client();
 
-    let before: serde_json::Value = client
-        .get(format!("{}/api/fairness", shop.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = shop.fairness().await;
     let commitment = before["commitment"].as_str().unwrap().to_owned();
     assert_eq!(commitment.len(), 64, "{before}");
     assert_eq!(before["seed"], serde_json::Value::Null, "revealed early");
@@ -129,26 +122,8 @@ async fn a_pre_queue_of_two_thousand_is_drawn_from_the_committed_seed_and_checks
         shoppers[0].status().await["deal"] == "live"
     })
     .await;
-    eventually("the seed's reveal", Duration::from_secs(5), || async {
-        client
-            .get(format!("{}/api/fairness", shop.url()))
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["seed"]
-            .is_string()
-    })
-    .await;
-    let after: serde_json::Value = client
-        .get(format!("{}/api/fairness", shop.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    shop.queue_open().await;
+    let after = shop.fairness().await;
     let seed = after["seed"].as_str().unwrap();
     let seed_bytes: Vec<u8> = (0..seed.len())
         .step_by(2)
@@ -289,24 +264,17 @@ async fn shoppers_who_left_are_passed_over_without_stalling_the_line() {
         _ = finish => {}
     }
 
-    let log = client
-        .get(format!("{}/api/fairness/log", shop.url()))
-        .send()
+    let admitted: Vec<u64> = shop
+        .admissions()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let admitted: Vec<u64> = log
-        .lines()
-        .flat_map(|line| line.split(' ').skip(1))
-        .map(|a| a.split(':').nth(1).unwrap().parse().unwrap())
+        .into_iter()
+        .map(|(_, number)| number)
         .collect();
-    assert_eq!(admitted.len(), 15, "{log}");
+    assert_eq!(admitted.len(), 15, "{admitted:?}");
     for left in leaver_numbers.iter().chain(&later_leaver_numbers) {
         assert!(
             !admitted.contains(left),
-            "{left} left, yet was admitted: {log}"
+            "{left} left, yet was admitted: {admitted:?}"
         );
     }
     let head: u64 = redis_get(&redis, "td:{leavers}:head")

@@ -194,12 +194,37 @@ impl Storefront {
     /// Waits until the queue of a deal that has started is open: numbers taken before that (in
     /// the first tick after the start) belong to the pre-queue and are drawn.
     pub async fn queue_open(&self) {
-        let url = format!("{}/api/fairness", self.url());
         eventually("the queue to open", Duration::from_secs(10), || async {
-            let record: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-            record["seed"].is_string()
+            self.fairness().await["seed"].is_string()
         })
         .await;
+    }
+
+    /// `GET /api/fairness`: the draw's commitment, the seed once drawn, the log's summary.
+    pub async fn fairness(&self) -> Value {
+        reqwest::get(format!("{}/api/fairness", self.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The admission log as `(place, join number)` pairs, in the order of admission.
+    pub async fn admissions(&self) -> Vec<(u64, u64)> {
+        let log = reqwest::get(format!("{}/api/fairness/log", self.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        log.lines()
+            .flat_map(|line| line.split(' ').skip(1))
+            .map(|admission| {
+                let (place, number) = admission.split_once(':').unwrap();
+                (place.parse().unwrap(), number.parse().unwrap())
+            })
+            .collect()
     }
 
     /// Rewrites the deal file; the app picks the change up within a couple of seconds.
