@@ -25,6 +25,8 @@ pub struct RequestForm {
     pub currency: String,
     pub stock: String,
     pub per_user_limit: String,
+    pub category: String,
+    pub fulfilment: String,
     pub date: String,
     pub time: String,
     pub utc_offset: String,
@@ -67,6 +69,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("spec.product.currency", "currency"),
     ("spec.product.stock", "stock"),
     ("spec.product.perUserLimit", "per_user_limit"),
+    ("spec.product.category", "category"),
+    ("spec.product.fulfilment", "fulfilment"),
     ("spec.schedule.start", "date"),
     ("spec.schedule.end", "duration_minutes"),
     ("spec.ingress.host", "host"),
@@ -209,6 +213,15 @@ impl RequestForm {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Checked by the CRD's own rules below, which name the field.
+        let category = match self.category.trim() {
+            "" => "general".to_owned(),
+            typed => typed.to_lowercase(),
+        };
+        let fulfilment = match self.fulfilment.trim() {
+            "" => "digital",
+            chosen => chosen,
+        };
 
         let suggestion = capacity::suggest(peak, limits);
         let namespace = &company.spec.namespace;
@@ -237,6 +250,8 @@ impl RequestForm {
                     "currency": currency,
                     "stock": stock,
                     "perUserLimit": per_user_limit,
+                    "category": category,
+                    "fulfilment": fulfilment,
                 },
                 "schedule": {
                     "start": start.to_rfc3339(),
@@ -359,6 +374,8 @@ mod tests {
             currency: "USD".into(),
             stock: "500".into(),
             per_user_limit: "2".into(),
+            category: "audio".into(),
+            fulfilment: "shipping".into(),
             date: "2026-12-01".into(),
             time: "12:00".into(),
             utc_offset: "+09:00".into(),
@@ -399,6 +416,27 @@ mod tests {
         );
         assert_eq!(spec.queue.admission_rate, 100);
         assert_eq!(spec.images, None);
+    }
+
+    #[test]
+    fn category_and_delivery_reach_the_deal_and_their_rules_their_fields() {
+        let accepted = valid().accept(&acme(), Limits::default(), now()).unwrap();
+        let product = &accepted.deal.spec.product;
+        assert_eq!(product.category, "audio");
+        assert_eq!(product.fulfilment, timedeal_api::Fulfilment::Shipping);
+
+        let mut form = valid();
+        form.category = "Home & Kitchen".into();
+        form.deal_price = "0".into(); // free is for coupons only
+        let errors = form.accept(&acme(), Limits::default(), now()).unwrap_err();
+        assert!(errors["category"][0].contains("lowercase"), "{errors:?}");
+        assert!(errors["deal_price"][0].contains("coupon"), "{errors:?}");
+
+        form.category = String::new();
+        form.fulfilment = "coupon".into();
+        let accepted = form.accept(&acme(), Limits::default(), now()).unwrap();
+        assert_eq!(accepted.deal.spec.product.category, "general");
+        assert_eq!(accepted.deal.spec.product.deal_price, 0);
     }
 
     #[test]

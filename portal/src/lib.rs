@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod bookings;
 pub mod capacity;
 pub mod client;
+pub mod coupons;
 pub mod error;
 pub mod export;
 pub mod form;
@@ -111,6 +112,8 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/deals/{name}", get(deals::show))
         .route("/deals/{name}/withdraw", post(deals::withdraw))
         .route("/deals/{name}/orders.csv", get(deals::orders))
+        .route("/deals/{name}/orders.json", get(deals::orders_json))
+        .route("/deals/{name}/coupons/redeem", post(deals::redeem))
         .route("/suggest", get(deals::suggest))
         .route("/calendar", get(deals::day))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -862,11 +862,11 @@ async fn a_deals_orders_download_as_a_streamed_csv_and_only_by_its_own_company()
     assert_eq!(lines.len(), 100_001, "the header and every order");
     assert_eq!(
         lines[1],
-        "1,shopper-1,2,99.00,198.00,USD,confirmed,2026-12-01T03:00:00Z,,"
+        "1,shopper-1,2,99.00,198.00,USD,confirmed,2026-12-01T03:00:00Z,,,,,,,,,,,,"
     );
     assert_eq!(
         lines[2],
-        "2,shopper-2,1,99.00,99.00,USD,confirmed,2026-12-01T03:00:00Z,,pay_2"
+        "2,shopper-2,1,99.00,99.00,USD,confirmed,2026-12-01T03:00:00Z,,pay_2,,,,,,,,,,"
     );
     assert!(
         lines[7].starts_with("7,\"'=HYPERLINK(\"\"evil\"\")\",2,"),

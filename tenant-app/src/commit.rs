@@ -10,7 +10,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::orders::reservations::Reservations;
+use crate::{
+    db::Coupon,
+    orders::{delivery::Delivery, reservations::Reservations},
+};
 
 /// An order ready to be recorded: its stock is reserved and its payment taken.
 #[derive(Debug, Clone)]
@@ -27,6 +30,10 @@ pub struct NewOrder {
     pub reservation: String,
     /// Past this, the order is no longer written (see [`COMMIT_WINDOW`]).
     pub not_after: tokio::time::Instant,
+    /// Coupon deals: the order's code, committed with it.
+    pub coupon: Option<Coupon>,
+    /// Shipping and pickup: the details, committed with the order.
+    pub delivery: Option<Delivery>,
 }
 
 /// How long after its payment an order may still be written. With [`BATCH_TIMEOUT`] it bounds
@@ -177,10 +184,12 @@ async fn write_batch(
         .filter(|o| epoch_of(o.id) == epoch)
         .collect();
     let inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
-        "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
-         SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key \
-         FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[]) \
-              AS o(id, shopper, quantity, unit_price, currency, key) \
+        "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key, \
+                             coupon_code, coupon_valid_until) \
+         SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key, code, until \
+         FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
+                     $7::TEXT[], $8::TIMESTAMPTZ[]) \
+              AS o(id, shopper, quantity, unit_price, currency, key, code, until) \
          ON CONFLICT DO NOTHING RETURNING id, created_at",
     )
     .bind(orders.iter().map(|o| o.id).collect::<Vec<_>>())
@@ -189,15 +198,33 @@ async fn write_batch(
     .bind(orders.iter().map(|o| o.unit_price).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.currency.clone()).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.idempotency_key.clone()).collect::<Vec<_>>())
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.coupon.as_ref().map(|c| c.code.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.coupon.as_ref().map(|c| c.valid_until))
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *tx)
     .await
     {
         Ok(rows) => rows.into_iter().collect(),
         Err(e) => return all(Outcome::NotWritten(format!("cannot insert orders: {e}"))),
     };
+    if let Err(e) = write_deliveries(&mut tx, &orders, &inserted).await {
+        return all(Outcome::NotWritten(format!(
+            "cannot insert delivery details: {e}"
+        )));
+    }
+    // A free order (a coupon at price 0) took no payment.
     let written: Vec<&&NewOrder> = orders
         .iter()
-        .filter(|o| inserted.contains_key(&o.id))
+        .filter(|o| inserted.contains_key(&o.id) && o.unit_price > 0)
         .collect();
     if let Err(e) = sqlx::query(
         "INSERT INTO payments (order_id, provider, reference, amount, currency) \
@@ -249,6 +276,47 @@ async fn write_batch(
             None => Outcome::Conflict,
         })
         .collect()
+}
+
+/// The delivery details of the orders just inserted, in the same transaction.
+async fn write_deliveries(
+    tx: &mut sqlx::PgConnection,
+    orders: &[&NewOrder],
+    inserted: &HashMap<i64, DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    let with: Vec<(i64, &Delivery)> = orders
+        .iter()
+        .filter(|o| inserted.contains_key(&o.id))
+        .filter_map(|o| o.delivery.as_ref().map(|d| (o.id, d)))
+        .collect();
+    if with.is_empty() {
+        return Ok(());
+    }
+    let address = |pick: fn(&crate::orders::delivery::Address) -> &String| {
+        with.iter()
+            .map(|(_, d)| d.address.as_ref().map(|a| pick(a).clone()))
+            .collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO deliveries (order_id, name, phone, line1, line2, city, postal_code, country) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+                              $6::TEXT[], $7::TEXT[], $8::TEXT[])",
+    )
+    .bind(with.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(with.iter().map(|(_, d)| d.name.clone()).collect::<Vec<_>>())
+    .bind(
+        with.iter()
+            .map(|(_, d)| d.phone.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(address(|a| &a.line1))
+    .bind(address(|a| &a.line2))
+    .bind(address(|a| &a.city))
+    .bind(address(|a| &a.postal_code))
+    .bind(address(|a| &a.country))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

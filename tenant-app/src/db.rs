@@ -10,7 +10,10 @@ use sqlx::{
     PgPool, Row,
 };
 
-use crate::error::Error;
+use crate::{
+    error::Error,
+    orders::delivery::{Delivery, DeliveryRow},
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -103,12 +106,60 @@ pub struct Order {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Coupon deals: the code to show the company, which redeems it once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<Coupon>,
+    /// Shipping and pickup deals: who receives the order and, for shipping, where. Absent once
+    /// the deal's retention is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
-const ORDER_COLUMNS: &str = "id, quantity, unit_price, quantity::BIGINT * unit_price AS amount, \
-                             currency, status, created_at, cancelled_at";
+/// The coupon of an order.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Coupon {
+    /// Five groups of four letters and digits, unique and unguessable.
+    pub code: String,
+    /// Redeemable until this time: the deal's end plus its `couponValidity`.
+    pub valid_until: DateTime<Utc>,
+    /// When the company redeemed it, if it has.
+    pub redeemed_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of an [`Order`], read from `orders o LEFT JOIN deliveries d`.
+const ORDER_COLUMNS: &str = "o.id, o.quantity, o.unit_price, \
+     o.quantity::BIGINT * o.unit_price AS amount, o.currency, o.status, o.created_at, \
+     o.cancelled_at, o.coupon_code, o.coupon_valid_until, o.coupon_redeemed_at, \
+     d.name, d.phone, d.line1, d.line2, d.city, d.postal_code, d.country";
+
+/// Orders with their delivery details.
+const ORDERS: &str = "orders o LEFT JOIN deliveries d ON d.order_id = o.id";
 
 fn order_from(row: &sqlx::postgres::PgRow) -> Result<Order, sqlx::Error> {
+    let coupon = match row.try_get::<Option<String>, _>("coupon_code")? {
+        Some(code) => Some(Coupon {
+            code,
+            valid_until: row.try_get("coupon_valid_until")?,
+            redeemed_at: row.try_get("coupon_redeemed_at")?,
+        }),
+        None => None,
+    };
+    let delivery = match row.try_get::<Option<String>, _>("name")? {
+        Some(name) => Some(
+            DeliveryRow {
+                name,
+                phone: row.try_get("phone")?,
+                line1: row.try_get("line1")?,
+                line2: row.try_get("line2")?,
+                city: row.try_get("city")?,
+                postal_code: row.try_get("postal_code")?,
+                country: row.try_get("country")?,
+            }
+            .into_delivery(),
+        ),
+        None => None,
+    };
     Ok(Order {
         id: row.try_get("id")?,
         quantity: row.try_get("quantity")?,
@@ -118,6 +169,8 @@ fn order_from(row: &sqlx::postgres::PgRow) -> Result<Order, sqlx::Error> {
         status: row.try_get("status")?,
         created_at: row.try_get("created_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
+        coupon,
+        delivery,
     })
 }
 
@@ -128,7 +181,8 @@ fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
 /// A shopper's orders, newest first (lapsed reservations are not orders and are left out).
 pub async fn orders_of(pool: &PgPool, shopper: &str) -> Result<Vec<Order>, Error> {
     let query = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE shopper = $1 AND status <> 'lapsed' ORDER BY id DESC"
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS} WHERE o.shopper = $1 AND o.status <> 'lapsed' \
+         ORDER BY o.id DESC"
     );
     let rows = bounded(
         "cannot read orders",
@@ -144,7 +198,8 @@ pub async fn orders_of(pool: &PgPool, shopper: &str) -> Result<Vec<Order>, Error
 /// One of the shopper's orders, if it exists and is theirs.
 pub async fn order_of(pool: &PgPool, shopper: &str, id: i64) -> Result<Option<Order>, Error> {
     let query = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND shopper = $2 AND status <> 'lapsed'"
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS} \
+         WHERE o.id = $1 AND o.shopper = $2 AND o.status <> 'lapsed'"
     );
     one_order(sqlx::query(&query).bind(id).bind(shopper), pool).await
 }
@@ -152,7 +207,8 @@ pub async fn order_of(pool: &PgPool, shopper: &str, id: i64) -> Result<Option<Or
 /// The order a shopper placed with an idempotency key, if any.
 pub async fn order_by_key(pool: &PgPool, shopper: &str, key: &str) -> Result<Option<Order>, Error> {
     let query = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE shopper = $1 AND idempotency_key = $2 AND status <> 'lapsed'"
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS} \
+         WHERE o.shopper = $1 AND o.idempotency_key = $2 AND o.status <> 'lapsed'"
     );
     one_order(sqlx::query(&query).bind(shopper).bind(key), pool).await
 }
@@ -177,6 +233,8 @@ pub enum CancelStart {
     InProgress(Order),
     /// The order is cancelled already.
     AlreadyCancelled(Order),
+    /// The order's coupon was redeemed: it was used, so it cannot be refunded.
+    Redeemed(Order),
     /// The shopper has no such order.
     NotFound,
 }
@@ -186,8 +244,10 @@ pub async fn begin_cancel(pool: &PgPool, shopper: &str, id: i64) -> Result<Cance
     let marked = bounded(
         "cannot cancel",
         sqlx::query(&format!(
-            "UPDATE orders SET status = 'cancelling', cancel_started_at = now() \
-             WHERE id = $1 AND shopper = $2 AND status = 'confirmed' RETURNING {ORDER_COLUMNS}"
+            "WITH o AS (UPDATE orders SET status = 'cancelling', cancel_started_at = now() \
+             WHERE id = $1 AND shopper = $2 AND status = 'confirmed' \
+               AND coupon_redeemed_at IS NULL RETURNING *) \
+             SELECT {ORDER_COLUMNS} FROM o LEFT JOIN deliveries d ON d.order_id = o.id"
         ))
         .bind(id)
         .bind(shopper)
@@ -202,6 +262,7 @@ pub async fn begin_cancel(pool: &PgPool, shopper: &str, id: i64) -> Result<Cance
     Ok(match order_of(pool, shopper, id).await? {
         None => CancelStart::NotFound,
         Some(order) if order.status == "cancelling" => CancelStart::InProgress(order),
+        Some(order) if order.status == "confirmed" => CancelStart::Redeemed(order),
         Some(order) => CancelStart::AlreadyCancelled(order),
     })
 }
@@ -219,8 +280,9 @@ pub async fn finish_cancel(
             .fetch_one(&mut *tx)
             .await?;
         let Some(row) = sqlx::query(&format!(
-            "UPDATE orders SET status = 'cancelled', cancelled_at = now(), cancel_epoch = $2 \
-             WHERE id = $1 AND status = 'cancelling' RETURNING shopper, {ORDER_COLUMNS}"
+            "WITH o AS (UPDATE orders SET status = 'cancelled', cancelled_at = now(), \
+             cancel_epoch = $2 WHERE id = $1 AND status = 'cancelling' RETURNING *) \
+             SELECT o.shopper, {ORDER_COLUMNS} FROM o LEFT JOIN deliveries d ON d.order_id = o.id"
         ))
         .bind(id)
         .bind(epoch)

@@ -117,6 +117,7 @@ type LapsedPayment = (i64, i64, String);
 pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     let (refunds, to_refund) = mpsc::unbounded_channel();
     tokio::spawn(money(app.clone(), to_refund));
+    tokio::spawn(retention(app.clone()));
     tokio::spawn(async move {
         let mut ticks: u64 = 0;
         let mut interval = tokio::time::interval(TICK);
@@ -164,6 +165,29 @@ async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>
         };
         if let Err(error) = result.await {
             tracing::warn!(%error, "payment housekeeping failed; retrying");
+        }
+    }
+}
+
+/// Once the deal's retention is over, its personal data goes: every delivery detail. The orders
+/// stay (they are the record of what was sold). Every replica tries; deleting twice is harmless.
+async fn retention(app: Arc<App>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if app.clock.now() < app.deal().timeline.retire_at {
+            continue;
+        }
+        match orders::delivery::delete_all(&app.db).await {
+            Ok(deleted) => {
+                tracing::info!(
+                    orders = deleted,
+                    "retention is over: delivery details deleted"
+                );
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot delete delivery details yet; retrying"),
         }
     }
 }

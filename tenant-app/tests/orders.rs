@@ -6,20 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, eventually, postgres, DealFile, Shopper, Storefront};
+use common::{admitted, client, eventually, postgres, DealFile, Shopper, Storefront};
 use reqwest::StatusCode;
 use timedeal_testkit::{PostgresServer, RedisServer};
-
-async fn admitted(shop: &Storefront) -> (Shopper, String) {
-    let shopper = Shopper::new(&client(), &shop.url());
-    let (code, answer) = shopper.join().await;
-    assert_eq!(code, StatusCode::OK, "{answer}");
-    let token = shopper
-        .wait_for_turn(Duration::from_secs(20))
-        .await
-        .expect("admitted");
-    (shopper, token)
-}
 
 fn small(name: &str) -> DealFile {
     DealFile {

@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod clock;
 pub mod company;
+pub mod coupon;
 pub mod duration;
 pub mod money;
 pub mod quantity;

@@ -122,6 +122,12 @@ pub struct DealCompany {
 #[x_kube(validation = Rule::new("self.dealPrice <= self.listPrice")
     .message("product.dealPrice must not be higher than product.listPrice")
     .field_path(".dealPrice"))]
+#[x_kube(validation = Rule::new("self.dealPrice > 0 || self.fulfilment == 'coupon'")
+    .message("product.dealPrice may be 0 only for coupon deals (fulfilment: coupon); give a price of at least 1")
+    .field_path(".dealPrice"))]
+#[x_kube(validation = Rule::new("!has(self.couponValidity) || self.fulfilment == 'coupon'")
+    .message("product.couponValidity applies only to coupon deals (fulfilment: coupon); remove it or set fulfilment to coupon")
+    .field_path(".couponValidity"))]
 pub struct Product {
     /// Product name shown on the storefront.
     #[schemars(length(min = 1, max = 200))]
@@ -162,6 +168,63 @@ pub struct Product {
     #[serde(default = "default_per_user_limit")]
     #[x_kube(validation = Rule::new("self >= 1").message("product.perUserLimit must be at least 1"))]
     pub per_user_limit: i32,
+
+    /// The shelf of the deal directory the deal is listed under: lowercase words joined by
+    /// dashes, such as `audio`, `tea` or `home-kitchen`.
+    #[serde(default = "default_category")]
+    #[schemars(length(min = 1, max = 40))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z][a-z0-9]*(-[a-z0-9]+)*$')")
+        .message("product.category must be lowercase letters and digits, words joined by dashes, such as home-kitchen"))]
+    pub category: String,
+
+    /// How shoppers get what they bought. `shipping`: the checkout takes a name, phone and
+    /// address before the payment. `pickup`: it takes a name and phone. `digital`: it takes
+    /// nothing. `coupon`: every confirmed order carries a unique code the company redeems once;
+    /// the deal price may then be 0 (no payment step).
+    #[serde(default)]
+    pub fulfilment: Fulfilment,
+
+    /// Coupon deals only: how long after `schedule.end` a coupon can still be redeemed
+    /// (default 30d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_validity: Option<Duration>,
+}
+
+/// How shoppers get what they bought (see `Product::fulfilment`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fulfilment {
+    Shipping,
+    Pickup,
+    #[default]
+    Digital,
+    Coupon,
+}
+
+impl Fulfilment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fulfilment::Shipping => "shipping",
+            Fulfilment::Pickup => "pickup",
+            Fulfilment::Digital => "digital",
+            Fulfilment::Coupon => "coupon",
+        }
+    }
+}
+
+/// How long a coupon stays redeemable after the deal's end when the deal does not say.
+pub const DEFAULT_COUPON_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
+
+impl Product {
+    /// When this deal's coupons stop being redeemable.
+    pub fn coupons_valid_until(&self, end: DateTime<Utc>) -> DateTime<Utc> {
+        let validity = self
+            .coupon_validity
+            .map(|d| d.std())
+            .unwrap_or(DEFAULT_COUPON_VALIDITY);
+        end + chrono::Duration::from_std(validity).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 /// When the deal runs.
@@ -644,6 +707,9 @@ fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 fn default_currency() -> String {
     "USD".into()
+}
+fn default_category() -> String {
+    "general".into()
 }
 fn default_per_user_limit() -> i32 {
     1

@@ -60,6 +60,15 @@ pub fn request_form(
 ) -> Markup {
     let csrf = nav.csrf;
     let quotas = &company.spec.quotas;
+    let fulfilments: Vec<(String, String)> = [
+        ("shipping", "Shipped (asks for an address)"),
+        ("pickup", "Picked up (asks for a name and phone)"),
+        ("digital", "Digital (asks nothing)"),
+        ("coupon", "Coupon (a code per order; price may be 0)"),
+    ]
+    .iter()
+    .map(|(value, text)| (value.to_string(), text.to_string()))
+    .collect();
     let currency = if form.currency.is_empty() {
         "USD"
     } else {
@@ -124,6 +133,10 @@ pub fn request_form(
                     div.row {
                         (field("stock", "Stock", &form.stock, "number", Some("units on sale"), e))
                         (field("per_user_limit", "Per shopper", &form.per_user_limit, "number", Some("most units one shopper may buy"), e))
+                    }
+                    div.row {
+                        (field("category", "Category", &form.category, "text", Some("e.g. audio, home-kitchen"), e))
+                        (select("fulfilment", "Delivery", if form.fulfilment.is_empty() { "digital" } else { &form.fulfilment }, &fulfilments, e))
                     }
                 }
                 fieldset {
@@ -213,7 +226,20 @@ pub fn status(deal: &TimeDeal, nav: &Nav, created: bool, history: &[Sample]) -> 
                 @if let Some(url) = &status.url {
                     p { "Storefront: " a id="storefront" href=(url) { (url) } }
                 }
-                p { a.download id="orders-csv" href=(format!("/deals/{name}/orders.csv")) download { "Download the orders (CSV)" } }
+                p {
+                    a.download id="orders-csv" href=(format!("/deals/{name}/orders.csv")) download { "Download the orders (CSV)" }
+                    " · "
+                    a id="orders-json" href=(format!("/deals/{name}/orders.json")) { "as JSON" }
+                }
+                @if spec.product.fulfilment == timedeal_api::Fulfilment::Coupon {
+                    form.redeem id="redeem" method="post" action=(format!("/deals/{name}/coupons/redeem")) {
+                        input type="hidden" name="csrf" value=(nav.csrf);
+                        label for="coupon-code" { "Redeem a coupon" }
+                        input id="coupon-code" name="code" required autocomplete="off" placeholder="7K2M-QX9P-0RTD-V4HN-C8ZE";
+                        button type="submit" { "Redeem" }
+                        p.hint { "Coupons are valid until " (utc(spec.product.coupons_valid_until(spec.schedule.end))) "; each redeems once." }
+                    }
+                }
             }
             @if live_or_after || phase == Phase::Suspended {
                 @if let Some(stock) = &status.stock {

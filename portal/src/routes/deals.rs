@@ -493,30 +493,139 @@ pub async fn withdraw(
     }
 }
 
+/// The deal's orders as JSON, streamed, for the company's own systems (signed in like the
+/// pages); only the company's own deals.
+pub async fn orders_json(
+    State(portal): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    export(&portal, &name, &headers, crate::export::Format::Json).await
+}
+
 /// The deal's orders as CSV, streamed; only the company's own deals.
 pub async fn orders(
     State(portal): State<Arc<Portal>>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, company, deal) = match signed_in_deal(&portal, &headers, &name).await {
+    export(&portal, &name, &headers, crate::export::Format::Csv).await
+}
+
+async fn export(
+    portal: &Portal,
+    name: &str,
+    headers: &HeaderMap,
+    format: crate::export::Format,
+) -> Response {
+    let (_, company, deal) = match signed_in_deal(portal, headers, name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let namespace = deal.namespace().unwrap_or_default();
-    info!(company = %company.name_any(), deal = %name, "orders exported");
-    (
+    info!(company = %company.name_any(), deal = %name, ?format, "orders exported");
+    let content_type = match format {
+        crate::export::Format::Csv => "text/csv; charset=utf-8",
+        crate::export::Format::Json => "application/json",
+    };
+    let mut response = (
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}-orders.csv\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
         ],
-        crate::export::orders_csv(portal.accounts.pool().clone(), &namespace, &name),
+        crate::export::orders(portal.accounts.pool().clone(), &namespace, name, format),
     )
-        .into_response()
+        .into_response();
+    if format == crate::export::Format::Csv {
+        if let Ok(value) = format!("attachment; filename=\"{name}-orders.csv\"").parse() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub struct RedeemForm {
+    csrf: String,
+    code: String,
+}
+
+/// Redeems one of a coupon deal's codes, once. Answers JSON when asked for
+/// (`Accept: application/json`), a page otherwise.
+pub async fn redeem(
+    State(portal): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(sent): Form<RedeemForm>,
+) -> Response {
+    let (session, company, deal) = match signed_in_deal(&portal, &headers, &name).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if sent.csrf != session.csrf {
+        return stale_form();
+    }
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    let namespace = deal.namespace().unwrap_or_default();
+    let outcome =
+        crate::coupons::redeem(portal.accounts.pool(), &namespace, &name, &sent.code).await;
+    let back = (format!("/deals/{name}"), "Back to the deal");
+    match outcome {
+        Ok(redeemed) => {
+            // The code is the company's to log; the shopper behind it is not named.
+            info!(company = %company.name_any(), deal = %name, order = redeemed.order_id, "coupon redeemed");
+            if wants_json {
+                return Json(redeemed).into_response();
+            }
+            Html(
+                pages::message(
+                    "Coupon redeemed",
+                    Some(&nav(&session, &company)),
+                    &format!(
+                        "{} is redeemed: order {}, {} unit(s). It cannot be redeemed again.",
+                        redeemed.code, redeemed.order_id, redeemed.quantity
+                    ),
+                    (&back.0, back.1),
+                )
+                .into_string(),
+            )
+            .into_response()
+        }
+        Err(refusal) => {
+            let status =
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let crate::coupons::Refusal::Database(e) = &refusal {
+                tracing::warn!(error = %e, "cannot redeem a coupon");
+            }
+            if wants_json {
+                return (
+                    status,
+                    Json(serde_json::json!({
+                        "error": {"code": refusal.code(), "message": refusal.to_string()}
+                    })),
+                )
+                    .into_response();
+            }
+            (
+                status,
+                Html(
+                    pages::message(
+                        "Not redeemed",
+                        Some(&nav(&session, &company)),
+                        &refusal.to_string(),
+                        (&back.0, back.1),
+                    )
+                    .into_string(),
+                ),
+            )
+                .into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
+use timedeal_api::Fulfilment;
 
 use crate::{
     app::{App, SharedApp},
@@ -15,7 +16,7 @@ use crate::{
     deal::DealState,
     http::error::{ApiError, ErrorBody},
     identity::Shopper,
-    orders::{self, PlaceOrder},
+    orders::{self, delivery::Delivery, PlaceOrder},
 };
 
 /// A JSON body whose problems are answered as [`ApiError`]s.
@@ -64,6 +65,14 @@ pub struct ProductView {
     pub currency: String,
     /// The most this shopper may buy.
     pub limit: u32,
+    /// The deal directory's shelf for it, such as `audio`.
+    pub category: String,
+    /// `shipping` (the order needs `delivery` with name, phone and address), `pickup` (name
+    /// and phone), `digital` (nothing) or `coupon` (each order carries a code).
+    pub fulfilment: String,
+    /// Coupon deals: when their coupons stop being redeemable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupons_valid_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,6 +100,10 @@ pub fn deal_view(app: &App, shopper: &Shopper, now: DateTime<Utc>) -> DealView {
             deal_price: product.deal_price,
             currency: product.currency.clone(),
             limit: shopper.limit,
+            category: product.category.clone(),
+            fulfilment: product.fulfilment.as_str().to_owned(),
+            coupons_valid_until: (product.fulfilment == Fulfilment::Coupon)
+                .then(|| product.coupons_valid_until(deal.timeline.end)),
         },
         state: app.state_now(now),
         starts_at: deal.timeline.start,
@@ -140,6 +153,26 @@ pub async fn place_order(
         StatusCode::CREATED
     };
     Ok((status, Json(placed.order)).into_response())
+}
+
+/// The delivery details of the shopper's latest order that had any, to offer again on the next
+/// order; 404 when there are none (or the deal's retention is over and they were deleted).
+#[utoipa::path(get, path = "/api/delivery", tag = "orders",
+    responses((status = 200, body = Delivery), (status = 404, body = ErrorBody)))]
+pub async fn last_delivery(
+    State(app): State<SharedApp>,
+    shopper: Shopper,
+) -> Result<Response, ApiError> {
+    match orders::delivery::last_of(&app.db, &shopper.id).await? {
+        Some(details) => Ok((
+            [(axum::http::header::CACHE_CONTROL, "private, no-store")],
+            Json(details),
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(
+            "no delivery details yet: they are kept from your first order that needed them",
+        )),
+    }
 }
 
 /// The shopper's orders, newest first.

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`), on answers worth retrying.
     pub retry_after: Option<u32>,
+    /// What is wrong with each field of the request, keyed by its path (`delivery.phone`).
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The body of every error answer.
@@ -32,6 +34,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// For people: what went wrong and what to do.
     pub message: String,
+    /// On `invalid_delivery`: what is wrong with each field, keyed by its path in the request
+    /// (`delivery.phone`, `delivery.address.postalCode`), so a form can mark each one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ApiError {
@@ -48,7 +54,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after,
+            fields: None,
         }
+    }
+
+    /// A refusal that names what is wrong with each field.
+    pub fn with_fields(mut self, fields: std::collections::BTreeMap<String, String>) -> Self {
+        self.fields = Some(fields);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -74,6 +87,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                fields: self.fields,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -47,6 +47,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/orders", get(api::my_orders).post(api::place_order))
         .route("/orders/{id}", get(api::my_order))
         .route("/orders/{id}/cancel", post(api::cancel_order))
+        .route("/delivery", get(api::last_delivery))
         .fallback(|| async { ApiError::not_found("no such API endpoint; see /openapi.json") });
     if rate_limit_per_second > 0 {
         let config = Arc::new(

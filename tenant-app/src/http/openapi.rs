@@ -1,6 +1,7 @@
 //! The OpenAPI document of the JSON API, served at `/openapi.json`.
 
 use axum::{extract::State, Json};
+use timedeal_api::Fulfilment;
 use utoipa::OpenApi;
 
 use crate::{
@@ -34,6 +35,7 @@ use crate::{
         api::my_orders,
         api::my_order,
         api::cancel_order,
+        api::last_delivery,
         ops::readyz,
         ops::stats,
     ),
@@ -59,6 +61,17 @@ pub async fn document(State(app): State<SharedApp>) -> Json<utoipa::openapi::Ope
         .and_then(|jwt| jwt.limit_claim.as_ref());
     if per_shopper.is_none() {
         set_maximum(&mut doc, "PlaceOrder", "quantity", deal.per_user_limit());
+    }
+    // What the deal's fulfilment asks for at checkout, and nothing else.
+    match deal.spec.product.fulfilment {
+        Fulfilment::Shipping => {
+            require(&mut doc, "PlaceOrder", "delivery");
+            require(&mut doc, "Delivery", "address");
+        }
+        Fulfilment::Pickup => remove_property(&mut doc, "Delivery", "address"),
+        Fulfilment::Digital | Fulfilment::Coupon => {
+            remove_property(&mut doc, "PlaceOrder", "delivery")
+        }
     }
     // What any call to the shopper API may answer, whatever the operation.
     for (status, description) in [
@@ -107,6 +120,36 @@ fn add_response(doc: &mut utoipa::openapi::OpenApi, prefix: &str, status: &str, 
                     )
                 });
         }
+    }
+}
+
+fn object<'a>(
+    doc: &'a mut utoipa::openapi::OpenApi,
+    schema: &str,
+) -> Option<&'a mut utoipa::openapi::schema::Object> {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    match doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut(schema))
+    {
+        Some(RefOr::T(Schema::Object(object))) => Some(object),
+        _ => None,
+    }
+}
+
+fn require(doc: &mut utoipa::openapi::OpenApi, schema: &str, field: &str) {
+    if let Some(object) = object(doc, schema) {
+        if !object.required.iter().any(|r| r == field) {
+            object.required.push(field.to_owned());
+        }
+    }
+}
+
+fn remove_property(doc: &mut utoipa::openapi::OpenApi, schema: &str, field: &str) {
+    if let Some(object) = object(doc, schema) {
+        object.properties.remove(field);
+        object.required.retain(|r| r != field);
     }
 }
 

@@ -4,6 +4,8 @@
 //! exactly once; a reservation whose request died half-way lapses after `reservationTtl` (see
 //! `ticker`).
 
+pub mod coupon;
+pub mod delivery;
 pub mod reservations;
 
 use std::time::Duration;
@@ -11,16 +13,19 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use timedeal_api::Fulfilment;
+
 use crate::{
     app::App,
     commit::{NewOrder, Outcome},
-    db::{self, CancelStart, Order},
+    db::{self, CancelStart, Coupon, Order},
     deal::DealState,
     http::error::ApiError,
     identity::Shopper,
     payments::{PaymentError, Refund},
     tokens::TokenError,
 };
+use delivery::Delivery;
 use reservations::{Request, Reserved};
 
 /// The body of `POST /api/orders`.
@@ -38,6 +43,11 @@ pub struct PlaceOrder {
     pub idempotency_key: String,
     /// The token from the queue status once admitted.
     pub admission_token: String,
+    /// Who receives the order: required when the deal ships (name, phone, address) or is
+    /// collected (name, phone); refused otherwise. `GET /api/delivery` gives the shopper's last
+    /// details to offer again.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
 }
 
 /// A JSON number with no fraction, as JSON Schema's `integer` (so `2.0` is 2). Fractions and
@@ -68,13 +78,21 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// What a checked request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub quantity: u32,
+    pub delivery: Option<Delivery>,
+}
+
 /// Checks what can be checked without touching storage: the request itself first (a bad request
 /// is a bad request whatever the deal's state), then whether the deal takes orders.
 pub fn check_request(
     request: &PlaceOrder,
     shopper: &Shopper,
+    fulfilment: Fulfilment,
     deal: DealState,
-) -> Result<u32, ApiError> {
+) -> Result<Checked, ApiError> {
     if request.quantity < 1 || request.quantity > shopper.limit as i64 {
         return Err(ApiError::bad_request(
             "invalid_quantity",
@@ -90,6 +108,17 @@ pub fn check_request(
             "idempotencyKey must be 1 to 64 letters, digits, '-' or '_' (a UUID works)",
         ));
     }
+    let delivery = delivery::check(fulfilment, request.delivery.as_ref()).map_err(|fields| {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        ApiError::bad_request(
+            "invalid_delivery",
+            format!(
+                "the delivery details need fixing ({}); nothing was reserved or charged",
+                names.join(", ")
+            ),
+        )
+        .with_fields(fields)
+    })?;
     match deal {
         DealState::Live => {}
         DealState::Upcoming => {
@@ -112,7 +141,10 @@ pub fn check_request(
             ))
         }
     }
-    Ok(request.quantity as u32)
+    Ok(Checked {
+        quantity: request.quantity as u32,
+        delivery,
+    })
 }
 
 fn token_error(error: TokenError) -> ApiError {
@@ -134,7 +166,9 @@ fn token_error(error: TokenError) -> ApiError {
 pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<Placed, ApiError> {
     let now = app.clock.now();
     let deal = app.deal();
-    let quantity = check_request(&request, shopper, app.state_now(now))?;
+    let product = &deal.spec.product;
+    let Checked { quantity, delivery } =
+        check_request(&request, shopper, product.fulfilment, app.state_now(now))?;
     let admission = app
         .signer
         .check_admission(
@@ -186,9 +220,14 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         }
     };
 
-    let product = &deal.spec.product;
     let amount = product.deal_price * quantity as i64;
-    let payment = match app.payments.charge(id, amount, &product.currency).await {
+    // A free deal (a coupon at price 0) has no payment step.
+    let charged = if amount == 0 {
+        Ok(String::new())
+    } else {
+        app.payments.charge(id, amount, &product.currency).await
+    };
+    let payment = match charged {
         Ok(reference) => reference,
         Err(PaymentError::Declined(reason)) => {
             app.reservations.release(&stored).await;
@@ -213,6 +252,11 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         }
     };
 
+    let coupon = (product.fulfilment == Fulfilment::Coupon).then(|| Coupon {
+        code: coupon::new_code(),
+        valid_until: product.coupons_valid_until(deal.timeline.end),
+        redeemed_at: None,
+    });
     let new = NewOrder {
         id,
         shopper: shopper.id.clone(),
@@ -224,6 +268,8 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         payment_reference: payment,
         reservation: stored.clone(),
         not_after: tokio::time::Instant::now() + crate::commit::COMMIT_WINDOW,
+        coupon: coupon.clone(),
+        delivery: delivery.clone(),
     };
     match app.writer.commit(new).await {
         Outcome::Committed(created_at) => {
@@ -240,6 +286,8 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                     status: "confirmed".into(),
                     created_at,
                     cancelled_at: None,
+                    coupon,
+                    delivery,
                 },
                 repeated: false,
             })
@@ -352,6 +400,19 @@ pub async fn cancel(app: &App, shopper: &Shopper, id: i64) -> Result<Order, ApiE
             return Err(ApiError::not_found(format!("you have no order {id}")))
         }
         CancelStart::AlreadyCancelled(_) => return Err(already_cancelled(id)),
+        CancelStart::Redeemed(order) => {
+            let at = order
+                .coupon
+                .and_then(|c| c.redeemed_at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            return Err(ApiError::conflict(
+                "coupon_redeemed",
+                format!(
+                    "order {id}'s coupon was redeemed at {at}; a used coupon cannot be cancelled"
+                ),
+            ));
+        }
         CancelStart::Marked(order) | CancelStart::InProgress(order) => order,
     };
     finish_cancel(app, id, order.amount, &order.currency)
@@ -374,8 +435,15 @@ pub async fn finish_cancel(
     amount: i64,
     currency: &str,
 ) -> Result<Option<Order>, ApiError> {
-    let reference = match app.payments.refund(id, amount, currency).await {
+    let refunded = if amount == 0 {
+        // A free order (a coupon at price 0) took no payment.
+        Ok(Refund::NothingCharged)
+    } else {
+        app.payments.refund(id, amount, currency).await
+    };
+    let reference = match refunded {
         Ok(Refund::Refunded(reference)) => Some(reference),
+        Ok(Refund::NothingCharged) if amount == 0 => None,
         Ok(Refund::NothingCharged) => {
             tracing::warn!(
                 order = id,
@@ -449,18 +517,25 @@ mod tests {
             quantity,
             idempotency_key: key.into(),
             admission_token: "t".into(),
+            delivery: None,
         }
+    }
+
+    fn check(request: &PlaceOrder, state: DealState) -> Result<Checked, ApiError> {
+        check_request(request, &shopper(), Fulfilment::Digital, state)
     }
 
     #[test]
     fn quantities_are_whole_and_within_the_limit() {
         assert_eq!(
-            check_request(&request(2, "k-1"), &shopper(), DealState::Live),
-            Ok(2)
+            check(&request(2, "k-1"), DealState::Live),
+            Ok(Checked {
+                quantity: 2,
+                delivery: None
+            })
         );
         for quantity in [0, -1, 3, i64::MAX] {
-            let error =
-                check_request(&request(quantity, "k-1"), &shopper(), DealState::Live).unwrap_err();
+            let error = check(&request(quantity, "k-1"), DealState::Live).unwrap_err();
             assert_eq!(error.code, "invalid_quantity");
         }
     }
@@ -486,9 +561,22 @@ mod tests {
     #[test]
     fn idempotency_keys_are_short_and_plain() {
         for key in ["", "with space", "ü", &"k".repeat(65)] {
-            let error = check_request(&request(1, key), &shopper(), DealState::Live).unwrap_err();
+            let error = check(&request(1, key), DealState::Live).unwrap_err();
             assert_eq!(error.code, "invalid_idempotency_key", "{key:?}");
         }
+    }
+
+    #[test]
+    fn missing_delivery_details_are_refused_field_by_field_before_the_deal_state() {
+        let error = check_request(
+            &request(1, "k"),
+            &shopper(),
+            Fulfilment::Shipping,
+            DealState::Upcoming,
+        )
+        .unwrap_err();
+        assert_eq!(error.code, "invalid_delivery");
+        assert!(error.fields.unwrap().contains_key("delivery"));
     }
 
     #[test]
@@ -499,7 +587,7 @@ mod tests {
             (DealState::Ended, "deal_ended"),
             (DealState::Suspended, "deal_suspended"),
         ] {
-            let error = check_request(&request(1, "k"), &shopper(), state).unwrap_err();
+            let error = check(&request(1, "k"), state).unwrap_err();
             assert_eq!(error.code, code);
         }
     }

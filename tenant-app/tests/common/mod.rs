@@ -40,6 +40,11 @@ pub struct DealFile {
     pub suspend: bool,
     /// `queue.joinChallenge.difficulty`, when set.
     pub join_challenge: Option<u32>,
+    pub deal_price: i64,
+    /// More lines of `spec.product` (`fulfilment: shipping`).
+    pub product_extra: Vec<String>,
+    /// `schedule.retention`, when set.
+    pub retention: Option<&'static str>,
     pub extra_spec: String,
 }
 
@@ -59,8 +64,17 @@ impl DealFile {
             pre_queue_opens: "30m",
             suspend: false,
             join_challenge: None,
+            deal_price: 9900,
+            product_extra: Vec::new(),
+            retention: None,
             extra_spec: String::new(),
         }
+    }
+
+    /// The deal, with `fulfilment` set (`shipping`, `pickup`, `digital` or `coupon`).
+    pub fn fulfilment(mut self, fulfilment: &str) -> Self {
+        self.product_extra.push(format!("fulfilment: {fulfilment}"));
+        self
     }
 
     pub fn yaml(&self) -> String {
@@ -82,14 +96,14 @@ spec:
     name: ACME NC-700 headphones
     description: Over-ear, 30 hours of battery.
     listPrice: 29900
-    dealPrice: 9900
+    dealPrice: {deal_price}
     currency: USD
     stock: {stock}
     perUserLimit: {limit}
-  schedule:
+{product_extra}  schedule:
     start: "{start}"
     end: "{end}"
-  queue:
+{retention}  queue:
     admissionRate: {rate}
     maxActive: {max_active}
     sessionTtl: {session_ttl}
@@ -103,6 +117,16 @@ spec:
             suspend = self.suspend,
             stock = self.stock,
             limit = self.limit,
+            deal_price = self.deal_price,
+            product_extra = self
+                .product_extra
+                .iter()
+                .map(|line| format!("    {line}\n"))
+                .collect::<String>(),
+            retention = self
+                .retention
+                .map(|r| format!("    retention: {r}\n"))
+                .unwrap_or_default(),
             start = ts(start),
             end = ts(end),
             rate = self.rate,
@@ -432,6 +456,18 @@ impl Shopper {
         )
         .await
     }
+}
+
+/// A new shopper who joined the queue and was admitted, with their admission token.
+pub async fn admitted(shop: &Storefront) -> (Shopper, String) {
+    let shopper = Shopper::new(&client(), &shop.url());
+    let (code, answer) = shopper.join().await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let token = shopper
+        .wait_for_turn(Duration::from_secs(20))
+        .await
+        .expect("admitted");
+    (shopper, token)
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `limit`.

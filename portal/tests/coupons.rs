@@ -1,0 +1,217 @@
+//! A company's fulfilment of what its shoppers bought: the delivery details and coupon codes in
+//! the CSV and JSON exports, and coupons redeemed once, however many redemptions race, against
+//! the deal's schema as the storefront's migrations make it.
+
+mod common;
+
+use common::{csrf_of, valid_request, Browser, PortalServer};
+
+/// Requests a coupon deal through the form and gives back its name and the schema its
+/// storefront would fill, made by the storefront's own migrations.
+async fn coupon_deal(portal: &PortalServer, company: &Browser) -> (String, String) {
+    let mut fields = valid_request();
+    for (field, value) in fields.iter_mut() {
+        match *field {
+            "deal_price" => *value = "0".into(),
+            "product_name" => *value = "Free espresso".into(),
+            _ => {}
+        }
+    }
+    fields.push(("fulfilment", "coupon".into()));
+    fields.push(("category", "food-drink".into()));
+    let response = company.request(portal, &fields).await;
+    assert_eq!(response.status(), 200);
+    let name = response
+        .url()
+        .path()
+        .trim_start_matches("/deals/")
+        .to_owned();
+    let deal = portal
+        .deals()
+        .await
+        .into_iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+        .unwrap();
+    assert_eq!(
+        deal.spec.product.fulfilment,
+        timedeal_api::Fulfilment::Coupon
+    );
+    assert_eq!(deal.spec.product.category, "food-drink");
+    let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    let migrations = [
+        include_str!("../../tenant-app/migrations/0001_orders.sql"),
+        include_str!("../../tenant-app/migrations/0002_epochs_and_two_phase_cancel.sql"),
+        include_str!("../../tenant-app/migrations/0003_draw_seed.sql"),
+        include_str!("../../tenant-app/migrations/0004_delivery_and_coupons.sql"),
+    ];
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {}",
+        migrations.join("\n")
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    (name, schema)
+}
+
+#[tokio::test]
+async fn coupons_and_delivery_details_are_exported_and_each_coupon_redeems_once() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let bolt = portal.company("Bolt", "hello@bolt.example", true).await;
+    let (name, schema) = coupon_deal(&portal, &acme).await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    // Three coupon orders (one cancelled, one expired) and, as a shipping deal's would be, one
+    // order's delivery details.
+    sqlx::raw_sql(&format!(
+        "SET search_path TO \"{schema}\";
+         INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key,
+                             coupon_code, coupon_valid_until)
+         VALUES (1, 'anon-1', 1, 0, 'USD', 'confirmed', 'k1', 'AAAA-BBBB-CCCC-DDDD-EEEE', now() + interval '14 days'),
+                (2, 'anon-2', 1, 0, 'USD', 'cancelled', 'k2', 'AAAA-BBBB-CCCC-DDDD-FFFF', now() + interval '14 days'),
+                (3, 'anon-3', 1, 0, 'USD', 'confirmed', 'k3', 'AAAA-BBBB-CCCC-DDDD-GGGG', now() - interval '1 day');
+         INSERT INTO deliveries (order_id, name, phone, line1, line2, city, postal_code, country)
+         VALUES (1, 'Ada Lovelace', '+44 20 7946 0958', '12 St James''s Square', '', 'London', 'SW1Y 4JH', 'GB');"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    let csv = acme
+        .page(&portal.at(&format!("/deals/{name}/orders.csv")))
+        .await
+        .1;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(
+        "delivery_name,delivery_phone,address_line1,address_line2,city,postal_code,country,coupon_code,coupon_valid_until,coupon_redeemed_at"
+    ));
+    assert!(
+        lines[1].contains(",Ada Lovelace,'+44 20 7946 0958,12 St James's Square,,London,SW1Y 4JH,GB,AAAA-BBBB-CCCC-DDDD-EEEE,"),
+        "{}",
+        lines[1]
+    );
+    let (status, json) = acme
+        .page(&portal.at(&format!("/deals/{name}/orders.json")))
+        .await;
+    assert_eq!(status, 200);
+    let orders: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), 3);
+    assert_eq!(orders[0]["delivery"]["address"]["postalCode"], "SW1Y 4JH");
+    assert_eq!(orders[0]["coupon"]["code"], "AAAA-BBBB-CCCC-DDDD-EEEE");
+    assert!(orders[0]["coupon"]["redeemedAt"].is_null());
+    assert!(orders[1].get("delivery").is_none());
+    let (status, _) = bolt
+        .page(&portal.at(&format!("/deals/{name}/orders.json")))
+        .await;
+    assert_eq!(status, 404, "another company's deal is not there");
+
+    // Once live, the deal's page offers redemption; eight redemptions of one code race: one wins.
+    kube::Api::<timedeal_api::TimeDeal>::namespaced(portal.client.clone(), "td-acme-audio")
+        .patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Live"}})),
+        )
+        .await
+        .unwrap();
+    let (_, page) = acme.page(&portal.at(&format!("/deals/{name}"))).await;
+    assert!(page.contains("id=\"redeem\""), "the page offers redemption");
+    let csrf = csrf_of(&page);
+    let redeem = |code: &'static str| {
+        let http = acme.http.clone();
+        let url = portal.at(&format!("/deals/{name}/coupons/redeem"));
+        let csrf = csrf.clone();
+        async move {
+            let response = http
+                .post(url)
+                .header("accept", "application/json")
+                .form(&[("csrf", csrf), ("code", code.to_owned())])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // Typed as a person might: lower case, spaces.
+    let racing: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(redeem("aaaa bbbb cccc dddd eeee")))
+        .collect();
+    let mut won = Vec::new();
+    let mut refused = Vec::new();
+    for race in racing {
+        let (status, body) = race.await.unwrap();
+        if status == 200 {
+            won.push(body);
+        } else {
+            refused.push((status, body));
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one redemption: {won:?} {refused:?}");
+    assert_eq!(won[0]["orderId"], 1);
+    let first_at = won[0]["redeemedAt"].as_str().unwrap().to_owned();
+    for (status, body) in &refused {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "already_redeemed");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("already redeemed at"), "{message}");
+        assert!(
+            message.contains(&first_at[..19]),
+            "says when: {message} / {first_at}"
+        );
+    }
+
+    for (code, status, error) in [
+        ("AAAA-BBBB-CCCC-DDDD-FFFF", 409, "order_cancelled"),
+        ("AAAA-BBBB-CCCC-DDDD-GGGG", 409, "expired"),
+        ("AAAA-BBBB-CCCC-DDDD-HHHH", 404, "unknown_code"),
+        ("not a code", 400, "invalid_code"),
+    ] {
+        let (got, body) = redeem(code).await;
+        assert_eq!(got, status, "{code}: {body}");
+        assert_eq!(body["error"]["code"], error, "{code}");
+    }
+    let still: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
+        "SELECT coupon_redeemed_at FROM \"{schema}\".orders WHERE id = 3"
+    ))
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(still, None, "refusals change nothing");
+
+    // The page form answers a page, and a stale token redeems nothing.
+    let response = acme
+        .http
+        .post(portal.at(&format!("/deals/{name}/coupons/redeem")))
+        .form(&[
+            ("csrf", "stale".to_owned()),
+            ("code", "AAAA-BBBB-CCCC-DDDD-GGGG".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status(), 200);
+    let response = acme
+        .http
+        .post(portal.at(&format!("/deals/{name}/coupons/redeem")))
+        .form(&[
+            ("csrf", csrf.clone()),
+            ("code", "AAAA-BBBB-CCCC-DDDD-EEEE".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("already redeemed at"));
+}
