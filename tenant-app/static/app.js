@@ -114,8 +114,52 @@ async function api(method, path, payload, headers) {
   }
   const response = await fetch(path, init);
   const json = response.status === 204 ? null : await response.json();
-  if (!response.ok) throw Object.assign(new Error(json.error.message), { code: json.error.code });
+  if (!response.ok) {
+    throw Object.assign(new Error(json.error.message), { code: json.error.code, fields: json.error.fields || {} });
+  }
   return json;
+}
+
+// Delivery details: the inputs are named by their path in the order request, which is also how
+// a refusal names the field that needs fixing.
+const deliveryInputs = () => Array.from(document.querySelectorAll("#delivery input"));
+
+function deliveryDetails() {
+  if (!$("delivery")) return undefined;
+  const details = { address: {} };
+  for (const input of deliveryInputs()) {
+    const path = input.name.split(".").slice(1);
+    const value = input.value.trim();
+    if (path[0] === "address") details.address[path[1]] = value;
+    else details[path[0]] = value;
+  }
+  if (body.dataset.fulfilment !== "shipping") delete details.address;
+  return details;
+}
+
+function showFieldErrors(fields) {
+  for (const slot of document.querySelectorAll(".field-error")) {
+    const message = fields[slot.dataset.field] || "";
+    slot.textContent = message;
+    const input = document.querySelector('[name="' + slot.dataset.field + '"]');
+    if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
+  }
+}
+
+// The details of the shopper's last order are offered again.
+async function offerLastDetails() {
+  if (!$("delivery")) return;
+  let last;
+  try {
+    last = await api("GET", "/api/delivery");
+  } catch (error) {
+    return; // none yet
+  }
+  for (const input of deliveryInputs()) {
+    const path = input.name.split(".").slice(1);
+    const value = path[0] === "address" ? (last.address || {})[path[1]] : last[path[0]];
+    if (!input.value && value) input.value = value;
+  }
 }
 
 async function loadOrders() {
@@ -129,6 +173,22 @@ async function loadOrders() {
     const text = document.createElement("span");
     text.textContent = "#" + order.id + " · " + order.quantity + " × " + money(order.unitPrice) + " · " + order.status;
     item.append(text);
+    if (order.coupon && order.status === "confirmed") {
+      const coupon = document.createElement("code");
+      coupon.className = "coupon-code";
+      coupon.textContent = order.coupon.code;
+      const note = document.createElement("small");
+      note.textContent = order.coupon.redeemedAt
+        ? " redeemed " + new Date(order.coupon.redeemedAt).toLocaleString()
+        : " valid until " + new Date(order.coupon.validUntil).toLocaleString();
+      item.append(coupon, note);
+    }
+    if (order.delivery) {
+      const to = document.createElement("small");
+      to.className = "delivery-to";
+      to.textContent = " to " + order.delivery.name + (order.delivery.address ? ", " + order.delivery.address.city : "");
+      item.append(to);
+    }
     if (order.status === "confirmed") {
       const cancel = document.createElement("button");
       cancel.type = "button";
@@ -190,13 +250,17 @@ $("order-form").onsubmit = async (event) => {
       quantity: Number($("quantity").value),
       idempotencyKey,
       admissionToken: status.admissionToken,
+      delivery: deliveryDetails(),
     });
     idempotencyKey = newKey();
-    showResult("Confirmed: order #" + order.id + ", " + order.quantity + " × " + money(order.unitPrice) + ".", false);
+    showFieldErrors({});
+    const coupon = order.coupon ? " Your coupon: " + order.coupon.code + "." : "";
+    showResult("Confirmed: order #" + order.id + ", " + order.quantity + " × " + money(order.unitPrice) + "." + coupon, false);
     loadOrders();
   } catch (error) {
     // A network error keeps the key, so trying again cannot order twice.
     if (error.code) idempotencyKey = newKey();
+    showFieldErrors(error.fields || {});
     showResult(error.message, true);
   }
   $("buy-button").disabled = false;
@@ -213,3 +277,4 @@ follow();
 tick();
 setInterval(tick, 250);
 loadOrders().catch(() => {});
+offerLastDetails();

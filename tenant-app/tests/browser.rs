@@ -110,20 +110,165 @@ async fn the_page_solves_the_join_puzzle_in_chromium() {
     let driver = ChromeDriver::start();
     let client = driver.browser(430, 1000).await;
     let run = async {
-        client.goto(&shop.url()).await.unwrap();
-        wait_text(&client, "queue-message", Duration::from_secs(5), |t| {
-            t == "Join the queue to buy."
-        })
-        .await;
-        click(&client, Locator::Id("join-button")).await;
-        wait_text(&client, "queue-message", Duration::from_secs(30), |t| {
-            t == "It's your turn!"
-        })
-        .await;
+        join_and_wait_for_turn(&client, &shop).await;
         shot(&client, "puzzle-solved.png").await;
     };
     run.await;
     client.close().await.unwrap();
     let admitted = shop.admissions().await;
     assert_eq!(admitted.len(), 1, "one shopper admitted: {admitted:?}");
+}
+
+/// Opens a live deal's page, joins the queue and waits for the shopper's turn.
+async fn join_and_wait_for_turn(client: &fantoccini::Client, shop: &Storefront) {
+    client.goto(&shop.url()).await.unwrap();
+    wait_text(client, "queue-message", Duration::from_secs(5), |t| {
+        t == "Join the queue to buy."
+    })
+    .await;
+    click(client, Locator::Id("join-button")).await;
+    wait_text(client, "queue-message", Duration::from_secs(30), |t| {
+        t == "It's your turn!"
+    })
+    .await;
+}
+
+/// Types `value` into the input named by its request path (`delivery.name`).
+async fn fill(client: &fantoccini::Client, path: &str, value: &str) {
+    let input = client
+        .find(Locator::Css(&format!("[name='{path}']")))
+        .await
+        .unwrap_or_else(|e| panic!("no input {path}: {e}"));
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+async fn value_of(client: &fantoccini::Client, path: &str) -> String {
+    client
+        .find(Locator::Css(&format!("[name='{path}']")))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// A shipping checkout: the details are refused field by field, accepted once right, shown on
+/// the order, and offered again on the next visit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipping_checkout_marks_each_wrong_field_and_offers_the_details_again() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        stock: 5,
+        limit: 2,
+        ..DealFile::live("browser-shipping")
+    }
+    .fulfilment("shipping");
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1300).await;
+    let run = async {
+        join_and_wait_for_turn(&client, &shop).await;
+        fill(&client, "delivery.name", "Ada Lovelace").await;
+        fill(&client, "delivery.phone", "12").await;
+        fill(&client, "delivery.address.line1", "12 St James's Square").await;
+        fill(&client, "delivery.address.postalCode", "SW1Y 4JH").await;
+        fill(&client, "delivery.address.country", "Britain").await;
+        click(&client, Locator::Id("buy-button")).await;
+        wait_text(&client, "order-result", Duration::from_secs(10), |t| {
+            t.contains("delivery details need fixing")
+        })
+        .await;
+        for (id, says) in [
+            ("delivery-phone-error", "7 to 15 digits"),
+            ("delivery-address-city-error", "give the city"),
+            ("delivery-address-country-error", "two-letter"),
+        ] {
+            let shown = text(&client, id).await;
+            assert!(shown.contains(says), "{id}: {shown:?}");
+        }
+        assert_eq!(text(&client, "delivery-name-error").await, "");
+        shot(&client, "checkout-1-fields.png").await;
+
+        fill(&client, "delivery.phone", "+44 20 7946 0958").await;
+        fill(&client, "delivery.address.city", "London").await;
+        fill(&client, "delivery.address.country", "gb").await;
+        click(&client, Locator::Id("buy-button")).await;
+        wait_text(&client, "order-result", Duration::from_secs(10), |t| {
+            t.starts_with("Confirmed")
+        })
+        .await;
+        wait_text(&client, "orders-list", Duration::from_secs(5), |t| {
+            t.contains("to Ada Lovelace, London")
+        })
+        .await;
+        shot(&client, "checkout-2-confirmed.png").await;
+
+        // The next visit offers the same details.
+        client.refresh().await.unwrap();
+        wait_text(&client, "orders-list", Duration::from_secs(5), |t| {
+            t.contains("confirmed")
+        })
+        .await;
+        let mut offered = String::new();
+        for _ in 0..50 {
+            offered = value_of(&client, "delivery.address.postalCode").await;
+            if !offered.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(offered, "SW1Y 4JH");
+        assert_eq!(value_of(&client, "delivery.name").await, "Ada Lovelace");
+    };
+    run.await;
+    client.close().await.unwrap();
+    assert_eq!(shop.count_orders("confirmed").await, 1);
+}
+
+/// A free coupon deal: no payment, and the code on the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coupon_deal_shows_the_code_on_the_order_in_chromium() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        deal_price: 0,
+        stock: 10,
+        limit: 1,
+        ..DealFile::live("browser-coupon")
+    }
+    .fulfilment("coupon");
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1000).await;
+    let run = async {
+        join_and_wait_for_turn(&client, &shop).await;
+        assert!(text(&client, "coupon-hint").await.contains("valid until"));
+        assert_eq!(text(&client, "buy-button").await, "Get it free");
+        click(&client, Locator::Id("buy-button")).await;
+        let result = wait_text(&client, "order-result", Duration::from_secs(10), |t| {
+            t.starts_with("Confirmed")
+        })
+        .await;
+        let code = result
+            .split("Your coupon: ")
+            .nth(1)
+            .expect("the code is shown")
+            .trim_end_matches('.')
+            .to_owned();
+        assert_eq!(
+            timedeal_api::coupon::normalize(&code).as_deref(),
+            Some(code.as_str())
+        );
+        wait_text(&client, "orders-list", Duration::from_secs(5), |t| {
+            t.contains(&code)
+        })
+        .await;
+        shot(&client, "coupon-confirmed.png").await;
+    };
+    run.await;
+    client.close().await.unwrap();
+    assert_eq!(shop.count_orders("confirmed").await, 1);
 }

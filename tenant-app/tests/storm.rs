@@ -22,9 +22,11 @@ struct Tally {
     refused_at_join: usize,
     never_admitted: usize,
     over_limit_quantity_refused: usize,
+    /// Coupon deals: the code of every confirmed order.
+    codes: Vec<String>,
 }
 
-async fn storm(urls: Vec<String>) -> Tally {
+async fn storm(urls: Vec<String>, limit: i64) -> Tally {
     let client = client();
     // Shoppers are all there at once; this only bounds requests in flight (sockets).
     let gate = Arc::new(Semaphore::new(256));
@@ -48,16 +50,26 @@ async fn storm(urls: Vec<String>) -> Tally {
             };
             let _permit = gate.acquire().await.unwrap();
             if i % 10 == 0 {
-                let (code, answer) = shopper.order(LIMIT + 1, &format!("big-{i}"), &token).await;
+                let (code, answer) = shopper.order(limit + 1, &format!("big-{i}"), &token).await;
                 assert_eq!(code, StatusCode::BAD_REQUEST, "{answer}");
                 assert_eq!(answer["error"]["code"], "invalid_quantity");
                 tally.over_limit_quantity_refused = 1;
             }
             // Buy one at a time until refused: the limit, the stock or the admission stops it.
             for attempt in 0.. {
-                let (code, answer) = shopper.order(1, &format!("s{i}-{attempt}"), &token).await;
+                let key = format!("s{i}-{attempt}");
+                let (code, answer) = shopper.order(1, &key, &token).await;
                 match code {
-                    StatusCode::CREATED => tally.confirmed += 1,
+                    StatusCode::CREATED => {
+                        tally.confirmed += 1;
+                        if let Some(coupon) = answer["coupon"]["code"].as_str() {
+                            // Sent again, the same request gets the same code, never a second.
+                            let (again, repeat) = shopper.order(1, &key, &token).await;
+                            assert_eq!(again, StatusCode::OK, "{repeat}");
+                            assert_eq!(repeat["coupon"]["code"], coupon);
+                            tally.codes.push(coupon.to_owned());
+                        }
+                    }
                     StatusCode::CONFLICT | StatusCode::FORBIDDEN => {
                         let reason = answer["error"]["code"].as_str().unwrap().to_owned();
                         assert!(
@@ -75,7 +87,7 @@ async fn storm(urls: Vec<String>) -> Tally {
                     other => panic!("unexpected answer {other}: {answer}"),
                 }
                 assert!(
-                    tally.confirmed <= LIMIT,
+                    tally.confirmed <= limit,
                     "a shopper bought more than the limit"
                 );
             }
@@ -89,6 +101,7 @@ async fn storm(urls: Vec<String>) -> Tally {
         total.refused_at_join += tally.refused_at_join;
         total.never_admitted += tally.never_admitted;
         total.over_limit_quantity_refused += tally.over_limit_quantity_refused;
+        total.codes.extend(tally.codes);
     }
     total
 }
@@ -142,7 +155,7 @@ fn storm_deal(name: &str) -> DealFile {
 async fn two_thousand_shoppers_buy_exactly_the_stock() {
     let redis = RedisServer::start().unwrap();
     let shop = Storefront::start(&redis, &postgres().url(), &storm_deal("storm-one"), &[]);
-    let tally = storm(vec![shop.url()]).await;
+    let tally = storm(vec![shop.url()], LIMIT).await;
     assert_sold_exactly_the_stock(&shop, &tally).await;
 }
 
@@ -151,7 +164,52 @@ async fn two_replicas_sharing_redis_and_postgres_sell_exactly_the_stock() {
     let redis = RedisServer::start().unwrap();
     let first = Storefront::start(&redis, &postgres().url(), &storm_deal("storm-two"), &[]);
     let second = first.replica(&redis, &[]);
-    let tally = storm(vec![first.url(), second.url()]).await;
+    let tally = storm(vec![first.url(), second.url()], LIMIT).await;
     assert_sold_exactly_the_stock(&first, &tally).await;
     assert_eq!(second.stats().await["stock"]["sold"], STOCK);
+}
+
+/// 2,000 shoppers on 100 free coupons, over two replicas: 100 orders, 100 unique codes, none
+/// paid for, and each code redeems once (through the portal's own redemption).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_shoppers_on_a_hundred_coupons_get_a_hundred_unique_codes() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        deal_price: 0,
+        limit: 1,
+        ..storm_deal("storm-coupons")
+    }
+    .fulfilment("coupon");
+    // The schema the platform gives the deal `bean-there/storm-coupons`, where the portal
+    // redeems its codes.
+    let schema = timedeal_api::storage::schema_name("bean-there", "storm-coupons");
+    let flags = ["--postgres-schema", schema.as_str()];
+    let mut first = Storefront::start(&redis, &postgres().url(), &deal, &flags);
+    first.schema = schema.clone();
+    let second = first.replica(&redis, &flags);
+    let tally = storm(vec![first.url(), second.url()], 1).await;
+
+    assert_eq!(tally.confirmed, STOCK, "{tally:?}");
+    let unique: std::collections::HashSet<&String> = tally.codes.iter().collect();
+    assert_eq!(unique.len(), STOCK as usize, "every code differs");
+    let db = first.db().await;
+    let (rows, codes, payments): (i64, i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COUNT(DISTINCT coupon_code), (SELECT COUNT(*) FROM {schema}.payments) \
+         FROM {schema}.orders WHERE status = 'confirmed'"
+    ))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((rows, codes, payments), (STOCK, STOCK, 0));
+
+    for code in &tally.codes {
+        let redeemed = timedeal_portal::coupons::redeem(&db, "bean-there", "storm-coupons", code)
+            .await
+            .unwrap_or_else(|e| panic!("{code}: {e}"));
+        assert_eq!(&redeemed.code, code);
+        let again = timedeal_portal::coupons::redeem(&db, "bean-there", "storm-coupons", code)
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), "already_redeemed", "{again}");
+    }
 }

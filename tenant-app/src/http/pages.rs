@@ -70,6 +70,41 @@ pub async fn storefront(State(app): State<SharedApp>, shopper: Option<Shopper>) 
     Html(page(&view, shopper.is_some()).into_string())
 }
 
+/// One labelled input with the place its error is shown; `path` is the field's path in the
+/// order request (`delivery.address.city`), as refusals name it.
+fn input(path: &str, label: &str, autocomplete: &str, required: bool) -> Markup {
+    let id = path.replace('.', "-");
+    html! {
+        div.field {
+            label for=(id) { (label) @if !required { " (optional)" } }
+            input #(id) name=(path) autocomplete=(autocomplete) required[required]
+                aria-describedby=(format!("{id}-error"));
+            span.field-error #(format!("{id}-error")) data-field=(path) {}
+        }
+    }
+}
+
+/// What the checkout asks before the payment: who receives the order and, for shipping, where.
+fn delivery_fields(shipping: bool) -> Markup {
+    html! {
+        fieldset #delivery {
+            legend { @if shipping { "Ship to" } @else { "Collected by" } }
+            span.field-error data-field="delivery" {}
+            (input("delivery.name", "Full name", "name", true))
+            (input("delivery.phone", "Phone", "tel", true))
+            @if shipping {
+                (input("delivery.address.line1", "Street and number", "address-line1", true))
+                (input("delivery.address.line2", "Flat, floor, building", "address-line2", false))
+                div.row {
+                    (input("delivery.address.city", "City", "address-level2", true))
+                    (input("delivery.address.postalCode", "Postal code", "postal-code", true))
+                    (input("delivery.address.country", "Country (2 letters)", "country", true))
+                }
+            }
+        }
+    }
+}
+
 fn page(deal: &DealView, signed_in: bool) -> Markup {
     let product = &deal.product;
     let discount = if product.list_price > 0 {
@@ -93,6 +128,7 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                  data-currency=(product.currency)
                  data-limit=(product.limit)
                  data-join-challenge=(deal.join_challenge.unwrap_or(0))
+                 data-fulfilment=(product.fulfilment)
                  data-state=(serde_json::to_value(deal.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) {
                 header {
                     span.company { (deal.company) }
@@ -131,14 +167,28 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                     section.order #order-panel hidden {
                         h2 { "Your turn" }
                         p #admission-left {}
-                        form #order-form {
+                        form #order-form novalidate {
                             label for="quantity" { "Quantity" }
                             select #quantity name="quantity" {
                                 @for n in 1..=product.limit {
                                     option value=(n) { (n) }
                                 }
                             }
-                            button #buy-button type="submit" { "Buy now" }
+                            @if product.fulfilment == "shipping" || product.fulfilment == "pickup" {
+                                (delivery_fields(product.fulfilment == "shipping"))
+                            }
+                            @if product.fulfilment == "coupon" {
+                                p.hint #coupon-hint {
+                                    "Each order carries a coupon code to show " (deal.company)
+                                    @if let Some(until) = product.coupons_valid_until {
+                                        ", valid until " (until.format("%Y-%m-%d %H:%M UTC"))
+                                    }
+                                    "."
+                                }
+                            }
+                            button #buy-button type="submit" {
+                                @if product.deal_price == 0 { "Get it free" } @else { "Buy now" }
+                            }
                         }
                     }
                     p #order-result role="status" {}
