@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the product locally, without a cluster: Redis and PostgreSQL on loopback, and the
-# storefront serving the sample deal (manifests/samples/timedeal.yaml) set to start a minute after
-# launch. Everything stays in .demo/ and stops with Ctrl-C.
+# Runs the product locally, without a cluster: Redis and PostgreSQL on loopback, the storefront
+# serving the sample deal (manifests/samples/timedeal.yaml, shipped: its checkout asks for an
+# address) set to start a minute after launch, and a second one serving the free coupon deal
+# (manifests/samples/timedeal-coupon.yaml), live from the start. Everything stays in .demo/ and
+# stops with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
@@ -80,20 +82,36 @@ TIMEDEAL_POSTGRES_URL="postgres://timedeal@127.0.0.1:$pg_port/postgres" \
   --redis-url "redis://127.0.0.1:$redis_port" --signing-secret-file "$secret_file" \
   --payment-delay 300ms >"$demo/tenant-app.log" 2>&1 &
 pids+=($!) && echo $! >>"$demo/pids"
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
+
+echo "== the coupon deal, live now: 100 free espressos, a code per order"
+coupon_port=$((port + 1))
+coupon_start=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
+sed -e "s/^    start: .*/    start: \"$coupon_start\"/" -e "s/^    end: .*/    end: \"$end\"/" \
+    manifests/samples/timedeal-coupon.yaml >"$demo/coupon-deal.yaml"
+TIMEDEAL_POSTGRES_URL="postgres://timedeal@127.0.0.1:$pg_port/postgres" \
+  "$tenant" --deal "$demo/coupon-deal.yaml" --listen "127.0.0.1:$coupon_port" \
+  --redis-url "redis://127.0.0.1:$redis_port" --signing-secret-file "$secret_file" \
+  >"$demo/coupon-app.log" 2>&1 &
+pids+=($!) && echo $! >>"$demo/pids"
+
+for p in "$port" "$coupon_port"; do
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null || { tail -n 20 "$demo"/*app.log; exit 1; }
 done
-curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { tail -n 20 "$demo/tenant-app.log"; exit 1; }
 
 cat <<MSG
 
 == where to look
-   storefront     http://127.0.0.1:$port/            (the deal starts at $start; join the pre-queue now)
+   storefront     http://127.0.0.1:$port/            (the deal starts at $start; join the pre-queue now;
+                                                      its checkout asks where to ship)
+   coupon deal    http://127.0.0.1:$coupon_port/            (live: join, take a free coupon, see its code)
    JSON API       http://127.0.0.1:$port/openapi.json
    metrics        http://127.0.0.1:$port/metrics
    status figures http://127.0.0.1:$port/internal/stats
-   logs           .demo/tenant-app.log, .demo/redis.log, .demo/postgres.log
+   logs           .demo/tenant-app.log, .demo/coupon-app.log, .demo/redis.log, .demo/postgres.log
 Press Ctrl-C to stop everything.
 MSG
 wait "${pids[2]}"
