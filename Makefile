@@ -40,8 +40,9 @@ crd:
 rbac:
 	cargo run -q -p timedeal-operator -- rbac > manifests/base/rbac.yaml
 
-# Refreshes the screenshots the README shows (headless Chromium walk-throughs of the storefront
-# and the rental portal).
+# Refreshes the screenshots the README shows (headless Chromium walk-throughs of the storefront,
+# the deal directory and the rental portal).
 screenshots: setup
 	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-tenant-app --test browser
 	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-portal --test portal_browser
+	TIMEDEAL_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo test -p timedeal-directory --test directory_browser

@@ -11,9 +11,10 @@ demo="$root/.demo"
 port=${TIMEDEAL_DEMO_PORT:-8080}
 
 echo "== building"
-cargo build -q -p timedeal-operator -p timedeal-tenant-app
+cargo build -q -p timedeal-operator -p timedeal-tenant-app -p timedeal-directory
 operator=target/debug/timedeal-operator
 tenant=target/debug/tenant-app
+directory_app=target/debug/timedeal-directory
 
 echo "== checking the sample deals against the CRD, as 'kubectl apply' would (invalid ones on purpose)"
 "$operator" check manifests/samples manifests/samples/invalid | sed 's/^/   /' | head -n 6 || true
@@ -94,7 +95,23 @@ TIMEDEAL_POSTGRES_URL="postgres://timedeal@127.0.0.1:$pg_port/postgres" \
   >"$demo/coupon-app.log" 2>&1 &
 pids+=($!) && echo $! >>"$demo/pids"
 
-for p in "$port" "$coupon_port"; do
+echo "== the deal directory, over the sample deals"
+directory_port=$((port + 2))
+listed="$demo/listed"
+mkdir -p "$listed"
+# The directory links each deal to its storefront: here, the ones just started on loopback.
+link() { sed -e "s|^metadata:|metadata:\n  annotations: { timedeal.dev/storefront-url: \"$1\" }|" "$2"; }
+link "http://127.0.0.1:$port/" "$demo/deal.yaml" >"$listed/headphones.yaml"
+link "http://127.0.0.1:$coupon_port/" "$demo/coupon-deal.yaml" >"$listed/espresso.yaml"
+# An upcoming deal tomorrow, with no storefront yet (its link is its own host).
+tomorrow=$(date -u -d '+1 day' +%Y-%m-%dT10:00:00Z)
+tomorrow_end=$(date -u -d '+1 day' +%Y-%m-%dT10:30:00Z)
+sed -e "s/^spec:/spec:\n  approved: true/" -e "s/^    start: .*/    start: \"$tomorrow\"/" \
+    -e "s/^    end: .*/    end: \"$tomorrow_end\"/" manifests/samples/timedeal-minimal.yaml >"$listed/tea.yaml"
+"$directory_app" --deals "$listed" --listen "127.0.0.1:$directory_port" >"$demo/directory.log" 2>&1 &
+pids+=($!) && echo $! >>"$demo/pids"
+
+for p in "$port" "$coupon_port" "$directory_port"; do
   for _ in $(seq 100); do
     curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break
     sleep 0.2
@@ -105,13 +122,14 @@ done
 cat <<MSG
 
 == where to look
+   directory      http://127.0.0.1:$directory_port/            (every deal: live, upcoming, coupon; search, categories, "remind me")
    storefront     http://127.0.0.1:$port/            (the deal starts at $start; join the pre-queue now;
                                                       its checkout asks where to ship)
    coupon deal    http://127.0.0.1:$coupon_port/            (live: join, take a free coupon, see its code)
    JSON API       http://127.0.0.1:$port/openapi.json
    metrics        http://127.0.0.1:$port/metrics
    status figures http://127.0.0.1:$port/internal/stats
-   logs           .demo/tenant-app.log, .demo/coupon-app.log, .demo/redis.log, .demo/postgres.log
+   logs           .demo/tenant-app.log, .demo/coupon-app.log, .demo/directory.log, .demo/redis.log, .demo/postgres.log
 Press Ctrl-C to stop everything.
 MSG
 wait "${pids[2]}"

@@ -52,3 +52,36 @@ async fn the_api_answers_as_its_openapi_document_says() {
         "schemathesis found the API off its contract:\n{text}"
     );
 }
+
+/// "Remind me" on the storefront: a calendar entry a parser reads, with alarms 12 hours and 1
+/// hour before the start, leading back to the address the shopper came by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_gives_a_calendar_entry_with_two_reminders() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        starts_in: 3600,
+        ..DealFile::live("reminded")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let page = reqwest::get(shop.url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("href=\"/reminder.ics\""),
+        "the page offers it"
+    );
+    let response = reqwest::get(format!("{}/reminder.ics", shop.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/calendar; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let event = timedeal_testkit::ics::event(&text);
+    assert_eq!(event.properties["URL"], format!("{}/", shop.url()));
+    assert_eq!(event.triggers, ["-PT12H", "-PT1H"]);
+}

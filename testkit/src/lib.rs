@@ -14,6 +14,8 @@
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "ics")]
+pub mod ics;
 #[cfg(feature = "kube-api")]
 pub mod kube_api;
 mod postgres;

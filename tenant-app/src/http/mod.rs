@@ -76,6 +76,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
     }
     let shop = Router::new()
         .route("/", get(pages::storefront))
+        .route("/reminder.ics", get(pages::reminder))
         .nest("/api", api)
         .layer(middleware::from_fn_with_state(app.clone(), identify));
     Router::new()

@@ -42,6 +42,47 @@ pub async fn stylesheet() -> Response {
 
 pub use timedeal_api::money::format as money;
 
+/// The deal as a calendar entry with reminders 12 hours and 1 hour before the start: "remind
+/// me" with nothing stored about the shopper.
+pub async fn reminder(State(app): State<SharedApp>, headers: axum::http::HeaderMap) -> Response {
+    let deal = app.deal();
+    let product = &deal.spec.product;
+    // The address the shopper reached this storefront by, so the entry leads back here.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&deal.spec.ingress.host);
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    let url = format!("{scheme}://{host}/");
+    let ics = timedeal_api::ics::calendar(&timedeal_api::ics::Reminder {
+        uid: &format!("{}@timedeal", deal.name),
+        summary: &format!("{} by {}", product.name, deal.spec.company.name),
+        description: &format!(
+            "{} instead of {}. Join the queue at {url}",
+            money(product.deal_price, &product.currency),
+            money(product.list_price, &product.currency)
+        ),
+        url: &url,
+        start: deal.timeline.start,
+        end: deal.timeline.end,
+        now: deal.timeline.start,
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"deal.ics\"",
+            ),
+        ],
+        ics,
+    )
+        .into_response()
+}
+
 fn banner(state: DealState) -> &'static str {
     match state {
         DealState::Upcoming => "Starts soon",
@@ -154,6 +195,7 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                         }
                         p #countdown-line hidden[deal.state != DealState::Upcoming] {
                             "Starts in " strong #countdown { "…" }
+                            " · " a #remind-me href="/reminder.ics" download { "Remind me (calendar)" }
                         }
                     }
                     section.queue #queue-panel {

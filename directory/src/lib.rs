@@ -1,0 +1,34 @@
+//! The deal directory: one public page, and JSON beside it, listing the live, upcoming and
+//! recently ended deals of every company, with a calendar entry per deal. It is what a crowd
+//! reloads before a start, so every answer is built from memory and carries an ETag and a
+//! short `Cache-Control`, and the directory runs as its own replicas, apart from the storefronts.
+
+pub mod http;
+pub mod listing;
+pub mod page;
+pub mod source;
+
+use std::{path::PathBuf, sync::Arc};
+
+use chrono::Duration;
+use timedeal_api::clock::Clock;
+use tokio::sync::watch;
+
+/// Why the directory cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the deals at {path}: {message}")]
+    Source { path: PathBuf, message: String },
+    #[error("cannot serve on {address}: {message}")]
+    Listen { address: String, message: String },
+}
+
+/// What every request reads.
+pub struct Directory {
+    pub deals: watch::Receiver<source::Deals>,
+    /// How long an ended deal stays listed.
+    pub ended_for: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub type Shared = Arc<Directory>;

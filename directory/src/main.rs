@@ -1,0 +1,71 @@
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use timedeal_directory::{http, source, Directory, Error};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "timedeal-directory",
+    version,
+    about = "The deal directory: live, upcoming and recently ended deals across companies",
+    long_about = "The deal directory: live, upcoming and recently ended deals across companies, \
+        as a page and as JSON (/api/deals, described at /openapi.json), with a calendar entry \
+        per deal. Every setting can also come from the environment variable shown."
+)]
+struct Cli {
+    /// A folder of TimeDeal files (YAML or JSON) to list, read again when one changes.
+    #[arg(long, env = "TIMEDEAL_DIRECTORY_DEALS", value_name = "DIR")]
+    deals: PathBuf,
+
+    /// Address to serve HTTP on.
+    #[arg(
+        long,
+        env = "TIMEDEAL_DIRECTORY_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
+    listen: String,
+
+    /// How long an ended deal stays listed, such as 1d or 6h.
+    #[arg(long, env = "TIMEDEAL_DIRECTORY_ENDED_FOR", default_value = "1d")]
+    ended_for: timedeal_api::Duration,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "TIMEDEAL_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if cli.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let deals = source::follow_folder(cli.deals.clone(), Duration::from_secs(2))?;
+    let directory = Arc::new(Directory {
+        deals,
+        ended_for: cli.ended_for.chrono(),
+        clock: Arc::new(timedeal_api::clock::SystemClock),
+    });
+    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .await
+        .map_err(|e| Error::Listen {
+            address: cli.listen.clone(),
+            message: e.to_string(),
+        })?;
+    tracing::info!(address = %listener.local_addr().context("the bound address")?, "listening");
+    axum::serve(listener, http::router(directory))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")?;
+    Ok(())
+}
