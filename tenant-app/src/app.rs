@@ -56,6 +56,10 @@ pub struct App {
     pub marks: Marks,
     /// Recent `(time in ms, head)` samples, from which the line's pace is read.
     pub head_samples: Mutex<VecDeque<(i64, u64)>>,
+    /// The SMTP server email reminders go through; none: calendar reminders only.
+    pub mailer: Option<Arc<crate::reminders::Mailer>>,
+    /// The storefront's address as shoppers reach it (no trailing slash), for links in mails.
+    pub public_url: String,
 }
 
 pub type SharedApp = Arc<App>;
@@ -63,6 +67,11 @@ pub type SharedApp = Arc<App>;
 impl App {
     pub fn deal(&self) -> Arc<Deal> {
         self.deal.borrow().clone()
+    }
+
+    /// The link in a reminder mail that removes its address.
+    pub fn unsubscribe_url(&self, token: &str) -> String {
+        format!("{}/reminders/unsubscribe?token={token}", self.public_url)
     }
 
     pub fn settings(deal: &Deal) -> Settings {

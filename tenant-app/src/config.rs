@@ -96,6 +96,27 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
 
+    /// SMTP server for email reminders: smtp://[user:password@]host[:port] (add
+    /// ?tls=required for STARTTLS) or smtps://host:465. Without it the storefront offers
+    /// calendar reminders only.
+    #[arg(
+        long,
+        env = "TIMEDEAL_SMTP_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub smtp_url: Option<String>,
+
+    /// The sender of reminder mails, e.g. "Timedeal <deals@example.com>"; required with
+    /// --smtp-url.
+    #[arg(long, env = "TIMEDEAL_MAIL_FROM", value_name = "MAILBOX")]
+    pub mail_from: Option<String>,
+
+    /// The address shoppers reach this storefront at, for the links in mails. Defaults to
+    /// https:// and the deal's `ingress.host`.
+    #[arg(long, env = "TIMEDEAL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
     /// Log format.
     #[arg(long, env = "TIMEDEAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -129,6 +150,17 @@ pub struct Config {
     pub payment_timeout: Duration,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Where reminder mails go out, and who they come from; none: no email reminders.
+    pub mail: Option<MailConfig>,
+    /// The storefront's address as shoppers reach it, without a trailing slash.
+    pub public_url: String,
+}
+
+/// The SMTP settings, checked.
+#[derive(Clone)]
+pub struct MailConfig {
+    pub smtp_url: String,
+    pub from: String,
 }
 
 /// The shortest signing secret accepted.
@@ -252,7 +284,45 @@ impl Cli {
                 )));
             }
         }
+        let mail =
+            match (&self.smtp_url, &self.mail_from) {
+                (None, None) => None,
+                (Some(_), None) => return Err(Error::Config(
+                    "--smtp-url needs --mail-from (TIMEDEAL_MAIL_FROM): the sender of reminder \
+                     mails, e.g. \"Timedeal <deals@example.com>\""
+                        .into(),
+                )),
+                (None, Some(_)) => {
+                    return Err(Error::Config(
+                        "--mail-from is set but --smtp-url (TIMEDEAL_SMTP_URL) is not: give the \
+                     SMTP server reminders go through, or drop --mail-from"
+                            .into(),
+                    ))
+                }
+                (Some(url), Some(from)) => {
+                    // Fails here, at start-up, on a URL or sender that cannot work.
+                    crate::reminders::Mailer::check(url, from)?;
+                    Some(MailConfig {
+                        smtp_url: url.clone(),
+                        from: from.clone(),
+                    })
+                }
+            };
+        let public_url = match &self.public_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => {
+                return Err(Error::Config(format!(
+                    "--public-url {url:?} must be an http:// or https:// URL, such as \
+                     https://deals.example.com"
+                )))
+            }
+            None => format!("https://{}", deal.spec.ingress.host),
+        };
         Ok(Config {
+            mail,
+            public_url,
             listen: self.listen,
             control_key: self.control_key.clone(),
             redis_url: self.redis_url.clone(),

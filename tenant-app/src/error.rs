@@ -18,6 +18,10 @@ pub enum Error {
     #[error("Redis: {0}")]
     Redis(String),
 
+    /// The SMTP server refused or did not answer a reminder.
+    #[error("SMTP: {0}")]
+    Mail(String),
+
     /// A published draw or admission log does not check out: what and where.
     #[error("the draw does not check out: {0}")]
     Unfair(String),

@@ -6,7 +6,7 @@
 //! public record, liveness windows, the arithmetic of positions and estimates), the order path in
 //! [`orders`], the group commit in [`commit`], the atomic Redis steps in `lua/`, the background
 //! work in [`ticker`], Redis's figures restored from PostgreSQL after a loss in [`restore`], the
-//! clock every replica shares in [`clock`], payments, the sandbox provider and reconciliation in
+//! clock every replica shares in [`clock`], email reminders in [`reminders`], payments, the sandbox provider and reconciliation in
 //! [`payments`], and the HTTP surface in [`http`].
 
 pub mod app;
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod orders;
 pub mod payments;
 pub mod queue;
+pub mod reminders;
 pub mod restore;
 pub mod scripts;
 pub mod ticker;
@@ -121,6 +122,14 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         draw: Default::default(),
         marks: Default::default(),
         head_samples: Default::default(),
+        mailer: match &config.mail {
+            Some(mail) => Some(Arc::new(reminders::Mailer::new(
+                &mail.smtp_url,
+                &mail.from,
+            )?)),
+            None => None,
+        },
+        public_url: config.public_url.clone(),
     });
     app.clock.sync(&app.redis).await?;
     restore::restore_if_lost(&app).await?;

@@ -19,6 +19,18 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeadLabel {
+    /// `12h` or `1h` before the start.
+    pub lead: &'static str,
+}
+
+impl From<crate::reminders::Lead> for LeadLabel {
+    fn from(lead: crate::reminders::Lead) -> Self {
+        Self { lead: lead.label() }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: String,
     pub route: String,
@@ -36,6 +48,7 @@ pub struct Metrics {
     pub stock_reserved: Gauge<i64, AtomicI64>,
     pub requests: Family<RouteLabels, Histogram>,
     pub commit_batch_size: Histogram,
+    pub reminders_sent: Family<LeadLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,6 +83,12 @@ impl Metrics {
             "queue_admitted",
             "Shoppers admitted and not yet done",
             queue_admitted.clone(),
+        );
+        let reminders_sent = Family::<LeadLabel, Counter>::default();
+        registry.register(
+            "reminders_sent",
+            "Reminder mails this replica handed to the SMTP server, by lead (12h, 1h)",
+            reminders_sent.clone(),
         );
         let admissions = Counter::default();
         registry.register(
@@ -117,6 +136,7 @@ impl Metrics {
             stock_reserved,
             requests,
             commit_batch_size,
+            reminders_sent,
         }
     }
 

@@ -118,6 +118,9 @@ pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     let (refunds, to_refund) = mpsc::unbounded_channel();
     tokio::spawn(money(app.clone(), to_refund));
     tokio::spawn(retention(app.clone()));
+    if let Some(mailer) = app.mailer.clone() {
+        tokio::spawn(reminders(app.clone(), mailer));
+    }
     tokio::spawn(async move {
         let mut ticks: u64 = 0;
         let mut interval = tokio::time::interval(TICK);
@@ -169,8 +172,24 @@ async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>
     }
 }
 
-/// Once the deal's retention is over, its personal data goes: every delivery detail. The orders
-/// stay (they are the record of what was sold). Every replica tries; deleting twice is harmless.
+/// Sends the reminder mails that are due. Every replica does; the rows' locks decide who sends
+/// which (see [`reminders`](crate::reminders)).
+async fn reminders(app: Arc<App>, mailer: Arc<crate::reminders::Mailer>) {
+    let mut interval = tokio::time::interval(crate::reminders::EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match crate::reminders::send_due(&app, &mailer).await {
+            Ok(0) => {}
+            Ok(sent) => tracing::info!(sent, "reminder mails sent"),
+            Err(error) => tracing::warn!(%error, "cannot send reminders; retrying"),
+        }
+    }
+}
+
+/// Once the deal's retention is over, its personal data goes: every delivery detail and every
+/// reminder address. The orders stay (they are the record of what was sold). Every replica
+/// tries; deleting twice is harmless.
 async fn retention(app: Arc<App>) {
     let mut interval = tokio::time::interval(Duration::from_secs(2));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,15 +198,18 @@ async fn retention(app: Arc<App>) {
         if app.clock.now() < app.deal().timeline.retire_at {
             continue;
         }
-        match orders::delivery::delete_all(&app.db).await {
-            Ok(deleted) => {
+        let erase = db::bounded(
+            "cannot delete personal data",
+            sqlx::query(timedeal_api::personal_data::ERASE).execute(&app.db),
+        );
+        match erase.await {
+            Ok(_) => {
                 tracing::info!(
-                    orders = deleted,
-                    "retention is over: delivery details deleted"
+                    "retention is over: delivery details and reminder addresses deleted"
                 );
                 return;
             }
-            Err(error) => tracing::warn!(%error, "cannot delete delivery details yet; retrying"),
+            Err(error) => tracing::warn!(%error, "cannot delete personal data yet; retrying"),
         }
     }
 }

@@ -137,11 +137,12 @@ function deliveryDetails() {
   return details;
 }
 
-function showFieldErrors(fields) {
-  for (const slot of document.querySelectorAll(".field-error")) {
+function showFieldErrors(fields, form) {
+  const root = form || $("order-form");
+  for (const slot of root.querySelectorAll(".field-error")) {
     const message = fields[slot.dataset.field] || "";
     slot.textContent = message;
-    const input = document.querySelector('[name="' + slot.dataset.field + '"]');
+    const input = root.querySelector('[name="' + slot.dataset.field + '"]');
     if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
   }
 }
@@ -265,6 +266,28 @@ $("order-form").onsubmit = async (event) => {
   }
   $("buy-button").disabled = false;
 };
+
+// Email reminders, where the storefront sends mail: the answer says when they will come.
+if ($("reminder-form")) {
+  $("reminder-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const form = $("reminder-form");
+    const result = $("reminder-result");
+    $("reminder-button").disabled = true;
+    try {
+      const answer = await api("POST", "/api/reminders", { email: $("reminder-email").value });
+      showFieldErrors({}, form);
+      const times = answer.remindersAt.map((at) => new Date(at).toLocaleString());
+      result.textContent = "We will email you on " + times.join(" and ") + ". Each mail has a link to stop them.";
+      result.className = "";
+    } catch (error) {
+      showFieldErrors(error.fields || {}, form);
+      result.textContent = error.message;
+      result.className = "error";
+    }
+    $("reminder-button").disabled = false;
+  };
+}
 
 let events = null;
 function follow() {

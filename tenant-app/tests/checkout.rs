@@ -113,14 +113,7 @@ async fn a_shipping_checkout_takes_checked_details_and_keeps_them_out_of_logs() 
     assert_eq!(code, StatusCode::NOT_FOUND);
 
     // Neither the log nor the metrics hold any of it.
-    let metrics = client()
-        .get(format!("{}/metrics", shop.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{}/metrics", shop.url())).await;
     let log = shop.service.log();
     assert!(
         log.contains("listening") || !log.is_empty(),

@@ -34,14 +34,7 @@ async fn push(base: &str, key: &str, body: String) -> (StatusCode, Value) {
 }
 
 async fn state(base: &str) -> String {
-    let stats: Value = client()
-        .get(format!("{base}/internal/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = common::get_json(&format!("{base}/internal/stats")).await;
     stats["state"].as_str().unwrap().to_owned()
 }
 

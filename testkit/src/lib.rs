@@ -1,5 +1,6 @@
-//! Real servers for tests: `redis-server` and PostgreSQL, started from the machine's packages on
-//! free loopback ports, each in its own temporary directory, stopped when dropped.
+//! Real servers for tests: `redis-server` and PostgreSQL from the machine's packages, and an
+//! SMTP server (aiosmtpd), started on free loopback ports, each in its own temporary directory,
+//! stopped when dropped.
 //!
 //! A missing program is an error that says how to install it; nothing here ever skips a test.
 //!
@@ -22,10 +23,12 @@ mod postgres;
 mod process;
 mod redis;
 mod service;
+mod smtp;
 
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
 pub use service::Service;
+pub use smtp::{Mail, SmtpServer};
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

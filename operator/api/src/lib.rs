@@ -9,6 +9,7 @@ pub mod coupon;
 pub mod duration;
 pub mod ics;
 pub mod money;
+pub mod personal_data;
 pub mod quantity;
 pub mod stats;
 pub mod storage;

@@ -51,6 +51,8 @@ pub struct DealView {
     pub join_challenge: Option<u32>,
     /// The server's clock: countdowns are computed against this, never the device's clock.
     pub server_time: DateTime<Utc>,
+    /// Whether this storefront mails reminders before the start (`POST /api/reminders`).
+    pub email_reminders: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -117,6 +119,7 @@ pub fn deal_view(app: &App, shopper: &Shopper, now: DateTime<Utc>) -> DealView {
         },
         join_challenge: super::queue::join_difficulty(&deal),
         server_time: now,
+        email_reminders: app.mailer.is_some(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod queue;
+pub mod reminders;
 
 use std::{sync::Arc, time::Instant};
 
@@ -48,6 +49,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/orders/{id}", get(api::my_order))
         .route("/orders/{id}/cancel", post(api::cancel_order))
         .route("/delivery", get(api::last_delivery))
+        .route("/reminders", post(reminders::sign_up))
         .fallback(|| async { ApiError::not_found("no such API endpoint; see /openapi.json") });
     if rate_limit_per_second > 0 {
         let config = Arc::new(
@@ -81,6 +83,10 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .layer(middleware::from_fn_with_state(app.clone(), identify));
     Router::new()
         .merge(shop)
+        .route(
+            "/reminders/unsubscribe",
+            get(reminders::unsubscribe_page).post(reminders::unsubscribe),
+        )
         .route("/static/app.js", get(pages::script))
         .route("/static/pow.js", get(pages::solver))
         .route("/static/app.css", get(pages::stylesheet))

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use crate::{
     app::SharedApp,
-    http::{api, events, ops, queue},
+    http::{api, events, ops, queue, reminders},
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use crate::{
         api::my_order,
         api::cancel_order,
         api::last_delivery,
+        reminders::sign_up,
         ops::readyz,
         ops::stats,
     ),
@@ -43,6 +44,7 @@ use crate::{
         (name = "deal", description = "The product, prices, schedule and stock"),
         (name = "queue", description = "The fair queue in front of the checkout"),
         (name = "orders", description = "Placing, listing and cancelling orders"),
+        (name = "reminders", description = "Mails before the start, where the platform sends mail"),
         (name = "operations", description = "For the platform, not for shoppers"),
     )
 )]
@@ -72,6 +74,10 @@ pub async fn document(State(app): State<SharedApp>) -> Json<utoipa::openapi::Ope
         Fulfilment::Digital | Fulfilment::Coupon => {
             remove_property(&mut doc, "PlaceOrder", "delivery")
         }
+    }
+    // A storefront without an SMTP server takes no addresses.
+    if app.mailer.is_none() {
+        doc.paths.paths.remove("/api/reminders");
     }
     // What any call to the shopper API may answer, whatever the operation.
     for (status, description) in [

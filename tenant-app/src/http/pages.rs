@@ -146,6 +146,18 @@ fn delivery_fields(shipping: bool) -> Markup {
     }
 }
 
+/// The `<head>` every storefront page shares.
+pub fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            link rel="stylesheet" href="/static/app.css";
+        }
+    }
+}
+
 fn page(deal: &DealView, signed_in: bool) -> Markup {
     let product = &deal.product;
     let discount = if product.list_price > 0 {
@@ -156,12 +168,7 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (product.name) " · " (deal.company) }
-                link rel="stylesheet" href="/static/app.css";
-            }
+            (head(&format!("{} · {}", product.name, deal.company)))
             body data-starts-at=(deal.starts_at.to_rfc3339())
                  data-ends-at=(deal.ends_at.to_rfc3339())
                  data-pre-queue-at=(deal.pre_queue_opens_at.to_rfc3339())
@@ -196,6 +203,18 @@ fn page(deal: &DealView, signed_in: bool) -> Markup {
                         p #countdown-line hidden[deal.state != DealState::Upcoming] {
                             "Starts in " strong #countdown { "…" }
                             " · " a #remind-me href="/reminder.ics" download { "Remind me (calendar)" }
+                        }
+                        @if deal.email_reminders && deal.state == DealState::Upcoming {
+                            form #reminder-form novalidate {
+                                label for="reminder-email" { "Or get an email 12 hours and 1 hour before the start" }
+                                div.row {
+                                    input #reminder-email name="email" type="email" autocomplete="email"
+                                        placeholder="you@example.com" aria-describedby="reminder-email-error";
+                                    button #reminder-button type="submit" { "Email me" }
+                                }
+                                span.field-error #reminder-email-error data-field="email" {}
+                                p #reminder-result role="status" {}
+                            }
                         }
                     }
                     section.queue #queue-panel {

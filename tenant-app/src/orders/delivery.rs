@@ -251,24 +251,6 @@ pub async fn last_of(pool: &PgPool, shopper: &str) -> Result<Option<Delivery>, E
     Ok(row.map(DeliveryRow::into_delivery))
 }
 
-/// Deletes every delivery detail of the deal, once its retention is over. Returns how many
-/// orders had some.
-pub async fn delete_all(pool: &PgPool) -> Result<u64, Error> {
-    bounded("cannot delete delivery details", async {
-        let mut tx = pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM deliveries")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("INSERT INTO personal_data_deleted DEFAULT VALUES ON CONFLICT DO NOTHING")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(deleted)
-    })
-    .await
-}
-
 /// A `deliveries` row as read.
 #[derive(sqlx::FromRow)]
 pub struct DeliveryRow {

@@ -332,6 +332,30 @@ pub fn client() -> reqwest::Client {
 
 /// A shopper using the JSON API, as a mobile app would: the session and the queue ticket
 /// travel in headers.
+/// The body of a GET, as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The body of a GET, as JSON.
+pub async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub struct Shopper {
     pub client: reqwest::Client,
     pub base: String,

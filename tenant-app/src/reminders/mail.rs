@@ -1,0 +1,214 @@
+//! The reminder mail, and the SMTP connection it leaves by (lettre, pooled).
+
+use std::time::Duration;
+
+use lettre::{
+    message::{
+        header::{ContentType, HeaderName, HeaderValue},
+        Mailbox,
+    },
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+};
+use timedeal_api::money::format as money;
+
+use super::Lead;
+use crate::{deal::Deal, error::Error};
+
+/// The longest one mail may take to hand over. It runs while the row's lock is held, and the
+/// storefront's connections give up on a transaction idle for 10 s.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SMTP server reminders go through, and who they come from.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// `url` is `smtp://[user:password@]host[:port]` (add `?tls=required` for STARTTLS) or
+    /// `smtps://...` for TLS from the first byte; `from` a mailbox such as
+    /// `Timedeal <deals@example.com>`. Needs the runtime (the pool keeps a task).
+    pub fn new(url: &str, from: &str) -> Result<Self, Error> {
+        let (builder, from) = Self::check(url, from)?;
+        Ok(Self {
+            transport: builder.timeout(Some(SEND_TIMEOUT)).build(),
+            from,
+        })
+    }
+
+    /// Checks the settings without connecting, naming the one that cannot work.
+    pub fn check(
+        url: &str,
+        from: &str,
+    ) -> Result<(lettre::transport::smtp::AsyncSmtpTransportBuilder, Mailbox), Error> {
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| {
+            Error::Config(format!(
+                "--smtp-url is not an SMTP URL ({e}): use smtp://host:port, \
+                 smtp://user:password@host:587?tls=required or smtps://host:465"
+            ))
+        })?;
+        let from = from.parse::<Mailbox>().map_err(|e| {
+            Error::Config(format!(
+                "--mail-from {from:?} is not a mailbox ({e}): use an address such as \
+                 deals@example.com or \"Timedeal <deals@example.com>\""
+            ))
+        })?;
+        Ok((builder, from))
+    }
+
+    pub async fn send(&self, message: Message) -> Result<(), Error> {
+        match tokio::time::timeout(SEND_TIMEOUT * 2, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            // lettre's errors name the server and the SMTP reply, never the recipient.
+            Ok(Err(e)) => Err(Error::Mail(e.to_string())),
+            Err(_) => Err(Error::Mail(format!(
+                "no answer within {} s",
+                (SEND_TIMEOUT * 2).as_secs()
+            ))),
+        }
+    }
+
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+}
+
+/// One reminder to write.
+pub struct Reminder<'a> {
+    pub deal: &'a Deal,
+    pub lead: Lead,
+    pub to: &'a str,
+    pub from: &'a Mailbox,
+    /// The link that removes the address (also offered to mail programs as one-click, RFC 8058).
+    pub unsubscribe: &'a str,
+    /// The storefront's address, without a trailing slash.
+    pub storefront: &'a str,
+    /// The same for every sending of one mail, so a mail sent twice reads as one message.
+    pub message_id: String,
+}
+
+/// The subject and text of a reminder.
+pub fn text(reminder: &Reminder<'_>) -> (String, String) {
+    let deal = reminder.deal;
+    let product = &deal.spec.product;
+    let when = match reminder.lead {
+        Lead::TwelveHours => "in 12 hours",
+        Lead::OneHour => "in 1 hour",
+    };
+    let subject = format!("Starts {when}: {}", product.name);
+    let price = if product.deal_price == 0 {
+        "Free".to_owned()
+    } else {
+        format!(
+            "{} instead of {}",
+            money(product.deal_price, &product.currency),
+            money(product.list_price, &product.currency)
+        )
+    };
+    let body = format!(
+        "{name} by {company}\n\
+         starts {when}, at {start} (UTC).\n\
+         \n\
+         {price}, {stock} available.\n\
+         The queue is fair: everyone there before the start\n\
+         gets a place by draw.\n\
+         \n\
+         Go to the deal:\n\
+         {storefront}/\n\
+         \n\
+         You get this mail because this address asked to be\n\
+         reminded of this deal. No more reminders:\n\
+         {unsubscribe}\n",
+        name = product.name,
+        company = deal.spec.company.name,
+        start = deal.timeline.start.format("%a %-d %b %Y, %H:%M"),
+        stock = product.stock,
+        storefront = reminder.storefront,
+        unsubscribe = reminder.unsubscribe,
+    );
+    (subject, body)
+}
+
+/// The whole mail.
+pub fn compose(reminder: &Reminder<'_>) -> Result<Message, Error> {
+    let (subject, body) = text(reminder);
+    let to = reminder
+        .to
+        .parse::<Mailbox>()
+        .map_err(|_| Error::Mail("a kept address no longer parses".into()))?;
+    Message::builder()
+        .from(reminder.from.clone())
+        .to(to)
+        .subject(subject)
+        .message_id(Some(reminder.message_id.clone()))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            format!("<{}>", reminder.unsubscribe),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| Error::Mail(format!("cannot write the reminder: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal() -> Deal {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/samples/timedeal.yaml");
+        Deal::new(crate::deal::load(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_mail_says_when_what_and_how_to_stop() {
+        let deal = deal();
+        let from: Mailbox = "Timedeal <deals@example.com>".parse().unwrap();
+        let reminder = Reminder {
+            deal: &deal,
+            lead: Lead::OneHour,
+            to: "ana@example.com",
+            from: &from,
+            unsubscribe: "https://shop.example/reminders/unsubscribe?token=abc",
+            storefront: "https://shop.example",
+            message_id: "<reminder-7-1h@shop.example>".into(),
+        };
+        let (subject, body) = text(&reminder);
+        assert_eq!(
+            subject,
+            format!("Starts in 1 hour: {}", deal.spec.product.name)
+        );
+        assert!(body.contains(&deal.spec.company.name));
+        assert!(body.contains("\nhttps://shop.example/\n"), "{body}");
+        assert!(body.contains(
+            "No more reminders:\nhttps://shop.example/reminders/unsubscribe?token=abc\n"
+        ));
+        let raw = String::from_utf8(compose(&reminder).unwrap().formatted()).unwrap();
+        assert!(raw.contains(
+            "List-Unsubscribe: <https://shop.example/reminders/unsubscribe?token=abc>\r\n"
+        ));
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        assert!(raw.contains("Message-ID: <reminder-7-1h@shop.example>\r\n"));
+    }
+
+    #[test]
+    fn a_bad_server_or_sender_is_named() {
+        let error = Mailer::check("http://mail.example", "deals@example.com")
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("--smtp-url"), "{error}");
+        assert!(Mailer::check("smtp://127.0.0.1:2525", "Timedeal <deals@example.com>").is_ok());
+        let error = Mailer::check("smtp://127.0.0.1:2525", "not a mailbox")
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("--mail-from"), "{error}");
+    }
+}

@@ -1,0 +1,176 @@
+//! A real SMTP server (aiosmtpd, installed by `make setup` into `.tools/aiosmtpd`) on a free
+//! loopback port, keeping every mail it accepts in a Maildir the test reads.
+
+use std::{
+    io::Read,
+    net::{Ipv4Addr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command},
+    time::Duration,
+};
+
+use tempfile::TempDir;
+
+use crate::{
+    process::{log_to, on_free_port, server_dir, spawn_tied, wait_until},
+    Error,
+};
+
+/// An SMTP server of its own, listening on 127.0.0.1 only, without authentication or TLS.
+pub struct SmtpServer {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+/// One mail as the server received it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// The whole message, headers and body, with `\n` line ends.
+    pub raw: String,
+}
+
+impl Mail {
+    /// The first header of that name (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.raw.split("\n\n").next().unwrap_or("");
+        let head = head.replace("\n ", " ").replace("\n\t", " ");
+        head.split('\n').find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+
+    /// The body after the headers.
+    pub fn body(&self) -> &str {
+        self.raw.split_once("\n\n").map_or("", |(_, body)| body)
+    }
+
+    /// The body's text, decoded from quoted-printable when the mail says it is.
+    pub fn text(&self) -> String {
+        let body = self.body();
+        let quoted = self
+            .header("content-transfer-encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
+        if !quoted {
+            return body.to_owned();
+        }
+        let joined = body.replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'=', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The recipient (the `To` header).
+    pub fn to(&self) -> String {
+        self.header("to").unwrap_or_default()
+    }
+}
+
+impl SmtpServer {
+    /// Starts the server on a free port and waits until it greets.
+    pub fn start() -> Result<Self, Error> {
+        let program =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/aiosmtpd/bin/aiosmtpd");
+        if !program.exists() {
+            return Err(Error::Missing {
+                program: "aiosmtpd",
+                looked: program.display().to_string(),
+                install: "scripts/setup.sh",
+            });
+        }
+        on_free_port(|port| {
+            let dir = server_dir("smtp")?;
+            let log = dir.path().join("aiosmtpd.log");
+            let mut command = Command::new(&program);
+            command
+                .args(["-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(dir.path().join("mail"));
+            log_to(&mut command, &log)?;
+            let mut child = spawn_tied(command, libc::SIGTERM)
+                .map_err(Error::io(format!("start {}", program.display())))?;
+            match wait_until(
+                "aiosmtpd",
+                &mut child,
+                &log,
+                Duration::from_secs(20),
+                || greets(port),
+            ) {
+                Ok(()) => Ok(Self { child, port, dir }),
+                Err(error) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every mail received so far, oldest first.
+    pub fn mails(&self) -> Result<Vec<Mail>, Error> {
+        let mut found = Vec::new();
+        for folder in ["new", "cur"] {
+            let path = self.dir.path().join("mail").join(folder);
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.map_err(Error::io("list the Maildir"))?.path();
+                let modified = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .map_err(Error::io("read a mail's time"))?;
+                let raw = std::fs::read_to_string(&path)
+                    .map_err(Error::io("read a mail"))?
+                    .replace("\r\n", "\n");
+                found.push((modified, Mail { raw }));
+            }
+        }
+        found.sort_by_key(|(modified, _)| *modified);
+        Ok(found.into_iter().map(|(_, mail)| mail).collect())
+    }
+}
+
+/// Whether the server says `220` to a new connection.
+fn greets(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut greeting = [0u8; 3];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"220"
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
