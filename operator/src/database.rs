@@ -160,6 +160,27 @@ impl Database {
         bounded(work).await
     }
 
+    /// Deletes the deal's personal data from its schema (see `timedeal_api::personal_data`):
+    /// retention is over, and the storefront that would have done it is scaled to zero.
+    pub async fn erase_personal_data(&self, url: &str, schema: &str) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            let mut tx = pool.begin().await.map_err(statement("begin"))?;
+            // `schema` is a plain name (see the module's note); SET LOCAL ends with the transaction.
+            sqlx::query(&format!("SET LOCAL search_path TO \"{schema}\""))
+                .execute(&mut *tx)
+                .await
+                .map_err(statement("enter the deal's schema"))?;
+            sqlx::query(timedeal_api::personal_data::ERASE)
+                .execute(&mut *tx)
+                .await
+                .map_err(statement(&format!("delete personal data in {schema}")))?;
+            tx.commit().await.map_err(statement("commit"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The deal is gone: its role may no longer log in. Its schema (the orders) stays.
     pub async fn retire_tenant(&self, url: &str, role: &str) -> Result<(), DatabaseError> {
         let pool = self.pool(url).await?;

@@ -7,7 +7,8 @@ use timedeal_operator::{
     company::tenancy::PortalAccount,
     reconcile::Config,
     resources::{
-        compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Settings,
+        compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Mail,
+        Settings,
     },
     run,
 };
@@ -107,6 +108,17 @@ struct DealDefaults {
     /// The namespace of the Prometheus that scrapes storefronts' /metrics; empty for none.
     #[arg(long, env = "TIMEDEAL_METRICS_NAMESPACE")]
     metrics_namespace: Option<String>,
+    /// The sender of the storefronts' reminder mails, such as "Timedeal <deals@example.com>";
+    /// empty: no email reminders (calendar reminders only).
+    #[arg(long, env = "TIMEDEAL_MAIL_FROM", default_value = "")]
+    mail_from: String,
+    /// The Secret (in the operator's namespace) holding the SMTP URL reminders go through, such
+    /// as smtp://user:password@mail.example.com:587?tls=required.
+    #[arg(long, env = "TIMEDEAL_SMTP_SECRET", default_value = "timedeal-smtp")]
+    smtp_secret: String,
+    /// The key of that Secret holding the URL.
+    #[arg(long, env = "TIMEDEAL_SMTP_SECRET_KEY", default_value = "url")]
+    smtp_secret_key: String,
 }
 
 impl DealDefaults {
@@ -135,6 +147,11 @@ impl DealDefaults {
                 operator_namespace: operator_namespace.to_owned(),
                 metrics_namespace: self.metrics_namespace.filter(|n| !n.is_empty()),
             },
+            mail: (!self.mail_from.is_empty()).then_some(Mail {
+                from: self.mail_from,
+                secret: self.smtp_secret,
+                key: self.smtp_secret_key,
+            }),
         }
     }
 }

@@ -18,7 +18,9 @@
 //! - events: published (create) and aggregated into series (patch).
 //! - leases (own namespace): leader election reads, creates and renews (a compare-and-swap
 //!   update) one Lease.
-//! - the platform PostgreSQL Secret (own namespace): read by name.
+//! - the platform PostgreSQL Secret (own namespace): read by name. The SMTP Secret of email
+//!   reminders, when configured, is read the same way (the cluster-wide `get` on Secrets covers
+//!   it, as it covers the deals' own).
 //! - companies: watched (the deal gate and the company controller); `companies/status` patched.
 //! - namespaces, resourcequotas, limitranges, rolebindings: an approved company's namespace and
 //!   what it holds, read and applied server-side; `bind` on the ClusterRole

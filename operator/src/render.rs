@@ -59,6 +59,7 @@ pub fn render(
         ),
         postgres_password: PLACEHOLDER.into(),
         jwt_key_fingerprint: None,
+        smtp_url: None,
     };
     let bundle = resources::bundle(&deal, settings, &secrets, &plan);
     Ok(bundle.objects())

@@ -359,13 +359,7 @@ async fn a_regenerated_or_rotated_secret_rolls_the_pods_that_read_it() {
         .await
         .unwrap();
     h.reconcile().await.unwrap();
-    let keys = Api::<Secret>::namespaced(h.client.clone(), NS)
-        .get("winter-headphones-storefront-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap();
-    let url = String::from_utf8(keys["postgres-url"].0.clone()).unwrap();
+    let url = h.storefront_keys().await["postgres-url"].clone();
     let database = moved.rsplit('/').next().unwrap();
     assert!(url.ends_with(&format!("/{database}")), "{url}");
     let storefront_after = annotation(

@@ -602,6 +602,11 @@ pub struct TimeDealStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures_updated_at: Option<Time>,
 
+    /// When the deal's personal data (delivery details, addresses left for email reminders) was
+    /// deleted, once retention was over. The orders stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data_deleted_at: Option<Time>,
+
     /// What the deal's pods run, resolved once: an operator upgrade changes it only outside
     /// WarmingUp and Live, or when the deal carries the annotation `timedeal.dev/upgrade: now`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

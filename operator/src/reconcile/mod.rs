@@ -68,6 +68,9 @@ use observe::*;
 use report::*;
 use secrets::*;
 
+/// How soon a failed deletion of personal data after retention is tried again.
+const ERASE_RETRY: Duration = Duration::from_secs(60);
+
 /// Keeps a deal from going before its final figures are recorded.
 pub const FINALIZER: &str = "timedeal.dev/final-figures";
 
@@ -478,6 +481,10 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         },
     );
     next.pinned = Some(plan.pinned.clone());
+    next.personal_data_deleted_at = match old.personal_data_deleted_at.clone() {
+        None if scale == Scale::Off => erase_personal_data(ctx, &deal, &platform, now).await,
+        kept => kept,
+    };
     next.pending_upgrade = match &change {
         Change::Deferred { to } => Some(to.clone()),
         _ => None,
@@ -495,8 +502,11 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     // While pods are not all ready, look again soon: pod changes do not trigger a reconcile.
     let settling = (!all_ready && scale != Scale::Off).then_some(UNSETTLED_RECHECK);
     let pushing = (delivery != Delivery::Done).then_some(DELIVERY_RETRY);
+    // Personal data not yet deleted after retention: try again.
+    let erasing =
+        (scale == Scale::Off && next.personal_data_deleted_at.is_none()).then_some(ERASE_RETRY);
     Ok(
-        match [clock_change, reading, settling, pushing]
+        match [clock_change, reading, settling, pushing, erasing]
             .into_iter()
             .flatten()
             .min()
@@ -505,6 +515,29 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
             None => Action::await_change(),
         },
     )
+}
+
+/// Retention is over: the deal's personal data goes, whether or not a storefront runs to do it.
+/// A failure is retried on the next reconcile (the status stays without a time).
+async fn erase_personal_data(
+    ctx: &Context,
+    deal: &Deal<'_>,
+    platform: &str,
+    now: DateTime<Utc>,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    // Boxed: a rare step, kept off the stack of every reconcile's future.
+    let schema = deal.schema();
+    let erase = Box::pin(ctx.database.erase_personal_data(platform, &schema));
+    match erase.await {
+        Ok(()) => {
+            info!(deal = %deal.name, "retention is over: personal data deleted");
+            Some(crate::conditions::time(now))
+        }
+        Err(error) => {
+            warn!(deal = %deal.name, %error, "cannot delete the deal's personal data yet");
+            None
+        }
+    }
 }
 
 /// The image of the first container of the deal's Deployment `<deal>-<suffix>`, as watched.

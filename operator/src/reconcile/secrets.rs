@@ -29,6 +29,20 @@ pub(super) async fn platform_url(ctx: &Context) -> Result<String> {
     Ok(postgres_url)
 }
 
+/// One key of a Secret in the operator's namespace; none when the Secret or key is missing.
+async fn operator_secret(ctx: &Context, name: &str, key: &str) -> Result<Option<String>> {
+    let config = &ctx.config;
+    let own: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.operator_namespace);
+    let secret = bounded(config.api_timeout, async {
+        own.get_opt(name).await.map_err(kube(format!(
+            "reading Secret {}/{name}",
+            config.operator_namespace
+        )))
+    })
+    .await?;
+    Ok(secret.and_then(|secret| secret_value(&secret, key)))
+}
+
 /// The deal's own Secrets as read: the one kind of child the operator may not watch.
 #[derive(Default)]
 pub(super) struct LiveSecrets {
@@ -104,6 +118,25 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
     }
     let tenant_url =
         database::tenant_url(&postgres_url, &role, &postgres_password).map_err(Error::Database)?;
+    // The platform's SMTP server, when it has one. A Secret that cannot be read now leaves a
+    // running deal the URL it has, so a deleted Secret never rolls a sale's pods.
+    let smtp_url = match &config.settings.mail {
+        Some(mail) => match operator_secret(ctx, &mail.secret, &mail.key).await {
+            Ok(Some(url)) => Some(url),
+            outcome => {
+                let problem = match outcome {
+                    Err(error) => error.to_string(),
+                    _ => format!(
+                        "Secret {}/{} has no key {:?} (or it is empty)",
+                        config.operator_namespace, mail.secret, mail.key
+                    ),
+                };
+                warn!(deal = %deal.name, %problem, "cannot read the SMTP URL; email reminders keep what the deal had");
+                stored(resources::storefront::SMTP_URL_KEY)
+            }
+        },
+        None => None,
+    };
     let secrets = Secrets {
         redis_password,
         signing_secret,
@@ -111,6 +144,7 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
         postgres_url: tenant_url,
         postgres_password,
         jwt_key_fingerprint,
+        smtp_url,
     };
     Ok((secrets, live))
 }

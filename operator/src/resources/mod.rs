@@ -29,6 +29,18 @@ pub struct Settings {
     pub redis_storage: redis::StorageDefaults,
     /// Who may reach a deal's storefront.
     pub peers: network::Peers,
+    /// Email reminders, where the platform has an SMTP server; none: calendar reminders only.
+    pub mail: Option<Mail>,
+}
+
+/// The platform's SMTP server, as storefronts get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The sender of reminder mails, such as `Timedeal <deals@example.com>`.
+    pub from: String,
+    /// The Secret (in the operator's namespace) holding the SMTP URL, and its key.
+    pub secret: String,
+    pub key: String,
 }
 
 impl Settings {
@@ -41,6 +53,7 @@ impl Settings {
             redis_resources: compute::Defaults::redis(),
             redis_storage: redis::StorageDefaults::default(),
             peers: network::Peers::default(),
+            mail: None,
         }
     }
 }
@@ -72,6 +85,8 @@ pub struct Secrets {
     pub postgres_password: String,
     /// A fingerprint of the shoppers' JWT key the deal names (`keySecretRef`), if any.
     pub jwt_key_fingerprint: Option<String>,
+    /// The platform's SMTP URL, copied into the deal's Secret; none: no email reminders.
+    pub smtp_url: Option<String>,
 }
 
 /// One deal's identity, shared by every builder.
@@ -292,6 +307,7 @@ pub(crate) mod testing {
                     .into(),
             postgres_password: "pw".into(),
             jwt_key_fingerprint: None,
+            smtp_url: None,
         }
     }
 }
@@ -394,6 +410,12 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
         Scale::Off => (0, None),
     };
     let running = hpa.is_some();
+    // Storefronts mail reminders only with both a sender and a server.
+    let mail_from = settings
+        .mail
+        .as_ref()
+        .filter(|_| secrets.smtp_url.is_some())
+        .map(|mail| mail.from.as_str());
     let redis_secret = redis::secret(deal, secrets);
     let storefront_secret = storefront::secret(deal, secrets);
     let redis_checksum = fingerprint(&serde_json::json!([redis_secret.data]));
@@ -417,6 +439,7 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
             deal,
             &settings.peers,
             network::postgres_port(&secrets.postgres_url),
+            mail_from.and(secrets.smtp_url.as_deref().map(network::smtp_port)),
         ),
         deal_config: storefront::config_map(deal, plan.revision),
         storefront: storefront::deployment(
@@ -425,6 +448,7 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
             &plan.pinned.tenant_app,
             if running { None } else { Some(0) },
             &storefront_checksum,
+            mail_from,
         ),
         storefront_secret,
         storefront_service: storefront::service(deal),
@@ -647,6 +671,7 @@ mod bundle_tests {
         assert_ne!(after.1, before.1, "Redis takes the new password");
         let rotated_jwt_key = Secrets {
             jwt_key_fingerprint: Some("0123".into()),
+            smtp_url: None,
             ..testing::secrets()
         };
         assert_ne!(checksums(&rotated_jwt_key).0, before.0, "the shoppers' key");

@@ -85,7 +85,13 @@ pub fn redis_policy(deal: &Deal) -> NetworkPolicy {
 }
 
 /// `postgres_port` is the platform PostgreSQL's, from its URL.
-pub fn storefront_policy(deal: &Deal, peers: &Peers, postgres_port: u16) -> NetworkPolicy {
+/// `smtp_port`: the platform's SMTP server, where reminders are mailed; none: no mail.
+pub fn storefront_policy(
+    deal: &Deal,
+    peers: &Peers,
+    postgres_port: u16,
+    smtp_port: Option<u16>,
+) -> NetworkPolicy {
     let http = || Some(vec![tcp(IntOrString::String("http".into()))]);
     let mut from = vec![
         in_namespace(&peers.ingress_namespace, None),
@@ -149,6 +155,12 @@ pub fn storefront_policy(deal: &Deal, peers: &Peers, postgres_port: u16) -> Netw
             ports: Some(vec![tcp(IntOrString::Int(443))]),
         });
     }
+    if let Some(port) = smtp_port {
+        egress.push(NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(vec![tcp(IntOrString::Int(port.into()))]),
+        });
+    }
     NetworkPolicy {
         metadata: deal.meta("storefront", storefront::COMPONENT),
         spec: Some(NetworkPolicySpec {
@@ -163,6 +175,19 @@ pub fn storefront_policy(deal: &Deal, peers: &Peers, postgres_port: u16) -> Netw
     }
 }
 
+/// The port of an SMTP URL as the storefront's mail crate reads it: the URL's own, else 465
+/// for `smtps://`, 587 for STARTTLS (`?tls=...`) and 25 for plain `smtp://`.
+pub fn smtp_port(url: &str) -> u16 {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return 25;
+    };
+    url.port().unwrap_or(match url.scheme() {
+        "smtps" => 465,
+        _ if url.query_pairs().any(|(key, _)| key == "tls") => 587,
+        _ => 25,
+    })
+}
+
 /// The port of a PostgreSQL URL (`postgres://user:pw@host:port/db`), 5432 when it names none.
 pub fn postgres_port(url: &str) -> u16 {
     reqwest::Url::parse(url)
@@ -175,6 +200,14 @@ pub fn postgres_port(url: &str) -> u16 {
 mod tests {
     use super::*;
     use crate::resources::testing;
+
+    #[test]
+    fn the_smtp_port_is_the_one_the_mail_crate_dials() {
+        assert_eq!(smtp_port("smtp://mail.example"), 25);
+        assert_eq!(smtp_port("smtp://u:p@mail.example?tls=required"), 587);
+        assert_eq!(smtp_port("smtps://mail.example"), 465);
+        assert_eq!(smtp_port("smtp://mail.example:2525"), 2525);
+    }
 
     #[test]
     fn only_the_deals_storefront_reaches_its_redis_and_redis_reaches_no_one() {
@@ -227,7 +260,7 @@ mod tests {
     fn the_storefront_is_reached_only_through_the_ingress_and_by_the_operator() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
-        let spec = storefront_policy(&deal, &Peers::default(), 5432)
+        let spec = storefront_policy(&deal, &Peers::default(), 5432, None)
             .spec
             .unwrap();
         let rule = &spec.ingress.unwrap()[0];
@@ -248,7 +281,9 @@ mod tests {
             metrics_namespace: Some("monitoring".into()),
             ..Peers::default()
         };
-        let spec_m = storefront_policy(&deal, &with_metrics, 5432).spec.unwrap();
+        let spec_m = storefront_policy(&deal, &with_metrics, 5432, None)
+            .spec
+            .unwrap();
         assert_eq!(
             namespaces(&spec_m.ingress.unwrap()[0]),
             ["ingress-nginx", "timedeal-system", "monitoring"]
@@ -269,6 +304,9 @@ mod tests {
             ],
             "DNS, its Redis, PostgreSQL: nothing else"
         );
+        let mailing = storefront_policy(&deal, &Peers::default(), 5432, Some(587));
+        let last = mailing.spec.unwrap().egress.unwrap().pop().unwrap();
+        assert_eq!(last.ports.unwrap()[0].port, Some(IntOrString::Int(587)));
         let redis_peer = &egress[1].to.as_ref().unwrap()[0];
         assert_eq!(
             redis_peer.pod_selector.as_ref().unwrap().match_labels,

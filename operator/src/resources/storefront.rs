@@ -85,6 +85,8 @@ pub fn revision(deal: &Deal, live: Option<&ConfigMap>, generation: i64) -> i64 {
 pub const SIGNING_KEY: &str = "signing-secret";
 /// The key holding the key the operator presents to push the deal to each replica.
 pub const CONTROL_KEY: &str = "control-key";
+/// The key holding the platform's SMTP URL, when it has one.
+pub const SMTP_URL_KEY: &str = "smtp-url";
 /// The key holding the password of the deal's PostgreSQL role.
 pub const POSTGRES_PASSWORD_KEY: &str = "postgres-password";
 
@@ -102,16 +104,26 @@ pub fn secret(deal: &Deal, secrets: &Secrets) -> Secret {
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
     Secret {
         metadata: deal.meta("storefront-keys", COMPONENT),
-        data: Some(BTreeMap::from([
-            (SIGNING_KEY.to_owned(), bytes(&secrets.signing_secret)),
-            (CONTROL_KEY.to_owned(), bytes(&secrets.control_key)),
-            ("postgres-url".to_owned(), bytes(&secrets.postgres_url)),
-            (
-                POSTGRES_PASSWORD_KEY.to_owned(),
-                bytes(&secrets.postgres_password),
-            ),
-            ("redis-url".to_owned(), bytes(&redis_url)),
-        ])),
+        data: Some(
+            BTreeMap::from([
+                (SIGNING_KEY.to_owned(), bytes(&secrets.signing_secret)),
+                (CONTROL_KEY.to_owned(), bytes(&secrets.control_key)),
+                ("postgres-url".to_owned(), bytes(&secrets.postgres_url)),
+                (
+                    POSTGRES_PASSWORD_KEY.to_owned(),
+                    bytes(&secrets.postgres_password),
+                ),
+                ("redis-url".to_owned(), bytes(&redis_url)),
+            ])
+            .into_iter()
+            .chain(
+                secrets
+                    .smtp_url
+                    .as_deref()
+                    .map(|url| (SMTP_URL_KEY.to_owned(), bytes(url))),
+            )
+            .collect(),
+        ),
         type_: Some("Opaque".into()),
         ..Default::default()
     }
@@ -139,13 +151,15 @@ fn http_probe(path: &str, period: i32) -> Probe {
 
 /// `replicas` is the Deployment's own count: `None` while the HPA owns it, `Some(0)` after
 /// retention. `image` is the deal's pinned storefront image; `checksum` that of the Secrets its
-/// pods read, so a new secret rolls them.
+/// pods read, so a new secret rolls them. `mail_from`: the sender of reminder mails, when the
+/// deal's Secret holds the platform's SMTP URL.
 pub fn deployment(
     deal: &Deal,
     settings: &Settings,
     image: &str,
     replicas: Option<i32>,
     checksum: &str,
+    mail_from: Option<&str>,
 ) -> Deployment {
     let spec = &deal.td.spec;
     let keys = secret_name(deal);
@@ -161,6 +175,10 @@ pub fn deployment(
         // The ingress limits each client; the storefront sees only the ingress's address.
         value("TIMEDEAL_RATE_LIMIT", "0"),
     ];
+    if let Some(from) = mail_from {
+        env.push(from_secret("TIMEDEAL_SMTP_URL", &keys, SMTP_URL_KEY));
+        env.push(value("TIMEDEAL_MAIL_FROM", from));
+    }
     let mut mounts = vec![VolumeMount {
         name: "deal".into(),
         mount_path: DEAL_DIR.into(),
@@ -262,7 +280,7 @@ mod tests {
 
     fn autoscaled(deal: &Deal) -> Deployment {
         let image = "ghcr.io/timedeal/tenant-app:0.1.0";
-        deployment(deal, &testing::settings(), image, None, "c0ffee")
+        deployment(deal, &testing::settings(), image, None, "c0ffee", None)
     }
 
     fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {

@@ -402,6 +402,53 @@ impl Harness {
         );
     }
 
+    /// The operator configured to give storefronts the platform's SMTP server: the Secret
+    /// `timedeal-smtp` in its namespace holds `smtp_url`.
+    pub async fn with_mail(&mut self, from: &str, smtp_url: &str) {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("timedeal-smtp".into()),
+                namespace: Some("timedeal-system".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "url".to_owned(),
+                ByteString(smtp_url.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), "timedeal-system")
+            .create(&Default::default(), &secret)
+            .await
+            .unwrap();
+        let mut settings = self.ctx.config.settings.clone();
+        settings.mail = Some(timedeal_operator::resources::Mail {
+            from: from.into(),
+            secret: "timedeal-smtp".into(),
+            key: "url".into(),
+        });
+        self.ctx = context(
+            &self.client,
+            &self.clock,
+            &self.storefront_url,
+            settings,
+            self.cache.clone(),
+        );
+    }
+
+    /// What the deal's storefront Secret holds now, by key.
+    pub async fn storefront_keys(&self) -> BTreeMap<String, String> {
+        Api::<Secret>::namespaced(self.client.clone(), NS)
+            .get("winter-headphones-storefront-keys")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .into_iter()
+            .map(|(key, value)| (key, String::from_utf8(value.0).unwrap()))
+            .collect()
+    }
+
     /// One reconcile of a Company as the API server holds it now.
     pub async fn reconcile_company(
         &self,
