@@ -19,6 +19,11 @@ use tokio::sync::watch;
 pub enum Error {
     #[error("cannot read the deals at {path}: {message}")]
     Source { path: PathBuf, message: String },
+    #[error(
+        "cannot list the cluster's TimeDeals ({0}); the directory's ServiceAccount needs \
+             list on timedeals.timedeal.dev in every namespace"
+    )]
+    Cluster(String),
     #[error("cannot serve on {address}: {message}")]
     Listen { address: String, message: String },
 }

@@ -14,9 +14,15 @@ use timedeal_directory::{http, source, Directory, Error};
         per deal. Every setting can also come from the environment variable shown."
 )]
 struct Cli {
-    /// A folder of TimeDeal files (YAML or JSON) to list, read again when one changes.
+    /// A folder of TimeDeal files (YAML or JSON) to list, read again when one changes. Without
+    /// it, the directory lists the TimeDeals of the cluster it runs in (or that the kubeconfig
+    /// names).
     #[arg(long, env = "TIMEDEAL_DIRECTORY_DEALS", value_name = "DIR")]
-    deals: PathBuf,
+    deals: Option<PathBuf>,
+
+    /// How often the cluster's TimeDeals are listed again, such as 5s.
+    #[arg(long, env = "TIMEDEAL_DIRECTORY_REFRESH", default_value = "5s")]
+    refresh: timedeal_api::Duration,
 
     /// Address to serve HTTP on.
     #[arg(
@@ -48,7 +54,17 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let deals = source::follow_folder(cli.deals.clone(), Duration::from_secs(2))?;
+    let deals = match &cli.deals {
+        Some(folder) => source::follow_folder(folder.clone(), Duration::from_secs(2))?,
+        None => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await.context(
+                "no cluster to list TimeDeals from: run in a pod with a ServiceAccount, set \
+                 KUBECONFIG, or give --deals DIR",
+            )?;
+            source::follow_cluster(client, cli.refresh.std().max(Duration::from_secs(1))).await?
+        }
+    };
     let directory = Arc::new(Directory {
         deals,
         ended_for: cli.ended_for.chrono(),

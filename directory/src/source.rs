@@ -1,7 +1,7 @@
-//! Where the deals come from: a folder of TimeDeal files (YAML or JSON, several documents per
-//! file allowed), read again whenever one changes, so the directory runs without a cluster.
-//! Each document is checked against the CRD's own rules; one that breaks them is logged and
-//! left out, and the others are still listed.
+//! Where the deals come from: the cluster's TimeDeals, or a folder of TimeDeal files (YAML or
+//! JSON, several documents per file allowed) read again whenever one changes, so the directory
+//! runs without a cluster. A deal that cannot be read (a document breaking the CRD's rules, an
+//! object an older release wrote) is logged and left out; the others are still listed.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,6 +9,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use kube::{api::ListParams, core::DeserializeGuard, Api};
 use timedeal_api::TimeDeal;
 use tokio::sync::watch;
 
@@ -101,4 +102,60 @@ pub fn follow_folder(folder: PathBuf, every: Duration) -> Result<watch::Receiver
         }
     });
     Ok(rx)
+}
+
+/// The longest one listing of the cluster's TimeDeals may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lists every TimeDeal in the cluster now, then again every `every`. Each listing is one small
+/// request the API server answers from its cache (`resourceVersion=0`), the same whatever the
+/// number of shoppers; a failed one keeps the last listing, so the page stays up through an API
+/// server's restart. The first must succeed: a directory that cannot see deals says why at once
+/// (say, its ServiceAccount may not list TimeDeals).
+pub async fn follow_cluster(
+    client: kube::Client,
+    every: Duration,
+) -> Result<watch::Receiver<Deals>, Error> {
+    let api: Api<DeserializeGuard<TimeDeal>> = Api::all(client);
+    let (tx, rx) = watch::channel(Arc::new(list_cluster(&api).await?));
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(every).await;
+            match list_cluster(&api).await {
+                Ok(deals) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!(deals = deals.len(), "the TimeDeals can be listed again");
+                    }
+                    if tx.send(Arc::new(deals)).is_err() {
+                        return;
+                    }
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot list the TimeDeals; keeping the last listing");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn list_cluster(api: &Api<DeserializeGuard<TimeDeal>>) -> Result<Vec<TimeDeal>, Error> {
+    let listed = tokio::time::timeout(LIST_TIMEOUT, api.list(&ListParams::default().match_any()))
+        .await
+        .map_err(|_| Error::Cluster(format!("no answer within {} s", LIST_TIMEOUT.as_secs())))?
+        .map_err(|e| Error::Cluster(e.to_string()))?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter_map(|guard| match guard.0 {
+            Ok(deal) => Some(deal),
+            Err(error) => {
+                tracing::warn!(%error, "a TimeDeal that cannot be read; left out of the directory");
+                None
+            }
+        })
+        .collect())
 }

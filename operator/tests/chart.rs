@@ -49,6 +49,9 @@ const ALL_ON: &[&str] = &[
     "crds.install=true",
     "postgres.trial.enabled=true",
     "portal.ingress.enabled=true",
+    "directory.ingress.enabled=true",
+    "directory.ingress.tlsSecretName=directory-tls",
+    "mail.from=Timedeal <deals@example.com>",
     "portal.ingress.className=nginx",
     "portal.ingress.tlsSecretName=portal-tls",
     "portal.secureCookies=true",
@@ -116,6 +119,9 @@ fn check_types(objects: &[Value]) {
             "Secret" => drop(typed::<Secret>(object)),
             "ConfigMap" => drop(typed::<k8s_openapi::api::core::v1::ConfigMap>(object)),
             "Ingress" => drop(typed::<Ingress>(object)),
+            "HorizontalPodAutoscaler" => drop(typed::<
+                k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+            >(object)),
             "ClusterRole" => drop(typed::<ClusterRole>(object)),
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(object)),
             "Role" => drop(typed::<Role>(object)),
@@ -173,16 +179,22 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
             "Deployment",
+            "Deployment",
+            "HorizontalPodAutoscaler",
             "Role",
             "RoleBinding",
             "Service",
             "Service",
+            "Service",
+            "ServiceAccount",
             "ServiceAccount",
             "ServiceAccount"
         ]
@@ -217,6 +229,8 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     assert_eq!(portal_deals.rules, rbac::portal_deals().rules);
     let portal: ClusterRole = typed(named(&objects, "ClusterRole", rbac::PORTAL));
     assert_eq!(portal.rules, rbac::portal().rules);
+    let directory: ClusterRole = typed(named(&objects, "ClusterRole", rbac::DIRECTORY));
+    assert_eq!(directory.rules, rbac::directory().rules);
     let role: Role = typed(one(&objects, "Role"));
     assert_eq!(
         role.rules,
@@ -255,6 +269,40 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
         service.spec.unwrap().selector.unwrap()["app.kubernetes.io/name"],
         "timedeal-portal"
     );
+    // The directory: its own ServiceAccount bound to its own ClusterRole (list TimeDeals), no
+    // Secret at all, scaled on CPU from its replicas up.
+    let binding: ClusterRoleBinding =
+        typed(named(&objects, "ClusterRoleBinding", "timedeal-directory"));
+    assert_eq!(binding.role_ref.name, rbac::DIRECTORY);
+    assert_eq!(binding.subjects.unwrap()[0].name, "timedeal-directory");
+    let directory: Deployment = typed(named(&objects, "Deployment", "timedeal-directory"));
+    let spec = directory.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("timedeal-directory")
+    );
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["/usr/local/bin/timedeal-directory".to_owned()][..])
+    );
+    assert!(container
+        .env
+        .iter()
+        .flatten()
+        .all(|e| e.value_from.is_none()));
+    assert!(container.resources.as_ref().unwrap().requests.is_some());
+    let hpa: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler = typed(named(
+        &objects,
+        "HorizontalPodAutoscaler",
+        "timedeal-directory",
+    ));
+    let hpa = hpa.spec.unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 10));
+    assert_eq!(hpa.scale_target_ref.name, "timedeal-directory");
+
     // The operator binds nothing to the portal's ServiceAccount.
     let operator_binding: ClusterRoleBinding =
         typed(named(&objects, "ClusterRoleBinding", "timedeal-operator"));
@@ -514,6 +562,7 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
         ("ClusterRole", rbac::NAME),
         ("ClusterRole", rbac::PORTAL_DEALS),
         ("ClusterRole", rbac::PORTAL),
+        ("ClusterRole", rbac::DIRECTORY),
         ("Role", rbac::NAME),
     ] {
         assert_eq!(
@@ -525,6 +574,7 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
     for (binding, name) in [
         ("ClusterRoleBinding", "timedeal-operator"),
         ("ClusterRoleBinding", "timedeal-portal"),
+        ("ClusterRoleBinding", "timedeal-directory"),
         ("RoleBinding", "timedeal-operator"),
     ] {
         for field in ["subjects", "roleRef"] {
@@ -553,7 +603,7 @@ fn the_kustomize_base_installs_what_the_chart_installs() {
         crds(&base) == crds(&chart),
         "the base's CRDs differ from the chart's"
     );
-    for deployment in ["timedeal-operator", "timedeal-portal"] {
+    for deployment in ["timedeal-operator", "timedeal-portal", "timedeal-directory"] {
         let pod = |objects: &[Value]| {
             named(objects, "Deployment", deployment)["spec"]["template"]["spec"].clone()
         };

@@ -35,3 +35,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: timedeal-portal
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- define "timedeal.directoryLabels" -}}
+app.kubernetes.io/name: timedeal-directory
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: timedeal
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "timedeal.directorySelector" -}}
+app.kubernetes.io/name: timedeal-directory
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
