@@ -14,7 +14,7 @@ test: setup
 # Measures the storefront against the bare and lock reference servers and rewrites BENCHMARKS.md
 # (about 12 minutes after the release build). BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 5".
 bench: setup
-	cargo build --release --locked -p timedeal-tenant-app -p timedeal-e2e
+	cargo build --release --locked -p timedeal-tenant-app -p timedeal-directory -p timedeal-e2e
 	TIMEDEAL_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\")" \
 		target/release/timedeal-bench run $(BENCH_ARGS)
 

@@ -7,10 +7,12 @@
 //!   [`scenarios`] against two reference servers ([`reference`]) with the load engine
 //!   ([`load`]), checks what it counted against the stores and the app's metrics ([`verify`]),
 //!   and writes BENCHMARKS.md ([`report`], [`machine`]); `timedeal-bench chaos` runs the fault
-//!   drills ([`chaos`]) that the storefront's test suite runs small.
+//!   drills ([`chaos`]) that the storefront's test suite runs small. It measures the deal
+//!   directory ([`directory`]) too.
 
 pub mod chaos;
 pub mod cluster;
+pub mod directory;
 pub mod load;
 pub mod machine;
 pub mod reference;

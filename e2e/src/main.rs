@@ -200,17 +200,28 @@ fn check_storm(storm: StormArgs) -> anyhow::Result<()> {
 
 /// The tenant app to measure: given, or built next to this program by the same cargo command.
 fn tenant_app_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let path = match given {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .context("this program has no directory")?
-            .join("tenant-app"),
-    };
+    match given {
+        Some(path) => {
+            anyhow::ensure!(path.is_file(), "no tenant-app binary at {}", path.display());
+            Ok(path)
+        }
+        None => sibling_binary(
+            "tenant-app",
+            "build it with `cargo build --release -p timedeal-tenant-app` (or run `make bench`), \
+             or give its path with --tenant-app",
+        ),
+    }
+}
+
+/// Another program of the workspace, built next to this one; `how` says how to get it.
+fn sibling_binary(name: &str, how: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?
+        .parent()
+        .context("this program has no directory")?
+        .join(name);
     anyhow::ensure!(
         path.is_file(),
-        "no tenant-app binary at {}: build it with `cargo build --release -p tenant-app` (or \
-         run `make bench`), or give its path with --tenant-app",
+        "no {name} binary at {}: {how}",
         path.display()
     );
     Ok(path)
@@ -399,6 +410,12 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             ..DealPlan::new("bench-queue")
         },
     )?;
+    let directory = timedeal_e2e::directory::Directory::start(&sibling_binary(
+        "timedeal-directory",
+        "build it with `cargo build --release -p timedeal-directory` (or run `make bench`)",
+    )?)
+    .await
+    .context("starting the directory")?;
     let last_token = scenarios::sell_out(&soldout_front).await?;
     eprintln!("gathering {} waiting shoppers to poll", args.pollers);
     let pollers = Arc::new(scenarios::waiting_crowd(&queue_front, args.pollers).await?);
@@ -452,6 +469,11 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| failed_with_log("queue polls", &queue_front))?;
         figures.measured("queue polls", &polls, 200);
 
+        let pages = directory.pages(load).await?;
+        figures.rate("directory pages", &pages, 200);
+        let revalidated = directory.revalidations(load).await?;
+        figures.rate("directory revalidations (304)", &revalidated, 304);
+
         let name = format!("bench-storm-{round}");
         let report = storm_on_new_front(binary, &stores, &probe, plan, &name).await?;
         eprintln!("  → {}", storm_line(&report, plan));
@@ -462,7 +484,14 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         );
         storms.push(report);
     }
-    drop((orders_front, soldout_front, queue_front, bare, lock));
+    drop((
+        orders_front,
+        soldout_front,
+        queue_front,
+        bare,
+        lock,
+        directory,
+    ));
 
     eprintln!(
         "waiting cost: {} shoppers polling as the page does, at the default idleGrace",
@@ -718,6 +747,12 @@ fn targets(
             met: orders.median >= 10.0 * lock.median,
         },
         ratio("Sold-out answers ≥ 80 % of bare /hello", "soldout answers", "bare /hello answers", 0.8),
+        ratio(
+            "Directory revalidations (304 to a current ETag) ≥ 80 % of bare /hello",
+            "directory revalidations (304)",
+            "bare /hello answers",
+            0.8,
+        ),
         ratio("Queue joins ≥ 60 % of bare /buy", "queue joins", "bare /buy purchases", 0.6),
         Target {
             goal: "At most 3 Redis commands per queue join".into(),
