@@ -272,3 +272,80 @@ async fn a_coupon_deal_shows_the_code_on_the_order_in_chromium() {
     client.close().await.unwrap();
     assert_eq!(shop.count_orders("confirmed").await, 1);
 }
+
+/// An upcoming deal on a storefront that mails: the shopper leaves an address (a wrong one is
+/// marked first), the 12 h reminder arrives at a real SMTP server, and its link's page removes
+/// the address with one button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_is_reminded_by_mail_and_unsubscribes_in_chromium() {
+    let smtp = timedeal_testkit::SmtpServer::start().unwrap();
+    let redis = RedisServer::start().unwrap();
+    let mut deal = DealFile {
+        starts_in: 13 * 3600,
+        ..DealFile::live("browser-reminder")
+    };
+    let smtp_url = smtp.url();
+    let flags = [
+        "--smtp-url",
+        &smtp_url,
+        "--mail-from",
+        "Timedeal <deals@timedeal.test>",
+    ];
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &flags);
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1000).await;
+    let run = async {
+        client.goto(&shop.url()).await.unwrap();
+        fill(&client, "email", "ana@").await;
+        click(&client, Locator::Id("reminder-button")).await;
+        wait_text(
+            &client,
+            "reminder-email-error",
+            Duration::from_secs(5),
+            |t| t.contains("not an email address"),
+        )
+        .await;
+        fill(&client, "email", "ana@example.com").await;
+        click(&client, Locator::Id("reminder-button")).await;
+        wait_text(&client, "reminder-result", Duration::from_secs(5), |t| {
+            t.starts_with("We will email you on")
+        })
+        .await;
+        assert_eq!(text(&client, "reminder-email-error").await, "");
+        shot(&client, "reminder-1-signed-up.png").await;
+
+        // Twelve hours and a few seconds before the start, the first mail goes.
+        deal.starts_in = 12 * 3600 + 3;
+        shop.rewrite(&deal);
+        let mut mail = None;
+        for _ in 0..60 {
+            mail = smtp.mails().unwrap().into_iter().next();
+            if mail.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let mail = mail.expect("the 12 h reminder arrives");
+        assert_eq!(mail.to(), "ana@example.com");
+        let link = mail.header("list-unsubscribe").unwrap();
+        let path = link
+            .trim_start_matches("<https://deals.example.com")
+            .trim_end_matches('>')
+            .to_owned();
+        client.goto(&format!("{}{path}", shop.url())).await.unwrap();
+        click(&client, Locator::Id("unsubscribe")).await;
+        wait_text(&client, "unsubscribed", Duration::from_secs(5), |t| {
+            t.starts_with("No more reminders")
+        })
+        .await;
+        shot(&client, "reminder-2-unsubscribed.png").await;
+    };
+    run.await;
+    client.close().await.unwrap();
+    let db = shop.db().await;
+    let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}.reminders", shop.schema))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -221,13 +221,8 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
     };
 
     let amount = product.deal_price * quantity as i64;
-    // A free deal (a coupon at price 0) has no payment step.
-    let charged = if amount == 0 {
-        Ok(String::new())
-    } else {
-        app.payments.charge(id, amount, &product.currency).await
-    };
-    let payment = match charged {
+    // A free deal (a coupon at price 0) charges nothing: `Payments` does not ask the provider.
+    let payment = match app.payments.charge(id, amount, &product.currency).await {
         Ok(reference) => reference,
         Err(PaymentError::Declined(reason)) => {
             app.reservations.release(&stored).await;
@@ -435,14 +430,9 @@ pub async fn finish_cancel(
     amount: i64,
     currency: &str,
 ) -> Result<Option<Order>, ApiError> {
-    let refunded = if amount == 0 {
-        // A free order (a coupon at price 0) took no payment.
-        Ok(Refund::NothingCharged)
-    } else {
-        app.payments.refund(id, amount, currency).await
-    };
-    let reference = match refunded {
+    let reference = match app.payments.refund(id, amount, currency).await {
         Ok(Refund::Refunded(reference)) => Some(reference),
+        // A free order (a coupon at price 0) took no payment.
         Ok(Refund::NothingCharged) if amount == 0 => None,
         Ok(Refund::NothingCharged) => {
             tracing::warn!(

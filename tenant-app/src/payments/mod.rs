@@ -110,22 +110,31 @@ impl Payments {
             })
     }
 
+    /// Charges the order. An amount of 0 (a free coupon) is nothing to charge: the provider is
+    /// not asked, and the reference is empty.
     pub async fn charge(
         &self,
         order_id: i64,
         amount: i64,
         currency: &str,
     ) -> Result<String, PaymentError> {
+        if amount == 0 {
+            return Ok(String::new());
+        }
         self.bounded("charge", self.provider.charge(order_id, amount, currency))
             .await
     }
 
+    /// Refunds the order. An amount of 0 took no payment: the provider is not asked.
     pub async fn refund(
         &self,
         order_id: i64,
         amount: i64,
         currency: &str,
     ) -> Result<Refund, PaymentError> {
+        if amount == 0 {
+            return Ok(Refund::NothingCharged);
+        }
         self.bounded("refund", self.provider.refund(order_id, amount, currency))
             .await
     }

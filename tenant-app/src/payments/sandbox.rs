@@ -366,6 +366,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_free_order_never_reaches_the_provider() {
+        let ledger = Arc::new(Ledger::new(Duration::ZERO, 0.0));
+        // A provider that fails every call: a free order must not notice.
+        ledger.set_mode(Mode::Fail);
+        let payments = crate::payments::Payments::new(
+            Box::new(Sandbox {
+                ledger: ledger.clone(),
+                account: "a".into(),
+            }),
+            Duration::from_secs(1),
+        );
+        assert_eq!(payments.charge(1, 0, "USD").await.unwrap(), "");
+        assert_eq!(
+            payments.refund(1, 0, "USD").await.unwrap(),
+            Refund::NothingCharged
+        );
+        assert!(payments.charge(2, 100, "USD").await.is_err());
+        ledger.set_mode(Mode::Normal);
+        assert!(ledger.charges("a").is_empty());
+    }
+
+    #[tokio::test]
     async fn the_sandbox_misbehaves_as_told() {
         let ledger = Ledger::new(Duration::ZERO, 0.0);
         ledger.set_mode(Mode::Decline);
