@@ -1,6 +1,7 @@
 //! The whole flow on a real cluster: install the chart, rent a deal that starts a minute later,
 //! wait until it is Ready and Live, let shoppers queue and buy through a port-forward, check the
-//! figures the operator copies into the status, then delete the deal and see its children go.
+//! figures the operator copies into the status, see the deal in the directory, then delete the
+//! deal and see its children go.
 //!
 //! Needs a cluster reachable through `KUBECONFIG`, `kubectl`, `helm` (`make setup` installs it
 //! into `.tools/bin`) and the two images loaded into the cluster, named by
@@ -531,6 +532,32 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
     assert_eq!(status["revenue"], STOCK * 9000, "{status}");
     assert!(status["soldOutAt"].is_string(), "{status}");
     drop(forward);
+
+    eprintln!("5b. the directory lists the deal, sold out, from the cluster's TimeDeals");
+    let directory = PortForward::start(SYSTEM, "timedeal-directory");
+    let listed = eventually(
+        "the deal sold out in the directory",
+        Duration::from_secs(60),
+        || {
+            let listing: Value = runtime
+                .block_on(async {
+                    reqwest::get(format!("{}/api/deals", directory.url))
+                        .await?
+                        .json()
+                        .await
+                })
+                .map_err(|e| e.to_string())?;
+            listing["deals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["id"] == format!("{SHOP}/{DEAL}") && d["state"] == "sold_out")
+                .cloned()
+                .ok_or_else(|| listing.to_string())
+        },
+    );
+    assert_eq!(listed["remaining"], 0, "{listed}");
+    drop(directory);
 
     eprintln!("6. deleting the deal: final figures, then every child goes");
     must(
