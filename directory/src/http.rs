@@ -3,7 +3,7 @@
 //! seconds; a request that names the current ETag gets `304` and no body.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, Query, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
 
 use crate::{
+    answers::Answer,
     listing::{self, Entry, Params},
     page, Shared,
 };
@@ -57,22 +58,40 @@ fn matches(headers: &HeaderMap, tag: &str) -> bool {
 }
 
 /// A cacheable answer: `304` when the client holds it already.
-fn cached(headers: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
-    let tag = etag(&body);
-    let mut response = if matches(headers, &tag) {
+fn cached(headers: &HeaderMap, answer: Answer) -> Response {
+    let mut response = if matches(headers, &answer.etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        ([(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
     };
     let headers = response.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(&answer.etag) {
         headers.insert(header::ETAG, value);
     }
     response
+}
+
+/// The answer for `key` (the path and query), from the last second's answers or rendered now
+/// by `render` from the listing `params` ask for; a refused filter is never kept.
+fn shared_answer(
+    directory: &Shared,
+    key: String,
+    params: &Params,
+    render: impl FnOnce(&Listing) -> Answer,
+) -> Result<Answer, listing::BadParam> {
+    let deals = directory.deals.borrow().clone();
+    let now = directory.clock.now();
+    if let Some(answer) = directory.answers.get(&key, &deals, now) {
+        return Ok(answer);
+    }
+    let answer = render(&listing(directory, &deals, now, params)?);
+    let next = listing::next_change(&deals, now, directory.ended_for);
+    directory.answers.put(key, answer.clone(), deals, now, next);
+    Ok(answer)
 }
 
 /// A refusal, as JSON.
@@ -110,13 +129,16 @@ pub struct Listing {
     pub categories: Vec<String>,
 }
 
-fn listing(directory: &Shared, params: &Params) -> Result<Listing, listing::BadParam> {
+fn listing(
+    directory: &Shared,
+    deals: &[timedeal_api::TimeDeal],
+    now: chrono::DateTime<chrono::Utc>,
+    params: &Params,
+) -> Result<Listing, listing::BadParam> {
     let filter = params.filter()?;
-    let deals = directory.deals.borrow().clone();
-    let now = directory.clock.now();
     Ok(Listing {
-        deals: listing::list(&deals, &filter, now, directory.ended_for),
-        categories: listing::categories(&deals, now, directory.ended_for),
+        deals: listing::list(deals, &filter, now, directory.ended_for),
+        categories: listing::categories(deals, now, directory.ended_for),
     })
 }
 
@@ -129,15 +151,19 @@ fn listing(directory: &Shared, params: &Params) -> Result<Listing, listing::BadP
     ))]
 pub async fn deals(
     State(directory): State<Shared>,
+    RawQuery(query): RawQuery,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    match listing(&directory, &params) {
-        Ok(listing) => cached(
-            &headers,
+    let key = format!("/api/deals?{}", query.unwrap_or_default());
+    let answer = shared_answer(&directory, key, &params, |listing| {
+        Answer::new(
             "application/json",
-            serde_json::to_vec(&listing).expect("a listing serialises"),
-        ),
+            serde_json::to_vec(listing).expect("a listing serialises"),
+        )
+    });
+    match answer {
+        Ok(answer) => cached(&headers, answer),
         Err(bad) => refuse(
             StatusCode::BAD_REQUEST,
             "invalid_parameter",
@@ -148,17 +174,21 @@ pub async fn deals(
 
 async fn home(
     State(directory): State<Shared>,
+    RawQuery(query): RawQuery,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    match listing(&directory, &params) {
-        Ok(listing) => cached(
-            &headers,
+    let key = format!("/?{}", query.unwrap_or_default());
+    let answer = shared_answer(&directory, key, &params, |listing| {
+        Answer::new(
             "text/html; charset=utf-8",
-            page::directory(&listing, &params, None)
+            page::directory(listing, &params, None)
                 .into_string()
                 .into_bytes(),
-        ),
+        )
+    });
+    match answer {
+        Ok(answer) => cached(&headers, answer),
         Err(bad) => {
             let empty = Listing {
                 deals: Vec::new(),
@@ -216,7 +246,10 @@ pub async fn reminder(
         // The deal's start, not the download's time, so the entry (and its ETag) stays the same.
         now: entry.starts_at,
     });
-    let mut response = cached(&headers, "text/calendar; charset=utf-8", ics.into_bytes());
+    let mut response = cached(
+        &headers,
+        Answer::new("text/calendar; charset=utf-8", ics.into_bytes()),
+    );
     if let Ok(value) = format!("attachment; filename=\"{name}.ics\"").parse() {
         response
             .headers_mut()

@@ -3,6 +3,7 @@
 //! reloads before a start, so every answer is built from memory and carries an ETag and a
 //! short `Cache-Control`, and the directory runs as its own replicas, apart from the storefronts.
 
+pub mod answers;
 pub mod http;
 pub mod listing;
 pub mod page;
@@ -34,6 +35,23 @@ pub struct Directory {
     /// How long an ended deal stays listed.
     pub ended_for: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Answers built in the last second, shared by the crowd asking the same thing.
+    pub answers: answers::Answers,
+}
+
+impl Directory {
+    pub fn new(
+        deals: watch::Receiver<source::Deals>,
+        ended_for: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            deals,
+            ended_for,
+            clock,
+            answers: Default::default(),
+        }
+    }
 }
 
 pub type Shared = Arc<Directory>;

@@ -65,11 +65,11 @@ async fn main() -> anyhow::Result<()> {
             source::follow_cluster(client, cli.refresh.std().max(Duration::from_secs(1))).await?
         }
     };
-    let directory = Arc::new(Directory {
+    let directory = Arc::new(Directory::new(
         deals,
-        ended_for: cli.ended_for.chrono(),
-        clock: Arc::new(timedeal_api::clock::SystemClock),
-    });
+        cli.ended_for.chrono(),
+        Arc::new(timedeal_api::clock::SystemClock),
+    ));
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .map_err(|e| Error::Listen {

@@ -127,11 +127,11 @@ async fn the_directory_lists_every_namespaces_deals_and_follows_their_changes() 
     let deals = source::follow_cluster(client.clone(), Duration::from_millis(100))
         .await
         .unwrap();
-    let base = serve(Directory {
+    let base = serve(Directory::new(
         deals,
-        ended_for: chrono::Duration::days(1),
-        clock: Arc::new(timedeal_api::clock::SystemClock),
-    })
+        chrono::Duration::days(1),
+        Arc::new(timedeal_api::clock::SystemClock),
+    ))
     .await;
 
     // Both companies' approved deals; the unapproved one is not public.
