@@ -177,12 +177,24 @@ async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>
 async fn reminders(app: Arc<App>, mailer: Arc<crate::reminders::Mailer>) {
     let mut interval = tokio::time::interval(crate::reminders::EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         interval.tick().await;
         match crate::reminders::send_due(&app, &mailer).await {
-            Ok(0) => {}
-            Ok(sent) => tracing::info!(sent, "reminder mails sent"),
-            Err(error) => tracing::warn!(%error, "cannot send reminders; retrying"),
+            Ok(sent) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("reminders can be sent again");
+                }
+                if sent > 0 {
+                    tracing::info!(sent, "reminder mails sent");
+                }
+            }
+            // Said once per outage, not every two seconds.
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot send reminders; retrying every 2 s");
+            }
+            Err(_) => {}
         }
     }
 }

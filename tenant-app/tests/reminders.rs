@@ -258,3 +258,62 @@ async fn a_storefront_without_mail_offers_the_calendar_only() {
     let doc = get_json(&format!("{}/openapi.json", shop.url())).await;
     assert!(doc["paths"]["/api/reminders"].is_null());
 }
+
+/// The SMTP server down when a mail falls due: nothing is lost or marked sent; the mail goes,
+/// once, when the server is back, and the outage is logged once, not every try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_due_while_the_smtp_server_is_down_goes_once_it_is_back() {
+    let mut smtp = SmtpServer::start().unwrap();
+    let redis = RedisServer::start().unwrap();
+    let smtp_url = smtp.url();
+    let mut deal = DealFile {
+        starts_in: 13 * 3600,
+        ..DealFile::live("reminders-smtp-down")
+    };
+    let shop = Storefront::start(
+        &redis,
+        &postgres().url(),
+        &deal,
+        &["--smtp-url", &smtp_url, "--mail-from", FROM],
+    );
+    let (code, _) = sign_up(&shop.url(), "ana@example.com").await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+
+    smtp.stop();
+    deal.starts_in = 12 * 3600 + 2;
+    shop.rewrite(&deal);
+    // Several tries fail meanwhile (one every 2 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let db = shop.db().await;
+    let unsent: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}.reminders WHERE sent_12h_at IS NULL",
+        shop.schema
+    ))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(unsent, 1, "a mail the server never took is not marked sent");
+    let log = shop.service.log();
+    assert_eq!(
+        log.matches("cannot send reminders").count(),
+        1,
+        "the outage is said once: {log}"
+    );
+    assert!(!log.contains("@example.com"), "an address leaked: {log}");
+
+    smtp.start_again().unwrap();
+    eventually(
+        "the reminder after the outage",
+        Duration::from_secs(30),
+        || async { !smtp.mails().unwrap().is_empty() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    each_once(
+        &smtp,
+        &["ana@example.com".to_owned()],
+        "Starts in 12 hours: ACME NC-700 headphones",
+    );
+    assert_eq!(smtp.mails().unwrap().len(), 1);
+    assert!(shop.service.log().contains("reminders can be sent again"));
+}

@@ -4,7 +4,7 @@
 use std::{
     io::Read,
     net::{Ipv4Addr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command},
     time::Duration,
 };
@@ -21,6 +21,8 @@ pub struct SmtpServer {
     child: Child,
     port: u16,
     dir: TempDir,
+    program: PathBuf,
+    starts: u32,
 }
 
 /// One mail as the server received it.
@@ -99,30 +101,28 @@ impl SmtpServer {
         }
         on_free_port(|port| {
             let dir = server_dir("smtp")?;
-            let log = dir.path().join("aiosmtpd.log");
-            let mut command = Command::new(&program);
-            command
-                .args(["-n", "-l", &format!("127.0.0.1:{port}")])
-                .args(["-c", "aiosmtpd.handlers.Mailbox"])
-                .arg(dir.path().join("mail"));
-            log_to(&mut command, &log)?;
-            let mut child = spawn_tied(command, libc::SIGTERM)
-                .map_err(Error::io(format!("start {}", program.display())))?;
-            match wait_until(
-                "aiosmtpd",
-                &mut child,
-                &log,
-                Duration::from_secs(20),
-                || greets(port),
-            ) {
-                Ok(()) => Ok(Self { child, port, dir }),
-                Err(error) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(error)
-                }
-            }
+            let child = spawn(&program, port, dir.path(), 1)?;
+            Ok(Self {
+                child,
+                port,
+                dir,
+                program: program.clone(),
+                starts: 1,
+            })
         })
+    }
+
+    /// Stops the server (SIGKILL): an SMTP server that is down. Mails received stay readable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and Maildir after [`SmtpServer::stop`].
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        self.starts += 1;
+        self.child = spawn(&self.program, self.port, self.dir.path(), self.starts)?;
+        Ok(())
     }
 
     /// `smtp://127.0.0.1:<port>`.
@@ -155,6 +155,32 @@ impl SmtpServer {
         }
         found.sort_by_key(|(modified, _)| *modified);
         Ok(found.into_iter().map(|(_, mail)| mail).collect())
+    }
+}
+
+fn spawn(program: &Path, port: u16, dir: &Path, start: u32) -> Result<Child, Error> {
+    let log = dir.join(format!("aiosmtpd-{start}.log"));
+    let mut command = Command::new(program);
+    command
+        .args(["-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(dir.join("mail"));
+    log_to(&mut command, &log)?;
+    let mut child = spawn_tied(command, libc::SIGTERM)
+        .map_err(Error::io(format!("start {}", program.display())))?;
+    match wait_until(
+        "aiosmtpd",
+        &mut child,
+        &log,
+        Duration::from_secs(20),
+        || greets(port),
+    ) {
+        Ok(()) => Ok(child),
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(error)
+        }
     }
 }
 

@@ -14,9 +14,13 @@ use timedeal_api::money::format as money;
 use super::Lead;
 use crate::{deal::Deal, error::Error};
 
-/// The longest one mail may take to hand over. It runs while the row's lock is held, and the
-/// storefront's connections give up on a transaction idle for 10 s.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one SMTP command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The longest one mail may take to hand over, all commands together. The row's lock is held
+/// meanwhile, and PostgreSQL ends a transaction idle for 10 s (`db::connect`): a mail that took
+/// longer would be sent and never marked, then sent again.
+const SEND_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The SMTP server reminders go through, and who they come from.
 pub struct Mailer {
@@ -31,7 +35,7 @@ impl Mailer {
     pub fn new(url: &str, from: &str) -> Result<Self, Error> {
         let (builder, from) = Self::check(url, from)?;
         Ok(Self {
-            transport: builder.timeout(Some(SEND_TIMEOUT)).build(),
+            transport: builder.timeout(Some(COMMAND_TIMEOUT)).build(),
             from,
         })
     }
@@ -57,13 +61,13 @@ impl Mailer {
     }
 
     pub async fn send(&self, message: Message) -> Result<(), Error> {
-        match tokio::time::timeout(SEND_TIMEOUT * 2, self.transport.send(message)).await {
+        match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
             // lettre's errors name the server and the SMTP reply, never the recipient.
             Ok(Err(e)) => Err(Error::Mail(e.to_string())),
             Err(_) => Err(Error::Mail(format!(
                 "no answer within {} s",
-                (SEND_TIMEOUT * 2).as_secs()
+                SEND_TIMEOUT.as_secs()
             ))),
         }
     }
