@@ -191,8 +191,10 @@ async fn delivery_details_are_deleted_when_the_retention_ends() {
     assert_eq!(listed[0]["id"], id, "the order itself stays");
     assert_eq!(listed[0]["status"], "confirmed");
     assert!(listed[0].get("delivery").is_none(), "{}", listed[0]);
-    let (code, _) = shopper.send(Method::GET, "/api/delivery", None).await;
+    let (code, answer) = shopper.send(Method::GET, "/api/delivery", None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("retention ended"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

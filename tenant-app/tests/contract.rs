@@ -63,12 +63,7 @@ async fn the_storefront_gives_a_calendar_entry_with_two_reminders() {
         ..DealFile::live("reminded")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
-    let page = reqwest::get(shop.url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = common::get_text(&shop.url()).await;
     assert!(
         page.contains("href=\"/reminder.ics\""),
         "the page offers it"

@@ -137,12 +137,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert!(shopper.orders().await.is_empty());
 
     // The refusals are counted by code.
-    let metrics = reqwest::get(format!("{}/metrics", shop.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{}/metrics", shop.url())).await;
     assert!(
         metrics.contains("timedeal_rejections_total{reason=\"invalid_quantity\"} 4"),
         "{metrics}"

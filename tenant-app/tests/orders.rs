@@ -141,12 +141,7 @@ async fn the_same_idempotency_key_gives_one_order() {
     assert_eq!(shop.count_orders("confirmed").await, 2);
     assert_eq!(shop.stats().await["stock"]["sold"], 2);
     // Each commit is counted by how many orders its transaction carried.
-    let metrics = reqwest::get(format!("{}/metrics", shop.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{}/metrics", shop.url())).await;
     assert!(
         metrics.contains("timedeal_order_commit_batch_size_count 2"),
         "{metrics}"

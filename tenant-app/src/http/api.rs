@@ -166,16 +166,24 @@ pub async fn last_delivery(
     State(app): State<SharedApp>,
     shopper: Shopper,
 ) -> Result<Response, ApiError> {
-    match orders::delivery::last_of(&app.db, &shopper.id).await? {
-        Some(details) => Ok((
+    if let Some(details) = orders::delivery::last_of(&app.db, &shopper.id).await? {
+        return Ok((
             [(axum::http::header::CACHE_CONTROL, "private, no-store")],
             Json(details),
         )
-            .into_response()),
-        None => Err(ApiError::not_found(
-            "no delivery details yet: they are kept from your first order that needed them",
-        )),
+            .into_response());
     }
+    Err(ApiError::not_found(
+        match orders::delivery::deleted_at(&app.db).await? {
+            Some(at) => format!(
+                "the deal's retention ended: every delivery detail was deleted at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "no delivery details yet: they are kept from your first order that needed \
+                     them"
+                .to_owned(),
+        },
+    ))
 }
 
 /// The shopper's orders, newest first.

@@ -251,6 +251,15 @@ pub async fn last_of(pool: &PgPool, shopper: &str) -> Result<Option<Delivery>, E
     Ok(row.map(DeliveryRow::into_delivery))
 }
 
+/// When the deal's personal data was deleted (retention over), if it was.
+pub async fn deleted_at(pool: &PgPool) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+    bounded(
+        "cannot read when personal data was deleted",
+        sqlx::query_scalar("SELECT deleted_at FROM personal_data_deleted").fetch_optional(pool),
+    )
+    .await
+}
+
 /// A `deliveries` row as read.
 #[derive(sqlx::FromRow)]
 pub struct DeliveryRow {

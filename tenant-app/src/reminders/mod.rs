@@ -9,7 +9,7 @@
 
 pub mod mail;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::{rngs::OsRng, RngCore};
@@ -167,25 +167,6 @@ pub async fn known_token(pool: &PgPool, token: &str) -> Result<bool, Error> {
             .fetch_one(pool),
     )
     .await
-}
-
-/// How many addresses wait for each mail, and how many got it (for tests and the operator's
-/// figures; never the addresses themselves).
-pub async fn counts(pool: &PgPool) -> Result<BTreeMap<&'static str, i64>, Error> {
-    let row = bounded(
-        "cannot count the reminders",
-        sqlx::query(
-            "SELECT count(*) AS addresses, count(sent_12h_at) AS sent_12h, \
-             count(sent_1h_at) AS sent_1h FROM reminders",
-        )
-        .fetch_one(pool),
-    )
-    .await?;
-    Ok(BTreeMap::from([
-        ("addresses", row.get("addresses")),
-        ("sent12h", row.get("sent_12h")),
-        ("sent1h", row.get("sent_1h")),
-    ]))
 }
 
 /// 128 random bits from the operating system, in hex.
