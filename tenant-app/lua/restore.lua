@@ -1,5 +1,7 @@
--- Restores the deal's stock figures after Redis lost them (first start, a pod replaced, a
--- FLUSHALL), from what PostgreSQL knows, in one atomic step, and opens a new epoch.
+-- Restores the deal's stock figures from what PostgreSQL knows, in one atomic step, and opens
+-- a new epoch: after Redis lost them (first start, a pod replaced, a FLUSHALL), after it
+-- restarted (its append-only file may be up to a second behind), or after it contradicted
+-- PostgreSQL.
 --
 -- Invariants:
 --   * until this has run, the deal's hash has no `epoch` and every script that changes stock
@@ -13,13 +15,21 @@
 --   * an epoch never goes back: a restore for an epoch older than or equal to the one Redis
 --     holds does nothing (a slower replica's restore can never undo a newer one). A newer epoch
 --     replaces the deal's hash whole (its idempotency keys, id blocks and restock marks belong
---     to the older epoch): PostgreSQL already refuses the older epoch's orders.
+--     to the older epoch): PostgreSQL already refuses the older epoch's orders;
+--   * the hash records the server's `run_id` (`run`): a server that restarts takes a new one,
+--     so the storefront sees that these figures may be behind and restores them again;
+--   * tickets and admissions of earlier epochs are void (`reserve.lua` refuses them, and their
+--     shoppers join again), so they leave `active` and the head moves past every number
+--     taken so far: a Redis that restarted with its data would otherwise admit numbers whose
+--     shoppers hold no place any more, count them against the places to give until their
+--     session ran out, and the line would stand still. The head only moves forward.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  the new epoch (just taken in PostgreSQL)
 -- ARGV[2]  total stock from the spec
 -- ARGV[3]  units sold according to PostgreSQL
--- ARGV[4], ARGV[5], ...  shopper id and the units they own, in pairs
+-- ARGV[4]  the server's run_id
+-- ARGV[5], ARGV[6], ...  shopper id and the units they own, in pairs
 -- Returns 1 when restored now, 0 when Redis already holds this epoch or a newer one.
 local p, epoch = KEYS[1], tonumber(ARGV[1])
 local deal = p .. 'deal'
@@ -27,9 +37,14 @@ local current = tonumber(redis.call('HGET', deal, 'epoch') or '-1')
 if current >= epoch then
   return 0
 end
-redis.call('DEL', deal)
-for i = 4, #ARGV, 2 do
+redis.call('DEL', deal, p .. 'active')
+local taken = redis.call('GET', p .. 'seq')
+if taken and tonumber(taken) > tonumber(redis.call('GET', p .. 'head') or '0') then
+  redis.call('SET', p .. 'head', taken)
+end
+for i = 5, #ARGV, 2 do
   redis.call('HSET', deal, 'u:' .. ARGV[i], ARGV[i + 1])
 end
-redis.call('HSET', deal, 'total', ARGV[2], 'sold', ARGV[3], 'reserved', 0, 'blocks', 0, 'epoch', epoch)
+redis.call('HSET', deal, 'total', ARGV[2], 'sold', ARGV[3], 'reserved', 0, 'blocks', 0,
+  'epoch', epoch, 'run', ARGV[4])
 return 1

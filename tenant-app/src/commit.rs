@@ -2,6 +2,10 @@
 //! batch, so a burst of orders costs a handful of commits instead of one each, and the batch's
 //! reservations are confirmed in Redis with one script call. A request waits for its batch to
 //! commit before the shopper is told "confirmed".
+//!
+//! PostgreSQL decides what is sold: each batch moves the deal's sold units and each shopper's
+//! holdings in the transaction that writes its orders, and refuses an order that would pass
+//! the stock or the shopper's limit ([`allot`]), whatever Redis believed when it reserved.
 
 use std::collections::HashMap;
 
@@ -28,6 +32,9 @@ pub struct NewOrder {
     pub payment_reference: String,
     /// The order's reservation in Redis, confirmed once the order is committed.
     pub reservation: String,
+    /// The deal's stock, and the shopper's limit: PostgreSQL refuses the order beyond either.
+    pub stock: i64,
+    pub limit: i64,
     /// Past this, the order is no longer written (see [`COMMIT_WINDOW`]).
     pub not_after: tokio::time::Instant,
     /// Coupon deals: the order's code, committed with it.
@@ -38,12 +45,9 @@ pub struct NewOrder {
 
 /// How long after its payment an order may still be written. With [`BATCH_TIMEOUT`] it bounds
 /// when a paid order can land in PostgreSQL at all, which is what lets reconciliation refund a
-/// payment without an order once [`SETTLED_AFTER`] has passed, with no race against a late
-/// commit.
+/// payment without an order once it is old enough (see `Payments::settled_after`); its fence in
+/// PostgreSQL makes a commit later still lose.
 pub const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A payment older than this has either its order in PostgreSQL or never will.
-pub const SETTLED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What became of one order in its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,11 +57,62 @@ pub enum Outcome {
     /// A row for this id, or for this shopper's idempotency key, was there first: the
     /// reservation lapsed, or the same request was committed before.
     Conflict,
+    /// PostgreSQL refused the order: Redis reserved stock or allowance that its record says
+    /// is not there (Redis came back behind). Nothing was written.
+    Refused(Refusal),
     /// Nothing was written (the database could not be reached or refused the batch, or the
     /// order was reserved in an epoch that is over: Redis lost its data since).
     NotWritten(String),
     /// The commit was sent but its answer was lost: the order may or may not be in PostgreSQL.
     Unknown(String),
+}
+
+/// Why PostgreSQL refused an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Fewer units are left than the order asks for.
+    SoldOut,
+    /// The order would take the shopper past their limit.
+    OverLimit,
+}
+
+/// One order as [`allot`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub shopper: &'a str,
+    pub quantity: i64,
+    pub limit: i64,
+}
+
+/// Decides, in batch order, which orders fit: each takes its units from what is left of `stock`
+/// and from its shopper's allowance (`limit` less what `held` says they own, less what earlier
+/// orders of the batch took). Returns the verdict of each order and the units taken in all.
+pub fn allot(
+    stock: i64,
+    sold: i64,
+    held: &HashMap<String, i64>,
+    claims: &[Claim<'_>],
+) -> (Vec<Result<(), Refusal>>, i64) {
+    let mut taken = 0;
+    let mut owns: HashMap<&str, i64> = HashMap::new();
+    let verdicts = claims
+        .iter()
+        .map(|claim| {
+            let owned = owns
+                .entry(claim.shopper)
+                .or_insert_with(|| held.get(claim.shopper).copied().unwrap_or(0));
+            if *owned + claim.quantity > claim.limit {
+                return Err(Refusal::OverLimit);
+            }
+            if sold + taken + claim.quantity > stock {
+                return Err(Refusal::SoldOut);
+            }
+            *owned += claim.quantity;
+            taken += claim.quantity;
+            Ok(())
+        })
+        .collect();
+    (verdicts, taken)
 }
 
 struct Request {
@@ -84,7 +139,7 @@ pub fn epoch_of(order_id: i64) -> i64 {
 
 /// The longest one batch may take. Past it, a batch that had not sent its commit wrote nothing;
 /// one that had may or may not have landed.
-const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+pub const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Writer {
     /// Starts the writer; `batch_sizes` records how many orders each transaction carried.
@@ -183,7 +238,20 @@ async fn write_batch(
         .copied()
         .filter(|o| epoch_of(o.id) == epoch)
         .collect();
-    let inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
+    // Taken before the orders are written, so batches of every replica weigh their orders one
+    // after the other against the same figures.
+    let sold: i64 = match sqlx::query_scalar("SELECT sold FROM stock_ledger FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await
+    {
+        Ok(sold) => sold,
+        Err(e) => {
+            return all(Outcome::NotWritten(format!(
+                "cannot read what is sold: {e}"
+            )))
+        }
+    };
+    let mut inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
         "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key, \
                              coupon_code, coupon_valid_until) \
          SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key, code, until \
@@ -215,6 +283,14 @@ async fn write_batch(
     {
         Ok(rows) => rows.into_iter().collect(),
         Err(e) => return all(Outcome::NotWritten(format!("cannot insert orders: {e}"))),
+    };
+    let refused = match weigh(&mut tx, &orders, &mut inserted, sold).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            return all(Outcome::NotWritten(format!(
+                "cannot check the stock and limits: {e}"
+            )))
+        }
     };
     if let Err(e) = write_deliveries(&mut tx, &orders, &inserted).await {
         return all(Outcome::NotWritten(format!(
@@ -270,12 +346,90 @@ async fn write_batch(
         .iter()
         .map(|o| match inserted.get(&o.id) {
             Some(at) => Outcome::Committed(*at),
+            None if refused.contains_key(&o.id) => Outcome::Refused(refused[&o.id]),
             None if epoch_of(o.id) != epoch => Outcome::NotWritten(
                 "the order was reserved before Redis lost its data; it was not recorded".into(),
             ),
             None => Outcome::Conflict,
         })
         .collect()
+}
+
+/// Weighs the orders just inserted against the stock and each shopper's limit ([`allot`]):
+/// deletes the rows of those refused (they leave `inserted`), and moves the sold units and
+/// holdings by the rest. Returns the refused orders.
+async fn weigh(
+    tx: &mut sqlx::PgConnection,
+    orders: &[&NewOrder],
+    inserted: &mut HashMap<i64, DateTime<Utc>>,
+    sold: i64,
+) -> Result<HashMap<i64, Refusal>, sqlx::Error> {
+    let written: Vec<&NewOrder> = orders
+        .iter()
+        .copied()
+        .filter(|o| inserted.contains_key(&o.id))
+        .collect();
+    if written.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut shoppers: Vec<String> = written.iter().map(|o| o.shopper.clone()).collect();
+    shoppers.sort();
+    shoppers.dedup();
+    let held: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT shopper, units FROM holdings WHERE shopper = ANY($1) ORDER BY shopper FOR UPDATE",
+    )
+    .bind(&shoppers)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let claims: Vec<Claim> = written
+        .iter()
+        .map(|o| Claim {
+            shopper: &o.shopper,
+            quantity: o.quantity as i64,
+            limit: o.limit,
+        })
+        .collect();
+    // Every order of a batch is for the same deal; its stock is the latest the replica read.
+    let stock = written.iter().map(|o| o.stock).min().unwrap_or(0);
+    let (verdicts, taken) = allot(stock, sold, &held, &claims);
+    let mut refused = HashMap::new();
+    let mut gained: HashMap<&str, i64> = HashMap::new();
+    for (order, verdict) in written.iter().zip(verdicts) {
+        match verdict {
+            Ok(()) => *gained.entry(&order.shopper).or_default() += order.quantity as i64,
+            Err(refusal) => {
+                refused.insert(order.id, refusal);
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let ids: Vec<i64> = refused.keys().copied().collect();
+        sqlx::query("DELETE FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        for id in &ids {
+            inserted.remove(id);
+        }
+    }
+    if taken > 0 {
+        sqlx::query("UPDATE stock_ledger SET sold = sold + $1")
+            .bind(taken)
+            .execute(&mut *tx)
+            .await?;
+        let (who, units): (Vec<&str>, Vec<i64>) = gained.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO holdings (shopper, units) SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]) \
+             ON CONFLICT (shopper) DO UPDATE SET units = holdings.units + EXCLUDED.units",
+        )
+        .bind(&who)
+        .bind(&units)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(refused)
 }
 
 /// The delivery details of the orders just inserted, in the same transaction.
@@ -322,6 +476,57 @@ async fn write_deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claim(shopper: &str, quantity: i64) -> Claim<'_> {
+        Claim {
+            shopper,
+            quantity,
+            limit: 2,
+        }
+    }
+
+    #[test]
+    fn orders_past_the_stock_are_refused_in_batch_order() {
+        let (verdicts, taken) = allot(
+            10,
+            8,
+            &HashMap::new(),
+            &[claim("a", 1), claim("b", 2), claim("c", 1), claim("d", 1)],
+        );
+        assert_eq!(
+            verdicts,
+            vec![Ok(()), Err(Refusal::SoldOut), Ok(()), Err(Refusal::SoldOut)]
+        );
+        assert_eq!(taken, 2);
+    }
+
+    #[test]
+    fn a_shopper_past_the_limit_is_refused_counting_what_they_own_and_the_batch() {
+        let held = HashMap::from([("a".to_string(), 1)]);
+        let (verdicts, taken) = allot(
+            100,
+            0,
+            &held,
+            &[claim("a", 1), claim("a", 1), claim("b", 2), claim("b", 1)],
+        );
+        assert_eq!(
+            verdicts,
+            vec![
+                Ok(()),
+                Err(Refusal::OverLimit),
+                Ok(()),
+                Err(Refusal::OverLimit)
+            ]
+        );
+        assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn nothing_fits_when_the_record_is_already_past_the_stock() {
+        let (verdicts, taken) = allot(5, 7, &HashMap::new(), &[claim("a", 1)]);
+        assert_eq!(verdicts, vec![Err(Refusal::SoldOut)]);
+        assert_eq!(taken, 0);
+    }
 
     #[test]
     fn an_order_id_carries_its_epoch() {

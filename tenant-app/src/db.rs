@@ -293,6 +293,16 @@ pub async fn finish_cancel(
         };
         let order = order_from(&row)?;
         let shopper: String = row.try_get("shopper")?;
+        // The units are no longer sold: the record moves in the same transaction.
+        sqlx::query("UPDATE stock_ledger SET sold = sold - $1")
+            .bind(order.quantity as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE holdings SET units = units - $2 WHERE shopper = $1")
+            .bind(&shopper)
+            .bind(order.quantity as i64)
+            .execute(&mut *tx)
+            .await?;
         if let Some(reference) = refund_reference {
             sqlx::query(
                 "INSERT INTO refunds (order_id, reference, amount) VALUES ($1, $2, $3) \
@@ -368,6 +378,28 @@ pub async fn record_lapse(
     Ok(status.as_deref() == Some("lapsed"))
 }
 
+/// Fences an order id before its payment is refunded as unmatched: a `lapsed` row that an
+/// order committing later conflicts with, so it is refunded and never confirmed. True when the
+/// id is fenced (now or before, or its reservation lapsed), false when the order committed.
+pub async fn fence_unmatched(
+    pool: &PgPool,
+    id: i64,
+    amount: i64,
+    currency: &str,
+) -> Result<bool, Error> {
+    // The shopper is not known from a payment; the row only holds the id.
+    record_lapse(
+        pool,
+        id,
+        "",
+        1,
+        &format!("unmatched:{id}"),
+        amount,
+        currency,
+    )
+    .await
+}
+
 /// Records the refund of a payment whose reservation lapsed (its `lapsed` row exists).
 pub async fn record_lapse_refund(
     pool: &PgPool,
@@ -424,6 +456,23 @@ pub struct Restore {
     pub owned: Vec<(String, i64)>,
 }
 
+/// Records that a block of order ids was handed out in an epoch. False when it had been
+/// before: the Redis that handed it out again came back behind.
+pub async fn take_id_block(pool: &PgPool, epoch: i64, block: i64) -> Result<bool, Error> {
+    let taken: Option<i64> = bounded(
+        "cannot record a block of order ids",
+        sqlx::query_scalar(
+            "INSERT INTO id_blocks (epoch, block) VALUES ($1, $2) ON CONFLICT DO NOTHING \
+             RETURNING block",
+        )
+        .bind(epoch)
+        .bind(block)
+        .fetch_optional(pool),
+    )
+    .await?;
+    Ok(taken.is_some())
+}
+
 /// Opens the next epoch and reads what was sold, in one transaction. Taking the epoch row's
 /// lock waits for every order commit and cancellation under way (they hold it shared), and
 /// none of the previous epoch can land after it: what is read here is complete.
@@ -434,18 +483,15 @@ pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
             sqlx::query_scalar("UPDATE redis_epoch SET epoch = epoch + 1 RETURNING epoch")
                 .fetch_one(&mut *tx)
                 .await?;
-        let owned: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT shopper, SUM(quantity)::BIGINT FROM orders \
-             WHERE status IN ('confirmed', 'cancelling') GROUP BY shopper",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let sold: i64 = sqlx::query_scalar("SELECT sold FROM stock_ledger")
+            .fetch_one(&mut *tx)
+            .await?;
+        let owned: Vec<(String, i64)> =
+            sqlx::query_as("SELECT shopper, units FROM holdings WHERE units > 0")
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(Restore {
-            epoch,
-            sold: owned.iter().map(|(_, units)| units).sum(),
-            owned,
-        })
+        Ok(Restore { epoch, sold, owned })
     })
     .await
 }

@@ -83,7 +83,8 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     deal::watch_file(deal_path, deal_source.clone());
     let (figures_tx, figures_rx) = watch::channel(queue::Figures::default());
     let metrics = metrics::Metrics::new();
-    let reservations = Reservations::new(redis.clone(), scripts.clone(), prefix.clone());
+    let reservations =
+        Reservations::new(redis.clone(), db.clone(), scripts.clone(), prefix.clone());
     let app = Arc::new(App {
         deal: deal_rx,
         deal_source,

@@ -254,7 +254,8 @@ async fn tick(
     if ticks.is_multiple_of(10) {
         app.clock.sync(&app.redis).await?;
     }
-    if !app.figures.borrow().restored {
+    // Twice a second: a Redis that restarted (maybe a second behind) is noticed within that.
+    if !app.figures.borrow().restored || ticks.is_multiple_of(5) {
         restore::restore_if_lost(app).await?;
     }
     let deal = app.deal();

@@ -34,6 +34,14 @@ async fn redis_restarted_with_its_aof_loses_nothing() {
 
 /// Redis replaced without its data mid-sale, while many orders are between their reservation
 /// and their commit (payments take 1.5 s) and shoppers cancel.
+/// Redis back a second behind, as after a node loss with `appendfsync everysec`: PostgreSQL
+/// still holds at most the stock and every shopper at most the limit, and Redis's figures are
+/// restored from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_back_a_second_behind_oversells_nothing() {
+    run(Fault::RedisRollback).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_replaced_empty_mid_sale_loses_nothing() {
     run(Fault::RedisEmpty).await;

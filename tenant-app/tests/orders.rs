@@ -301,3 +301,75 @@ async fn an_order_refused_with_503_can_be_sent_again_with_its_key() {
         "only the placed order is charged: {charges:?}"
     );
 }
+
+/// Redis believing stock is left that is not (its `sold` figure wrong, as after it came back
+/// behind): PostgreSQL, which decides, refuses the order, the payment is refunded, and Redis's
+/// figures are restored from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_forgot_sales_cannot_oversell() {
+    let redis = RedisServer::start().unwrap();
+    let provider = common::PaymentProvider::start(Duration::ZERO).await;
+    let deal = DealFile {
+        stock: 3,
+        limit: 2,
+        ..DealFile::live("forgetful")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[&provider.flag()]);
+    for (quantity, key) in [(2, "first-two"), (1, "last-one")] {
+        let (shopper, token) = admitted(&shop).await;
+        let (code, order) = shopper.order(quantity, key, &token).await;
+        assert_eq!(code, StatusCode::CREATED, "{order}");
+    }
+    assert_eq!(shop.stats().await["stock"]["remaining"], 0);
+
+    // Redis forgets every sale.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deal_key = format!("{}deal", timedeal_tenant_app::app::key_prefix("forgetful"));
+    let _: () = redis::cmd("HSET")
+        .arg(&deal_key)
+        .arg("sold")
+        .arg(0)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(shop.stats().await["stock"]["remaining"], 3);
+
+    let (late, token) = admitted(&shop).await;
+    let (code, answer) = late.order(1, "one-too-many", &token).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "sold_out", "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("refunded"),
+        "{answer}"
+    );
+
+    let db = shop.db().await;
+    let sold: i64 = sqlx::query_scalar(&format!(
+        "SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM {}.orders WHERE status = 'confirmed'",
+        shop.schema
+    ))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(sold, 3, "PostgreSQL holds the stock and no more");
+    let charges = provider.ledger.charges(&shop.schema);
+    assert_eq!(charges.len(), 3, "{charges:?}");
+    assert_eq!(
+        charges.iter().filter(|c| c.refund.is_some()).count(),
+        1,
+        "the refused order's payment is refunded: {charges:?}"
+    );
+    eventually(
+        "Redis's figures to be restored from PostgreSQL",
+        Duration::from_secs(5),
+        || async {
+            let stats = shop.stats().await;
+            stats["stock"]["sold"] == 3 && stats["stock"]["remaining"] == 0
+        },
+    )
+    .await;
+}

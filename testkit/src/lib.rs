@@ -26,7 +26,7 @@ mod service;
 mod smtp;
 
 pub use postgres::{Durability, PostgresServer};
-pub use redis::RedisServer;
+pub use redis::{RedisCopy, RedisServer};
 pub use service::Service;
 pub use smtp::{Mail, SmtpServer};
 

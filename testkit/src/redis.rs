@@ -15,30 +15,53 @@ use crate::{
     Error,
 };
 
+/// How a server keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persistence {
+    None,
+    /// An append-only file synced on every write.
+    EveryWrite,
+    /// An append-only file synced once a second, as the operator runs Redis: a node lost with
+    /// its page cache brings it back up to a second behind.
+    EverySecond,
+}
+
 /// A `redis-server` of its own, listening on 127.0.0.1 only: without persistence, or with an
-/// append-only file synced on every write (a pod with its volume), for restarts that keep data.
+/// append-only file (a pod with its volume), for restarts that keep data.
 pub struct RedisServer {
     child: Child,
     port: u16,
     dir: TempDir,
     program: PathBuf,
-    persistent: bool,
+    persistence: Persistence,
     starts: u32,
+}
+
+/// A copy of a server's data as it was at one moment, for [`RedisServer::roll_back`].
+pub struct RedisCopy {
+    dir: TempDir,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, Error> {
-        Self::start_with(false)
+        Self::start_with(Persistence::None)
     }
 
     /// Like [`RedisServer::start`], keeping its data in an append-only file synced on every
     /// write, so [`RedisServer::restart`] brings it back as it was.
     pub fn start_persistent() -> Result<Self, Error> {
-        Self::start_with(true)
+        Self::start_with(Persistence::EveryWrite)
     }
 
-    fn start_with(persistent: bool) -> Result<Self, Error> {
+    /// As the operator runs Redis in a cluster: an append-only file synced once a second
+    /// (`appendfsync everysec`). [`RedisServer::copy_data`] and [`RedisServer::roll_back`]
+    /// play the loss of a node, which takes the last second's writes with its page cache.
+    pub fn start_as_in_a_cluster() -> Result<Self, Error> {
+        Self::start_with(Persistence::EverySecond)
+    }
+
+    fn start_with(persistence: Persistence) -> Result<Self, Error> {
         let program =
             find_program("redis-server", &[PathBuf::from("/usr/bin")]).ok_or_else(|| {
                 Error::Missing {
@@ -49,13 +72,13 @@ impl RedisServer {
             })?;
         on_free_port(|port| {
             let dir = server_dir("redis")?;
-            let child = spawn(&program, port, dir.path(), persistent, 1)?;
+            let child = spawn(&program, port, dir.path(), persistence, 1)?;
             Ok(Self {
                 child,
                 port,
                 dir,
                 program: program.clone(),
-                persistent,
+                persistence,
                 starts: 1,
             })
         })
@@ -75,10 +98,27 @@ impl RedisServer {
             &self.program,
             self.port,
             self.dir.path(),
-            self.persistent,
+            self.persistence,
             self.starts,
         )?;
         Ok(())
+    }
+
+    /// Copies the server's data files as they are on disk now (what a node that died now would
+    /// come back with, at most the last second behind what the server answered).
+    pub fn copy_data(&self) -> Result<RedisCopy, Error> {
+        let copy = tempfile::tempdir().map_err(Error::io("make a directory for Redis's copy"))?;
+        copy_tree(self.dir.path(), copy.path())?;
+        Ok(RedisCopy { dir: copy })
+    }
+
+    /// Kills the server and starts it again on `copy`: Redis comes back behind, with every
+    /// write since the copy lost, as after a node loss with `appendfsync everysec`.
+    pub fn roll_back(&mut self, copy: &RedisCopy) -> Result<(), Error> {
+        self.kill();
+        self.delete_data()?;
+        copy_tree(copy.dir.path(), self.dir.path())?;
+        self.start_again()
     }
 
     /// Kills the server and starts it again on the same port: with its data when it is
@@ -92,6 +132,12 @@ impl RedisServer {
     /// its volume.
     pub fn restart_empty(&mut self) -> Result<(), Error> {
         self.kill();
+        self.delete_data()?;
+        self.start_again()
+    }
+
+    /// Deletes everything but the logs from the server's directory.
+    fn delete_data(&self) -> Result<(), Error> {
         for entry in
             std::fs::read_dir(self.dir.path()).map_err(Error::io("list Redis's directory"))?
         {
@@ -102,7 +148,7 @@ impl RedisServer {
                 std::fs::remove_file(&path).map_err(Error::io("delete Redis's data"))?;
             }
         }
-        self.start_again()
+        Ok(())
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -124,7 +170,7 @@ fn spawn(
     program: &PathBuf,
     port: u16,
     dir: &std::path::Path,
-    persistent: bool,
+    persistence: Persistence,
     start: u32,
 ) -> Result<Child, Error> {
     let log = dir.join(format!("redis-{start}.log"));
@@ -132,11 +178,13 @@ fn spawn(
     command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--daemonize", "no"]);
-    if persistent {
-        command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-    } else {
-        command.args(["--appendonly", "no"]);
-    }
+    match persistence {
+        Persistence::None => command.args(["--appendonly", "no"]),
+        Persistence::EveryWrite => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
+        Persistence::EverySecond => {
+            command.args(["--appendonly", "yes", "--appendfsync", "everysec"])
+        }
+    };
     command.arg("--dir").arg(dir);
     log_to(&mut command, &log)?;
     let mut child = spawn_tied(command, libc::SIGTERM)
@@ -155,6 +203,21 @@ fn spawn(
             Err(error)
         }
     }
+}
+
+/// Copies the data files (not the logs) of `from` into `to`, directories included.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(from).map_err(Error::io("list Redis's directory"))? {
+        let path = entry.map_err(Error::io("list Redis's directory"))?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            std::fs::create_dir_all(&target).map_err(Error::io("copy Redis's data"))?;
+            copy_tree(&path, &target)?;
+        } else if path.extension().is_none_or(|e| e != "log") {
+            std::fs::copy(&path, &target).map_err(Error::io("copy Redis's data"))?;
+        }
+    }
+    Ok(())
 }
 
 fn ping(port: u16) -> bool {

@@ -7,6 +7,7 @@
 //! `timedeal-bench chaos` runs them for longer, round after round, and writes what they cost into
 //! BENCHMARKS.md.
 
+pub mod explore;
 pub mod findings;
 pub mod settle;
 pub mod shopper;
@@ -38,6 +39,10 @@ pub enum Fault {
     RedisRestart,
     /// Redis replaced without its data mid-sale, many orders between reservation and commit.
     RedisEmpty,
+    /// Redis, run as in a cluster (`appendfsync everysec`), comes back a second behind: its node
+    /// was lost with the page cache, and the append-only file on the volume misses what the
+    /// last second sold.
+    RedisRollback,
     /// Redis away while a shopper cancels, then back without its data.
     RedisAway,
     /// PostgreSQL stopped for 10 s.
@@ -50,13 +55,16 @@ pub enum Fault {
     PaymentFaults,
     /// The two replicas' clocks 20 s apart (libfaketime).
     SkewedClocks,
+    /// A schedule of faults drawn from a seed by the explorer ([`explore`]); not a drill.
+    Explore,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillReplica,
         Fault::RedisRestart,
         Fault::RedisEmpty,
+        Fault::RedisRollback,
         Fault::RedisAway,
         Fault::PostgresStop,
         Fault::PostgresFreeze,
@@ -70,12 +78,14 @@ impl Fault {
             Fault::KillReplica => "kill-replica",
             Fault::RedisRestart => "redis-restart",
             Fault::RedisEmpty => "redis-empty",
+            Fault::RedisRollback => "redis-rollback",
             Fault::RedisAway => "redis-away",
             Fault::PostgresStop => "postgres-stop",
             Fault::PostgresFreeze => "postgres-freeze",
             Fault::ConcurrentCancels => "concurrent-cancels",
             Fault::PaymentFaults => "payment-faults",
             Fault::SkewedClocks => "skewed-clocks",
+            Fault::Explore => "explore",
         }
     }
 
@@ -85,12 +95,14 @@ impl Fault {
             Fault::KillReplica => "one replica killed with SIGKILL mid-sale",
             Fault::RedisRestart => "Redis killed and restarted with its AOF",
             Fault::RedisEmpty => "Redis replaced empty with payments in flight",
+            Fault::RedisRollback => "Redis back a second behind (node lost, AOF everysec)",
             Fault::RedisAway => "Redis away during a cancel, back empty",
             Fault::PostgresStop => "PostgreSQL stopped for 10 s",
             Fault::PostgresFreeze => "PostgreSQL frozen (SIGSTOP) for 15 s",
             Fault::ConcurrentCancels => "ten cancels of one order at once",
             Fault::PaymentFaults => "payment provider fails, hangs, answers late",
             Fault::SkewedClocks => "replica clocks 20 s apart",
+            Fault::Explore => "faults composed from a seed",
         }
     }
 }
@@ -137,6 +149,34 @@ impl Plan {
             cancel_every: 4,
             // Slow enough that the fault lands early in the sale, however loaded the machine.
             rate: 5,
+        }
+    }
+}
+
+impl Plan {
+    /// The deal of a sale of this size: short reservations and sessions, so that what a fault
+    /// leaves behind settles within the drill.
+    fn deal(&self, name: &str) -> DealPlan {
+        DealPlan {
+            stock: self.stock,
+            limit: self.limit,
+            admission_rate: self.rate,
+            max_active: 30,
+            session_ttl: "2m",
+            idle_grace: "30s",
+            reservation_ttl: "5s",
+            ..DealPlan::new(name)
+        }
+    }
+
+    /// The explorer's sale: long enough that a schedule's faults land while it sells.
+    pub fn explorer() -> Self {
+        Self {
+            shoppers: 160,
+            stock: 80,
+            limit: 2,
+            cancel_every: 0,
+            rate: 8,
         }
     }
 }
@@ -253,7 +293,12 @@ impl Sale {
             let mut all: Vec<(&str, OsString)> = vec![
                 ("TIMEDEAL_POSTGRES_URL", postgres_url.into()),
                 ("TIMEDEAL_SIGNING_SECRET", secret.clone().into()),
-                ("RUST_LOG", "warn".into()),
+                (
+                    "RUST_LOG",
+                    std::env::var("TIMEDEAL_DRILL_LOG")
+                        .unwrap_or_else(|_| "warn".into())
+                        .into(),
+                ),
             ];
             all.extend(env);
             replicas.push(
@@ -361,6 +406,22 @@ impl Sale {
         Ok(report(fault, started, &told, unmatched))
     }
 
+    /// A broken promise with the end of each replica's log, to see why.
+    fn with_logs(&self, error: Error) -> Error {
+        match error {
+            Error::Broken(what) => {
+                let logs: Vec<String> = self
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, replica)| format!("replica {} log:\n{}", i + 1, replica.log_tail()))
+                    .collect();
+                Error::Broken(format!("{what}\n{}", logs.join("\n")))
+            }
+            other => other,
+        }
+    }
+
     fn shopper(&self, first: usize) -> Shopper {
         Shopper::new(&self.urls, first, self.told.clone())
     }
@@ -388,11 +449,16 @@ fn check(holds: bool, what: impl FnOnce() -> String) -> Result<(), Error> {
 
 /// Runs one drill of `fault` with the storefront `binary`, on stores of its own.
 pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Result<Report, Error> {
+    if fault == Fault::Explore {
+        return Err(Error::Unexpected(
+            "the explorer is not a drill: run `explore::explore` with a seed".into(),
+        ));
+    }
     let started = Instant::now();
-    let mut redis = if fault == Fault::RedisRestart {
-        RedisServer::start_persistent()
-    } else {
-        RedisServer::start()
+    let mut redis = match fault {
+        Fault::RedisRestart => RedisServer::start_persistent(),
+        Fault::RedisRollback => RedisServer::start_as_in_a_cluster(),
+        _ => RedisServer::start(),
     }
     .map_err(Error::start("Redis"))?;
     // Durable commits: a PostgreSQL that acknowledges a commit before flushing it loses
@@ -403,20 +469,12 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
     let payments_take = match fault {
         Fault::RedisEmpty | Fault::RedisRestart => Duration::from_millis(1500),
         Fault::KillReplica => Duration::from_millis(150),
+        Fault::RedisRollback => Duration::from_millis(200),
         Fault::ConcurrentCancels => Duration::from_millis(100),
         _ => Duration::from_millis(20),
     };
     let provider = Provider::start(payments_take).await?;
-    let mut deal = DealPlan {
-        stock: plan.stock,
-        limit: plan.limit,
-        admission_rate: plan.rate,
-        max_active: 30,
-        session_ttl: "2m",
-        idle_grace: "30s",
-        reservation_ttl: "5s",
-        ..DealPlan::new(&format!("chaos-{}-{round}", fault.name()))
-    };
+    let mut deal = plan.deal(&format!("chaos-{}-{round}", fault.name()));
     let mut flags: Vec<&str> = Vec::new();
     let mut envs = [Vec::new(), Vec::new()];
     match fault {
@@ -444,6 +502,21 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
             sale.crowd(&plan);
             sale.sold(plan.stock / 8).await?;
             redis.restart().map_err(Error::start("Redis again"))?;
+        }
+        Fault::RedisRollback => {
+            sale.crowd(&plan);
+            sale.sold(plan.stock / 8).await?;
+            let copy = redis.copy_data().map_err(Error::start("a copy of Redis"))?;
+            // What the last second sold, reserved and admitted is lost with the node.
+            let before = sale.units().await?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while sale.units().await? < before + 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            redis
+                .roll_back(&copy)
+                .map_err(Error::start("Redis on its older copy"))?;
         }
         Fault::RedisEmpty => {
             sale.crowd(&Plan {
@@ -492,10 +565,12 @@ pub async fn drill(binary: &Path, fault: Fault, plan: Plan, round: usize) -> Res
             sale.provider.ledger.set_mode(Mode::Normal);
         }
         Fault::SkewedClocks => return skewed_clocks(&sale, started).await,
+        Fault::Explore => {}
     }
     let report = sale
         .settle(fault, started, &redis, &postgres_url, &plan)
-        .await?;
+        .await
+        .map_err(|error| sale.with_logs(error))?;
     match fault {
         Fault::PostgresStop | Fault::PaymentFaults => {
             check(report.retried.contains_key("unavailable"), || {

@@ -31,6 +31,32 @@ pub struct Told {
 
 pub type Shared = Arc<Mutex<Told>>;
 
+/// How one shopper behaves, beyond buying one unit at a time until refused for good.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Habits {
+    /// Units per order.
+    pub quantity: u32,
+    /// Cancels their first order.
+    pub cancels: bool,
+    /// Cancels it twice, the second time after the first was answered.
+    pub cancels_twice: bool,
+    /// Sends each placed order again with the same idempotency key, and expects the same order.
+    pub repeats: bool,
+    /// Leaves the line once admitted, without buying.
+    pub leaves: bool,
+}
+
+impl Habits {
+    /// The fault drills' shopper: one unit at a time, maybe one cancel.
+    pub fn plain(cancels: bool) -> Self {
+        Self {
+            quantity: 1,
+            cancels,
+            ..Self::default()
+        }
+    }
+}
+
 pub struct Shopper {
     client: reqwest::Client,
     urls: Vec<String>,
@@ -148,14 +174,28 @@ impl Shopper {
     /// Buys one unit at a time until refused for good, cancelling the first order when
     /// `cancels`, then leaves the queue, so that an admission nobody uses never holds a place.
     pub async fn shop(&self, name: &str, cancels: bool, deadline: Instant) -> Result<(), Error> {
-        let shopped = self.buy(name, cancels, deadline).await;
+        self.shop_with(name, Habits::plain(cancels), deadline).await
+    }
+
+    /// Shops as `habits` say, then leaves the queue.
+    pub async fn shop_with(
+        &self,
+        name: &str,
+        habits: Habits,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let shopped = self.buy(name, habits, deadline).await;
         self.send(Method::DELETE, "/api/queue", None).await?;
         shopped
     }
 
-    async fn buy(&self, name: &str, mut cancels: bool, deadline: Instant) -> Result<(), Error> {
+    async fn buy(&self, name: &str, habits: Habits, deadline: Instant) -> Result<(), Error> {
         let mut attempt = 0;
+        let mut cancels = habits.cancels;
         'admission: while let Some(mut token) = self.admission(deadline).await? {
+            if habits.leaves {
+                return Ok(());
+            }
             loop {
                 attempt += 1;
                 let key = format!("{name}-{attempt}");
@@ -164,9 +204,14 @@ impl Shopper {
                     if Instant::now() > deadline {
                         return Ok(());
                     }
-                    let body =
-                        json!({"quantity": 1, "idempotencyKey": key, "admissionToken": token});
-                    let (code, answer) = self.send(Method::POST, "/api/orders", Some(body)).await?;
+                    let body = json!({
+                        "quantity": habits.quantity.max(1),
+                        "idempotencyKey": key,
+                        "admissionToken": token
+                    });
+                    let (code, answer) = self
+                        .send(Method::POST, "/api/orders", Some(body.clone()))
+                        .await?;
                     let reason = answer["error"]["code"].as_str().unwrap_or("");
                     match (code, reason) {
                         (StatusCode::CREATED | StatusCode::OK, _) => {
@@ -178,8 +223,14 @@ impl Shopper {
                                     "order {id} was placed twice: {answer}"
                                 )));
                             }
+                            if habits.repeats {
+                                self.repeat(id, body, deadline).await?;
+                            }
                             if cancels {
                                 self.cancel(id, deadline).await?;
+                                if habits.cancels_twice {
+                                    self.cancel(id, deadline).await?;
+                                }
                                 cancels = false;
                             }
                             break;
@@ -206,6 +257,42 @@ impl Shopper {
                         Some(fresh) => token = fresh.to_owned(),
                         None => continue 'admission,
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a placed order again with its idempotency key: the answer is the same order, never
+    /// a second one.
+    async fn repeat(&self, id: i64, body: Value, deadline: Instant) -> Result<(), Error> {
+        while Instant::now() < deadline {
+            let (code, answer) = self
+                .send(Method::POST, "/api/orders", Some(body.clone()))
+                .await?;
+            match code {
+                StatusCode::OK | StatusCode::CREATED => {
+                    return if answer["id"].as_i64() == Some(id) && code == StatusCode::OK {
+                        Ok(())
+                    } else {
+                        Err(Error::Broken(format!(
+                            "order {id} sent again with its key answered {code}: {answer}"
+                        )))
+                    };
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    tokio::time::sleep(Duration::from_millis(300)).await
+                }
+                StatusCode::CONFLICT if answer["error"]["code"] == "order_in_progress" => {
+                    tokio::time::sleep(Duration::from_millis(300)).await
+                }
+                // Once the deal is sold out every order is answered so before anything is
+                // read (the order stays in the shopper's list).
+                StatusCode::CONFLICT if answer["error"]["code"] == "sold_out" => return Ok(()),
+                _ => {
+                    return Err(Error::Broken(format!(
+                        "order {id} sent again with its key answered {code}: {answer}"
+                    )))
                 }
             }
         }

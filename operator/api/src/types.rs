@@ -271,7 +271,10 @@ pub struct QueueSettings {
     #[serde(default = "default_session_ttl")]
     pub session_ttl: Duration,
 
-    /// Time to pay for a reserved order before its stock returns.
+    /// Time to pay for a reserved order before its stock returns (default 45s). A storefront
+    /// that dies after reserving holds the unit, the shopper's allowance and the idempotency key
+    /// this long. Short is safe: a lapse is recorded in PostgreSQL before the stock returns, and
+    /// an order whose commit comes later loses to it and is refunded.
     #[serde(default = "default_reservation_ttl")]
     pub reservation_ttl: Duration,
 
@@ -735,7 +738,8 @@ fn default_session_ttl() -> Duration {
     Duration::from_secs(5 * 60)
 }
 fn default_reservation_ttl() -> Duration {
-    Duration::from_secs(10 * 60)
+    // Above the longest payment and commit (10 s + 5 s + 4 s), with room for a slow provider.
+    Duration::from_secs(45)
 }
 fn default_pre_queue_opens() -> Duration {
     Duration::from_secs(30 * 60)

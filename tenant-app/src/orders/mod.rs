@@ -17,7 +17,7 @@ use timedeal_api::Fulfilment;
 
 use crate::{
     app::App,
-    commit::{NewOrder, Outcome},
+    commit::{NewOrder, Outcome, Refusal},
     db::{self, CancelStart, Coupon, Order},
     deal::DealState,
     http::error::ApiError,
@@ -192,6 +192,18 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             ttl_ms: deal.spec.queue.reservation_ttl.std().as_millis() as i64,
         })
         .await?;
+    if matches!(reserved, Reserved::NotAdmitted | Reserved::OverLimit) {
+        // The same order sent again after Redis's figures were restored (its idempotency keys
+        // went with the old epoch) or after its admission ended: the first order is the answer.
+        if let Some(first) =
+            db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+        {
+            return Ok(Placed {
+                order: first,
+                repeated: true,
+            });
+        }
+    }
     let (id, stored) = match reserved {
         Reserved::Now { id, stored } => (id, stored),
         Reserved::Existing(id) => {
@@ -262,6 +274,8 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         payment_provider: app.payments.name().to_owned(),
         payment_reference: payment,
         reservation: stored.clone(),
+        stock: product.stock,
+        limit: shopper.limit as i64,
         not_after: tokio::time::Instant::now() + crate::commit::COMMIT_WINDOW,
         coupon: coupon.clone(),
         delivery: delivery.clone(),
@@ -307,6 +321,28 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 "reservation_lapsed",
                 "your reservation ran out before the payment completed; nothing was charged",
             ))
+        }
+        Outcome::Refused(refusal) => {
+            // Redis reserved what PostgreSQL's record says is not there: Redis is behind, and
+            // its figures are restored. The shopper keeps their money.
+            app.reservations
+                .doubt("PostgreSQL refused an order Redis had reserved");
+            refund(app, id, amount, &product.currency).await;
+            app.reservations.release(&stored).await;
+            app.metrics.order("refused");
+            Err(match refusal {
+                Refusal::SoldOut => ApiError::conflict(
+                    "sold_out",
+                    "the last units sold while your order was being recorded; your payment is refunded",
+                ),
+                Refusal::OverLimit => ApiError::conflict(
+                    "over_limit",
+                    format!(
+                        "your orders already reach your limit of {} for this deal; your payment is refunded",
+                        shopper.limit
+                    ),
+                ),
+            })
         }
         Outcome::NotWritten(reason) => {
             tracing::warn!(order = id, %reason, "order not written; giving its stock back");

@@ -3,11 +3,15 @@
 //! scored by its expiry and carrying everything confirming or releasing it needs (see
 //! `reserve.lua`), so an order costs Redis a handful of commands and no key of its own.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
+};
 
 use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 
-use crate::{error::Error, scripts::Scripts};
+use crate::{db, error::Error, scripts::Scripts};
 
 /// Order ids are `<epoch><9 digits>`: a block of a million per replica (`<block, 3 digits><6
 /// digits>`), taken from Redis once per million orders.
@@ -84,19 +88,45 @@ struct Block {
 #[derive(Clone)]
 pub struct Reservations {
     redis: ConnectionManager,
+    db: PgPool,
     scripts: Arc<Scripts>,
     prefix: String,
     block: Arc<Mutex<Option<Block>>>,
+    /// Set when Redis was caught disagreeing with PostgreSQL (an id block handed out twice, an
+    /// order PostgreSQL refused): the figures are restored into a new epoch.
+    doubted: Arc<AtomicBool>,
 }
 
 impl Reservations {
-    pub fn new(redis: ConnectionManager, scripts: Arc<Scripts>, prefix: String) -> Self {
+    pub fn new(
+        redis: ConnectionManager,
+        db: PgPool,
+        scripts: Arc<Scripts>,
+        prefix: String,
+    ) -> Self {
         Self {
             redis,
+            db,
             scripts,
             prefix,
             block: Arc::default(),
+            doubted: Arc::default(),
         }
+    }
+
+    /// Redis said something PostgreSQL's record contradicts: its figures are restored.
+    pub fn doubt(&self, why: &str) {
+        if !self.doubted.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                why,
+                "Redis disagrees with PostgreSQL; restoring its figures"
+            );
+        }
+    }
+
+    /// Whether a restore was asked for since the last call (which clears it).
+    pub fn take_doubt(&self) -> bool {
+        self.doubted.swap(false, Ordering::SeqCst)
     }
 
     /// The next order id, from this replica's block; a new block when it is spent (or none
@@ -112,6 +142,12 @@ impl Reservations {
             .invoke_async(&mut self.redis.clone())
             .await?;
         if block == 0 {
+            return Ok(None);
+        }
+        // Redis hands each block out once per epoch, unless it came back behind and hands it
+        // out again: PostgreSQL remembers, and the second taker uses none of its ids.
+        if !db::take_id_block(&self.db, epoch, block).await? {
+            self.doubt("a block of order ids was handed out twice");
             return Ok(None);
         }
         *self.block.lock().unwrap_or_else(|e| e.into_inner()) = Some(Block {

@@ -3,7 +3,7 @@
 
 use super::{
     sandbox::{PaymentAnswer, PaymentRequest},
-    Charge, PaymentError, PaymentProvider, Refund,
+    Charge, Listing, PaymentError, PaymentProvider, Refund,
 };
 
 pub struct HttpProvider {
@@ -89,17 +89,28 @@ impl PaymentProvider for HttpProvider {
         )
     }
 
-    async fn charges(&self) -> Result<Vec<Charge>, PaymentError> {
+    async fn charges(&self) -> Result<Listing, PaymentError> {
+        let unavailable =
+            |e: String| PaymentError::Unavailable(format!("the payment provider: {e}"));
         let response = self
             .client
             .get(format!("{}/charges", self.base))
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| PaymentError::Unavailable(format!("the payment provider: {e}")))?;
-        response
+            .map_err(|e| unavailable(e.to_string()))?;
+        // Charges are aged by the provider's clock: without its time, nothing is judged.
+        let now = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|date| date.to_str().ok())
+            .and_then(|date| chrono::DateTime::parse_from_rfc2822(date).ok())
+            .map(|date| date.with_timezone(&chrono::Utc))
+            .ok_or_else(|| unavailable("the listing carries no Date header".into()))?;
+        let charges: Vec<Charge> = response
             .json()
             .await
-            .map_err(|e| PaymentError::Unavailable(format!("the payment provider: {e}")))
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(Listing { now, charges })
     }
 }

@@ -50,6 +50,14 @@ pub struct Charge {
     pub created_at: DateTime<Utc>,
 }
 
+/// The provider's payments, with the provider's own time when it listed them: a charge's age is
+/// measured on the provider's clock, never against a replica's, which may be skewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub now: DateTime<Utc>,
+    pub charges: Vec<Charge>,
+}
+
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
     /// A short name recorded with each payment.
@@ -75,9 +83,14 @@ pub trait PaymentProvider: Send + Sync {
         currency: &str,
     ) -> Result<Refund, PaymentError>;
 
-    /// Every payment this storefront took, refunded or not, for reconciliation.
-    async fn charges(&self) -> Result<Vec<Charge>, PaymentError>;
+    /// Every payment this storefront took, refunded or not, for reconciliation, and the
+    /// provider's time.
+    async fn charges(&self) -> Result<Listing, PaymentError>;
 }
+
+/// How far the provider's clock may be from the storefront's when reconciliation judges a
+/// payment's age.
+const CLOCK_ROOM: Duration = Duration::from_secs(6);
 
 /// The provider with a deadline on every call: a provider that hangs costs a request at most
 /// `timeout`, and answers `Unavailable` (outcome unknown) after it.
@@ -139,7 +152,16 @@ impl Payments {
             .await
     }
 
-    pub async fn charges(&self) -> Result<Vec<Charge>, PaymentError> {
+    pub async fn charges(&self) -> Result<Listing, PaymentError> {
         self.bounded("listing", self.provider.charges()).await
+    }
+
+    /// How old, on the provider's clock, a payment is once its order has either committed or
+    /// never will: the charge may take the whole timeout, then the order has
+    /// [`crate::commit::COMMIT_WINDOW`] to join a batch and the batch
+    /// [`crate::commit::BATCH_TIMEOUT`] to commit, plus room for the provider's and PostgreSQL's
+    /// clocks to disagree.
+    pub fn settled_after(&self) -> Duration {
+        self.timeout + crate::commit::COMMIT_WINDOW + crate::commit::BATCH_TIMEOUT + CLOCK_ROOM
     }
 }

@@ -1,12 +1,11 @@
 //! Reconciliation: every payment the provider took must be matched by a committed order or by
 //! a refund. A payment without either (the replica died between the charge and the commit, the
-//! provider answered late, a refund failed) is refunded here, once its order can no longer
-//! commit, and recorded in `unmatched_payments`.
+//! provider answered late, a refund failed) is refunded here, once it is old enough on the
+//! provider's clock that its order should have committed, and after a fence in PostgreSQL that
+//! an order committing later still loses to; it is recorded in `unmatched_payments`.
 
-use chrono::Utc;
-
-use super::Refund;
-use crate::{app::App, commit::SETTLED_AFTER, db, error::Error};
+use super::{Listing, Refund};
+use crate::{app::App, db, error::Error};
 
 /// One replica at a time, every few seconds.
 const LOCK_MS: u64 = 9_000;
@@ -23,20 +22,25 @@ pub async fn reconcile(app: &App) -> Result<(), Error> {
     if taken.is_none() {
         return Ok(());
     }
-    let charges = match app.payments.charges().await {
-        Ok(charges) => charges,
+    let Listing { now, charges } = match app.payments.charges().await {
+        Ok(listing) => listing,
         Err(error) => {
             tracing::warn!(%error, "cannot list the provider's payments; reconciling later");
             return Ok(());
         }
     };
-    // Older payments have their order committed, or it never will be (see `commit`).
-    let settled_before = Utc::now() - chrono::Duration::from_std(SETTLED_AFTER).unwrap_or_default();
+    // Older payments have their order committed, or it should never be (see `commit`).
+    let settled_before =
+        now - chrono::Duration::from_std(app.payments.settled_after()).unwrap_or_default();
     for charge in charges {
         if charge.refund.is_some() || charge.created_at > settled_before {
             continue;
         }
         if db::payment_accounted_for(&app.db, charge.order_id).await? {
+            continue;
+        }
+        // The fence: an order with this id that commits from now on finds it and loses.
+        if !db::fence_unmatched(&app.db, charge.order_id, charge.amount, &charge.currency).await? {
             continue;
         }
         match app

@@ -21,7 +21,7 @@ use chrono::Utc;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Charge, PaymentError, PaymentProvider, Refund};
+use super::{Charge, Listing, PaymentError, PaymentProvider, Refund};
 
 /// How the sandbox behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -227,13 +227,16 @@ impl PaymentProvider for Sandbox {
         self.ledger.refund(&self.account, order_id).await
     }
 
-    async fn charges(&self) -> Result<Vec<Charge>, PaymentError> {
+    async fn charges(&self) -> Result<Listing, PaymentError> {
         if self.ledger.mode() == Mode::Fail {
             return Err(PaymentError::Unavailable(
                 "the sandbox failed on purpose".into(),
             ));
         }
-        Ok(self.ledger.charges(&self.account))
+        Ok(Listing {
+            now: Utc::now(),
+            charges: self.ledger.charges(&self.account),
+        })
     }
 }
 
@@ -289,7 +292,8 @@ fn answer(result: Result<Option<String>, PaymentError>, ok: StatusCode) -> Respo
 ///   `402` declined, `503` outcome unknown;
 /// - `POST /v1/accounts/{account}/refunds` (same body): `200 {reference}`, or
 ///   `200 {reference: null}` when nothing was charged;
-/// - `GET /v1/accounts/{account}/charges`: every charge, with its refund;
+/// - `GET /v1/accounts/{account}/charges`: every charge, with its refund (the `Date` header
+///   gives the provider's time, by which reconciliation judges a charge's age);
 /// - `PUT /v1/mode` `"normal" | "decline" | "fail" | "hang" | "late"`: how to behave.
 pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
