@@ -115,10 +115,16 @@ struct ChaosArgs {
     #[arg(long, default_value_t = 40)]
     rate: i64,
     /// The drills to run, by name (all by default): kill-replica, redis-restart, redis-empty,
-    /// redis-away, postgres-stop, postgres-freeze, concurrent-cancels, payment-faults,
-    /// skewed-clocks.
+    /// redis-rollback, redis-away, postgres-stop, postgres-freeze, concurrent-cancels,
+    /// payment-faults, skewed-clocks.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<Fault>,
+    /// Seeds of the fault explorer to run after the drills, drawn at random (0: none).
+    #[arg(long, default_value_t = 20)]
+    explore: usize,
+    /// Explorer seeds to run instead of random ones, e.g. to replay one that broke.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
     /// Where to write the drills' part of the report.
     #[arg(long, default_value = "BENCHMARKS.md", value_name = "PATH")]
     output: PathBuf,
@@ -676,8 +682,34 @@ async fn chaos(binary: &Path, args: ChaosArgs) -> anyhow::Result<()> {
         }
         all.push(findings::Rounds { fault, results });
     }
+    let seeds: Vec<u64> = if args.seeds.is_empty() {
+        (0..args.explore)
+            .map(|_| rand::random::<u32>() as u64)
+            .collect()
+    } else {
+        args.seeds.clone()
+    };
+    let mut explored = Vec::new();
+    for (i, seed) in seeds.into_iter().enumerate() {
+        eprintln!(
+            "explorer, seed {seed} ({} of {})",
+            i + 1,
+            args.explore.max(args.seeds.len())
+        );
+        let result = chaos::explore::explore(binary, seed, chaos::Plan::explorer()).await;
+        match &result {
+            Ok(report) => eprintln!(
+                "  → held: {} placed, {} cancelled, {:.1} s",
+                report.placed,
+                report.cancelled,
+                report.elapsed.as_secs_f64()
+            ),
+            Err(error) => eprintln!("  → BROKEN: {error}"),
+        }
+        explored.push((seed, result.map_err(|e| e.to_string())));
+    }
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let section = findings::render(&command_line(), &date, &plan, &all);
+    let section = findings::render(&command_line(), &date, &plan, &all, &explored);
     let old = std::fs::read_to_string(&args.output).unwrap_or_default();
     std::fs::write(&args.output, findings::splice(&old, &section))
         .with_context(|| format!("writing {}", args.output.display()))?;
@@ -686,9 +718,10 @@ async fn chaos(binary: &Path, args: ChaosArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| r.results.iter().filter(|r| r.is_err()).count())
         .sum();
+    let seeds_broken = explored.iter().filter(|(_, r)| r.is_err()).count();
     anyhow::ensure!(
-        broken == 0,
-        "{broken} drill rounds broke a promise; see {}",
+        broken == 0 && seeds_broken == 0,
+        "{broken} drill rounds and {seeds_broken} explorer seeds broke a promise; see {}",
         args.output.display()
     );
     Ok(())

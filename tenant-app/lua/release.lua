@@ -31,7 +31,7 @@ qty = tonumber(qty)
 redis.call('HINCRBY', deal, 'reserved', -qty)
 redis.call('HINCRBY', deal, 'u:' .. shopper, -qty)
 local idem = 'k:' .. shopper .. ':' .. key
-if redis.call('HGET', deal, idem) == id then
+if redis.call('HGET', deal, idem) == reservation then
   redis.call('HDEL', deal, idem)
 end
 return qty

@@ -8,12 +8,14 @@
 --     `active` with an expiry still ahead, in the epoch it was issued in, so a replayed token
 --     from an admission that ended, or from before Redis lost its data, is refused;
 --   * a shopper never holds or owns more than their limit;
---   * one idempotency key gives at most one reservation: a repeat returns the first order id;
+--   * one idempotency key gives at most one reservation: a repeat returns the first order id and
+--     its reservation (the key's field holds the reservation), so the attempt can be carried on;
 --   * the order id carries the epoch (`<epoch><9 digits>`, taken from a block the caller got
 --     from `next_block.lua`), so it is never reused; an id of another epoch reserves nothing.
 --
 -- Everything is read with one HMGET of the deal's hash (`deal`: the figures, what each shopper
--- holds as `u:<shopper>`, and idempotency keys as `k:<shopper>:<key>`), and written with one
+-- holds as `u:<shopper>`, and idempotency keys as `k:<shopper>:<key>` holding the reservation),
+-- and written with one
 -- HINCRBY, one HSET and one ZADD. The reservation is the member of `res`, scored by its expiry:
 -- `<id>|<qty>|<limit>|<units held after it>|<admission>|<key>|<shopper>`, all that confirming or
 -- releasing it needs, so it has no key of its own.
@@ -42,7 +44,7 @@ if not epoch then
   return {'unavailable', '0', ''}
 end
 if f[6] then
-  return {'existing', f[6], ''}
+  return {'existing', string.match(f[6], '^(%d+)') or '0', f[6]}
 end
 local until_ms = redis.call('ZSCORE', p .. 'active', admission)
 if epoch ~= admitted_in or not until_ms or tonumber(until_ms) <= now then
@@ -62,8 +64,8 @@ end
 if string.sub(id, 1, -10) ~= epoch then
   return {'stale_id', '0', ''}
 end
-redis.call('HINCRBY', deal, 'reserved', qty)
-redis.call('HSET', deal, units, held + qty, idem, id)
 local reservation = table.concat({id, qty, limit, held + qty, admission, key, shopper}, '|')
+redis.call('HINCRBY', deal, 'reserved', qty)
+redis.call('HSET', deal, units, held + qty, idem, reservation)
 redis.call('ZADD', p .. 'res', now + ttl, reservation)
 return {'reserved', id, reservation}

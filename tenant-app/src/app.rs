@@ -36,7 +36,9 @@ pub struct App {
     pub queue: Queue,
     pub reservations: Reservations,
     pub writer: Writer,
-    pub payments: Payments,
+    pub payments: Arc<Payments>,
+    /// Captures of committed orders, off the order path.
+    pub captures: crate::payments::Captures,
     /// The deal's clock: Redis's, so replicas agree on when things happen.
     pub clock: Clock,
     pub signer: Signer,

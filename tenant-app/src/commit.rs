@@ -28,6 +28,9 @@ pub struct NewOrder {
     pub unit_price: i64,
     pub currency: String,
     pub idempotency_key: String,
+    /// The purchase's key at the payment provider: a purchase given up earlier holds it in a
+    /// `lapsed` row, and this order then conflicts with it.
+    pub payment_key: String,
     pub payment_provider: String,
     pub payment_reference: String,
     /// The order's reservation in Redis, confirmed once the order is committed.
@@ -180,6 +183,10 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
+        // One attempt carried on by two requests at once (a double click): it is written once,
+        // and the twins answer as repeats of it.
+        let mut ids = std::collections::HashSet::new();
+        let twins: Vec<Request> = batch.extract_if(.., |r| !ids.insert(r.order.id)).collect();
         batch_sizes.observe(batch.len() as f64);
         let orders: Vec<&NewOrder> = batch.iter().map(|r| &r.order).collect();
         let committing = std::sync::atomic::AtomicBool::new(false);
@@ -208,9 +215,27 @@ async fn run(
             .map(|(request, _)| request.order.reservation.clone())
             .collect();
         reservations.confirm(&committed).await;
+        let of_twin: HashMap<i64, Outcome> = batch
+            .iter()
+            .zip(&outcomes)
+            .map(|(request, outcome)| (request.order.id, twin_outcome(outcome)))
+            .collect();
+        for twin in twins {
+            let outcome = of_twin.get(&twin.order.id).cloned();
+            let _ = twin.reply.send(outcome.unwrap_or(Outcome::Conflict));
+        }
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             let _ = request.reply.send(outcome);
         }
+    }
+}
+
+/// What a twin of an order in the batch hears: a committed order is there first (so the twin
+/// answers as a repeat of it); otherwise what the order heard.
+fn twin_outcome(outcome: &Outcome) -> Outcome {
+    match outcome {
+        Outcome::Committed(_) => Outcome::Conflict,
+        other => other.clone(),
     }
 }
 
@@ -253,11 +278,11 @@ async fn write_batch(
     };
     let mut inserted: HashMap<i64, DateTime<Utc>> = match sqlx::query_as::<_, (i64, DateTime<Utc>)>(
         "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key, \
-                             coupon_code, coupon_valid_until) \
-         SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key, code, until \
+                             coupon_code, coupon_valid_until, payment_key) \
+         SELECT id, shopper, quantity, unit_price, currency, 'confirmed', key, code, until, pay \
          FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
-                     $7::TEXT[], $8::TIMESTAMPTZ[]) \
-              AS o(id, shopper, quantity, unit_price, currency, key, code, until) \
+                     $7::TEXT[], $8::TIMESTAMPTZ[], $9::TEXT[]) \
+              AS o(id, shopper, quantity, unit_price, currency, key, code, until, pay) \
          ON CONFLICT DO NOTHING RETURNING id, created_at",
     )
     .bind(orders.iter().map(|o| o.id).collect::<Vec<_>>())
@@ -278,6 +303,7 @@ async fn write_batch(
             .map(|o| o.coupon.as_ref().map(|c| c.valid_until))
             .collect::<Vec<_>>(),
     )
+    .bind(orders.iter().map(|o| o.payment_key.clone()).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await
     {

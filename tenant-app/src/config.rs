@@ -82,8 +82,8 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_PAYMENT_URL", value_name = "URL")]
     pub payment_url: Option<String>,
 
-    /// The longest a charge or refund may take; after it the outcome counts as unknown, the
-    /// order is refused and anything charged is refunded.
+    /// The longest a payment call may take; after it the outcome counts as unknown, and the
+    /// attempt stays open for the same order sent again (charged at most once).
     #[arg(long, env = "TIMEDEAL_PAYMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub payment_timeout: Duration,
 
@@ -128,7 +128,8 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration such as `500ms`, `2s` or `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     s.parse::<timedeal_api::Duration>()
         .map(|d| d.std())
         .map_err(|e| e.to_string())

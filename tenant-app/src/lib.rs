@@ -85,6 +85,19 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
     let metrics = metrics::Metrics::new();
     let reservations =
         Reservations::new(redis.clone(), db.clone(), scripts.clone(), prefix.clone());
+    let payments = Arc::new(Payments::new(
+        match &config.payment_url {
+            Some(url) => Box::new(HttpProvider::new(url, &config.postgres_schema)),
+            None => Box::new(Sandbox {
+                ledger: Arc::new(Ledger::new(
+                    config.payment_delay,
+                    config.payment_failure_rate,
+                )),
+                account: config.postgres_schema.clone(),
+            }),
+        },
+        config.payment_timeout,
+    ));
     let app = Arc::new(App {
         deal: deal_rx,
         deal_source,
@@ -99,19 +112,8 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         redis,
         db,
         scripts,
-        payments: Payments::new(
-            match &config.payment_url {
-                Some(url) => Box::new(HttpProvider::new(url, &config.postgres_schema)),
-                None => Box::new(Sandbox {
-                    ledger: Arc::new(Ledger::new(
-                        config.payment_delay,
-                        config.payment_failure_rate,
-                    )),
-                    account: config.postgres_schema.clone(),
-                }),
-            },
-            config.payment_timeout,
-        ),
+        captures: payments::Captures::start(payments.clone()),
+        payments,
         clock: Clock::default(),
         signer: Signer::new(&config.signing_secret),
         identifier,

@@ -16,8 +16,14 @@ use timedeal_tenant_app::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("verify-draw") {
-        return verify_draw(VerifyDraw::parse_from(std::env::args().skip(1)));
+    match std::env::args().nth(1).as_deref() {
+        Some("verify-draw") => {
+            return verify_draw(VerifyDraw::parse_from(std::env::args().skip(1)))
+        }
+        Some("payment-sandbox") => {
+            return payment_sandbox(PaymentSandbox::parse_from(std::env::args().skip(1)))
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     let loaded = match deal::load(&cli.deal) {
@@ -58,6 +64,63 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!(%error, "the storefront stopped");
             eprintln!("tenant-app: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tenant-app payment-sandbox --listen ADDR`: the sandbox payment provider on its own, so
+/// replicas, drills, the demo and anyone's load test share one provider.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "tenant-app payment-sandbox",
+    about = "Serves the sandbox payment provider over HTTP (the protocol `--payment-url` \
+        speaks): one ledger of payments per account, keyed by purchase. `PUT /v1/mode` with \
+        \"normal\", \"decline\", \"fail\", \"hang\" or \"late\" makes it misbehave."
+)]
+struct PaymentSandbox {
+    /// Where to listen, e.g. 127.0.0.1:8090.
+    #[arg(long, value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+    /// How long every call takes, e.g. 2s.
+    #[arg(long, default_value = "0s", value_parser = timedeal_tenant_app::config::parse_duration)]
+    delay: std::time::Duration,
+    /// The share of authorisations declined at random, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    decline_rate: f64,
+}
+
+fn payment_sandbox(args: PaymentSandbox) -> ExitCode {
+    use timedeal_tenant_app::payments::sandbox::{router, Ledger};
+    if !(0.0..=1.0).contains(&args.decline_rate) {
+        eprintln!(
+            "payment-sandbox: --decline-rate {} must be between 0 and 1",
+            args.decline_rate
+        );
+        return ExitCode::from(2);
+    }
+    init_logs(LogFormat::Text);
+    let served = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+                let ledger = std::sync::Arc::new(Ledger::new(args.delay, args.decline_rate));
+                tracing::info!(listen = %args.listen, "the payment sandbox is serving");
+                axum::serve(listener, router(ledger))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .map_err(|e| format!("serving stopped: {e}"))
+            })
+        });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("payment-sandbox: {error}");
             ExitCode::FAILURE
         }
     }

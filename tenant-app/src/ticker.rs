@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     app::App,
-    db,
+    commit::epoch_of,
+    db::{self, Lapse},
     deal::{Deal, DealState},
     error::Error,
     orders::{self, reservations::Reservation},
@@ -111,8 +112,8 @@ async fn admit(
     }
 }
 
-/// A payment to refund because its reservation lapsed: order id, amount, currency.
-type LapsedPayment = (i64, i64, String);
+/// A payment to void because its reservation lapsed: order id, purchase key, amount.
+type LapsedPayment = (i64, String, i64);
 
 pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     let (refunds, to_refund) = mpsc::unbounded_channel();
@@ -147,8 +148,8 @@ async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>
     loop {
         interval.tick().await;
         seconds += 1;
-        while let Ok((id, amount, currency)) = lapsed.try_recv() {
-            refund_lapsed(&app, id, amount, &currency).await;
+        while let Ok((id, key, amount)) = lapsed.try_recv() {
+            reverse_lapsed(&app, id, &key, amount).await;
         }
         let result = async {
             if seconds.is_multiple_of(5) {
@@ -226,10 +227,10 @@ async fn retention(app: Arc<App>) {
     }
 }
 
-/// A payment may have been taken before a lapsed reservation's request died: the order id is
-/// the provider's key, so this refunds it if there is one, and only once.
-async fn refund_lapsed(app: &App, id: i64, amount: i64, currency: &str) {
-    match app.payments.refund(id, amount, currency).await {
+/// A payment may have been held before a lapsed reservation's request died: its purchase is
+/// fenced in PostgreSQL now, so it is voided (or refunded), once.
+async fn reverse_lapsed(app: &App, id: i64, key: &str, amount: i64) {
+    match app.payments.reverse(key, amount).await {
         Ok(Refund::Refunded(reference)) => {
             match db::record_lapse_refund(&app.db, id, &reference, amount).await {
                 Ok(()) => {
@@ -238,9 +239,12 @@ async fn refund_lapsed(app: &App, id: i64, amount: i64, currency: &str) {
                 Err(error) => tracing::warn!(order = id, %error, "refunded; recording it failed"),
             }
         }
+        Ok(Refund::Voided) => {
+            tracing::info!(order = id, "the lapsed reservation's payment was voided")
+        }
         Ok(Refund::NothingCharged) => {}
         Err(error) => {
-            tracing::warn!(order = id, %error, "cannot refund a lapsed reservation; reconciliation will")
+            tracing::warn!(order = id, %error, "cannot void a lapsed reservation's payment; reconciliation will")
         }
     }
 }
@@ -329,6 +333,7 @@ async fn settle_lapsed(
         return Ok(());
     }
     let deal = app.deal();
+    let epoch = app.figures.borrow().epoch;
     for stored in lapsed {
         let Some(reservation) = Reservation::parse(&stored) else {
             tracing::warn!("an unreadable reservation in Redis; giving it up");
@@ -336,25 +341,41 @@ async fn settle_lapsed(
             continue;
         };
         let (id, quantity) = (reservation.id, reservation.quantity);
-        let lapsed = db::record_lapse(
+        if epoch_of(id) != epoch {
+            // Of an epoch that is over: it can never commit and counts in no figure. Its
+            // purchase may go on under a new id, so its payment is left to that attempt, or
+            // to reconciliation.
+            app.reservations.release(&stored).await;
+            continue;
+        }
+        let key = payments::purchase_key(&deal.name, &reservation.shopper, &reservation.key);
+        let lapse = db::record_lapse(
             &app.db,
             id,
             &reservation.shopper,
             quantity,
             &reservation.key,
+            &key,
             deal.spec.product.deal_price,
             &deal.spec.product.currency,
         )
         .await?;
-        if lapsed {
-            app.reservations.release(&stored).await;
-            let amount = deal.spec.product.deal_price * quantity as i64;
-            let _ = refunds.send((id, amount, deal.spec.product.currency.clone()));
-            app.metrics.order("lapsed");
-            tracing::info!(order = id, quantity, "reservation lapsed; stock returned");
-        } else {
-            app.reservations.confirm(&[stored]).await;
-            tracing::info!(order = id, "reservation found committed; confirmed");
+        match lapse {
+            Lapse::Recorded => {
+                app.reservations.release(&stored).await;
+                let amount = deal.spec.product.deal_price * quantity as i64;
+                let _ = refunds.send((id, key, amount));
+                app.metrics.order("lapsed");
+                tracing::info!(order = id, quantity, "reservation lapsed; stock returned");
+            }
+            Lapse::Committed => {
+                app.reservations.confirm(&[stored]).await;
+                tracing::info!(order = id, "reservation found committed; confirmed");
+            }
+            Lapse::CommittedElsewhere => {
+                app.reservations.release(&stored).await;
+                tracing::info!(order = id, "the purchase was committed by a later attempt");
+            }
         }
     }
     Ok(())

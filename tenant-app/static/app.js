@@ -259,8 +259,10 @@ $("order-form").onsubmit = async (event) => {
     showResult("Confirmed: order #" + order.id + ", " + order.quantity + " × " + money(order.unitPrice) + "." + coupon, false);
     loadOrders();
   } catch (error) {
-    // A network error keeps the key, so trying again cannot order twice.
-    if (error.code) idempotencyKey = newKey();
+    // A network error, or an answer that says "send the same order again", keeps the key, so
+    // trying again carries the same order on and is charged at most once.
+    const sameAgain = ["unavailable", "outcome_unknown", "order_in_progress"];
+    if (error.code && !sameAgain.includes(error.code)) idempotencyKey = newKey();
     showFieldErrors(error.fields || {});
     showResult(error.message, true);
   }

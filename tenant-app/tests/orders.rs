@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{admitted, client, eventually, postgres, DealFile, Shopper, Storefront};
 use reqwest::StatusCode;
+use timedeal_tenant_app::payments::State;
 use timedeal_testkit::{PostgresServer, RedisServer};
 
 fn small(name: &str) -> DealFile {
@@ -303,8 +304,8 @@ async fn an_order_refused_with_503_can_be_sent_again_with_its_key() {
 }
 
 /// Redis believing stock is left that is not (its `sold` figure wrong, as after it came back
-/// behind): PostgreSQL, which decides, refuses the order, the payment is refunded, and Redis's
-/// figures are restored from PostgreSQL.
+/// behind): PostgreSQL, which decides, refuses the order, its payment is voided (never taken),
+/// and Redis's figures are restored from PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_forgot_sales_cannot_oversell() {
     let redis = RedisServer::start().unwrap();
@@ -343,7 +344,10 @@ async fn a_redis_that_forgot_sales_cannot_oversell() {
     assert_eq!(code, StatusCode::CONFLICT, "{answer}");
     assert_eq!(answer["error"]["code"], "sold_out", "{answer}");
     assert!(
-        answer["error"]["message"].as_str().unwrap().contains("refunded"),
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was charged"),
         "{answer}"
     );
 
@@ -359,9 +363,13 @@ async fn a_redis_that_forgot_sales_cannot_oversell() {
     let charges = provider.ledger.charges(&shop.schema);
     assert_eq!(charges.len(), 3, "{charges:?}");
     assert_eq!(
-        charges.iter().filter(|c| c.refund.is_some()).count(),
-        1,
-        "the refused order's payment is refunded: {charges:?}"
+        charges.iter().filter(|c| c.taken()).count(),
+        2,
+        "the two orders are paid: {charges:?}"
+    );
+    assert!(
+        charges.iter().any(|c| c.state == State::Voided),
+        "the refused order's payment is voided, never taken: {charges:?}"
     );
     eventually(
         "Redis's figures to be restored from PostgreSQL",

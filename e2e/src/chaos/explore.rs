@@ -2,7 +2,7 @@
 //! explorer draws a schedule from a seed, composing faults (Redis back behind or empty, a replica
 //! killed, PostgreSQL stopped or frozen, the payment provider failing, hanging, declining or
 //! answering late, clocks apart) and shoppers' habits (larger orders, the same order sent again,
-//! a cancel sent twice, leaving once admitted), runs it on real processes configured as in a
+//! or twice at once, a cancel sent twice, leaving once admitted), runs it on real processes configured as in a
 //! cluster (Redis with `appendfsync everysec`), and checks the history every drill checks
 //! ([`super::settle::settled`]). The same seed draws the same schedule: a seed that broke a
 //! promise is replayed with the command [`replay`] prints.
@@ -78,6 +78,8 @@ impl Schedule {
         let mut rng = StdRng::seed_from_u64(seed);
         let payments_take = Duration::from_millis(rng.gen_range(10..=300));
         let skew = rng.gen_bool(0.3).then(|| rng.gen_range(1..=5_i64));
+        // Drawn apart, so that adding a habit leaves every seed's other draws as they were.
+        let mut clicks = StdRng::seed_from_u64(seed ^ 0x0005_eedd_0b1e_c11c);
         let shoppers = (0..plan.shoppers)
             .map(|_| {
                 let cancels = rng.gen_bool(0.2);
@@ -91,6 +93,7 @@ impl Schedule {
                     cancels_twice: cancels && rng.gen_bool(0.3),
                     repeats: rng.gen_bool(0.15),
                     leaves: rng.gen_bool(0.05),
+                    doubles: clicks.gen_bool(0.15),
                 }
             })
             .collect();
@@ -150,11 +153,13 @@ impl fmt::Display for Schedule {
         let count = |pick: fn(&Habits) -> bool| self.shoppers.iter().filter(|h| pick(h)).count();
         write!(
             f,
-            "; of {} shoppers {} cancel ({} twice), {} repeat orders, {} leave, {} buy {} at once",
+            "; of {} shoppers {} cancel ({} twice), {} repeat orders, {} double-click, {} leave, \
+             {} buy {} at once",
             self.shoppers.len(),
             count(|h| h.cancels),
             count(|h| h.cancels_twice),
             count(|h| h.repeats),
+            count(|h| h.doubles),
             count(|h| h.leaves),
             count(|h| h.quantity > 1),
             self.shoppers.iter().map(|h| h.quantity).max().unwrap_or(1),

@@ -27,8 +27,17 @@ fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-/// The section, markers included.
-pub fn render(command: &str, date: &str, plan: &Plan, all: &[Rounds]) -> String {
+/// One seed of the fault explorer: what it cost, or what broke.
+pub type Explored = (u64, Result<Report, String>);
+
+/// The section, markers included: the drills, then the explorer's seeds.
+pub fn render(
+    command: &str,
+    date: &str,
+    plan: &Plan,
+    all: &[Rounds],
+    explored: &[Explored],
+) -> String {
     let mut out = format!("{BEGIN}\n## Fault drills\n\n");
     out.push_str(&format!(
         "```sh\n{command}\n```\n\n- Date: {date}\n- Each round: a sale of {} units (at most {} a \
@@ -36,7 +45,7 @@ pub fn render(command: &str, date: &str, plan: &Plan, all: &[Rounds]) -> String 
          and an HTTP payment provider; one shopper in {} cancels their first order. After each \
          round, once settled: confirmed units ≤ stock, nobody over the limit, every order a \
          shopper was told of is in PostgreSQL as told, Redis's figures equal PostgreSQL's, every \
-         payment is a confirmed order's or refunded, none twice.\n\n",
+         payment is taken exactly when its order is confirmed, one per purchase, none refunded twice.\n\n",
         plan.stock, plan.limit, plan.shoppers, plan.cancel_every
     ));
     let broken: usize = all
@@ -89,7 +98,44 @@ pub fn render(command: &str, date: &str, plan: &Plan, all: &[Rounds]) -> String 
         out.push_str(&failures.join("\n"));
         out.push('\n');
     }
+    if !explored.is_empty() {
+        out.push_str(&explorer(explored));
+    }
     out.push_str(&format!("\n{END}\n"));
+    out
+}
+
+/// The explorer's part: how many seeds ran, which held, and what broke.
+fn explorer(explored: &[Explored]) -> String {
+    let held: Vec<&Report> = explored
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
+    let seeds: Vec<String> = explored.iter().map(|(seed, _)| seed.to_string()).collect();
+    let mut out = format!(
+        "\n### Fault explorer\n\n**{} of {} seeds kept every promise** (seeds {}). Each draws \
+         two to four composed faults and every shopper's habits (`e2e/src/chaos/explore.rs`); \
+         orders placed (median) {:.0}, cancelled (median) {:.0}, payments given back by \
+         reconciliation (total) {}, a seed took (median) {}.\n",
+        held.len(),
+        explored.len(),
+        seeds.join(", "),
+        median(held.iter().map(|r| r.placed as f64).collect()),
+        median(held.iter().map(|r| r.cancelled as f64).collect()),
+        held.iter().map(|r| r.unmatched).sum::<i64>(),
+        seconds(Duration::from_secs_f64(median(
+            held.iter().map(|r| r.elapsed.as_secs_f64()).collect()
+        ))),
+    );
+    let broken: Vec<String> = explored
+        .iter()
+        .filter_map(|(seed, r)| r.as_ref().err().map(|e| format!("- seed {seed}: {e}")))
+        .collect();
+    if !broken.is_empty() {
+        out.push_str("\nWhat broke:\n\n");
+        out.push_str(&broken.join("\n"));
+        out.push('\n');
+    }
     out
 }
 
@@ -142,8 +188,20 @@ mod tests {
                 results: vec![Err("oversold: 41 confirmed units for a stock of 40".into())],
             },
         ];
-        let text = render("make chaos", "2026-11-23", &Plan::small(), &all);
+        let explored = [
+            (7, Ok(report(Fault::Explore, 80))),
+            (
+                9,
+                Err("oversold: 81 confirmed units for a stock of 80".into()),
+            ),
+        ];
+        let text = render("make chaos", "2026-11-23", &Plan::small(), &all, &explored);
         assert!(text.starts_with(BEGIN) && text.trim_end().ends_with(END));
+        assert!(
+            text.contains("**1 of 2 seeds kept every promise** (seeds 7, 9)"),
+            "{text}"
+        );
+        assert!(text.contains("- seed 9: oversold"), "{text}");
         assert!(
             text.contains("**2 of 3 rounds kept every promise.**"),
             "{text}"

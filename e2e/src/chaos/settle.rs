@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use timedeal_tenant_app::payments::sandbox::Ledger;
+use timedeal_tenant_app::payments::{sandbox::Ledger, Charge};
 
 use super::shopper::Told;
 use crate::{verify, Error};
@@ -42,12 +42,14 @@ where
 }
 
 /// Waits until nothing is in flight, then checks every promise:
-/// - confirmed units ≤ stock, and no shopper over the limit;
+/// - confirmed units ≤ stock, and no shopper over the limit; PostgreSQL's stock ledger and
+///   holdings agree with its orders;
 /// - every order a shopper was told is placed is in PostgreSQL, cancelled exactly when they were
 ///   told it is;
 /// - Redis's figures (total, sold, reserved, what each shopper holds) equal PostgreSQL's;
-/// - every payment in the provider's ledger belongs to a confirmed order or is refunded, every
-///   cancelled order is refunded, and none twice.
+/// - every payment in the provider's ledger is taken exactly when its order is confirmed (one
+///   payment per purchase, the rest voided or refunded), every cancelled order is refunded, and
+///   none twice.
 pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Result<(), Error> {
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
@@ -132,6 +134,34 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
         }
     }
 
+    // PostgreSQL's own figures, which decide every commit, agree with its orders.
+    let ledger_sold: i64 = sqlx::query_scalar(&format!("SELECT sold FROM {schema}.stock_ledger"))
+        .fetch_one(&db)
+        .await
+        .map_err(Error::postgres("read the stock ledger"))?;
+    if ledger_sold != sold {
+        broken.push(format!(
+            "the stock ledger says {ledger_sold} sold, the orders {sold}"
+        ));
+    }
+    let holdings: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(&format!(
+        "SELECT shopper, units FROM {schema}.holdings WHERE units <> 0"
+    ))
+    .fetch_all(&db)
+    .await
+    .map_err(Error::postgres("read the holdings"))?
+    .into_iter()
+    .collect();
+    if holdings != owned {
+        broken.push(format!(
+            "the holdings ({} shoppers, {} units) differ from the orders ({} shoppers, {} units)",
+            holdings.len(),
+            holdings.values().sum::<i64>(),
+            owned.len(),
+            sold
+        ));
+    }
+
     let (total, redis_sold, _) = verify::stock_figures(&mut redis, prefix).await?;
     if total != Some(stores.stock) {
         broken.push(format!(
@@ -154,41 +184,67 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
         ));
     }
 
-    // Reconciliation refunds payments without an order some seconds after they were taken.
-    let matched = until(Duration::from_secs(90), || async {
-        Ok(ledger
-            .charges(schema)
+    // Every payment the provider holds belongs to one purchase (its key). The payment of a
+    // confirmed order is taken; any other is given back (voided or refunded), by the order
+    // path at once or by reconciliation once it is old enough.
+    let recorded: Vec<(String, i64, String)> = sqlx::query_as(&format!(
+        "SELECT p.reference, o.id, o.status FROM {schema}.payments p \
+         JOIN {schema}.orders o ON o.id = p.order_id"
+    ))
+    .fetch_all(&db)
+    .await
+    .map_err(Error::postgres("read the payments"))?;
+    let order_of: BTreeMap<String, (i64, String)> = recorded
+        .into_iter()
+        .map(|(reference, id, status)| (reference, (id, status)))
+        .collect();
+    let wrong = |charges: &[Charge]| -> Vec<String> {
+        charges
             .iter()
-            .all(|c| c.refund.is_some() != confirmed.contains(&c.order_id)))
+            .filter_map(|charge| {
+                let order = order_of.get(&charge.reference);
+                let confirmed = order.is_some_and(|(_, status)| status == "confirmed");
+                (charge.taken() != confirmed).then(|| {
+                    format!(
+                        "payment {} (purchase {}, first order id {}) is {:?} but its order is {}",
+                        charge.reference,
+                        charge.key,
+                        charge.order_id,
+                        charge.state,
+                        order.map_or("not in PostgreSQL".to_owned(), |(id, status)| {
+                            format!("{id}, {status}")
+                        })
+                    )
+                })
+            })
+            .collect()
+    };
+    let matched = until(Duration::from_secs(90), || async {
+        Ok(wrong(&ledger.charges(schema)).is_empty())
     })
     .await?;
     let charges = ledger.charges(schema);
     if !matched {
-        for charge in charges
-            .iter()
-            .filter(|c| c.refund.is_some() == confirmed.contains(&c.order_id))
-        {
-            broken.push(format!(
-                "payment {} of order {} is {} but the order is {}",
-                charge.reference,
-                charge.order_id,
-                if charge.refund.is_some() {
-                    "refunded"
-                } else {
-                    "standing"
-                },
-                status_of
-                    .get(&charge.order_id)
-                    .copied()
-                    .unwrap_or("not in PostgreSQL")
-            ));
-        }
+        broken.extend(wrong(&charges));
+    }
+    let paid: BTreeSet<i64> = order_of.values().map(|(id, _)| *id).collect();
+    let taken = charges.iter().filter(|c| c.taken()).count();
+    let paid_confirmed = confirmed.iter().filter(|id| paid.contains(id)).count();
+    if taken != paid_confirmed {
+        broken.push(format!(
+            "{taken} payments are taken for {paid_confirmed} confirmed paid orders"
+        ));
     }
     for id in &told.cancelled {
-        if !charges
+        let given_back = order_of
             .iter()
-            .any(|c| c.order_id == *id && c.refund.is_some())
-        {
+            .find(|(_, (order, _))| order == id)
+            .is_none_or(|(reference, _)| {
+                charges
+                    .iter()
+                    .any(|c| &c.reference == reference && !c.taken())
+            });
+        if !given_back {
             broken.push(format!("cancelled order {id} was not refunded"));
         }
     }

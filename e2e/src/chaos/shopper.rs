@@ -44,6 +44,8 @@ pub struct Habits {
     pub repeats: bool,
     /// Leaves the line once admitted, without buying.
     pub leaves: bool,
+    /// Sends each order twice at once (a double click): both answers name one order.
+    pub doubles: bool,
 }
 
 impl Habits {
@@ -65,6 +67,23 @@ pub struct Shopper {
     /// The signed queue ticket from the last join.
     ticket: Mutex<Option<String>>,
     told: Shared,
+}
+
+/// Two answers to one order sent twice at once: if both placed it, they name the same order and
+/// at most one says it was created. The more telling answer is returned.
+fn twins(a: (StatusCode, Value), b: (StatusCode, Value)) -> Result<(StatusCode, Value), Error> {
+    let placed =
+        |(code, _): &(StatusCode, Value)| *code == StatusCode::CREATED || *code == StatusCode::OK;
+    if placed(&a)
+        && placed(&b)
+        && (a.1["id"] != b.1["id"] || a.0 == b.0 && a.0 == StatusCode::CREATED)
+    {
+        return Err(Error::Broken(format!(
+            "one order sent twice at once was placed twice: {} {} / {} {}",
+            a.0, a.1, b.0, b.1
+        )));
+    }
+    Ok(if placed(&b) && !placed(&a) { b } else { a })
 }
 
 fn unexpected(what: &str, code: StatusCode, answer: &Value) -> Error {
@@ -209,9 +228,16 @@ impl Shopper {
                         "idempotencyKey": key,
                         "admissionToken": token
                     });
-                    let (code, answer) = self
-                        .send(Method::POST, "/api/orders", Some(body.clone()))
-                        .await?;
+                    let (code, answer) = if habits.doubles {
+                        let (a, b) = tokio::join!(
+                            self.send(Method::POST, "/api/orders", Some(body.clone())),
+                            self.send(Method::POST, "/api/orders", Some(body.clone()))
+                        );
+                        twins(a?, b?)?
+                    } else {
+                        self.send(Method::POST, "/api/orders", Some(body.clone()))
+                            .await?
+                    };
                     let reason = answer["error"]["code"].as_str().unwrap_or("");
                     match (code, reason) {
                         (StatusCode::CREATED | StatusCode::OK, _) => {
@@ -236,9 +262,11 @@ impl Shopper {
                             break;
                         }
                         (StatusCode::SERVICE_UNAVAILABLE, "unavailable" | "outcome_unknown")
-                        | (StatusCode::CONFLICT, "order_in_progress" | "order_failed") => {
+                        | (StatusCode::CONFLICT, "order_in_progress") => {
                             tokio::time::sleep(Duration::from_millis(300)).await
                         }
+                        // The purchase was given up: the order goes again as a new one.
+                        (StatusCode::CONFLICT, "order_failed" | "reservation_lapsed") => break,
                         (StatusCode::PAYMENT_REQUIRED, _) => break,
                         (StatusCode::FORBIDDEN, "not_admitted" | "admission_expired") => {
                             continue 'admission

@@ -139,10 +139,10 @@ pub async fn deal(State(app): State<SharedApp>, shopper: Shopper) -> Json<DealVi
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_body, invalid_quantity, invalid_idempotency_key"),
         (status = 402, body = ErrorBody, description = "payment_declined"),
         (status = 403, body = ErrorBody, description = "admission_forged, admission_expired, admission_foreign, admission_other_deal, admission_malformed, not_admitted"),
-        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed, order_in_progress (ask again), order_failed (send it again)"),
+        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed and order_failed (nothing charged; order again with a new idempotencyKey), order_in_progress (ask again)"),
         (status = 413, body = ErrorBody, description = "body_too_large"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type"),
-        (status = 503, body = ErrorBody, description = "unavailable: nothing was placed and nothing stays charged; send the same order (same idempotency key) again after `Retry-After` seconds. outcome_unknown: look for the order in your orders"),
+        (status = 503, body = ErrorBody, description = "unavailable: not placed yet; send the same order (same idempotency key) again after `Retry-After` seconds, which carries it on and charges it at most once. outcome_unknown: look for the order in your orders"),
     ))]
 pub async fn place_order(
     State(app): State<SharedApp>,

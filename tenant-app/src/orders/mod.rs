@@ -4,9 +4,12 @@
 //! exactly once; a reservation whose request died half-way lapses after `reservationTtl` (see
 //! `ticker`).
 
+mod cancel;
 pub mod coupon;
 pub mod delivery;
 pub mod reservations;
+
+pub use cancel::{cancel, finish_cancel, restock};
 
 use std::time::Duration;
 
@@ -17,16 +20,16 @@ use timedeal_api::Fulfilment;
 
 use crate::{
     app::App,
-    commit::{NewOrder, Outcome, Refusal},
-    db::{self, CancelStart, Coupon, Order},
+    commit::{epoch_of, NewOrder, Outcome, Refusal},
+    db::{self, Coupon, Lapse, Order},
     deal::DealState,
     http::error::ApiError,
     identity::Shopper,
-    payments::{PaymentError, Refund},
+    payments::{purchase_key, Authorisation, PaymentError},
     tokens::TokenError,
 };
 use delivery::Delivery;
-use reservations::{Request, Reserved};
+use reservations::{Request, Reservation, Reserved};
 
 /// The body of `POST /api/orders`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -204,10 +207,30 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             });
         }
     }
-    let (id, stored) = match reserved {
-        Reserved::Now { id, stored } => (id, stored),
-        Reserved::Existing(id) => {
-            return repeated(app, shopper, id, &request.idempotency_key).await
+    let (id, stored, _carrying) = match reserved {
+        Reserved::Now { id, stored } => {
+            let carrying = app.reservations.carry(id);
+            (id, stored, carrying)
+        }
+        Reserved::Existing { id, stored } => {
+            // The same order again. An attempt still open (its payment's answer never came, its
+            // commit did not get through) is carried on, with the same payment; otherwise the
+            // answer is what became of it.
+            if let Some(first) =
+                db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+            {
+                return Ok(Placed {
+                    order: first,
+                    repeated: true,
+                });
+            }
+            if !app.reservations.pending(&stored).await? {
+                return repeated(app, shopper, id, &request.idempotency_key).await;
+            }
+            let Some(carrying) = app.reservations.carry(id) else {
+                return repeated(app, shopper, id, &request.idempotency_key).await;
+            };
+            (id, stored, Some(carrying))
         }
         Reserved::Unavailable => return Err(restoring()),
         Reserved::NotAdmitted => {
@@ -231,10 +254,19 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             ))
         }
     };
-
+    // A carried-on attempt keeps what it reserved.
+    let quantity = Reservation::parse(&stored).map_or(quantity, |r| r.quantity as u32);
     let amount = product.deal_price * quantity as i64;
-    // A free deal (a coupon at price 0) charges nothing: `Payments` does not ask the provider.
-    let payment = match app.payments.charge(id, amount, &product.currency).await {
+    let key = purchase_key(&deal.name, &shopper.id, &request.idempotency_key);
+
+    // Authorise: the money is held, not taken, until PostgreSQL has the order.
+    let authorisation = Authorisation {
+        key: key.clone(),
+        order_id: id,
+        amount,
+        currency: product.currency.clone(),
+    };
+    let payment = match app.payments.authorise(&authorisation).await {
         Ok(reference) => reference,
         Err(PaymentError::Declined(reason)) => {
             app.reservations.release(&stored).await;
@@ -245,16 +277,19 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 format!("the payment did not go through ({reason}); nothing was charged"),
             ));
         }
-        Err(PaymentError::Unavailable(reason)) => {
-            // The charge may have gone through: refunding by the order id undoes it if it did
-            // (and reconciliation catches one that lands later still).
-            tracing::warn!(order = id, %reason, "payment outcome unknown; refunding to be sure");
-            refund(app, id, amount, &product.currency).await;
+        Err(PaymentError::Spent) => {
             app.reservations.release(&stored).await;
+            return Err(given_up());
+        }
+        Err(reason @ (PaymentError::Unavailable(_) | PaymentError::InProgress)) => {
+            // The money may be held: the reservation and the key stay, so the same order sent
+            // again asks the provider about the same payment (never a second one). Nobody
+            // asking, the reservation lapses and the payment is voided.
+            tracing::warn!(order = id, %reason, "payment outcome unknown; kept for a retry");
             app.metrics.order("failed");
             return Err(ApiError::unavailable(
-                "the payment provider did not answer, so the order was not placed and anything \
-                 charged is refunded; send the same order again in a moment",
+                "the payment provider did not answer; send the same order again (the same \
+                 idempotency key) in a moment: it is charged at most once",
             ));
         }
     };
@@ -271,6 +306,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         unit_price: product.deal_price,
         currency: product.currency.clone(),
         idempotency_key: request.idempotency_key.clone(),
+        payment_key: key.clone(),
         payment_provider: app.payments.name().to_owned(),
         payment_reference: payment,
         reservation: stored.clone(),
@@ -280,9 +316,12 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         coupon: coupon.clone(),
         delivery: delivery.clone(),
     };
+    // Commit (PostgreSQL re-checks the stock and the limit), then capture.
     match app.writer.commit(new).await {
         Outcome::Committed(created_at) => {
-            // The writer has confirmed the batch's reservations in Redis.
+            // The writer has confirmed the batch's reservations in Redis; the money is taken
+            // a moment later.
+            app.captures.capture(id, key, amount);
             app.metrics.order("confirmed");
             // Everything the shopper sees is known here: no read back from PostgreSQL.
             Ok(Placed {
@@ -301,56 +340,85 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 repeated: false,
             })
         }
-        Outcome::Conflict => {
-            refund(app, id, amount, &product.currency).await;
-            // The idempotency key was used before, and Redis forgot it (it lost its data):
-            // the first order is the answer.
-            if let Some(first) =
-                db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
-            {
-                app.reservations.release(&stored).await;
-                return Ok(Placed {
-                    order: first,
-                    repeated: true,
-                });
-            }
-            // Otherwise the reservation lapsed before the commit (the sweeper recorded it first).
-            app.reservations.release(&stored).await;
-            app.metrics.order("lapsed");
-            Err(ApiError::conflict(
-                "reservation_lapsed",
-                "your reservation ran out before the payment completed; nothing was charged",
-            ))
-        }
         Outcome::Refused(refusal) => {
             // Redis reserved what PostgreSQL's record says is not there: Redis is behind, and
-            // its figures are restored. The shopper keeps their money.
+            // its figures are restored. The purchase is fenced (no copy of this attempt may
+            // commit later), and the shopper keeps their money.
             app.reservations
                 .doubt("PostgreSQL refused an order Redis had reserved");
-            refund(app, id, amount, &product.currency).await;
+            let fenced = db::record_lapse(
+                &app.db,
+                id,
+                &shopper.id,
+                quantity as i32,
+                &request.idempotency_key,
+                &key,
+                product.deal_price,
+                &product.currency,
+            )
+            .await?;
+            if fenced == Lapse::Recorded {
+                reverse(app, id, &key, amount).await;
+            }
             app.reservations.release(&stored).await;
             app.metrics.order("refused");
             Err(match refusal {
                 Refusal::SoldOut => ApiError::conflict(
                     "sold_out",
-                    "the last units sold while your order was being recorded; your payment is refunded",
+                    "the last units sold while your order was being recorded; nothing was charged",
                 ),
                 Refusal::OverLimit => ApiError::conflict(
                     "over_limit",
                     format!(
-                        "your orders already reach your limit of {} for this deal; your payment is refunded",
+                        "your orders already reach your limit of {} for this deal; nothing was charged",
                         shopper.limit
                     ),
                 ),
             })
         }
-        Outcome::NotWritten(reason) => {
-            tracing::warn!(order = id, %reason, "order not written; giving its stock back");
-            refund(app, id, amount, &product.currency).await;
+        Outcome::Conflict => {
+            // The same purchase committed before: by a twin of this very attempt (its
+            // reservation is confirmed, here too in case the twin's confirm has not run yet), or
+            // by an earlier attempt Redis forgot (this reservation goes). That order, and its
+            // payment, which is this one, are the answer.
+            if let Some(first) =
+                db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+            {
+                if first.id == id {
+                    app.reservations
+                        .confirm(std::slice::from_ref(&stored))
+                        .await;
+                } else {
+                    app.reservations.release(&stored).await;
+                }
+                return Ok(Placed {
+                    order: first,
+                    repeated: true,
+                });
+            }
             app.reservations.release(&stored).await;
+            // Otherwise the purchase was given up first (its reservation lapsed, or
+            // reconciliation fenced it): its key can never commit, so its payment goes back.
+            reverse(app, id, &key, amount).await;
+            app.metrics.order("lapsed");
+            Err(ApiError::conflict(
+                "reservation_lapsed",
+                "your reservation ran out before the payment completed; nothing was charged; \
+                 order again with a new idempotency key",
+            ))
+        }
+        Outcome::NotWritten(reason) => {
+            // Nothing written: the reservation and the payment's hold stay for the same order
+            // sent again. One of an epoch that is over can never commit; it goes now, and the
+            // retry reserves anew under the same payment.
+            tracing::warn!(order = id, %reason, "order not written; kept for a retry");
+            if epoch_of(id) != app.figures.borrow().epoch {
+                app.reservations.release(&stored).await;
+            }
             app.metrics.order("failed");
             Err(ApiError::unavailable(
-                "the order could not be recorded, so it was not placed, any payment is refunded and the stock is back; send the same order again in a moment",
+                "the order could not be recorded yet; send the same order again (the same \
+                 idempotency key) in a moment: it is charged at most once",
             ))
         }
         Outcome::Unknown(reason) => {
@@ -365,6 +433,23 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 ),
             ))
         }
+    }
+}
+
+/// The answer to an order whose purchase was given up before.
+fn given_up() -> ApiError {
+    ApiError::conflict(
+        "order_failed",
+        "this order was given up earlier and nothing is charged for it; send it with a new \
+         idempotency key to order again",
+    )
+}
+
+/// Voids (or refunds) a purchase's payment that will never be an order.
+async fn reverse(app: &App, id: i64, key: &str, amount: i64) {
+    if let Err(error) = app.payments.reverse(key, amount).await {
+        // Reconciliation finds the payment and voids it.
+        tracing::error!(order = id, %error, "voiding an unrecorded order's payment failed");
     }
 }
 
@@ -399,12 +484,7 @@ async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Pl
         }
         if !app.reservations.key_names(&shopper.id, key, id).await? {
             // Given up just now, or committed just now: PostgreSQL says which.
-            return from_postgres().await?.ok_or_else(|| {
-                ApiError::conflict(
-                    "order_failed",
-                    "this order was not placed (nothing was charged); send it again to retry",
-                )
-            });
+            return from_postgres().await?.ok_or_else(given_up);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -412,118 +492,6 @@ async fn repeated(app: &App, shopper: &Shopper, id: i64, key: &str) -> Result<Pl
         "order_in_progress",
         "an order with this idempotency key is still being processed; ask again shortly",
     ))
-}
-
-async fn refund(app: &App, id: i64, amount: i64, currency: &str) {
-    if let Err(error) = app.payments.refund(id, amount, currency).await {
-        // Reconciliation finds the payment and refunds it.
-        tracing::error!(order = id, %error, "refund of an unrecorded order failed");
-    }
-}
-
-/// Cancels a confirmed order in three steps, each safe to repeat: mark it `cancelling` in
-/// PostgreSQL, refund it (the order id is the provider's idempotency key, so two cancels racing,
-/// or a cancel retried after a failure, refund once), then record the cancellation with its
-/// refund and return the stock. A cancellation left half-way is finished by the sweeper.
-pub async fn cancel(app: &App, shopper: &Shopper, id: i64) -> Result<Order, ApiError> {
-    let order = match db::begin_cancel(&app.db, &shopper.id, id).await? {
-        CancelStart::NotFound => {
-            return Err(ApiError::not_found(format!("you have no order {id}")))
-        }
-        CancelStart::AlreadyCancelled(_) => return Err(already_cancelled(id)),
-        CancelStart::Redeemed(order) => {
-            let at = order
-                .coupon
-                .and_then(|c| c.redeemed_at)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            return Err(ApiError::conflict(
-                "coupon_redeemed",
-                format!(
-                    "order {id}'s coupon was redeemed at {at}; a used coupon cannot be cancelled"
-                ),
-            ));
-        }
-        CancelStart::Marked(order) | CancelStart::InProgress(order) => order,
-    };
-    finish_cancel(app, id, order.amount, &order.currency)
-        .await?
-        .ok_or_else(|| already_cancelled(id))
-}
-
-fn already_cancelled(id: i64) -> ApiError {
-    ApiError::conflict(
-        "already_cancelled",
-        format!("order {id} is already cancelled"),
-    )
-}
-
-/// The refund and the record of a cancellation marked before. `None` when another cancel of
-/// the same order finished first.
-pub async fn finish_cancel(
-    app: &App,
-    id: i64,
-    amount: i64,
-    currency: &str,
-) -> Result<Option<Order>, ApiError> {
-    let reference = match app.payments.refund(id, amount, currency).await {
-        Ok(Refund::Refunded(reference)) => Some(reference),
-        // A free order (a coupon at price 0) took no payment.
-        Ok(Refund::NothingCharged) if amount == 0 => None,
-        Ok(Refund::NothingCharged) => {
-            tracing::warn!(
-                order = id,
-                "the provider holds no payment for a confirmed order"
-            );
-            None
-        }
-        Err(error) => {
-            return Err(ApiError::unavailable(format!(
-                "the refund did not go through yet ({error}); the cancellation is recorded and \
-                 completes on its own within a minute"
-            )))
-        }
-    };
-    let Some((order, shopper, epoch)) =
-        db::finish_cancel(&app.db, id, reference.as_deref()).await?
-    else {
-        return Ok(None);
-    };
-    app.metrics.order("cancelled");
-    // Redis being away must not hold the answer: the sweeper returns the stock later.
-    let restocking = restock(app, id, &shopper, order.quantity, epoch);
-    if tokio::time::timeout(Duration::from_millis(500), restocking)
-        .await
-        .is_err()
-    {
-        tracing::warn!(order = id, "Redis is slow; the stock goes back later");
-    }
-    Ok(Some(order))
-}
-
-/// Returns a cancelled order's stock and records that it did. `epoch` is the one the
-/// cancellation was recorded in: a cancellation from before Redis lost its data was already
-/// left out of the restored figures.
-pub async fn restock(app: &App, id: i64, shopper: &str, quantity: i32, epoch: i64) {
-    let result: Result<i64, _> = app
-        .scripts
-        .restock
-        .key(&app.prefix)
-        .arg(id)
-        .arg(shopper)
-        .arg(quantity)
-        .arg(epoch)
-        .invoke_async(&mut app.redis.clone())
-        .await;
-    match result {
-        Ok(-2) => tracing::debug!(order = id, "stock figures being restored; will retry"),
-        Ok(_) => {
-            if let Err(error) = db::mark_restocked(&app.db, id).await {
-                tracing::warn!(order = id, %error, "stock returned; marking it will be retried");
-            }
-        }
-        Err(error) => tracing::warn!(order = id, %error, "cannot return stock now; will retry"),
-    }
 }
 
 #[cfg(test)]

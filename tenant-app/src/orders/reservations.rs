@@ -3,9 +3,12 @@
 //! scored by its expiry and carrying everything confirming or releasing it needs (see
 //! `reserve.lua`), so an order costs Redis a handful of commands and no key of its own.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use redis::aio::ConnectionManager;
@@ -55,8 +58,12 @@ pub enum Reserved {
         id: i64,
         stored: String,
     },
-    /// The idempotency key was used before, for order `id`.
-    Existing(i64),
+    /// The idempotency key was used before, for order `id` with reservation `stored` (which may
+    /// be pending still, or confirmed or released since).
+    Existing {
+        id: i64,
+        stored: String,
+    },
     NotAdmitted,
     OverLimit,
     SoldOut,
@@ -95,6 +102,23 @@ pub struct Reservations {
     /// Set when Redis was caught disagreeing with PostgreSQL (an id block handed out twice, an
     /// order PostgreSQL refused): the figures are restored into a new epoch.
     doubted: Arc<AtomicBool>,
+    /// Attempts a request of this replica is carrying now.
+    carried: Arc<Mutex<HashSet<i64>>>,
+}
+
+/// An attempt a request is carrying; let go when dropped.
+pub struct Carrying {
+    carried: Arc<Mutex<HashSet<i64>>>,
+    id: i64,
+}
+
+impl Drop for Carrying {
+    fn drop(&mut self) {
+        self.carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl Reservations {
@@ -111,7 +135,23 @@ impl Reservations {
             prefix,
             block: Arc::default(),
             doubted: Arc::default(),
+            carried: Arc::default(),
         }
+    }
+
+    /// Marks attempt `id` as carried by the calling request; `None` while another request of
+    /// this replica carries it (the same order sent twice at once), which then waits for it
+    /// instead of carrying it a second time.
+    pub fn carry(&self, id: i64) -> Option<Carrying> {
+        let fresh = self
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        fresh.then(|| Carrying {
+            carried: self.carried.clone(),
+            id,
+        })
     }
 
     /// Redis said something PostgreSQL's record contradicts: its figures are restored.
@@ -191,7 +231,7 @@ impl Reservations {
                 .await?;
             return Ok(match outcome.as_str() {
                 "reserved" => Reserved::Now { id, stored },
-                "existing" => Reserved::Existing(id),
+                "existing" => Reserved::Existing { id, stored },
                 "not_admitted" => Reserved::NotAdmitted,
                 "over_limit" => Reserved::OverLimit,
                 "sold_out" => Reserved::SoldOut,
@@ -240,12 +280,25 @@ impl Reservations {
     /// Whether the idempotency key still names `id` (an attempt in flight or confirmed); it is
     /// gone once the attempt was given up.
     pub async fn key_names(&self, shopper: &str, key: &str, id: i64) -> Result<bool, Error> {
-        let named: Option<i64> = redis::cmd("HGET")
+        let named: Option<String> = redis::cmd("HGET")
             .arg(format!("{}deal", self.prefix))
             .arg(format!("k:{shopper}:{key}"))
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok(named == Some(id))
+        Ok(named
+            .and_then(|stored| Reservation::parse(&stored))
+            .map(|r| r.id)
+            == Some(id))
+    }
+
+    /// Whether a reservation is still waiting for its order (neither confirmed nor released).
+    pub async fn pending(&self, stored: &str) -> Result<bool, Error> {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(format!("{}res", self.prefix))
+            .arg(stored)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(score.is_some())
     }
 
     /// Reservations whose time ran out, at most `limit`.

@@ -1,9 +1,10 @@
 //! A payment provider over HTTP, speaking the sandbox's protocol (see
-//! [`super::sandbox::router`]). Every storefront of a deal uses the deal's name as its account.
+//! [`super::sandbox::router`]). Every storefront of a deal uses the deal's schema as its account.
+
+use reqwest::StatusCode;
 
 use super::{
-    sandbox::{PaymentAnswer, PaymentRequest},
-    Charge, Listing, PaymentError, PaymentProvider, Refund,
+    sandbox::PaymentAnswer, Authorisation, Charge, Listing, PaymentError, PaymentProvider, Refund,
 };
 
 pub struct HttpProvider {
@@ -11,44 +12,37 @@ pub struct HttpProvider {
     base: String,
 }
 
+fn unavailable(e: impl std::fmt::Display) -> PaymentError {
+    PaymentError::Unavailable(format!("the payment provider: {e}"))
+}
+
 impl HttpProvider {
     /// `url` is the provider's base URL; `account` names this deal there.
     pub fn new(url: &str, account: &str) -> Self {
         Self {
             client: reqwest::Client::new(),
-            base: format!("{}/v1/accounts/{account}", url.trim_end_matches('/')),
+            base: format!(
+                "{}/v1/accounts/{account}/payments",
+                url.trim_end_matches('/')
+            ),
         }
     }
 
-    async fn post(
-        &self,
-        what: &str,
-        order_id: i64,
-        amount: i64,
-        currency: &str,
-    ) -> Result<Option<String>, PaymentError> {
-        let unavailable =
-            |e: String| PaymentError::Unavailable(format!("the payment provider: {e}"));
-        let response = self
-            .client
-            .post(format!("{}/{what}", self.base))
-            .header("Idempotency-Key", order_id.to_string())
-            .json(&PaymentRequest {
-                order_id,
-                amount,
-                currency: currency.to_owned(),
-            })
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+    /// Sends a call and reads its answer: a 2xx is `Ok`, the rest the error it says.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<PaymentAnswer, PaymentError> {
+        let response = request.send().await.map_err(unavailable)?;
         let status = response.status();
         let answer: PaymentAnswer = response
             .json()
             .await
             .map_err(|e| unavailable(format!("unreadable answer ({status}): {e}")))?;
-        match status.as_u16() {
-            200 | 201 => Ok(answer.reference),
-            402 => Err(PaymentError::Declined(answer.error.unwrap_or_default())),
+        match status {
+            s if s.is_success() => Ok(answer),
+            StatusCode::PAYMENT_REQUIRED => {
+                Err(PaymentError::Declined(answer.error.unwrap_or_default()))
+            }
+            StatusCode::GONE => Err(PaymentError::Spent),
+            StatusCode::CONFLICT => Err(PaymentError::InProgress),
             _ => Err(unavailable(
                 answer.error.unwrap_or_else(|| status.to_string()),
             )),
@@ -62,55 +56,71 @@ impl PaymentProvider for HttpProvider {
         "http"
     }
 
-    async fn charge(
-        &self,
-        order_id: i64,
-        amount: i64,
-        currency: &str,
-    ) -> Result<String, PaymentError> {
-        self.post("charges", order_id, amount, currency)
-            .await?
-            .ok_or_else(|| {
-                PaymentError::Unavailable("the payment provider gave no reference".into())
-            })
+    async fn authorise(&self, request: &Authorisation) -> Result<String, PaymentError> {
+        let answer = self
+            .call(
+                self.client
+                    .post(&self.base)
+                    .header("Idempotency-Key", &request.key)
+                    .json(request),
+            )
+            .await?;
+        answer
+            .reference
+            .ok_or_else(|| unavailable("the authorisation gave no reference"))
     }
 
-    async fn refund(
-        &self,
-        order_id: i64,
-        amount: i64,
-        currency: &str,
-    ) -> Result<Refund, PaymentError> {
-        Ok(
-            match self.post("refunds", order_id, amount, currency).await? {
-                Some(reference) => Refund::Refunded(reference),
-                None => Refund::NothingCharged,
-            },
-        )
+    async fn capture(&self, key: &str) -> Result<(), PaymentError> {
+        self.call(self.client.post(format!("{}/{key}/capture", self.base)))
+            .await
+            .map(drop)
+    }
+
+    async fn reverse(&self, key: &str) -> Result<Refund, PaymentError> {
+        let answer = self
+            .call(self.client.post(format!("{}/{key}/reverse", self.base)))
+            .await?;
+        match (answer.outcome.as_deref(), answer.reference) {
+            (Some("refunded"), Some(reference)) => Ok(Refund::Refunded(reference)),
+            (Some("voided"), _) => Ok(Refund::Voided),
+            (Some("none"), _) => Ok(Refund::NothingCharged),
+            (outcome, _) => Err(unavailable(format!(
+                "a reversal answered {outcome:?}, which says nothing"
+            ))),
+        }
+    }
+
+    async fn lookup(&self, key: &str) -> Result<Option<Charge>, PaymentError> {
+        let response = self
+            .client
+            .get(format!("{}/{key}", self.base))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = response.error_for_status().map_err(unavailable)?;
+        response.json().await.map(Some).map_err(unavailable)
     }
 
     async fn charges(&self) -> Result<Listing, PaymentError> {
-        let unavailable =
-            |e: String| PaymentError::Unavailable(format!("the payment provider: {e}"));
         let response = self
             .client
-            .get(format!("{}/charges", self.base))
+            .get(&self.base)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable(e.to_string()))?;
-        // Charges are aged by the provider's clock: without its time, nothing is judged.
+            .map_err(unavailable)?;
+        // Payments are aged by the provider's clock: without its time, nothing is judged.
         let now = response
             .headers()
             .get(reqwest::header::DATE)
             .and_then(|date| date.to_str().ok())
             .and_then(|date| chrono::DateTime::parse_from_rfc2822(date).ok())
             .map(|date| date.with_timezone(&chrono::Utc))
-            .ok_or_else(|| unavailable("the listing carries no Date header".into()))?;
-        let charges: Vec<Charge> = response
-            .json()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .ok_or_else(|| unavailable("the listing carries no Date header"))?;
+        let charges: Vec<Charge> = response.json().await.map_err(unavailable)?;
         Ok(Listing { now, charges })
     }
 }

@@ -15,6 +15,13 @@ use crate::{
     orders::delivery::{Delivery, DeliveryRow},
 };
 
+mod lapses;
+
+pub use lapses::{
+    fence_unmatched, orders_by_payment, payment_key, record_lapse, record_lapse_refund,
+    record_unmatched_payment, Lapse,
+};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects with the deal's schema first on the search path, creates the schema when missing and
@@ -339,88 +346,6 @@ pub async fn stalled_cancellations(
     .await
 }
 
-/// Records that a reservation lapsed, unless its order was committed first. Returns true when
-/// the lapse was recorded (so the stock may go back), false when the order exists.
-pub async fn record_lapse(
-    pool: &PgPool,
-    id: i64,
-    shopper: &str,
-    quantity: i32,
-    key: &str,
-    unit_price: i64,
-    currency: &str,
-) -> Result<bool, Error> {
-    let inserted: Option<i64> = bounded(
-        "cannot record a lapsed reservation",
-        sqlx::query_scalar(
-            "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
-             VALUES ($1, $2, $3, $4, $5, 'lapsed', $6) ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(id)
-        .bind(shopper)
-        .bind(quantity)
-        .bind(unit_price)
-        .bind(currency)
-        .bind(format!("lapsed:{id}:{key}"))
-        .fetch_optional(pool),
-    )
-    .await?;
-    if inserted.is_some() {
-        return Ok(true);
-    }
-    let status: Option<String> = bounded(
-        "cannot read the order",
-        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool),
-    )
-    .await?;
-    Ok(status.as_deref() == Some("lapsed"))
-}
-
-/// Fences an order id before its payment is refunded as unmatched: a `lapsed` row that an
-/// order committing later conflicts with, so it is refunded and never confirmed. True when the
-/// id is fenced (now or before, or its reservation lapsed), false when the order committed.
-pub async fn fence_unmatched(
-    pool: &PgPool,
-    id: i64,
-    amount: i64,
-    currency: &str,
-) -> Result<bool, Error> {
-    // The shopper is not known from a payment; the row only holds the id.
-    record_lapse(
-        pool,
-        id,
-        "",
-        1,
-        &format!("unmatched:{id}"),
-        amount,
-        currency,
-    )
-    .await
-}
-
-/// Records the refund of a payment whose reservation lapsed (its `lapsed` row exists).
-pub async fn record_lapse_refund(
-    pool: &PgPool,
-    id: i64,
-    reference: &str,
-    amount: i64,
-) -> Result<(), Error> {
-    bounded(
-        "cannot record a refund",
-        sqlx::query(
-            "INSERT INTO refunds (order_id, reference, amount) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(reference)
-        .bind(amount)
-        .execute(pool),
-    )
-    .await?;
-    Ok(())
-}
-
 /// Cancelled orders whose stock is not back in Redis yet, with the epoch of their cancellation.
 pub async fn to_restock(pool: &PgPool) -> Result<Vec<(i64, String, i32, i64)>, Error> {
     bounded(
@@ -494,48 +419,6 @@ pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
         Ok(Restore { epoch, sold, owned })
     })
     .await
-}
-
-/// Whether a payment the provider took is accounted for: its order was committed, or the
-/// payment was refunded and recorded.
-pub async fn payment_accounted_for(pool: &PgPool, id: i64) -> Result<bool, Error> {
-    bounded(
-        "cannot match a payment",
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1) \
-                 OR EXISTS (SELECT 1 FROM refunds WHERE order_id = $1) \
-                 OR EXISTS (SELECT 1 FROM unmatched_payments WHERE order_id = $1)",
-        )
-        .bind(id)
-        .fetch_one(pool),
-    )
-    .await
-}
-
-/// Records a payment found without an order, and its refund.
-pub async fn record_unmatched_payment(
-    pool: &PgPool,
-    id: i64,
-    reference: &str,
-    amount: i64,
-    currency: &str,
-    refund_reference: &str,
-) -> Result<(), Error> {
-    bounded(
-        "cannot record an unmatched payment",
-        sqlx::query(
-            "INSERT INTO unmatched_payments (order_id, reference, amount, currency, refund_reference) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(reference)
-        .bind(amount)
-        .bind(currency)
-        .bind(refund_reference)
-        .execute(pool),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Order counts and revenue for the operator's status figures.
