@@ -18,10 +18,12 @@ bench: setup
 	TIMEDEAL_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\")" \
 		target/release/timedeal-bench run $(BENCH_ARGS)
 
-# Runs the fault drills round after round (a replica killed, Redis lost, PostgreSQL stopped and
-# frozen, racing cancels, a failing payment provider, skewed clocks) and writes what they cost
-# into BENCHMARKS.md beside the speed figures (about 15 minutes after the release build).
-# CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--rounds 5 --faults redis-empty,postgres-stop".
+# Runs the fault drills round after round (a replica killed, Redis lost or back a second
+# behind, PostgreSQL stopped and frozen, racing cancels, a failing payment provider, skewed
+# clocks), then the fault explorer on 20 random seeds, and writes what they cost into
+# BENCHMARKS.md beside the speed figures (about 25 minutes after the release build).
+# CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--rounds 5 --faults redis-empty,postgres-stop",
+# CHAOS_ARGS="--explore 100", or CHAOS_ARGS="--seeds 7,8" to replay explorer seeds.
 chaos: setup
 	cargo build --release --locked -p timedeal-tenant-app -p timedeal-e2e
 	TIMEDEAL_BENCH_COMMAND="make chaos$(if $(CHAOS_ARGS), CHAOS_ARGS=\"$(CHAOS_ARGS)\")" \
