@@ -215,6 +215,10 @@ async fn run(
             .map(|(request, _)| request.order.reservation.clone())
             .collect();
         reservations.confirm(&committed).await;
+        if outcomes.iter().any(|o| matches!(o, Outcome::Refused(_))) {
+            // Here rather than in the request, which may be gone by now.
+            reservations.doubt("PostgreSQL refused an order Redis had reserved");
+        }
         let of_twin: HashMap<i64, Outcome> = batch
             .iter()
             .zip(&outcomes)

@@ -349,7 +349,7 @@ async fn settle_lapsed(
             continue;
         }
         let key = payments::purchase_key(&deal.name, &reservation.shopper, &reservation.key);
-        let lapse = db::record_lapse(
+        let lapse = match db::record_lapse(
             &app.db,
             id,
             &reservation.shopper,
@@ -359,7 +359,15 @@ async fn settle_lapsed(
             deal.spec.product.deal_price,
             &deal.spec.product.currency,
         )
-        .await?;
+        .await
+        {
+            Ok(lapse) => lapse,
+            Err(error) => {
+                // One that cannot be recorded holds up no other.
+                tracing::warn!(order = id, %error, "cannot record a lapse yet");
+                continue;
+            }
+        };
         match lapse {
             Lapse::Recorded => {
                 app.reservations.release(&stored).await;

@@ -259,9 +259,10 @@ $("order-form").onsubmit = async (event) => {
     showResult("Confirmed: order #" + order.id + ", " + order.quantity + " × " + money(order.unitPrice) + "." + coupon, false);
     loadOrders();
   } catch (error) {
-    // A network error, or an answer that says "send the same order again", keeps the key, so
-    // trying again carries the same order on and is charged at most once.
-    const sameAgain = ["unavailable", "outcome_unknown", "order_in_progress"];
+    // A network error, or an answer that says "send the same order again" (also after queueing
+    // again), keeps the key, so trying again carries the same order on and is charged at most
+    // once.
+    const sameAgain = ["unavailable", "outcome_unknown", "order_in_progress", "not_admitted"];
     if (error.code && !sameAgain.includes(error.code)) idempotencyKey = newKey();
     showFieldErrors(error.fields || {});
     showResult(error.message, true);

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use timedeal_tenant_app::payments::{sandbox::Ledger, Charge};
+use timedeal_tenant_app::payments::{sandbox::Ledger, Charge, State};
 
 use super::shopper::Told;
 use crate::{verify, Error};
@@ -204,7 +204,16 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
             .filter_map(|charge| {
                 let order = order_of.get(&charge.reference);
                 let confirmed = order.is_some_and(|(_, status)| status == "confirmed");
-                (charge.taken() != confirmed).then(|| {
+                // Taken for a confirmed order; otherwise given back, or never held.
+                let settled = if confirmed {
+                    charge.taken()
+                } else {
+                    matches!(
+                        charge.state,
+                        State::Voided | State::Refunded | State::Declined
+                    )
+                };
+                (!settled).then(|| {
                     format!(
                         "payment {} (purchase {}, first order id {}) is {:?} but its order is {}",
                         charge.reference,

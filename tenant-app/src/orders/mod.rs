@@ -341,11 +341,10 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             })
         }
         Outcome::Refused(refusal) => {
-            // Redis reserved what PostgreSQL's record says is not there: Redis is behind, and
-            // its figures are restored. The purchase is fenced (no copy of this attempt may
-            // commit later), and the shopper keeps their money.
-            app.reservations
-                .doubt("PostgreSQL refused an order Redis had reserved");
+            // Redis reserved what PostgreSQL's record says is not there (the writer has asked
+            // for its figures to be restored). The purchase is fenced, so no copy of this
+            // attempt can commit later, and the shopper keeps their money; unless a copy
+            // committed first, which is then the answer.
             let fenced = db::record_lapse(
                 &app.db,
                 id,
@@ -357,10 +356,24 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 &product.currency,
             )
             .await?;
-            if fenced == Lapse::Recorded {
-                reverse(app, id, &key, amount).await;
+            if fenced == Lapse::Committed {
+                app.reservations
+                    .confirm(std::slice::from_ref(&stored))
+                    .await;
+            } else {
+                app.reservations.release(&stored).await;
             }
-            app.reservations.release(&stored).await;
+            if fenced != Lapse::Recorded {
+                if let Some(first) =
+                    db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+                {
+                    return Ok(Placed {
+                        order: first,
+                        repeated: true,
+                    });
+                }
+            }
+            reverse(app, id, &key, amount).await;
             app.metrics.order("refused");
             Err(match refusal {
                 Refusal::SoldOut => ApiError::conflict(

@@ -83,6 +83,8 @@ pub enum State {
     Voided,
     /// Taken, then given back.
     Refunded,
+    /// Refused by the card's issuer: the purchase's key answers so from then on.
+    Declined,
 }
 
 /// A payment as the provider's ledger holds it.

@@ -49,6 +49,8 @@ type Book = BTreeMap<(String, String), Charge>;
 /// The sandbox's ledger. Money moves at most once per purchase key.
 pub struct Ledger {
     book: Arc<Mutex<Book>>,
+    /// Names this ledger in its references, so that two ledgers never hand out the same one.
+    tag: String,
     /// Keys with a call under way.
     running: Mutex<BTreeSet<(String, String)>>,
     mode: Mutex<Mode>,
@@ -74,6 +76,7 @@ impl Ledger {
     pub fn new(delay: Duration, decline_rate: f64) -> Self {
         Self {
             book: Arc::default(),
+            tag: format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000)),
             running: Mutex::default(),
             mode: Mutex::default(),
             delay,
@@ -116,11 +119,14 @@ impl Ledger {
         }
     }
 
-    /// The payment under the key, created authorised when there is none.
+    /// The payment under the key, created in `state` (authorised, or declined) when there is
+    /// none.
     fn hold(
         book: &Mutex<Book>,
+        tag: &str,
         account: &str,
         request: &Authorisation,
+        state: State,
     ) -> Result<String, PaymentError> {
         let mut book = book.lock().unwrap();
         let number = book.len() + 1;
@@ -131,8 +137,8 @@ impl Ledger {
                 order_id: request.order_id,
                 amount: request.amount,
                 currency: request.currency.clone(),
-                reference: format!("sandbox-pay-{number}"),
-                state: State::Authorised,
+                reference: format!("sandbox-pay-{tag}-{number}"),
+                state,
                 refund: None,
                 created_at: Utc::now(),
             });
@@ -145,6 +151,9 @@ impl Ledger {
         match charge.state {
             State::Authorised | State::Captured => Ok(charge.reference.clone()),
             State::Voided | State::Refunded => Err(PaymentError::Spent),
+            State::Declined => Err(PaymentError::Declined(
+                "the sandbox declined the card".into(),
+            )),
         }
     }
 
@@ -155,17 +164,20 @@ impl Ledger {
     ) -> Result<String, PaymentError> {
         let _running = self.start(account, &request.key)?;
         match self.misbehave().await? {
+            // A decline is remembered: the purchase's key answers so from then on.
             Mode::Decline => {
-                return Err(PaymentError::Declined(
-                    "the sandbox declined the card".into(),
-                ))
+                return Self::hold(&self.book, &self.tag, account, request, State::Declined)
             }
             Mode::Late => {
-                let (book, account, request) =
-                    (self.book.clone(), account.to_owned(), request.clone());
+                let (book, tag, account, request) = (
+                    self.book.clone(),
+                    self.tag.clone(),
+                    account.to_owned(),
+                    request.clone(),
+                );
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    let _ = Self::hold(&book, &account, &request);
+                    let _ = Self::hold(&book, &tag, &account, &request, State::Authorised);
                 });
                 return Err(PaymentError::Unavailable(
                     "the sandbox answered nothing useful (the money is held late)".into(),
@@ -178,15 +190,15 @@ impl Ledger {
             .lock()
             .unwrap()
             .contains_key(&(account.to_owned(), request.key.clone()));
-        if !known
+        let state = if !known
             && self.decline_rate > 0.0
             && rand::thread_rng().gen_bool(self.decline_rate.min(1.0))
         {
-            return Err(PaymentError::Declined(
-                "the sandbox declined the card".into(),
-            ));
-        }
-        Self::hold(&self.book, account, request)
+            State::Declined
+        } else {
+            State::Authorised
+        };
+        Self::hold(&self.book, &self.tag, account, request, state)
     }
 
     pub async fn capture(&self, account: &str, key: &str) -> Result<(), PaymentError> {
@@ -204,6 +216,9 @@ impl Ledger {
                 Ok(())
             }
             State::Voided | State::Refunded => Err(PaymentError::Spent),
+            State::Declined => Err(PaymentError::Declined(
+                "the card was declined; there is nothing to capture".into(),
+            )),
         }
     }
 
@@ -215,13 +230,14 @@ impl Ledger {
             return Ok(Refund::NothingCharged);
         };
         Ok(match charge.state {
+            State::Declined => Refund::NothingCharged,
             State::Authorised | State::Voided => {
                 charge.state = State::Voided;
                 Refund::Voided
             }
             State::Captured | State::Refunded => {
                 charge.state = State::Refunded;
-                let reference = format!("sandbox-refund-{}", &charge.reference[12..]);
+                let reference = charge.reference.replacen("-pay-", "-refund-", 1);
                 Refund::Refunded(charge.refund.get_or_insert(reference).clone())
             }
         })
@@ -530,22 +546,31 @@ mod tests {
             ledger.authorise("a", &ask("k1", 100)).await,
             Err(PaymentError::Declined(_))
         ));
+        ledger.set_mode(Mode::Normal);
+        assert!(
+            matches!(
+                ledger.authorise("a", &ask("k1", 100)).await,
+                Err(PaymentError::Declined(_))
+            ),
+            "a declined purchase stays declined"
+        );
+        assert_eq!(ledger.charges("a")[0].state, State::Declined);
         ledger.set_mode(Mode::Fail);
         assert!(matches!(
-            ledger.authorise("a", &ask("k1", 100)).await,
+            ledger.authorise("a", &ask("k0", 100)).await,
             Err(PaymentError::Unavailable(_))
         ));
-        assert!(ledger.charges("a").is_empty(), "a failed call does nothing");
+        assert_eq!(ledger.charges("a").len(), 1, "a failed call does nothing");
         ledger.set_mode(Mode::Late);
         assert!(matches!(
             ledger.authorise("a", &ask("k2", 100)).await,
             Err(PaymentError::Unavailable(_))
         ));
-        assert!(ledger.charges("a").is_empty());
+        assert_eq!(ledger.charges("a").len(), 1);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             ledger.charges("a").len(),
-            1,
+            2,
             "the late authorisation landed"
         );
         ledger.set_mode(Mode::Normal);
