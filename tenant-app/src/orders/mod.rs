@@ -171,7 +171,22 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
     let deal = app.deal();
     let product = &deal.spec.product;
     let Checked { quantity, delivery } =
-        check_request(&request, shopper, product.fulfilment, app.state_now(now))?;
+        match check_request(&request, shopper, product.fulfilment, app.state_now(now)) {
+            Ok(checked) => checked,
+            // The same order sent again once the deal sold out or ended: the first order is
+            // the answer (one look in Redis, for the key, before saying no).
+            Err(refusal) if matches!(refusal.code, "sold_out" | "deal_ended") => {
+                return match app
+                    .reservations
+                    .attempt(&shopper.id, &request.idempotency_key)
+                    .await
+                {
+                    Ok(Some(id)) => repeated(app, shopper, id, &request.idempotency_key).await,
+                    _ => Err(refusal),
+                }
+            }
+            Err(refusal) => return Err(refusal),
+        };
     let admission = app
         .signer
         .check_admission(

@@ -277,9 +277,9 @@ impl Reservations {
         }
     }
 
-    /// Whether the idempotency key still names `id` (an attempt in flight or confirmed); it is
-    /// gone once the attempt was given up.
-    pub async fn key_names(&self, shopper: &str, key: &str, id: i64) -> Result<bool, Error> {
+    /// The order id a shopper's idempotency key names in Redis (an attempt in flight or
+    /// confirmed in this epoch), if any.
+    pub async fn attempt(&self, shopper: &str, key: &str) -> Result<Option<i64>, Error> {
         let named: Option<String> = redis::cmd("HGET")
             .arg(format!("{}deal", self.prefix))
             .arg(format!("k:{shopper}:{key}"))
@@ -287,8 +287,13 @@ impl Reservations {
             .await?;
         Ok(named
             .and_then(|stored| Reservation::parse(&stored))
-            .map(|r| r.id)
-            == Some(id))
+            .map(|r| r.id))
+    }
+
+    /// Whether the idempotency key still names `id` (an attempt in flight or confirmed); it is
+    /// gone once the attempt was given up.
+    pub async fn key_names(&self, shopper: &str, key: &str, id: i64) -> Result<bool, Error> {
+        Ok(self.attempt(shopper, key).await? == Some(id))
     }
 
     /// Whether a reservation is still waiting for its order (neither confirmed nor released).
