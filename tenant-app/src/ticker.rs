@@ -349,7 +349,9 @@ async fn settle_lapsed(
             continue;
         }
         let key = payments::purchase_key(&deal.name, &reservation.shopper, &reservation.key);
-        let lapse = match db::record_lapse(
+        // PostgreSQL away: the sweep stops here and the next tick tries again (waiting out each
+        // reservation's timeout in turn would hold up the admissions behind it).
+        let lapse = db::record_lapse(
             &app.db,
             id,
             &reservation.shopper,
@@ -359,15 +361,7 @@ async fn settle_lapsed(
             deal.spec.product.deal_price,
             &deal.spec.product.currency,
         )
-        .await
-        {
-            Ok(lapse) => lapse,
-            Err(error) => {
-                // One that cannot be recorded holds up no other.
-                tracing::warn!(order = id, %error, "cannot record a lapse yet");
-                continue;
-            }
-        };
+        .await?;
         match lapse {
             Lapse::Recorded => {
                 app.reservations.release(&stored).await;
