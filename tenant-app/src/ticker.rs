@@ -153,11 +153,9 @@ async fn money(app: Arc<App>, mut lapsed: mpsc::UnboundedReceiver<LapsedPayment>
         }
         let result = async {
             if seconds.is_multiple_of(5) {
-                for (id, amount, currency) in
-                    db::stalled_cancellations(&app.db, STALLED_CANCEL_SECS).await?
-                {
+                for (id, amount) in db::stalled_cancellations(&app.db, STALLED_CANCEL_SECS).await? {
                     tracing::info!(order = id, "finishing a cancellation left half-way");
-                    if let Err(error) = orders::finish_cancel(&app, id, amount, &currency).await {
+                    if let Err(error) = orders::finish_cancel(&app, id, amount).await {
                         tracing::warn!(order = id, error = %error.message, "cannot finish the cancellation yet");
                     }
                 }

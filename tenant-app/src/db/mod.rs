@@ -332,11 +332,11 @@ pub async fn finish_cancel(
 pub async fn stalled_cancellations(
     pool: &PgPool,
     older_than_secs: i64,
-) -> Result<Vec<(i64, i64, String)>, Error> {
+) -> Result<Vec<(i64, i64)>, Error> {
     bounded(
         "cannot read stalled cancellations",
         sqlx::query_as(
-            "SELECT id, quantity::BIGINT * unit_price, currency FROM orders \
+            "SELECT id, quantity::BIGINT * unit_price FROM orders \
              WHERE status = 'cancelling' AND cancel_started_at < now() - make_interval(secs => $1) \
              LIMIT 100",
         )

@@ -36,7 +36,7 @@ pub async fn cancel(app: &App, shopper: &Shopper, id: i64) -> Result<Order, ApiE
         }
         CancelStart::Marked(order) | CancelStart::InProgress(order) => order,
     };
-    finish_cancel(app, id, order.amount, &order.currency)
+    finish_cancel(app, id, order.amount)
         .await?
         .ok_or_else(|| already_cancelled(id))
 }
@@ -50,12 +50,7 @@ fn already_cancelled(id: i64) -> ApiError {
 
 /// The refund and the record of a cancellation marked before. `None` when another cancel of
 /// the same order finished first.
-pub async fn finish_cancel(
-    app: &App,
-    id: i64,
-    amount: i64,
-    _currency: &str,
-) -> Result<Option<Order>, ApiError> {
+pub async fn finish_cancel(app: &App, id: i64, amount: i64) -> Result<Option<Order>, ApiError> {
     let key = db::payment_key(&app.db, id)
         .await?
         .unwrap_or_else(|| id.to_string());
