@@ -13,7 +13,9 @@
 --     in this liveness window or the last (bitmaps `live:<window>`, indexed by join number), or
 --     if it was taken so recently that its holder had no whole window to be seen (numbers above
 --     `wseq:<last window>`); everyone else is passed over, so leavers never stall the line;
---   * every admission is appended to the admission log, in order.
+--   * every admission is staged for the admission log, in order: one line per step,
+--     `<epoch>|<now> <place>:<number> ...`, which the replicas publish to PostgreSQL
+--     (`queue/record.rs`); the epoch tells a line made before a restore from one made after.
 -- With `epoch` missing from the deal's hash (figures being restored) or the pre-queue not yet drawn (`pre_count`
 -- missing) nobody is admitted. A replica whose view of the head is stale admits nobody and is
 -- told the head, because it chose the pre-queue's numbers for the places after the head it saw.
@@ -121,6 +123,6 @@ end
 redis.call('SET', p .. 'head', place - 1)
 if admitted > 0 then
   redis.call('SET', p .. 'clock', last + math.floor(admitted * 1000 / rate))
-  redis.call('RPUSH', p .. 'log', now .. ' ' .. table.concat(entry, ' '))
+  redis.call('RPUSH', p .. 'log', figures[1] .. '|' .. now .. ' ' .. table.concat(entry, ' '))
 end
 return {admitted, place - 1, active + admitted, 0, 0}

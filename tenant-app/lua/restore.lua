@@ -8,7 +8,9 @@
 --     refuses, so nothing is sold on figures that are not PostgreSQL's;
 --   * the figures restored are complete: total, sold (confirmed units, including orders whose
 --     cancellation is not finished), reserved (0: reservations of an earlier epoch can never
---     commit, PostgreSQL refuses them), and what each shopper owns (`u:<shopper>`);
+--     commit, PostgreSQL refuses them), what each shopper owns (`u:<shopper>`), and the
+--     idempotency key of every order PostgreSQL has (`k:<shopper>:<key>`, naming the order),
+--     so the same order sent again is answered with it, never with "sold out";
 --   * order ids embed the epoch (`<epoch><9 digits>`), so an id issued now can never be an id
 --     still in flight from before, and confirm, release and restock of an earlier epoch change
 --     no figure of this one;
@@ -22,14 +24,21 @@
 --     shoppers join again), so they leave `active` and the head moves past every number
 --     taken so far: a Redis that restarted with its data would otherwise admit numbers whose
 --     shoppers hold no place any more, count them against the places to give until their
---     session ran out, and the line would stand still. The head only moves forward.
+--     session ran out, and the line would stand still. The head only moves forward;
+--   * the published admission log (PostgreSQL's) is never contradicted: join numbers and the
+--     head move past the last place it gives, so a Redis that forgot admissions cannot give
+--     those places again, and the pre-queue's size is PostgreSQL's once recorded there, so
+--     the draw's places stay those published.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  the new epoch (just taken in PostgreSQL)
 -- ARGV[2]  total stock from the spec
 -- ARGV[3]  units sold according to PostgreSQL
 -- ARGV[4]  the server's run_id
--- ARGV[5], ARGV[6], ...  shopper id and the units they own, in pairs
+-- ARGV[5]  the last place the published admission log gives (0 when none)
+-- ARGV[6]  the pre-queue's size as recorded in PostgreSQL, or '' when not yet fixed
+-- ARGV[7], ARGV[8], ...  fields of the deal's hash and their values, in pairs: `u:<shopper>`
+--                        and the units they own, `k:<shopper>:<key>` and the order it names
 -- Returns 1 when restored now, 0 when Redis already holds this epoch or a newer one.
 local p, epoch = KEYS[1], tonumber(ARGV[1])
 local deal = p .. 'deal'
@@ -38,12 +47,20 @@ if current >= epoch then
   return 0
 end
 redis.call('DEL', deal, p .. 'active')
-local taken = redis.call('GET', p .. 'seq')
-if taken and tonumber(taken) > tonumber(redis.call('GET', p .. 'head') or '0') then
+local published = tonumber(ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('SET', p .. 'pre_count', ARGV[6])
+  published = math.max(published, tonumber(ARGV[6]))
+end
+local taken = math.max(tonumber(redis.call('GET', p .. 'seq') or '0'), published)
+if taken > tonumber(redis.call('GET', p .. 'seq') or '0') then
+  redis.call('SET', p .. 'seq', taken)
+end
+if taken > tonumber(redis.call('GET', p .. 'head') or '0') then
   redis.call('SET', p .. 'head', taken)
 end
-for i = 5, #ARGV, 2 do
-  redis.call('HSET', deal, 'u:' .. ARGV[i], ARGV[i + 1])
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', deal, ARGV[i], ARGV[i + 1])
 end
 redis.call('HSET', deal, 'total', ARGV[2], 'sold', ARGV[3], 'reserved', 0, 'blocks', 0,
   'epoch', epoch, 'run', ARGV[4])

@@ -54,6 +54,8 @@ pub struct App {
     pub draw_commitment: String,
     /// The draw of the current epoch's pre-queue, made once its size is known.
     pub draw: Mutex<Option<(i64, Arc<Draw>)>>,
+    /// The published admission log, as this replica last read it from PostgreSQL.
+    pub published: crate::queue::record::Cache,
     /// Liveness marks of the shoppers who polled this replica, waiting to be flushed.
     pub marks: Marks,
     /// Recent `(time in ms, head)` samples, from which the line's pace is read.

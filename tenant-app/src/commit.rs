@@ -215,9 +215,15 @@ async fn run(
             .map(|(request, _)| request.order.reservation.clone())
             .collect();
         reservations.confirm(&committed).await;
-        if outcomes.iter().any(|o| matches!(o, Outcome::Refused(_))) {
+        let refused_in = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Refused(_)))
+            .map(|(request, _)| epoch_of(request.order.id))
+            .max();
+        if let Some(epoch) = refused_in {
             // Here rather than in the request, which may be gone by now.
-            reservations.doubt("PostgreSQL refused an order Redis had reserved");
+            reservations.doubt(epoch, "PostgreSQL refused an order Redis had reserved");
         }
         let of_twin: HashMap<i64, Outcome> = batch
             .iter()

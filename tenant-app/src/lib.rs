@@ -123,6 +123,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         draw_commitment: queue::draw::commitment(&draw_seed),
         draw_seed,
         draw: Default::default(),
+        published: Default::default(),
         marks: Default::default(),
         head_samples: Default::default(),
         mailer: match &config.mail {

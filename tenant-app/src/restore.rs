@@ -11,7 +11,7 @@
 //! then on) and says what is sold and who owns what; `restore.lua` writes it all at once, with
 //! the instance's `run_id`.
 
-use crate::{app::App, db, error::Error};
+use crate::{app::App, db, error::Error, orders::reservations::Reservation};
 
 /// How long one replica may take over a restore before another may try.
 const LOCK_MS: u64 = 15_000;
@@ -62,7 +62,10 @@ pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
         .arg("run")
         .query_async(&mut redis)
         .await?;
-    let doubted = app.reservations.take_doubt();
+    let current = epoch.as_deref().and_then(|e| e.parse::<i64>().ok());
+    // A doubt about an epoch Redis has since left behind was answered by that restore.
+    let doubted_in = app.reservations.take_doubt();
+    let doubted = doubted_in.is_some_and(|d| current.is_none_or(|c| c <= d));
     let Some(cause) = cause(epoch.as_deref(), run.as_deref(), &run_id, doubted) else {
         return Ok(false);
     };
@@ -82,8 +85,9 @@ pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
     // Deleting a lock that expired and was taken by another replica is harmless: two restores
     // are safe (each opens its own epoch; the newer one wins), only wasteful.
     let _: Result<i64, _> = redis::cmd("DEL").arg(&lock).query_async(&mut redis).await;
-    if restored.is_err() && cause == Cause::Doubted {
-        app.reservations.doubt("the restore failed; trying again");
+    if let (Err(_), Cause::Doubted, Some(epoch)) = (&restored, cause, doubted_in) {
+        app.reservations
+            .doubt(epoch, "the restore failed; trying again");
     }
     restored
 }
@@ -105,9 +109,16 @@ async fn restore(app: &App, cause: Cause, run_id: &str, seen: Option<&str>) -> R
         .arg(figures.epoch)
         .arg(deal.spec.product.stock)
         .arg(figures.sold)
-        .arg(run_id);
+        .arg(run_id)
+        .arg(figures.last_place)
+        .arg(figures.pre_queue.map(|n| n.to_string()).unwrap_or_default());
     for (shopper, units) in &figures.owned {
-        invocation.arg(shopper).arg(units);
+        invocation.arg(format!("u:{shopper}")).arg(units);
+    }
+    for (shopper, key, id, quantity) in &figures.purchases {
+        invocation
+            .arg(format!("k:{shopper}:{key}"))
+            .arg(Reservation::committed(*id, *quantity, key, shopper));
     }
     let restored: i64 = invocation.invoke_async(&mut app.redis.clone()).await?;
     if restored == 1 {

@@ -15,6 +15,7 @@ pub struct Scripts {
     pub release: Script,
     pub restock: Script,
     pub next_block: Script,
+    pub published: Script,
 }
 
 impl Scripts {
@@ -30,6 +31,7 @@ impl Scripts {
             release: Script::new(include_str!("../lua/release.lua")),
             restock: Script::new(include_str!("../lua/restock.lua")),
             next_block: Script::new(include_str!("../lua/next_block.lua")),
+            published: Script::new(include_str!("../lua/published.lua")),
         }
     }
 }

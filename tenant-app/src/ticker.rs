@@ -16,7 +16,7 @@ use crate::{
     error::Error,
     orders::{self, reservations::Reservation},
     payments::{self, Refund},
-    queue::{arithmetic, Figures, Step, StepInput},
+    queue::{arithmetic, record, Figures, Step, StepInput},
     restore,
 };
 
@@ -112,6 +112,85 @@ async fn admit(
     }
 }
 
+/// Moves the admission log's staged lines into PostgreSQL, where the fairness record is read
+/// from (`queue::record`), on its own so that a slow PostgreSQL never slows admissions. A
+/// staged line of the current epoch that contradicts the record shows Redis went back: its
+/// figures are restored.
+async fn publisher(app: Arc<App>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publisher = Publisher::default();
+    let mut failures: u64 = 0;
+    loop {
+        interval.tick().await;
+        match publisher.step(&app).await {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                // Said once per outage, then every minute or so.
+                if failures.is_multiple_of(600) {
+                    tracing::warn!(%error, "cannot publish the admission log; retrying");
+                }
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// What the publisher keeps between steps.
+#[derive(Default)]
+struct Publisher {
+    draws: record::Drawn,
+    /// The pre-queue's size is in PostgreSQL (revealing the seed), whatever Redis forgets.
+    size_recorded: bool,
+}
+
+impl Publisher {
+    async fn step(&mut self, app: &App) -> Result<(), Error> {
+        let (drawn, redis_epoch) = {
+            let figures = app.figures.borrow();
+            (figures.drawn, figures.epoch)
+        };
+        if let (Some(size), false) = (drawn, self.size_recorded) {
+            record::record_pre_queue(&app.db, size).await?;
+            self.size_recorded = true;
+        }
+        let staged = app.queue.staged(500).await?;
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let publication =
+            record::publish(&app.db, &staged, &app.draw_seed, drawn, &mut self.draws).await?;
+        if !publication.handled {
+            return Ok(());
+        }
+        app.queue.drop_staged(&staged).await?;
+        if publication.outdated > 0 {
+            tracing::info!(
+                entries = publication.outdated,
+                "admission steps of an earlier epoch left unpublished: a restore voided them"
+            );
+            // Redis still in an epoch PostgreSQL has left: a restore began and never ended.
+            if publication.outdated_epoch == Some(redis_epoch) {
+                app.reservations.doubt(
+                    redis_epoch,
+                    "Redis admits in an epoch PostgreSQL has left; its restore did not finish",
+                );
+            }
+        }
+        if let Some(entry) = publication.contradicting.first() {
+            tracing::warn!(
+                entry = %entry,
+                "Redis gave places the published admission log gives otherwise"
+            );
+            app.reservations.doubt(
+                publication.epoch,
+                "Redis gave places the published admission log gives otherwise",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A payment to void because its reservation lapsed: order id, purchase key, amount.
 type LapsedPayment = (i64, String, i64);
 
@@ -119,6 +198,7 @@ pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     let (refunds, to_refund) = mpsc::unbounded_channel();
     tokio::spawn(money(app.clone(), to_refund));
     tokio::spawn(retention(app.clone()));
+    tokio::spawn(publisher(app.clone()));
     if let Some(mailer) = app.mailer.clone() {
         tokio::spawn(reminders(app.clone(), mailer));
     }

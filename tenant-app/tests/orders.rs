@@ -316,10 +316,12 @@ async fn a_redis_that_forgot_sales_cannot_oversell() {
         ..DealFile::live("forgetful")
     };
     let shop = Storefront::start(&redis, &postgres().url(), &deal, &[&provider.flag()]);
+    let mut buyers = Vec::new();
     for (quantity, key) in [(2, "first-two"), (1, "last-one")] {
         let (shopper, token) = admitted(&shop).await;
         let (code, order) = shopper.order(quantity, key, &token).await;
         assert_eq!(code, StatusCode::CREATED, "{order}");
+        buyers.push((shopper, token, key, order["id"].clone()));
     }
     assert_eq!(shop.stats().await["stock"]["remaining"], 0);
 
@@ -380,4 +382,15 @@ async fn a_redis_that_forgot_sales_cannot_oversell() {
         },
     )
     .await;
+
+    // The restore gave the figures a new epoch; the same orders sent again, even with another
+    // quantity, are still answered with the first orders, not "sold out".
+    for (shopper, token, key, id) in &buyers {
+        for quantity in [1, 2] {
+            let (code, answer) = shopper.order(quantity, key, token).await;
+            assert_eq!(code, StatusCode::OK, "{key} x{quantity}: {answer}");
+            assert_eq!(&answer["id"], id, "{key} x{quantity}: {answer}");
+        }
+    }
+    assert_eq!(provider.ledger.charges(&shop.schema).len(), 3);
 }

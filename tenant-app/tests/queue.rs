@@ -340,3 +340,64 @@ async fn a_sellout_tells_everyone_waiting_at_once() {
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(answer["error"]["code"], "sold_out");
 }
+
+/// A Redis that gives a published place again (as one that came back behind does) is caught by
+/// the publication of the admission log: the entry never joins the log, whose served entries
+/// stay as they were, and Redis's figures are restored into a new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_given_again_never_joins_the_log_and_redis_is_restored() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile::live("regiven");
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    for _ in 0..2 {
+        common::admitted(&shop).await;
+    }
+    let before = shop.admissions().await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = timedeal_tenant_app::app::key_prefix("regiven");
+    let (reader, deal_key) = (connection.clone(), format!("{prefix}deal"));
+    let epoch = move || {
+        let (mut connection, key) = (reader.clone(), deal_key.clone());
+        async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg("epoch")
+                .query_async::<Option<i64>>(&mut connection)
+                .await
+                .unwrap()
+        }
+    };
+    let first = epoch().await.expect("figures restored at the start");
+    // The first place, given to another number in the current epoch.
+    let (place, number) = before[0];
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{prefix}log"))
+        .arg(format!("{first}|{} {place}:{}", 1_000, number + 1000))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    eventually(
+        "Redis's figures restored",
+        Duration::from_secs(10),
+        || async { epoch().await.is_some_and(|now| now > first) },
+    )
+    .await;
+    let after = shop.admissions().await;
+    assert_eq!(
+        after, before,
+        "the log kept what it served, and nothing else"
+    );
+    let staged: i64 = redis::cmd("LLEN")
+        .arg(format!("{prefix}log"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(staged, 0, "the judged line left Redis");
+}

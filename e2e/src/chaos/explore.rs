@@ -263,6 +263,9 @@ async fn run(binary: &Path, schedule: &Schedule, plan: Plan) -> Result<Report, E
     super::settle::settled(&stores, &sale.provider.ledger, &told)
         .await
         .map_err(|error| sale.with_logs(error))?;
+    sale.published_record_held()
+        .await
+        .map_err(|error| sale.with_logs(error))?;
     let unmatched: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM {}.unmatched_payments",
         sale.deal.schema()

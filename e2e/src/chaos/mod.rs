@@ -9,6 +9,7 @@
 
 pub mod explore;
 pub mod findings;
+mod published;
 pub mod settle;
 pub mod shopper;
 
@@ -255,6 +256,8 @@ struct Sale {
     at_fault: Option<i64>,
     /// When the deal starts.
     start_at: Instant,
+    /// The admission log as the public saw it.
+    published: Option<published::Watcher>,
     _dir: tempfile::TempDir,
 }
 
@@ -311,8 +314,10 @@ impl Sale {
             .connect(postgres_url)
             .await
             .map_err(Error::postgres("connect to PostgreSQL"))?;
+        let urls: Vec<String> = replicas.iter().map(Service::url).collect();
         Ok(Self {
-            urls: replicas.iter().map(Service::url).collect(),
+            published: Some(published::Watcher::start(&urls)),
+            urls,
             replicas,
             deal,
             provider,
@@ -321,6 +326,7 @@ impl Sale {
             shoppers: Vec::new(),
             at_fault: None,
             start_at,
+
             _dir: dir,
         })
     }
@@ -396,6 +402,7 @@ impl Sale {
             limit: plan.limit,
         };
         settle::settled(&stores, &self.provider.ledger, &told).await?;
+        self.published_record_held().await?;
         let unmatched: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM {}.unmatched_payments",
             self.deal.schema()
@@ -404,6 +411,14 @@ impl Sale {
         .await
         .map_err(Error::postgres("count unmatched payments"))?;
         Ok(report(fault, started, &told, unmatched))
+    }
+
+    /// The admission log never went back while the public watched, and the record checks out.
+    async fn published_record_held(&mut self) -> Result<(), Error> {
+        match self.published.take() {
+            Some(watcher) => watcher.check(&self.urls[0]).await,
+            None => Ok(()),
+        }
     }
 
     /// A broken promise with the end of each replica's log, to see why.

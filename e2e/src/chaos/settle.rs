@@ -45,7 +45,7 @@ where
 /// - confirmed units ≤ stock, and no shopper over the limit; PostgreSQL's stock ledger and
 ///   holdings agree with its orders;
 /// - every order a shopper was told is placed is in PostgreSQL, cancelled exactly when they were
-///   told it is;
+///   told it is, and no order was made under a key whose shopper was told it is refused;
 /// - Redis's figures (total, sold, reserved, what each shopper holds) equal PostgreSQL's;
 /// - every payment in the provider's ledger is taken exactly when its order is confirmed (one
 ///   payment per purchase, the rest voided or refunded), every cancelled order is refunded, and
@@ -132,6 +132,22 @@ pub async fn settled(stores: &Stores<'_>, ledger: &Ledger, told: &Told) -> Resul
                 status_of.get(id)
             ));
         }
+    }
+
+    // A refusal is final: no order was made under its key after all.
+    let refused: Vec<String> = told.refused.iter().cloned().collect();
+    let made: Vec<(i64, String)> = sqlx::query_as(&format!(
+        "SELECT id, idempotency_key FROM {schema}.orders \
+         WHERE status <> 'lapsed' AND idempotency_key = ANY($1)"
+    ))
+    .bind(&refused)
+    .fetch_all(&db)
+    .await
+    .map_err(Error::postgres("look for orders of refused keys"))?;
+    for (id, key) in made {
+        broken.push(format!(
+            "order {id} was made under key {key}, whose shopper was told it is refused"
+        ));
     }
 
     // PostgreSQL's own figures, which decide every commit, agree with its orders.

@@ -23,6 +23,9 @@ pub struct Told {
     pub confirmed: BTreeMap<i64, String>,
     /// Orders a shopper was told are cancelled.
     pub cancelled: BTreeSet<i64>,
+    /// Idempotency keys of orders a shopper was told are refused for good (sold out, over the
+    /// limit, declined, given up): none may be an order.
+    pub refused: BTreeSet<String>,
     /// Answers that said "try again" (503), by code.
     pub retried: BTreeMap<String, usize>,
     /// The longest any one answer took.
@@ -266,15 +269,21 @@ impl Shopper {
                             tokio::time::sleep(Duration::from_millis(300)).await
                         }
                         // The purchase was given up: the order goes again as a new one.
-                        (StatusCode::CONFLICT, "order_failed" | "reservation_lapsed") => break,
-                        (StatusCode::PAYMENT_REQUIRED, _) => break,
+                        (StatusCode::CONFLICT, "order_failed" | "reservation_lapsed")
+                        | (StatusCode::PAYMENT_REQUIRED, _) => {
+                            self.told.lock().unwrap().refused.insert(key);
+                            break;
+                        }
                         (StatusCode::FORBIDDEN, "not_admitted" | "admission_expired") => {
                             continue 'admission
                         }
                         (
                             StatusCode::CONFLICT,
                             "over_limit" | "sold_out" | "insufficient_stock",
-                        ) => return Ok(()),
+                        ) => {
+                            self.told.lock().unwrap().refused.insert(key);
+                            return Ok(());
+                        }
                         _ => return Err(unexpected("an order", code, &answer)),
                     }
                 }
@@ -314,9 +323,6 @@ impl Shopper {
                 StatusCode::CONFLICT if answer["error"]["code"] == "order_in_progress" => {
                     tokio::time::sleep(Duration::from_millis(300)).await
                 }
-                // Once the deal is sold out every order is answered so before anything is
-                // read (the order stays in the shopper's list).
-                StatusCode::CONFLICT if answer["error"]["code"] == "sold_out" => return Ok(()),
                 _ => {
                     return Err(Error::Broken(format!(
                         "order {id} sent again with its key answered {code}: {answer}"

@@ -379,6 +379,14 @@ pub struct Restore {
     pub sold: i64,
     /// The same, per shopper.
     pub owned: Vec<(String, i64)>,
+    /// Every order's purchase (not given up) as `(shopper, idempotency key, id, quantity)`:
+    /// Redis learns the keys again, so the same order sent again is answered with its order
+    /// rather than "sold out".
+    pub purchases: Vec<(String, String, i64, i32)>,
+    /// The pre-queue's size, once recorded.
+    pub pre_queue: Option<u64>,
+    /// The last place the published admission log gives (0: none).
+    pub last_place: u64,
 }
 
 /// Records that a block of order ids was handed out in an epoch. False when it had been
@@ -404,10 +412,32 @@ pub async fn take_id_block(pool: &PgPool, epoch: i64, block: i64) -> Result<bool
 pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
     bounded("cannot restore the stock figures", async {
         let mut tx = pool.begin().await?;
+        // What the published admission log fixes, read under its lock: a publication under way
+        // is waited for, and any later one finds the new epoch and publishes nothing of the
+        // earlier. Taken first, so commits never wait on it behind the epoch's row lock; a
+        // publisher stuck holding it fails this restore fast, and the next tick tries again.
+        sqlx::query("SET LOCAL lock_timeout = '1s'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("LOCK TABLE admission_log IN SHARE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL lock_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
         let epoch: i64 =
             sqlx::query_scalar("UPDATE redis_epoch SET epoch = epoch + 1 RETURNING epoch")
                 .fetch_one(&mut *tx)
                 .await?;
+        let pre_queue: Option<i64> = sqlx::query_scalar("SELECT pre_queue FROM draw_seed")
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        let last_place: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT last_place FROM admission_log ORDER BY entry DESC LIMIT 1), 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let sold: i64 = sqlx::query_scalar("SELECT sold FROM stock_ledger")
             .fetch_one(&mut *tx)
             .await?;
@@ -415,8 +445,21 @@ pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
             sqlx::query_as("SELECT shopper, units FROM holdings WHERE units > 0")
                 .fetch_all(&mut *tx)
                 .await?;
+        let purchases: Vec<(String, String, i64, i32)> = sqlx::query_as(
+            "SELECT shopper, idempotency_key, id, quantity FROM orders \
+             WHERE status IN ('confirmed', 'cancelling', 'cancelled')",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(Restore { epoch, sold, owned })
+        Ok(Restore {
+            epoch,
+            sold,
+            owned,
+            purchases,
+            pre_queue: pre_queue.map(|n| n as u64),
+            last_place: last_place.max(0) as u64,
+        })
     })
     .await
 }

@@ -433,31 +433,41 @@ pub async fn leave(
 #[utoipa::path(get, path = "/api/fairness", tag = "queue",
     responses((status = 200, body = Fairness), (status = 503, body = ErrorBody)))]
 pub async fn fairness(State(app): State<SharedApp>) -> Result<Json<Fairness>, ApiError> {
-    let figures = *app.figures.borrow();
-    let log = app.queue.log(0).await?;
-    let commitment = app.draw_commitment.clone();
     let deal = app.deal();
+    // Final once the deal ended and nothing waits to be published (asked first: nothing is
+    // staged after the end, so a log read after it is whole).
+    let complete = app.clock.now() >= deal.timeline.end && app.queue.staged_count().await? == 0;
+    let commitment = app.draw_commitment.clone();
+    let published = app.published.read(&app.db, &commitment).await?;
+    let drawn = published.pre_queue;
     Ok(Json(Fairness {
         deal: deal.name.clone(),
-        seed: figures.drawn.map(|_| draw::hex(&app.draw_seed)),
-        pre_queue_size: figures.drawn,
+        seed: drawn.map(|_| draw::hex(&app.draw_seed)),
+        pre_queue_size: drawn,
         algorithm: fairness::ALGORITHM.into(),
         admission_log: LogSummary {
-            entries: log.len() as u64,
-            admitted: fairness::admitted(&log),
-            head: fairness::chain(&commitment, &log),
-            complete: app.clock.now() >= deal.timeline.end,
+            entries: published.log.len() as u64,
+            admitted: published.admitted,
+            head: published.head,
+            complete,
         },
         commitment,
     }))
 }
 
 /// The admission log: one line per admission step, the time in milliseconds, then
-/// `place:number` for each shopper admitted, in order.
+/// `place:number` for each shopper admitted, in order. Served from PostgreSQL, a moment behind
+/// the admissions: a line once served is never taken back.
 #[utoipa::path(get, path = "/api/fairness/log", tag = "queue",
-    responses((status = 200, content_type = "text/plain", body = String)))]
+    responses((status = 200, content_type = "text/plain", body = String),
+        (status = 503, body = ErrorBody)))]
 pub async fn fairness_log(State(app): State<SharedApp>) -> Result<Response, ApiError> {
-    let mut log = app.queue.log(0).await?.join("\n");
+    let mut log = app
+        .published
+        .read(&app.db, &app.draw_commitment)
+        .await?
+        .log
+        .join("\n");
     if !log.is_empty() {
         log.push('\n');
     }

@@ -176,14 +176,16 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             // The same order sent again once the deal sold out or ended: the first order is
             // the answer (one look in Redis, for the key, before saying no).
             Err(refusal) if matches!(refusal.code, "sold_out" | "deal_ended") => {
-                return match app
+                let lookup = app
                     .reservations
-                    .attempt(&shopper.id, &request.idempotency_key)
-                    .await
-                {
-                    Ok(Some(id)) => repeated(app, shopper, id, &request.idempotency_key).await,
-                    _ => Err(refusal),
-                }
+                    .lookup(&shopper.id, &request.idempotency_key)
+                    .await?;
+                return match lookup.named {
+                    Some((id, stored)) => carry_on_late(app, shopper, request, id, stored).await,
+                    // Redis is being restored: its keys are not back yet.
+                    None if !lookup.restored => Err(restoring()),
+                    None => Err(refusal),
+                };
             }
             Err(refusal) => return Err(refusal),
         };
@@ -269,6 +271,58 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             ))
         }
     };
+    pay_and_commit(app, shopper, &request, quantity, delivery, id, stored).await
+}
+
+/// An order sent again once the deal sold out or ended: an attempt still open from before
+/// (its payment's answer never came, its commit did not get through) is carried on, as it
+/// would have been a moment earlier; otherwise the answer is what became of it.
+async fn carry_on_late(
+    app: &App,
+    shopper: &Shopper,
+    request: PlaceOrder,
+    id: i64,
+    stored: String,
+) -> Result<Placed, ApiError> {
+    if let Some(first) = db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await? {
+        return Ok(Placed {
+            order: first,
+            repeated: true,
+        });
+    }
+    let fulfilment = app.deal().spec.product.fulfilment;
+    let checked = check_request(&request, shopper, fulfilment, DealState::Live);
+    // Only while its reservation holds: one past its time waits for the sweeper's verdict.
+    let now_ms = app.clock.now().timestamp_millis();
+    let open = app
+        .reservations
+        .holds_until(&stored)
+        .await?
+        .is_some_and(|until| until > now_ms);
+    match (checked, open) {
+        (Ok(Checked { quantity, delivery }), true) => {
+            let Some(_carrying) = app.reservations.carry(id) else {
+                return repeated(app, shopper, id, &request.idempotency_key).await;
+            };
+            pay_and_commit(app, shopper, &request, quantity, delivery, id, stored).await
+        }
+        _ => repeated(app, shopper, id, &request.idempotency_key).await,
+    }
+}
+
+/// The steps after the reservation: authorise the payment, commit (PostgreSQL re-checks the
+/// stock and the limit), then capture; every way out confirms the reservation or gives it back.
+async fn pay_and_commit(
+    app: &App,
+    shopper: &Shopper,
+    request: &PlaceOrder,
+    quantity: u32,
+    delivery: Option<Delivery>,
+    id: i64,
+    stored: String,
+) -> Result<Placed, ApiError> {
+    let deal = app.deal();
+    let product = &deal.spec.product;
     // A carried-on attempt keeps what it reserved.
     let quantity = Reservation::parse(&stored).map_or(quantity, |r| r.quantity as u32);
     let amount = product.deal_price * quantity as i64;
@@ -285,6 +339,11 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
         Ok(reference) => reference,
         Err(PaymentError::Declined(reason)) => {
             app.reservations.release(&stored).await;
+            // The provider also refuses a purchase's key sent with another amount: the same
+            // order sent again with another quantity, its first order the answer.
+            if let Some(first) = first_order(app, shopper, &request.idempotency_key, id).await? {
+                return Ok(first);
+            }
             app.metrics.order("payment_declined");
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
@@ -379,13 +438,9 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                 app.reservations.release(&stored).await;
             }
             if fenced != Lapse::Recorded {
-                if let Some(first) =
-                    db::order_by_key(&app.db, &shopper.id, &request.idempotency_key).await?
+                if let Some(first) = first_order(app, shopper, &request.idempotency_key, id).await?
                 {
-                    return Ok(Placed {
-                        order: first,
-                        repeated: true,
-                    });
+                    return Ok(first);
                 }
             }
             reverse(app, id, &key, amount).await;
@@ -418,6 +473,14 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                         .await;
                 } else {
                     app.reservations.release(&stored).await;
+                    app.reservations
+                        .remember(
+                            &shopper.id,
+                            &request.idempotency_key,
+                            first.id,
+                            first.quantity,
+                        )
+                        .await;
                 }
                 return Ok(Placed {
                     order: first,
@@ -462,6 +525,29 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             ))
         }
     }
+}
+
+/// The purchase's order in PostgreSQL, if any, as the answer to its attempt `id`. When the
+/// order is another attempt's, this one's reservation has freed the key in Redis: it is written
+/// back, so the same order sent again finds it there.
+async fn first_order(
+    app: &App,
+    shopper: &Shopper,
+    key: &str,
+    id: i64,
+) -> Result<Option<Placed>, ApiError> {
+    let Some(first) = db::order_by_key(&app.db, &shopper.id, key).await? else {
+        return Ok(None);
+    };
+    if first.id != id {
+        app.reservations
+            .remember(&shopper.id, key, first.id, first.quantity)
+            .await;
+    }
+    Ok(Some(Placed {
+        order: first,
+        repeated: true,
+    }))
 }
 
 /// The answer to an order whose purchase was given up before.

@@ -6,7 +6,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicI64, Ordering},
         Arc, Mutex,
     },
 };
@@ -48,6 +48,25 @@ impl Reservation {
             shopper,
         })
     }
+
+    /// What an idempotency key holds for an order PostgreSQL has (written by a restore): it
+    /// names the order, and no reservation in `res` is ever equal to it (limit, units held
+    /// and admission are 0), so nothing confirms or releases it.
+    pub fn committed(id: i64, quantity: i32, key: &str, shopper: &str) -> String {
+        format!("{id}|{quantity}|0|0|0|{key}|{shopper}")
+    }
+}
+
+/// No epoch doubted.
+const NO_DOUBT: i64 = i64::MIN;
+
+/// What an idempotency key names in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// False while Redis has no figures (being restored).
+    pub restored: bool,
+    /// The order id and the reservation the key holds.
+    pub named: Option<(i64, String)>,
 }
 
 /// What reserving answered.
@@ -101,7 +120,7 @@ pub struct Reservations {
     block: Arc<Mutex<Option<Block>>>,
     /// Set when Redis was caught disagreeing with PostgreSQL (an id block handed out twice, an
     /// order PostgreSQL refused): the figures are restored into a new epoch.
-    doubted: Arc<AtomicBool>,
+    doubted: Arc<AtomicI64>,
     /// Attempts a request of this replica is carrying now.
     carried: Arc<Mutex<HashSet<i64>>>,
 }
@@ -134,7 +153,7 @@ impl Reservations {
             scripts,
             prefix,
             block: Arc::default(),
-            doubted: Arc::default(),
+            doubted: Arc::new(AtomicI64::new(NO_DOUBT)),
             carried: Arc::default(),
         }
     }
@@ -154,19 +173,22 @@ impl Reservations {
         })
     }
 
-    /// Redis said something PostgreSQL's record contradicts: its figures are restored.
-    pub fn doubt(&self, why: &str) {
-        if !self.doubted.swap(true, Ordering::SeqCst) {
+    /// Redis, in `epoch`, said something PostgreSQL's record contradicts: its figures are
+    /// restored, unless they were restored into a newer epoch meanwhile.
+    pub fn doubt(&self, epoch: i64, why: &str) {
+        if self.doubted.fetch_max(epoch, Ordering::SeqCst) < epoch {
             tracing::warn!(
+                epoch,
                 why,
                 "Redis disagrees with PostgreSQL; restoring its figures"
             );
         }
     }
 
-    /// Whether a restore was asked for since the last call (which clears it).
-    pub fn take_doubt(&self) -> bool {
-        self.doubted.swap(false, Ordering::SeqCst)
+    /// The newest epoch doubted since the last call (which clears it).
+    pub fn take_doubt(&self) -> Option<i64> {
+        let epoch = self.doubted.swap(NO_DOUBT, Ordering::SeqCst);
+        (epoch != NO_DOUBT).then_some(epoch)
     }
 
     /// The next order id, from this replica's block; a new block when it is spent (or none
@@ -187,7 +209,7 @@ impl Reservations {
         // Redis hands each block out once per epoch, unless it came back behind and hands it
         // out again: PostgreSQL remembers, and the second taker uses none of its ids.
         if !db::take_id_block(&self.db, epoch, block).await? {
-            self.doubt("a block of order ids was handed out twice");
+            self.doubt(epoch, "a block of order ids was handed out twice");
             return Ok(None);
         }
         *self.block.lock().unwrap_or_else(|e| e.into_inner()) = Some(Block {
@@ -280,14 +302,48 @@ impl Reservations {
     /// The order id a shopper's idempotency key names in Redis (an attempt in flight or
     /// confirmed in this epoch), if any.
     pub async fn attempt(&self, shopper: &str, key: &str) -> Result<Option<i64>, Error> {
-        let named: Option<String> = redis::cmd("HGET")
+        Ok(self.lookup(shopper, key).await?.named.map(|(id, _)| id))
+    }
+
+    /// What a shopper's idempotency key names in Redis, and whether Redis has its figures
+    /// (without them, a key not found says nothing).
+    pub async fn lookup(&self, shopper: &str, key: &str) -> Result<Lookup, Error> {
+        let (named, epoch): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(format!("{}deal", self.prefix))
             .arg(format!("k:{shopper}:{key}"))
+            .arg("epoch")
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok(named
-            .and_then(|stored| Reservation::parse(&stored))
-            .map(|r| r.id))
+        Ok(Lookup {
+            restored: epoch.is_some(),
+            named: named.and_then(|stored| Reservation::parse(&stored).map(|r| (r.id, stored))),
+        })
+    }
+
+    /// Writes the key of an order PostgreSQL has back into Redis, after an attempt of the same
+    /// purchase gave its own up: the same order sent again then finds it at once.
+    pub async fn remember(&self, shopper: &str, key: &str, id: i64, quantity: i32) {
+        let stored = Reservation::committed(id, quantity, key, shopper);
+        let written: Result<i64, _> = redis::cmd("HSET")
+            .arg(format!("{}deal", self.prefix))
+            .arg(format!("k:{shopper}:{key}"))
+            .arg(stored)
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Err(error) = written {
+            // The order is still found in PostgreSQL by the paths that look there.
+            tracing::debug!(%error, "cannot write an order's key back into Redis");
+        }
+    }
+
+    /// Until when a reservation holds (ms), while it waits for its order.
+    pub async fn holds_until(&self, stored: &str) -> Result<Option<i64>, Error> {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(format!("{}res", self.prefix))
+            .arg(stored)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(score.map(|s| s as i64))
     }
 
     /// Whether the idempotency key still names `id` (an attempt in flight or confirmed); it is

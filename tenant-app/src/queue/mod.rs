@@ -16,6 +16,7 @@ pub mod challenge;
 pub mod draw;
 pub mod fairness;
 pub mod liveness;
+pub mod record;
 pub mod ticket;
 
 use std::{sync::Arc, time::Duration};
@@ -279,14 +280,33 @@ impl Queue {
         Ok(())
     }
 
-    /// Entries of the admission log from `from` (0 first).
-    pub async fn log(&self, from: usize) -> Result<Vec<String>, Error> {
+    /// The admission log's lines staged in Redis and not yet published, oldest first (at
+    /// most `limit`).
+    pub async fn staged(&self, limit: usize) -> Result<Vec<String>, Error> {
         Ok(redis::cmd("LRANGE")
             .arg(format!("{}log", self.prefix))
-            .arg(from)
-            .arg(-1)
+            .arg(0)
+            .arg(limit.saturating_sub(1))
             .query_async(&mut self.redis.clone())
             .await?)
+    }
+
+    /// How many lines of the admission log wait to be published.
+    pub async fn staged_count(&self) -> Result<u64, Error> {
+        Ok(redis::cmd("LLEN")
+            .arg(format!("{}log", self.prefix))
+            .query_async(&mut self.redis.clone())
+            .await?)
+    }
+
+    /// Drops staged lines once they are published (or judged): see `published.lua`.
+    pub async fn drop_staged(&self, lines: &[String]) -> Result<(), Error> {
+        let mut call = self.scripts.published.key(&self.prefix);
+        for line in lines {
+            call.arg(line);
+        }
+        let _: i64 = call.invoke_async(&mut self.redis.clone()).await?;
+        Ok(())
     }
 }
 

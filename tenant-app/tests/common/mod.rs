@@ -234,14 +234,26 @@ impl Storefront {
             .unwrap()
     }
 
-    /// The admission log as `(place, join number)` pairs, in the order of admission.
+    /// The admission log as `(place, join number)` pairs, in the order of admission, once the
+    /// admissions so far are published (a tick after they happen): two reads agree.
     pub async fn admissions(&self) -> Vec<(u64, u64)> {
-        let log = reqwest::get(format!("{}/api/fairness/log", self.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let read = || async {
+            reqwest::get(format!("{}/api/fairness/log", self.url()))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        let mut log = read().await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let again = read().await;
+            if again == log && !log.is_empty() {
+                break;
+            }
+            log = again;
+        }
         log.lines()
             .flat_map(|line| line.split(' ').skip(1))
             .map(|admission| {
