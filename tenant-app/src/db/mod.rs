@@ -410,7 +410,7 @@ pub async fn take_id_block(pool: &PgPool, epoch: i64, block: i64) -> Result<bool
 /// lock waits for every order commit and cancellation under way (they hold it shared), and
 /// none of the previous epoch can land after it: what is read here is complete.
 pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
-    bounded("cannot restore the stock figures", async {
+    let mut restore = bounded("cannot restore the stock figures", async {
         let mut tx = pool.begin().await?;
         // What the published admission log fixes, read under its lock: a publication under way
         // is waited for, and any later one finds the new epoch and publishes nothing of the
@@ -445,23 +445,30 @@ pub async fn begin_epoch(pool: &PgPool) -> Result<Restore, Error> {
             sqlx::query_as("SELECT shopper, units FROM holdings WHERE units > 0")
                 .fetch_all(&mut *tx)
                 .await?;
-        let purchases: Vec<(String, String, i64, i32)> = sqlx::query_as(
-            "SELECT shopper, idempotency_key, id, quantity FROM orders \
-             WHERE status IN ('confirmed', 'cancelling', 'cancelled')",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(Restore {
             epoch,
             sold,
             owned,
-            purchases,
+            purchases: Vec::new(),
             pre_queue: pre_queue.map(|n| n as u64),
             last_place: last_place.max(0) as u64,
         })
     })
-    .await
+    .await?;
+    // Read once the new epoch is in place, without holding its lock (commits wait on it): no
+    // order of the earlier epoch can commit any more, and none of the new one before Redis
+    // has its figures, so the list is complete.
+    restore.purchases = bounded(
+        "cannot read the orders' idempotency keys",
+        sqlx::query_as(
+            "SELECT shopper, idempotency_key, id, quantity FROM orders \
+             WHERE status IN ('confirmed', 'cancelling', 'cancelled')",
+        )
+        .fetch_all(pool),
+    )
+    .await?;
+    Ok(restore)
 }
 
 /// Order counts and revenue for the operator's status figures.
