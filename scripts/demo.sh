@@ -74,6 +74,10 @@ sed -e "s/^    start: .*/    start: \"$start\"/" -e "s/^    end: .*/    end: \"$
     -e '/imageUrl:/d' manifests/samples/timedeal.yaml >"$demo/deal.yaml"
 "$tenant" --deal "$demo/deal.yaml" --check | sed 's/^/   /'
 
+# The demo runs offline: its draws are keyed by the seed alone unless a beacon is given
+# (TIMEDEAL_DRAW_BEACON=https://api.drand.sh/<chain> where drand is reachable).
+export TIMEDEAL_DRAW_BEACON="${TIMEDEAL_DRAW_BEACON:-none}"
+
 # A fresh signing secret for this run only; it is never printed.
 secret_file="$demo/signing-secret"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret_file")

@@ -17,6 +17,7 @@ pub mod load;
 pub mod machine;
 pub mod reference;
 pub mod report;
+pub mod returns;
 pub mod scenarios;
 pub mod storefront;
 pub mod storm;

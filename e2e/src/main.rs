@@ -24,6 +24,7 @@ use timedeal_e2e::{
     machine::Machine,
     reference::{self, Kind, STOCK_KEY},
     report::{self, Row, Summary, Target, Unit},
+    returns,
     scenarios::{self, Measured},
     storefront::{DealPlan, Storefront, Stores},
     storm,
@@ -525,6 +526,30 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
     );
     drop(waiting_front);
 
+    eprintln!("returns: a sold-out deal with a crowd still in line; five buyers cancel in turn");
+    let returns_front = Storefront::start(
+        binary,
+        &stores,
+        DealPlan {
+            stock: 20,
+            limit: 1,
+            admission_rate: 200,
+            idle_grace: "30s",
+            ..DealPlan::new("bench-returns")
+        },
+    )?;
+    let returned = returns::return_to_sale(&returns_front, 20, 200, 5, Duration::from_secs(45))
+        .await
+        .with_context(|| failed_with_log("returns", &returns_front))?;
+    for took in returned {
+        figures.add(
+            "a unit back on sale: ms from the cancel to its sale",
+            Unit::Millis,
+            took.as_secs_f64() * 1_000.0,
+        );
+    }
+    drop(returns_front);
+
     eprintln!("estimates: two waves of shoppers on a line admitting 50 a second");
     let estimate_front = Storefront::start(
         binary,
@@ -761,6 +786,7 @@ fn targets(
     let per_poll = s("queue polls: Redis commands per answer");
     let per_minute = s("waiting shoppers: Redis commands per shopper per minute");
     let coverage = s("estimates: admitted within the stated range (%)");
+    let returned = s("a unit back on sale: ms from the cancel to its sale");
     let mib = crowd.memory as f64 / (1024.0 * 1024.0);
     vec![
         ratio("Order attempts ≥ 35 % of bare /buy", "orders attempts", "bare /buy purchases", 0.35),
@@ -807,6 +833,11 @@ fn targets(
             goal: "The real wait inside the stated range for ≥ 90 % of admitted shoppers".into(),
             measured: format!("{:.1} %", coverage.median),
             met: coverage.median >= 90.0,
+        },
+        Target {
+            goal: "A unit that comes back (a cancel) sells again within 5 s while shoppers wait in line".into(),
+            measured: format!("{:.0} ms at the most", returned.max),
+            met: returned.max <= 5_000.0,
         },
         Target {
             goal: "≥ 20,000 confirmed orders/s committed to PostgreSQL".into(),

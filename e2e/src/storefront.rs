@@ -127,6 +127,15 @@ pub struct Storefront {
     dir: tempfile::TempDir,
 }
 
+/// The randomness beacon every storefront started here keys its draw with: served on loopback,
+/// a round a second, as drand's HTTP API answers.
+pub fn beacon_url() -> String {
+    static BEACON: std::sync::OnceLock<timedeal_testkit::Beacon> = std::sync::OnceLock::new();
+    BEACON
+        .get_or_init(|| timedeal_testkit::Beacon::start(1).expect("a beacon on loopback"))
+        .url()
+}
+
 impl Storefront {
     /// Starts `binary` on `deal`, with a generated signing secret and the per-client rate limit
     /// off (every benchmark shopper shares one address).
@@ -146,6 +155,7 @@ impl Storefront {
             stores.redis_url.clone().into(),
             "--rate-limit-per-second".into(),
             "0".into(),
+            format!("--draw-beacon={}", beacon_url()).into(),
         ];
         let service = Service::start(
             binary,
@@ -336,11 +346,13 @@ impl Shopper {
                     "GET /api/queue answered {code}: {status}"
                 )));
             }
-            match status["state"].as_str() {
-                Some("admitted") => {
+            match (status["state"].as_str(), status["pausedBecause"].as_str()) {
+                (Some("admitted"), _) => {
                     return Ok(status["admissionToken"].as_str().map(str::to_owned))
                 }
-                Some("closed") | Some("done") | Some("outside") => return Ok(None),
+                // Told the deal sold out, this shopper gives up rather than wait for a cancel.
+                (Some("closed" | "done" | "outside"), _)
+                | (Some("paused"), Some("awaiting_cancellations")) => return Ok(None),
                 _ => {}
             }
             if Instant::now() > deadline {

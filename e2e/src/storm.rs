@@ -144,6 +144,10 @@ async fn one_shopper(
                 tally.told.confirmed += 1;
                 first = first.or(answer["id"].as_i64());
             }
+            // Every unit left is in a checkout: the turn is kept, try again.
+            (409, Some("units_reserved")) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             (409, Some("over_limit" | "sold_out" | "insufficient_stock"))
             | (403, Some("not_admitted")) => break,
             _ => {

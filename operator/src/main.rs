@@ -119,6 +119,10 @@ struct DealDefaults {
     /// The key of that Secret holding the URL.
     #[arg(long, env = "TIMEDEAL_SMTP_SECRET_KEY", default_value = "url")]
     smtp_secret_key: String,
+    /// The randomness beacon (a drand chain's URL) whose first round after a deal's start keys
+    /// its pre-queue draw with the seed; `none` where storefronts have no outbound network.
+    #[arg(long, env = "TIMEDEAL_DRAW_BEACON", default_value = timedeal_api::DRAND_QUICKNET)]
+    draw_beacon: String,
 }
 
 impl DealDefaults {
@@ -152,6 +156,7 @@ impl DealDefaults {
                 secret: self.smtp_secret,
                 key: self.smtp_secret_key,
             }),
+            draw_beacon: self.draw_beacon,
         }
     }
 }

@@ -1,120 +1,143 @@
--- One step of the queue: ends admissions that ran out, then moves the line's head forward,
--- admitting the shoppers at the next places who are still there and passing over those who left.
--- Every replica runs it a few times a second; running it more often or from more replicas
--- admits no one extra, because the admission rate's clock lives here, in Redis.
+-- One step of the queue: ends admissions whose lease ran out, then moves the line's head
+-- forward, admitting the shoppers at the next places who are still there and passing over those
+-- who left. Every replica runs it a few times a second; running it more often or from more
+-- replicas admits no one extra, because the admission rate's clock lives here, in Redis.
+--
+-- An admission is a lease: `active` holds each admitted join number scored by the end of its
+-- lease, which the shopper's polls renew (`lease.lua`) up to the cap in `caps` (admission time
+-- plus the session TTL). Leaving, an order that fills the limit, and a final refusal end it.
 --
 -- Invariants:
 --   * admissions never exceed `rate` per second on average (a burst of at most one second's
---     worth after a pause);
---   * admitted-and-not-done shoppers never exceed `max_active`, nor the units still available;
+--     worth after a pause): the clock carries the fraction of a millisecond each admission
+--     costs, so small steps are charged in full at any rate;
+--   * live leases never exceed `max_active`;
+--   * admitted shoppers without a reservation never exceed `claims` per unit available, so
+--     the line moves whenever a unit is available (a shopper who reserved is counted once, by
+--     the units reserved, and one who bought already, `served`, is no claim) and never while
+--     none is;
 --   * places are admitted in order, each at most once: `head` only grows, and the places after
 --     the pre-queue are their own join numbers;
 --   * no admission goes to a shopper who left: a number is admitted only if its holder was seen
---     in this liveness window or the last (bitmaps `live:<window>`, indexed by join number), or
---     if it was taken so recently that its holder had no whole window to be seen (numbers above
---     `wseq:<last window>`); everyone else is passed over, so leavers never stall the line;
+--     in this liveness window or the last (bitmaps `live:<window>`, indexed by join number; the
+--     join marks the number it hands out) and never left (bitmap `left`, set by a leave and never
+--     cleared, so a mark that arrives late cannot undo it); everyone else is passed over, so
+--     leavers never stall the line;
 --   * every admission is staged for the admission log, in order: one line per step,
 --     `<epoch>|<now> <place>:<number> ...`, which the replicas publish to PostgreSQL
 --     (`queue/record.rs`); the epoch tells a line made before a restore from one made after.
--- With `epoch` missing from the deal's hash (figures being restored) or the pre-queue not yet drawn (`pre_count`
--- missing) nobody is admitted. A replica whose view of the head is stale admits nobody and is
--- told the head, because it chose the pre-queue's numbers for the places after the head it saw.
+-- With `epoch` missing from the deal's hash (figures being restored) or the pre-queue not yet
+-- drawn (`pre_count` missing) nobody is admitted. A replica whose view of the head is stale
+-- admits nobody and is told the head, because it chose the pre-queue's numbers for the places
+-- after the head it saw. Missing `holds`, `served`, `caps`, `left` or liveness keys mean none.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  now, in milliseconds since the epoch
 -- ARGV[2]  admission rate, shoppers per second
--- ARGV[3]  maximum admitted shoppers
--- ARGV[4]  session TTL of an admission, in milliseconds
+-- ARGV[3]  maximum live leases
+-- ARGV[4]  session TTL: the longest an admission lasts, in milliseconds
 -- ARGV[5]  1 when admissions are allowed now (the deal is live and not suspended), else 0
 -- ARGV[6]  the liveness window, in milliseconds
 -- ARGV[7]  the head the caller saw
--- ARGV[8...]  the join numbers holding places head+1, head+2, ... while they are in the
---             pre-queue (from the draw)
+-- ARGV[8]  the lease, in milliseconds
+-- ARGV[9]  admitted shoppers without a reservation allowed per unit available
+-- ARGV[10...]  the join numbers holding places head+1, head+2, ... while they are in the
+--              pre-queue (from the draw)
 -- Returns {admitted now, head, active, sold out (1/0), stale (1/0)}.
 local p = KEYS[1]
 local now, rate, max_active = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl, allowed, window = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
-local seen_head = tonumber(ARGV[7])
+local seen_head, lease, claims = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local FIRST = 10
 
 redis.call('ZREMRANGEBYSCORE', p .. 'active', '-inf', now)
+redis.call('ZREMRANGEBYSCORE', p .. 'caps', '-inf', now)
+redis.call('ZREMRANGEBYSCORE', p .. 'served', '-inf', now)
 local active = redis.call('ZCARD', p .. 'active')
 local stock = redis.call('HMGET', p .. 'deal', 'epoch', 'total', 'sold', 'reserved')
 local line = redis.call('MGET', p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
 local figures = {stock[1], stock[2], stock[3], stock[4], line[1], line[2], line[3], line[4]}
 local head = tonumber(figures[6] or '0')
-if not figures[1] then
+if not figures[1] or not figures[7] then
   return {0, head, active, 0, 0}
 end
 local seq = tonumber(figures[5] or '0')
--- Where the numbers stood when this window began: the pre-queue's too, so that at the start
--- those who left it long before are already known.
-local w = math.floor(now / window)
-redis.call('SET', p .. 'wseq:' .. w, seq, 'NX', 'PX', 3 * window)
-if not figures[7] then
-  return {0, head, active, 0, 0}
-end
 local total, sold, reserved = tonumber(figures[2] or '0'), tonumber(figures[3] or '0'), tonumber(figures[4] or '0')
 local available = total - sold - reserved
 if total > 0 and available <= 0 and reserved <= 0 then
   return {0, head, active, 1, 0}
 end
 local pre = tonumber(figures[7])
-if not allowed or rate <= 0 or head >= seq then
+if not allowed or rate <= 0 or head >= seq or available <= 0 then
   return {0, head, active, 0, 0}
 end
 if head < pre and head ~= seen_head then
   return {0, head, active, 0, 1}
 end
 
--- Token bucket: credit accrues at `rate` per second, capped at one second's worth.
+-- Token bucket: credit accrues at `rate` per second, capped at one second's worth. The clock
+-- is kept to a thousandth of a millisecond, so no admission is free however small the step.
 local last = tonumber(figures[8] or tostring(now - 1000))
 if now - last > 1000 then last = now - 1000 end
 local credit = math.floor((now - last) * rate / 1000)
-local n = math.min(credit, math.min(max_active, available) - active)
+if math.min(credit, max_active - active) <= 0 then
+  return {0, head, active, 0, 0}
+end
+-- Admitted shoppers holding a reservation (counted by their units in `reserved`) or served
+-- already (they bought and may buy more): not claims on the units left.
+local holding, counted = 0, {}
+for _, members in ipairs({redis.call('HKEYS', p .. 'holds'), redis.call('ZRANGE', p .. 'served', 0, -1)}) do
+  for i = 1, #members do
+    local number = members[i]
+    if not counted[number] and redis.call('ZSCORE', p .. 'active', number) then
+      counted[number] = true
+      holding = holding + 1
+    end
+  end
+end
+local n = math.min(credit, max_active - active, claims * available - (active - holding))
 if n <= 0 then
   return {0, head, active, 0, 0}
 end
 
-local current, previous = p .. 'live:' .. w, p .. 'live:' .. (w - 1)
--- Numbers above this were taken during the last window or this one: presumed present.
-local young = tonumber(redis.call('GET', p .. 'wseq:' .. (w - 1)) or '-1')
+local w = math.floor(now / window)
+local current, previous, left = p .. 'live:' .. w, p .. 'live:' .. (w - 1), p .. 'left'
 local function present(number)
-  return number > young
-    or redis.call('GETBIT', current, number) == 1
-    or redis.call('GETBIT', previous, number) == 1
+  return (redis.call('GETBIT', current, number) == 1
+    or redis.call('GETBIT', previous, number) == 1)
+    and redis.call('GETBIT', left, number) == 0
 end
--- The first number from `from` whose holder is present, or nil when none up to `seq`.
-local function next_present(from)
-  if from > young then
-    return from
-  end
-  local found = young + 1
+-- The first number from `from` up to `seq` whose holder was seen lately, or nil when none.
+local function next_seen(from)
+  local found = nil
   for _, key in ipairs({current, previous}) do
-    local at = redis.call('BITPOS', key, 1, from, young, 'BIT')
-    if at >= 0 and at < found then found = at end
+    local at = redis.call('BITPOS', key, 1, from, seq, 'BIT')
+    if at >= 0 and (not found or at < found) then found = at end
   end
-  if found > seq then return nil end
   return found
 end
 
 local admitted, entry, place, scanned = 0, {}, head + 1, 0
+local lease_end = now + math.min(lease, ttl)
 while admitted < n and place <= seq and scanned < 5000 do
   local number
+  scanned = scanned + 1
   if place <= pre then
-    number = tonumber(ARGV[7 + place - head])
+    number = tonumber(ARGV[FIRST + place - head - 1])
     if not number then break end
-    scanned = scanned + 1
     if not present(number) then number = nil end
   else
-    number = next_present(place)
+    number = next_seen(place)
     if not number then
       place = seq + 1
       break
     end
     place = number
+    if redis.call('GETBIT', left, number) == 1 then number = nil end
   end
   if number then
-    redis.call('ZADD', p .. 'active', now + ttl, number)
+    redis.call('ZADD', p .. 'active', lease_end, number)
+    redis.call('ZADD', p .. 'caps', now + ttl, number)
     entry[#entry + 1] = place .. ':' .. number
     admitted = admitted + 1
   end
@@ -122,7 +145,7 @@ while admitted < n and place <= seq and scanned < 5000 do
 end
 redis.call('SET', p .. 'head', place - 1)
 if admitted > 0 then
-  redis.call('SET', p .. 'clock', last + math.floor(admitted * 1000 / rate))
+  redis.call('SET', p .. 'clock', string.format('%.3f', last + admitted * 1000 / rate))
   redis.call('RPUSH', p .. 'log', figures[1] .. '|' .. now .. ' ' .. table.concat(entry, ' '))
 end
 return {admitted, place - 1, active + admitted, 0, 0}

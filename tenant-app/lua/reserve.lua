@@ -10,13 +10,17 @@
 --   * a shopper never holds or owns more than their limit;
 --   * one idempotency key gives at most one reservation: a repeat returns the first order id and
 --     its reservation (the key's field holds the reservation), so the attempt can be carried on;
+--   * an admission counts once: a reservation is noted under its join number in `holds`, so
+--     admission (`admit.lua`) counts the shopper by the units reserved, not as a claim too;
+--   * a final refusal ('over_limit', 'sold_out', 'insufficient') ends the admission, so the
+--     place goes to the next shopper at once;
 --   * the order id carries the epoch (`<epoch><9 digits>`, taken from a block the caller got
 --     from `next_block.lua`), so it is never reused; an id of another epoch reserves nothing.
 --
 -- Everything is read with one HMGET of the deal's hash (`deal`: the figures, what each shopper
 -- holds as `u:<shopper>`, and idempotency keys as `k:<shopper>:<key>` holding the reservation),
 -- and written with one
--- HINCRBY, one HSET and one ZADD. The reservation is the member of `res`, scored by its expiry:
+-- HINCRBY, one HSET, one ZADD and the note in `holds`. The reservation is the member of `res`, scored by its expiry:
 -- `<id>|<qty>|<limit>|<units held after it>|<admission>|<key>|<shopper>`, all that confirming or
 -- releasing it needs, so it has no key of its own.
 --
@@ -31,7 +35,8 @@
 -- ARGV[8]  reservation TTL, in milliseconds
 -- ARGV[9]  the order id to use
 -- Returns {outcome, order id, reservation}: outcome is 'reserved', 'existing', 'not_admitted',
--- 'over_limit', 'sold_out' (nothing left), 'insufficient' (less left than asked for),
+-- 'over_limit', 'held' (fewer left than asked for, but enough reserved that may come back),
+-- 'sold_out' (nothing left or held), 'insufficient' (less left than asked for, for good),
 -- 'stale_id' (the id is of another epoch: take a new block) or 'unavailable'.
 local p, shopper, admission, admitted_in = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local qty, limit, key = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -51,15 +56,24 @@ if epoch ~= admitted_in or not until_ms or tonumber(until_ms) <= now then
   return {'not_admitted', '0', ''}
 end
 local held = tonumber(f[5] or '0')
-if held + qty > limit then
-  return {'over_limit', '0', ''}
-end
 local available = tonumber(f[2] or '0') - tonumber(f[3] or '0') - tonumber(f[4] or '0')
-if available <= 0 then
-  return {'sold_out', '0', ''}
+local refusal = nil
+if held + qty > limit then
+  refusal = 'over_limit'
+elseif available <= 0 and tonumber(f[4] or '0') > 0 then
+  -- Every unit left is in someone's checkout: not final, the admission stays.
+  return {'held', '0', ''}
+elseif available <= 0 then
+  refusal = 'sold_out'
+elseif available < qty and available + tonumber(f[4] or '0') >= qty then
+  -- Enough may come back from checkouts: not final either.
+  return {'held', '0', ''}
+elseif available < qty then
+  refusal = 'insufficient'
 end
-if available < qty then
-  return {'insufficient', '0', ''}
+if refusal then
+  redis.call('ZREM', p .. 'active', admission)
+  return {refusal, '0', ''}
 end
 if string.sub(id, 1, -10) ~= epoch then
   return {'stale_id', '0', ''}
@@ -68,4 +82,5 @@ local reservation = table.concat({id, qty, limit, held + qty, admission, key, sh
 redis.call('HINCRBY', deal, 'reserved', qty)
 redis.call('HSET', deal, units, held + qty, idem, reservation)
 redis.call('ZADD', p .. 'res', now + ttl, reservation)
+redis.call('HINCRBY', p .. 'holds', admission, 1)
 return {'reserved', id, reservation}

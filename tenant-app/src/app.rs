@@ -50,8 +50,14 @@ pub struct App {
     pub prefix: String,
     /// The seed that draws the pre-queue (secret until the start; its hash is published).
     pub draw_seed: Vec<u8>,
-    /// The published commitment to the seed: `SHA-256(seed)`, hex.
+    /// The beacon whose round after the start keys the draw with the seed; `""` for none.
+    pub draw_beacon: String,
+    /// The published commitment to the seed and the beacon: `SHA-256(seed || beacon)`, hex.
     pub draw_commitment: String,
+    /// The draw's key once the beacon's round is recorded (`queue::beacon`).
+    pub draw_key: Mutex<Option<Vec<u8>>>,
+    /// How long after its round is due the beacon is waited for.
+    pub beacon_patience: Duration,
     /// The draw of the current epoch's pre-queue, made once its size is known.
     pub draw: Mutex<Option<(i64, Arc<Draw>)>>,
     /// The published admission log, as this replica last read it from PostgreSQL.
@@ -82,17 +88,41 @@ impl App {
         Settings {
             admission_rate: deal.spec.queue.admission_rate.max(0) as u32,
             max_active: deal.spec.queue.max_active.max(0) as u32,
+            session_ttl: deal.spec.queue.session_ttl.std(),
+            lease: Settings::lease_of(
+                deal.spec.queue.admission_lease.std(),
+                deal.spec.queue.session_ttl.std(),
+            ),
+            claims_per_unit: deal.spec.queue.claims_per_unit.clamp(1, 100) as u32,
         }
     }
 
-    /// The pre-queue's draw, once `figures` say how large it is.
+    /// The draw's key: the seed alone without a beacon, else known once the beacon's round after
+    /// the start is recorded.
+    pub fn draw_key(&self) -> Option<Vec<u8>> {
+        if self.draw_beacon.is_empty() {
+            return Some(self.draw_seed.clone());
+        }
+        self.draw_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The pre-queue's draw, once `figures` say how large it is and its key is known.
     pub fn draw_for(&self, figures: &Figures) -> Option<Arc<Draw>> {
         let n = figures.drawn?;
         let mut cached = self.draw.lock().unwrap_or_else(|e| e.into_inner());
         match cached.as_ref() {
             Some((epoch, draw)) if *epoch == figures.epoch && draw.len() == n => Some(draw.clone()),
             _ => {
-                let draw = Arc::new(Draw::new(&self.draw_seed, n));
+                // An empty pre-queue places nobody: it needs no key.
+                let key = if n == 0 {
+                    self.draw_seed.clone()
+                } else {
+                    self.draw_key()?
+                };
+                let draw = Arc::new(Draw::new(&key, n));
                 *cached = Some((figures.epoch, draw.clone()));
                 Some(draw)
             }

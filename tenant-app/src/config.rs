@@ -117,6 +117,19 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 
+    /// The randomness beacon that keys the pre-queue's draw together with the seed (a drand
+    /// chain's URL: `<url>/info` and `<url>/public/<round>`), so that nobody who can read the seed
+    /// before the start can predict places; `none` for deals without outbound network, whose
+    /// draw is keyed by the seed alone. Fixed, with the seed, by the deal's first replica.
+    #[arg(long, env = "TIMEDEAL_DRAW_BEACON", value_name = "URL", default_value = crate::queue::beacon::DRAND_QUICKNET)]
+    pub draw_beacon: String,
+
+    /// How long after the start the line waits for the beacon's round before drawing with the
+    /// seed alone (and saying so in the fairness record): a sale never waits longer on a third
+    /// party.
+    #[arg(long, env = "TIMEDEAL_DRAW_BEACON_PATIENCE", default_value = "60s", value_parser = parse_duration)]
+    pub draw_beacon_patience: Duration,
+
     /// Log format.
     #[arg(long, env = "TIMEDEAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -155,6 +168,10 @@ pub struct Config {
     pub mail: Option<MailConfig>,
     /// The storefront's address as shoppers reach it, without a trailing slash.
     pub public_url: String,
+    /// The beacon keying the draw, or `""` for none.
+    pub draw_beacon: String,
+    /// How long after its round is due the beacon is waited for.
+    pub draw_beacon_patience: Duration,
 }
 
 /// The SMTP settings, checked.
@@ -321,9 +338,31 @@ impl Cli {
             }
             None => format!("https://{}", deal.spec.ingress.host),
         };
+        if self.draw_beacon_patience < Duration::from_secs(1) {
+            return Err(Error::Config(
+                "--draw-beacon-patience must be at least 1s: the beacon's round is due a few \
+                 seconds after the start, e.g. 60s"
+                    .into(),
+            ));
+        }
+        let draw_beacon = match self.draw_beacon.trim() {
+            "none" => String::new(),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "--draw-beacon {other:?} must be a beacon's http:// or https:// URL (a drand \
+                     chain, e.g. {}) or none",
+                    crate::queue::beacon::DRAND_QUICKNET
+                )))
+            }
+        };
         Ok(Config {
             mail,
             public_url,
+            draw_beacon,
+            draw_beacon_patience: self.draw_beacon_patience,
             listen: self.listen,
             control_key: self.control_key.clone(),
             redis_url: self.redis_url.clone(),

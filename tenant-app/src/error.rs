@@ -22,6 +22,10 @@ pub enum Error {
     #[error("SMTP: {0}")]
     Mail(String),
 
+    /// The randomness beacon could not be read, or answered nonsense.
+    #[error("beacon: {0}")]
+    Beacon(String),
+
     /// A published draw or admission log does not check out: what and where.
     #[error("the draw does not check out: {0}")]
     Unfair(String),

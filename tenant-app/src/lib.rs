@@ -74,7 +74,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         ))
     })?;
     let db = db::connect(&config.postgres_url, &config.postgres_schema).await?;
-    let draw_seed = db::draw_seed(&db).await?;
+    let (draw_seed, draw_beacon) = db::draw_seed(&db, &config.draw_beacon).await?;
     let identifier = Identifier::new(deal.spec.shopper_auth.as_ref(), config.jwt_key.as_deref())?;
     let scripts = Arc::new(Scripts::load());
     let prefix = app::key_prefix(&deal.name);
@@ -120,8 +120,11 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         metrics,
         figures: figures_rx,
         prefix,
-        draw_commitment: queue::draw::commitment(&draw_seed),
+        draw_commitment: queue::draw::commitment(&draw_seed, &draw_beacon),
+        draw_key: Default::default(),
+        beacon_patience: config.draw_beacon_patience,
         draw_seed,
+        draw_beacon,
         draw: Default::default(),
         published: Default::default(),
         marks: Default::default(),

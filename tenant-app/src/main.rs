@@ -160,15 +160,7 @@ fn verify_draw(args: VerifyDraw) -> ExitCode {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        let record: Fairness = client
-            .get(format!("{base}/api/fairness"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("cannot fetch {base}/api/fairness: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("{base}/api/fairness is not a fairness record: {e}"))?;
+        let record: Fairness = fetch_json(&client, &format!("{base}/api/fairness")).await?;
         let log = client
             .get(format!("{base}/api/fairness/log"))
             .send()
@@ -178,9 +170,25 @@ fn verify_draw(args: VerifyDraw) -> ExitCode {
             .text()
             .await
             .map_err(|e| format!("cannot read {base}/api/fairness/log: {e}"))?;
-        Ok::<_, String>((record, log.lines().map(str::to_owned).collect::<Vec<_>>()))
+        let beacon = match &record.beacon {
+            Some(beacon) => {
+                let deal: serde_json::Value =
+                    fetch_json(&client, &format!("{base}/api/deal")).await?;
+                let starts_at = deal["startsAt"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .ok_or_else(|| format!("{base}/api/deal has no startsAt"))?;
+                Some(check_beacon(beacon, starts_at.timestamp_millis()).await?)
+            }
+            None => None,
+        };
+        Ok::<_, String>((
+            record,
+            log.lines().map(str::to_owned).collect::<Vec<_>>(),
+            beacon,
+        ))
     });
-    let (record, log) = match fetched {
+    let (record, log, beacon) = match fetched {
         Ok(fetched) => fetched,
         Err(error) => {
             eprintln!("verify-draw: {error}");
@@ -193,6 +201,11 @@ fn verify_draw(args: VerifyDraw) -> ExitCode {
                 "seed matches the commitment {} (SHA-256)",
                 record.commitment
             );
+            if let Some(beacon) = beacon {
+                println!("{beacon}");
+            } else {
+                println!("no beacon: the draw is keyed by the seed alone");
+            }
             println!(
                 "pre-queue of {} drawn from the seed: every place recomputed",
                 verified.places.len()
@@ -224,6 +237,88 @@ fn verify_draw(args: VerifyDraw) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `GET url`, read as JSON of type `T`.
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, String> {
+    client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{url} is not what was expected: {e}"))
+}
+
+/// Checks the beacon round the record names against the beacon itself: it is the first round
+/// emitted after the pre-queue closed, which was not before the deal's start, and its
+/// randomness is the beacon's. What was checked.
+async fn check_beacon(
+    beacon: &timedeal_tenant_app::queue::beacon::BeaconRecord,
+    starts_at_ms: i64,
+) -> Result<String, String> {
+    use timedeal_tenant_app::queue::beacon::BeaconClient;
+    if beacon.after < starts_at_ms {
+        return Err(format!(
+            "the record says the pre-queue closed at {} ms, before the deal's start at {} ms: \
+             an earlier round could have been known while shoppers still joined",
+            beacon.after, starts_at_ms
+        ));
+    }
+    let client = BeaconClient::default();
+    let chain = client.chain(&beacon.source).await;
+    let round = match (beacon.round, beacon.unavailable) {
+        (Some(round), _) => round,
+        (None, true) => {
+            return Ok(format!(
+                "warning: the storefront recorded the beacon {} as unavailable, so the draw is \
+                 keyed by the seed alone; {}",
+                beacon.source,
+                match chain {
+                    Ok(chain) => format!(
+                        "round {} was the one due, and the beacon answers here",
+                        chain.round_after(beacon.after)
+                    ),
+                    Err(error) => format!("it cannot be reached from here either ({error})"),
+                }
+            ))
+        }
+        (None, false) => {
+            return Ok(format!(
+                "beacon {}: its round is not drawn yet",
+                beacon.source
+            ))
+        }
+    };
+    let expected = chain.map_err(|e| e.to_string())?.round_after(beacon.after);
+    if round != expected {
+        return Err(format!(
+            "the record keys the draw with round {round} of {}, but the first round after the \
+             pre-queue closed is {expected}",
+            beacon.source
+        ));
+    }
+    let served = client
+        .round(&beacon.source, round)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} has no round {round}", beacon.source))?;
+    if Some(served.as_str()) != beacon.randomness.as_deref() {
+        return Err(format!(
+            "the record's randomness for round {round} is not what {} serves ({served})",
+            beacon.source
+        ));
+    }
+    Ok(format!(
+        "beacon {}: round {round}, the first after the pre-queue closed, and its randomness \
+         matches the beacon's",
+        beacon.source
+    ))
 }
 
 fn init_logs(format: LogFormat) {

@@ -16,7 +16,7 @@ use crate::{
     error::Error,
     orders::{self, reservations::Reservation},
     payments::{self, Refund},
-    queue::{arithmetic, record, Figures, Step, StepInput},
+    queue::{arithmetic, beacon, draw, record, Figures, Step, StepInput},
     restore,
 };
 
@@ -97,7 +97,6 @@ async fn admit(
         };
         let input = StepInput {
             settings,
-            session_ttl: deal.spec.queue.session_ttl.std(),
             window: App::window(deal),
             admitting: app.state_now(now) == DealState::Live,
             head_seen,
@@ -151,15 +150,26 @@ impl Publisher {
             (figures.drawn, figures.epoch)
         };
         if let (Some(size), false) = (drawn, self.size_recorded) {
-            record::record_pre_queue(&app.db, size).await?;
+            let closed_at = app.deal().timeline.start.timestamp_millis();
+            record::record_pre_queue(&app.db, size, closed_at).await?;
             self.size_recorded = true;
         }
         let staged = app.queue.staged(500).await?;
         if staged.is_empty() {
             return Ok(());
         }
-        let publication =
-            record::publish(&app.db, &staged, &app.draw_seed, drawn, &mut self.draws).await?;
+        // Places in a drawn pre-queue are judged by the draw's key, known once the beacon's
+        // round is recorded; nobody is admitted from the pre-queue before that.
+        let key = match drawn {
+            Some(0) => app.draw_seed.clone(),
+            Some(_) => match app.draw_key() {
+                Some(key) => key,
+                None => return Ok(()),
+            },
+            // Nothing is admitted before the pre-queue is drawn: these figures are behind.
+            None => return Ok(()),
+        };
+        let publication = record::publish(&app.db, &staged, &key, drawn, &mut self.draws).await?;
         if !publication.handled {
             return Ok(());
         }
@@ -191,6 +201,82 @@ impl Publisher {
     }
 }
 
+/// Follows the beacon until the draw's key is known: from the deal's start, the first round the
+/// beacon emits after it is fetched and recorded in PostgreSQL (the first replica's record is
+/// everyone's), or, past the beacon's patience after it was due, recorded as unavailable.
+async fn beacon(app: Arc<App>) {
+    let client = beacon::BeaconClient::default();
+    let mut failures: u64 = 0;
+    loop {
+        match settle_beacon(&app, &client).await {
+            Ok(true) => return,
+            Ok(false) => failures = 0,
+            Err(error) => {
+                if failures.is_multiple_of(20) {
+                    tracing::warn!(%error, beacon = %app.draw_beacon, "cannot read the draw's beacon yet; retrying");
+                }
+                failures += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One look at the beacon: true once the draw's key is known.
+async fn settle_beacon(app: &App, client: &beacon::BeaconClient) -> Result<bool, Error> {
+    let now_ms = app.clock.now().timestamp_millis();
+    let mut recorded = db::beacon_drawn(&app.db).await?;
+    // The round follows the pre-queue's close as recorded with its size, never the schedule
+    // as it may read later.
+    let Some(start_ms) = recorded.3.filter(|closed| *closed < now_ms) else {
+        return Ok(false);
+    };
+    if recorded.1.is_none() && !recorded.2 {
+        let due = now_ms - app.beacon_patience.as_millis() as i64;
+        let fetched = async {
+            let chain = client.chain(&app.draw_beacon).await?;
+            let round = chain.round_after(start_ms);
+            if now_ms < chain.emitted_ms(round) {
+                return Ok((None, chain.emitted_ms(round)));
+            }
+            Ok::<_, Error>((
+                client
+                    .round(&app.draw_beacon, round)
+                    .await?
+                    .map(|r| (round, r)),
+                chain.emitted_ms(round),
+            ))
+        }
+        .await;
+        recorded = match fetched {
+            Ok((Some((round, randomness)), _)) => {
+                db::record_beacon(&app.db, Some((round, &randomness))).await?
+            }
+            Ok((None, emitted)) if emitted >= due => return Ok(false),
+            Err(error) if start_ms >= due => return Err(error),
+            _ => {
+                tracing::warn!(
+                    beacon = %app.draw_beacon,
+                    "the draw's beacon round did not come within {:?}: the draw is keyed by the seed alone",
+                    app.beacon_patience
+                );
+                db::record_beacon(&app.db, None).await?
+            }
+        };
+    }
+    let randomness = match recorded {
+        (_, Some(hex), _, _) => Some(draw::unhex(&hex).ok_or_else(|| {
+            Error::Beacon(format!("the recorded beacon randomness {hex:?} is not hex"))
+        })?),
+        (_, None, true, _) => None,
+        _ => return Ok(false),
+    };
+    let key = beacon::draw_key(&app.draw_seed, randomness.as_deref());
+    *app.draw_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    tracing::info!(round = ?recorded.0, "the draw's key is fixed");
+    Ok(true)
+}
+
 /// A payment to void because its reservation lapsed: order id, purchase key, amount.
 type LapsedPayment = (i64, String, i64);
 
@@ -199,6 +285,9 @@ pub fn spawn(app: Arc<App>, publish: watch::Sender<Figures>) {
     tokio::spawn(money(app.clone(), to_refund));
     tokio::spawn(retention(app.clone()));
     tokio::spawn(publisher(app.clone()));
+    if !app.draw_beacon.is_empty() {
+        tokio::spawn(beacon(app.clone()));
+    }
     if let Some(mailer) = app.mailer.clone() {
         tokio::spawn(reminders(app.clone(), mailer));
     }

@@ -79,6 +79,19 @@ function render(next) {
     case "admitted":
       message = "It's your turn!";
       break;
+    case "paused":
+      message = {
+        units_reserved: "Paused: every unit left is in someone's checkout.",
+        awaiting_cancellations: "Sold out for now.",
+        suspended: "The deal is paused.",
+      }[next.pausedBecause] || "The line is paused.";
+      detail = {
+        units_reserved: "Units not paid for come back within moments; you keep your place.",
+        awaiting_cancellations: "If a buyer cancels, their units go to the line in order; you keep your place while this page is open.",
+        suspended: "You keep your place; the line moves again when the deal resumes.",
+      }[next.pausedBecause] || "You keep your place.";
+      if (next.position != null) message += " You are number " + next.position + " in line.";
+      break;
     case "closed":
       message = { sold_out: "Sold out: every unit has been sold.", ended: "This deal has ended. Your orders are below.", suspended: "The deal is paused. Please check back later." }[next.deal] || "The queue is closed.";
       break;
@@ -91,7 +104,7 @@ function render(next) {
   $("order-panel").hidden = !admitted;
   if (admitted && !idempotencyKey) idempotencyKey = newKey();
   if (admitted && next.admissionExpiresAt) {
-    $("admission-left").textContent = "Your turn lasts until " + new Date(Date.parse(next.admissionExpiresAt) - offset).toLocaleTimeString() + ".";
+    $("admission-left").textContent = "Your turn is kept while this page is open, until " + new Date(Date.parse(next.admissionExpiresAt) - offset).toLocaleTimeString() + " at the latest.";
   }
 }
 
@@ -262,7 +275,7 @@ $("order-form").onsubmit = async (event) => {
     // A network error, or an answer that says "send the same order again" (also after queueing
     // again), keeps the key, so trying again carries the same order on and is charged at most
     // once.
-    const sameAgain = ["unavailable", "outcome_unknown", "order_in_progress", "not_admitted"];
+    const sameAgain = ["unavailable", "outcome_unknown", "order_in_progress", "not_admitted", "units_reserved"];
     if (error.code && !sameAgain.includes(error.code)) idempotencyKey = newKey();
     showFieldErrors(error.fields || {});
     showResult(error.message, true);

@@ -111,7 +111,17 @@ async fn the_pre_queue_is_drawn_at_random_once_at_the_start() {
         early[1].status().await["deal"] == "live"
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The draw waits for the beacon's first round after the start; then the first place is
+    // admitted.
+    eventually("the first admission", Duration::from_secs(10), || async {
+        for shopper in &early {
+            if shopper.status().await["state"] == "admitted" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
     let late = Shopper::new(&client, &shop.url());
     let (_, late_status) = late.join().await;
 
@@ -272,7 +282,7 @@ fn alice_id(token: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sellout_tells_everyone_waiting_at_once() {
+async fn a_sellout_pauses_everyone_waiting_at_once() {
     let redis = RedisServer::start().unwrap();
     let deal = DealFile {
         stock: 3,
@@ -329,11 +339,18 @@ async fn a_sellout_tells_everyone_waiting_at_once() {
     })
     .await
     .expect("the live update announces the sellout");
-    assert!(told.contains("\"state\":\"closed\""), "{told}");
-    for shopper in waiting.iter() {
+    // Units can still come back through cancellations: everyone keeps their place, told why
+    // the line stands still.
+    assert!(told.contains("\"state\":\"paused\""), "{told}");
+    assert!(
+        told.contains("\"pausedBecause\":\"awaiting_cancellations\""),
+        "{told}"
+    );
+    for (i, shopper) in waiting.iter().enumerate() {
         let status = shopper.status().await;
-        assert_eq!(status["state"], "closed", "{status}");
+        assert_eq!(status["state"], "paused", "{status}");
         assert_eq!(status["deal"], "sold_out");
+        assert_eq!(status["position"], i as u64 + 1, "{status}");
     }
     let latecomer = Shopper::new(&client, &shop.url());
     let (code, answer) = latecomer.join().await;

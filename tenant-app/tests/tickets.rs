@@ -123,17 +123,37 @@ async fn a_pre_queue_of_two_thousand_is_drawn_from_the_committed_seed_and_checks
     })
     .await;
     shop.queue_open().await;
+    // The draw waits for the beacon's first round after the start, named before anyone joined.
+    assert_eq!(before["beacon"]["source"], common::beacon().url());
+    assert_eq!(before["beacon"]["round"], serde_json::Value::Null);
+    eventually("the beacon's round", Duration::from_secs(10), || async {
+        shop.fairness().await["beacon"]["randomness"].is_string()
+    })
+    .await;
     let after = shop.fairness().await;
+    let round = after["beacon"]["round"].as_u64().unwrap();
+    assert_eq!(
+        after["beacon"]["randomness"],
+        common::beacon().randomness(round),
+        "{after}"
+    );
     let seed = after["seed"].as_str().unwrap();
     let seed_bytes: Vec<u8> = (0..seed.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&seed[i..i + 2], 16).unwrap())
         .collect();
-    let hash: String = Sha256::digest(&seed_bytes)
+    let mut committed = Sha256::new();
+    committed.update(&seed_bytes);
+    committed.update(common::beacon().url().as_bytes());
+    let hash: String = committed
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(hash, commitment, "the seed is not the committed one");
+    assert_eq!(
+        hash, commitment,
+        "the seed and beacon are not the committed ones"
+    );
     assert_eq!(after["preQueueSize"], 2_000);
 
     // Every shopper's place, as the storefront tells it.
@@ -170,6 +190,12 @@ async fn a_pre_queue_of_two_thousand_is_drawn_from_the_committed_seed_and_checks
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains(&commitment), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "round {round}, the first after the pre-queue closed, and its randomness matches"
+        )),
+        "{stdout}"
+    );
     let computed: HashMap<u64, u64> = stdout
         .lines()
         .filter_map(|line| {
@@ -443,5 +469,54 @@ async fn the_join_puzzle_is_accepted_solved_and_refused_otherwise() {
     assert_eq!(
         redis_get(&redis, "td:{puzzle}:seq").await.as_deref(),
         Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beacon_out_of_reach_holds_the_draw_only_for_its_patience_and_fails_the_check() {
+    let redis = RedisServer::start().unwrap();
+    // A port nobody listens on: every call to the beacon is refused.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let deal = DealFile {
+        starts_in: 3,
+        ..DealFile::live("no-beacon")
+    };
+    let shop = Storefront::start(
+        &redis,
+        &postgres().url(),
+        &deal,
+        &[
+            &format!("--draw-beacon={unreachable}"),
+            "--draw-beacon-patience=2s",
+        ],
+    );
+    let client = client();
+    let shoppers = join_many(&client, &shop.url(), 20).await;
+    eventually(
+        "the draw, keyed by the seed alone",
+        Duration::from_secs(20),
+        || async { shoppers[19].status().await["state"] != "pre_queue" },
+    )
+    .await;
+    let record = shop.fairness().await;
+    assert_eq!(record["beacon"]["source"], unreachable.as_str(), "{record}");
+    assert_eq!(record["beacon"]["unavailable"], true, "{record}");
+    assert_eq!(record["beacon"]["randomness"], serde_json::Value::Null);
+
+    // The public check refuses a draw anyone who read the seed early could have predicted.
+    let output = tokio::process::Command::new(binary())
+        .args(["verify-draw", &shop.url()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("keyed by the seed alone"),
+        "{stdout}{stderr}"
     );
 }

@@ -1,5 +1,6 @@
-//! Real servers for tests: `redis-server` and PostgreSQL from the machine's packages, and an
-//! SMTP server (aiosmtpd), started on free loopback ports, each in its own temporary directory,
+//! Real servers for tests: `redis-server` and PostgreSQL from the machine's packages, an SMTP
+//! server (aiosmtpd), and a randomness beacon answering as drand's HTTP API does, started on
+//! free loopback ports, each in its own temporary directory,
 //! stopped when dropped.
 //!
 //! A missing program is an error that says how to install it; nothing here ever skips a test.
@@ -13,6 +14,7 @@
 //! Servers are children of the test process and are killed with it even when it dies without
 //! unwinding (see [`process`]); directories left by such a death are removed by the next run.
 
+mod beacon;
 #[cfg(feature = "browser")]
 pub mod browser;
 #[cfg(feature = "ics")]
@@ -25,6 +27,7 @@ mod redis;
 mod service;
 mod smtp;
 
+pub use beacon::Beacon;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::{RedisCopy, RedisServer};
 pub use service::Service;

@@ -289,6 +289,7 @@ impl Sale {
             "--rate-limit-per-second".into(),
             "0".into(),
             format!("--payment-url={}", provider.url).into(),
+            format!("--draw-beacon={}", crate::storefront::beacon_url()).into(),
         ];
         args.extend(flags.iter().map(OsString::from));
         let mut replicas = Vec::new();

@@ -179,13 +179,14 @@ impl Shopper {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     continue;
                 }
-                match status["state"].as_str() {
-                    Some("admitted") => {
+                match (status["state"].as_str(), status["pausedBecause"].as_str()) {
+                    (Some("admitted"), _) => {
                         return Ok(status["admissionToken"].as_str().map(str::to_owned))
                     }
-                    Some("closed" | "done") => return Ok(None),
+                    (Some("closed" | "done"), _)
+                    | (Some("paused"), Some("awaiting_cancellations")) => return Ok(None),
                     // The line was lost (Redis came back empty): join again.
-                    Some("outside") => break,
+                    (Some("outside"), _) => break,
                     _ => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
@@ -265,7 +266,7 @@ impl Shopper {
                             break;
                         }
                         (StatusCode::SERVICE_UNAVAILABLE, "unavailable" | "outcome_unknown")
-                        | (StatusCode::CONFLICT, "order_in_progress") => {
+                        | (StatusCode::CONFLICT, "order_in_progress" | "units_reserved") => {
                             tokio::time::sleep(Duration::from_millis(300)).await
                         }
                         // The purchase was given up: the order goes again as a new one.

@@ -267,9 +267,27 @@ pub struct QueueSettings {
     #[schemars(range(min = 1))]
     pub max_active: i32,
 
-    /// Time an admitted shopper has to place an order before the place goes to the next one.
+    /// The longest an admission lasts, counted from the moment of admission, however often it
+    /// is renewed.
     #[serde(default = "default_session_ttl")]
     pub session_ttl: Duration,
+
+    /// How long an admission lasts without a sign of the shopper (default 45s). Each poll or
+    /// live update of the admitted page renews it, up to `sessionTtl` from the admission; a
+    /// shopper who closed the page gives the place back this long after their last sign. It
+    /// ends at once on leaving, on an order that fills the shopper's limit, and on a final
+    /// refusal (`sold_out`, `insufficient_stock`, `over_limit`).
+    /// Leases shorter than 5s are taken as 5s, so a page's live updates can renew them.
+    #[serde(default = "default_admission_lease")]
+    pub admission_lease: Duration,
+
+    /// Admitted shoppers without a reservation allowed per unit available (default 2). Capacity
+    /// (`admissionRate`, `maxActive`) sets the pace; this keeps a handful of units from drawing
+    /// a crowd that can only be told "sold out". Reserving still decides who gets a unit.
+    #[serde(default = "default_claims_per_unit")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100")
+        .message("queue.claimsPerUnit must be from 1 to 100"))]
+    pub claims_per_unit: i32,
 
     /// Time to pay for a reserved order before its stock returns (default 45s). A storefront
     /// that dies after reserving holds the unit, the shopper's allowance and the idempotency key
@@ -310,6 +328,8 @@ impl Default for QueueSettings {
             admission_rate: default_admission_rate(),
             max_active: default_max_active(),
             session_ttl: default_session_ttl(),
+            admission_lease: default_admission_lease(),
+            claims_per_unit: default_claims_per_unit(),
             reservation_ttl: default_reservation_ttl(),
             pre_queue_opens: default_pre_queue_opens(),
             idle_grace: default_idle_grace(),
@@ -736,6 +756,12 @@ fn default_max_active() -> i32 {
 }
 fn default_session_ttl() -> Duration {
     Duration::from_secs(5 * 60)
+}
+fn default_admission_lease() -> Duration {
+    Duration::from_secs(45)
+}
+fn default_claims_per_unit() -> i32 {
+    2
 }
 fn default_reservation_ttl() -> Duration {
     // Above the longest payment and commit (10 s + 5 s + 4 s), with room for a slow provider.

@@ -31,6 +31,9 @@ pub struct Settings {
     pub peers: network::Peers,
     /// Email reminders, where the platform has an SMTP server; none: calendar reminders only.
     pub mail: Option<Mail>,
+    /// The randomness beacon storefronts key their pre-queue draw with (a drand chain's URL), or
+    /// `none`.
+    pub draw_beacon: String,
 }
 
 /// The platform's SMTP server, as storefronts get it.
@@ -54,6 +57,7 @@ impl Settings {
             redis_storage: redis::StorageDefaults::default(),
             peers: network::Peers::default(),
             mail: None,
+            draw_beacon: timedeal_api::DRAND_QUICKNET.into(),
         }
     }
 }
@@ -440,6 +444,7 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
             &settings.peers,
             network::postgres_port(&secrets.postgres_url),
             mail_from.and(secrets.smtp_url.as_deref().map(network::smtp_port)),
+            network::beacon_port(&settings.draw_beacon),
         ),
         deal_config: storefront::config_map(deal, plan.revision),
         storefront: storefront::deployment(

@@ -86,11 +86,13 @@ pub fn redis_policy(deal: &Deal) -> NetworkPolicy {
 
 /// `postgres_port` is the platform PostgreSQL's, from its URL.
 /// `smtp_port`: the platform's SMTP server, where reminders are mailed; none: no mail.
+/// `beacon_port`: the randomness beacon keying the draw; none: no beacon.
 pub fn storefront_policy(
     deal: &Deal,
     peers: &Peers,
     postgres_port: u16,
     smtp_port: Option<u16>,
+    beacon_port: Option<u16>,
 ) -> NetworkPolicy {
     let http = || Some(vec![tcp(IntOrString::String("http".into()))]);
     let mut from = vec![
@@ -149,10 +151,14 @@ pub fn storefront_policy(
         .as_ref()
         .and_then(|auth| auth.jwt.as_ref())
         .is_some_and(|jwt| jwt.jwks_url.is_some());
-    if jwks {
+    // The shoppers' JWKS and the draw's beacon live outside the cluster, behind HTTPS.
+    let mut outside: Vec<u16> = jwks.then_some(443).into_iter().chain(beacon_port).collect();
+    outside.sort_unstable();
+    outside.dedup();
+    for port in outside {
         egress.push(NetworkPolicyEgressRule {
             to: None,
-            ports: Some(vec![tcp(IntOrString::Int(443))]),
+            ports: Some(vec![tcp(IntOrString::Int(port.into()))]),
         });
     }
     if let Some(port) = smtp_port {
@@ -186,6 +192,13 @@ pub fn smtp_port(url: &str) -> u16 {
         _ if url.query_pairs().any(|(key, _)| key == "tls") => 587,
         _ => 25,
     })
+}
+
+/// The port of the draw's beacon (`https://` 443, `http://` 80, or the URL's own); none for
+/// `none`.
+pub fn beacon_port(url: &str) -> Option<u16> {
+    let url = reqwest::Url::parse(url).ok()?;
+    url.port_or_known_default()
 }
 
 /// The port of a PostgreSQL URL (`postgres://user:pw@host:port/db`), 5432 when it names none.
@@ -260,7 +273,7 @@ mod tests {
     fn the_storefront_is_reached_only_through_the_ingress_and_by_the_operator() {
         let td = testing::sample();
         let deal = Deal::new(&td).unwrap();
-        let spec = storefront_policy(&deal, &Peers::default(), 5432, None)
+        let spec = storefront_policy(&deal, &Peers::default(), 5432, None, None)
             .spec
             .unwrap();
         let rule = &spec.ingress.unwrap()[0];
@@ -281,7 +294,7 @@ mod tests {
             metrics_namespace: Some("monitoring".into()),
             ..Peers::default()
         };
-        let spec_m = storefront_policy(&deal, &with_metrics, 5432, None)
+        let spec_m = storefront_policy(&deal, &with_metrics, 5432, None, None)
             .spec
             .unwrap();
         assert_eq!(
@@ -304,9 +317,24 @@ mod tests {
             ],
             "DNS, its Redis, PostgreSQL: nothing else"
         );
-        let mailing = storefront_policy(&deal, &Peers::default(), 5432, Some(587));
+        let mailing = storefront_policy(&deal, &Peers::default(), 5432, Some(587), None);
         let last = mailing.spec.unwrap().egress.unwrap().pop().unwrap();
         assert_eq!(last.ports.unwrap()[0].port, Some(IntOrString::Int(587)));
+        let beacon = storefront_policy(
+            &deal,
+            &Peers::default(),
+            5432,
+            None,
+            beacon_port(timedeal_api::DRAND_QUICKNET),
+        );
+        let last = beacon.spec.unwrap().egress.unwrap().pop().unwrap();
+        assert_eq!(
+            last.ports.unwrap()[0].port,
+            Some(IntOrString::Int(443)),
+            "the draw's beacon is reached over HTTPS"
+        );
+        assert_eq!(beacon_port("none"), None);
+        assert_eq!(beacon_port("http://beacon.internal:8081"), Some(8081));
         let redis_peer = &egress[1].to.as_ref().unwrap()[0];
         assert_eq!(
             redis_peer.pod_selector.as_ref().unwrap().match_labels,

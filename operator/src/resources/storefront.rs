@@ -175,6 +175,11 @@ pub fn deployment(
         // The ingress limits each client; the storefront sees only the ingress's address.
         value("TIMEDEAL_RATE_LIMIT", "0"),
     ];
+    // Set only when it differs from the storefront's own default, so a platform on the default
+    // never changes a running deal's pods.
+    if settings.draw_beacon != timedeal_api::DRAND_QUICKNET {
+        env.push(value("TIMEDEAL_DRAW_BEACON", settings.draw_beacon.clone()));
+    }
     if let Some(from) = mail_from {
         env.push(from_secret("TIMEDEAL_SMTP_URL", &keys, SMTP_URL_KEY));
         env.push(value("TIMEDEAL_MAIL_FROM", from));

@@ -64,20 +64,56 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool, Error> {
     Ok(pool)
 }
 
-/// The seed that draws the pre-queue: made once by whichever replica comes first, the same for
-/// all of them after that.
-pub async fn draw_seed(pool: &PgPool) -> Result<Vec<u8>, Error> {
+/// The seed that draws the pre-queue, and the beacon named to key the draw with it (`""` for
+/// none): made once by whichever replica comes first, the same for all of them after that,
+/// whatever beacon a later replica is configured with.
+pub async fn draw_seed(pool: &PgPool, beacon: &str) -> Result<(Vec<u8>, String), Error> {
     let mut fresh = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut fresh);
-    sqlx::query("INSERT INTO draw_seed (seed) VALUES ($1) ON CONFLICT DO NOTHING")
+    sqlx::query("INSERT INTO draw_seed (seed, beacon) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(&fresh[..])
+        .bind(beacon)
         .execute(pool)
         .await
         .map_err(|e| Error::Database(format!("cannot store the draw's seed: {e}")))?;
-    sqlx::query_scalar("SELECT seed FROM draw_seed")
+    sqlx::query_as("SELECT seed, beacon FROM draw_seed")
         .fetch_one(pool)
         .await
         .map_err(|e| Error::Database(format!("cannot read the draw's seed: {e}")))
+}
+
+/// The beacon's round as recorded for the draw: `(round, randomness, unavailable, when the
+/// pre-queue closed)`.
+pub type BeaconDrawn = (Option<i64>, Option<String>, bool, Option<i64>);
+
+/// The beacon's round recorded for the draw, if any yet.
+pub async fn beacon_drawn(pool: &PgPool) -> Result<BeaconDrawn, Error> {
+    sqlx::query_as(
+        "SELECT beacon_round, beacon_randomness, beacon_unavailable, closed_at_ms FROM draw_seed",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| Error::Database(format!("cannot read the draw's beacon round: {e}")))
+}
+
+/// Records the beacon's round for the draw (`None`: given up on), unless one is recorded
+/// already: the first replica's record is everyone's. What is recorded now.
+pub async fn record_beacon(
+    pool: &PgPool,
+    round: Option<(u64, &str)>,
+) -> Result<BeaconDrawn, Error> {
+    sqlx::query(
+        "UPDATE draw_seed SET beacon_round = $1, beacon_randomness = $2, \
+             beacon_unavailable = $3 \
+         WHERE beacon_randomness IS NULL AND NOT beacon_unavailable",
+    )
+    .bind(round.map(|(r, _)| r as i64))
+    .bind(round.map(|(_, randomness)| randomness))
+    .bind(round.is_none())
+    .execute(pool)
+    .await
+    .map_err(|e| Error::Database(format!("cannot record the draw's beacon round: {e}")))?;
+    beacon_drawn(pool).await
 }
 
 /// The longest one call to PostgreSQL may take. A database that hangs (frozen, partitioned)

@@ -139,7 +139,7 @@ pub async fn deal(State(app): State<SharedApp>, shopper: Shopper) -> Json<DealVi
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_body, invalid_quantity, invalid_idempotency_key"),
         (status = 402, body = ErrorBody, description = "payment_declined"),
         (status = 403, body = ErrorBody, description = "admission_forged, admission_expired, admission_foreign, admission_other_deal, admission_malformed, not_admitted"),
-        (status = 409, body = ErrorBody, description = "sold_out, insufficient_stock, over_limit, deal_not_started, deal_ended, deal_suspended, reservation_lapsed and order_failed (nothing charged; order again with a new idempotencyKey), order_in_progress (ask again)"),
+        (status = 409, body = ErrorBody, description = "sold_out, units_reserved (every unit left is in a checkout: send the same order again shortly; the admission stays), insufficient_stock, over_limit (these three end the admission), deal_not_started, deal_ended, deal_suspended, reservation_lapsed and order_failed (nothing charged; order again with a new idempotencyKey), order_in_progress (ask again)"),
         (status = 413, body = ErrorBody, description = "body_too_large"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type"),
         (status = 503, body = ErrorBody, description = "unavailable: not placed yet; send the same order (same idempotency key) again after `Retry-After` seconds, which carries it on and charges it at most once. outcome_unknown: look for the order in your orders"),

@@ -28,6 +28,11 @@ const MIN_GAP: Duration = Duration::from_millis(250);
 /// At least this often, so the page's clock offset stays fresh.
 const MAX_GAP: Duration = Duration::from_secs(5);
 
+/// How long the stream may go without looking at the shopper's status.
+fn look_gap(app: &crate::app::App) -> Duration {
+    (crate::app::App::settings(&app.deal()).lease / 3).min(MAX_GAP)
+}
+
 struct Cursor {
     app: SharedApp,
     shopper: Shopper,
@@ -99,7 +104,8 @@ pub async fn stream(
             tokio::select! {
                 _ = cursor.figures.changed() => {}
                 _ = cursor.deal.changed() => {}
-                _ = tokio::time::sleep(MAX_GAP) => {}
+                // An admitted shopper's lease is renewed by these looks: three a lease at least.
+                _ = tokio::time::sleep(look_gap(&cursor.app)) => {}
             }
         }
     });

@@ -12,11 +12,14 @@ use serde::Serialize;
 
 use crate::{
     app::{App, SharedApp},
+    db,
     deal::{Deal, DealState},
     http::error::{ApiError, ErrorBody},
     identity::{self, Shopper},
     queue::{
-        self, challenge, draw,
+        self,
+        beacon::BeaconRecord,
+        challenge, draw,
         fairness::{self, Fairness, LogSummary},
         liveness,
         ticket::{TICKET_COOKIE, TICKET_HEADER},
@@ -203,30 +206,36 @@ async fn status_marking(
     let figures = *app.figures.borrow();
     let draw = app.draw_for(&figures);
     let standing = queue::standing(ticket, &figures, draw.as_deref());
+    let settings = App::settings(&deal);
     let (place, owned) = match (standing, ticket) {
         (Standing::PreQueue, Some(ticket)) => (Place::PreQueue, ticket.owned),
         (Standing::Waiting { position, place }, Some(ticket)) => {
             (Place::Waiting { position, place }, ticket.owned)
         }
         (Standing::Reached, Some(ticket)) => {
-            match app
+            // The shopper is there: their poll renews the lease.
+            let lease = app
                 .queue
-                .admission(Some(ticket.number), &shopper.id)
-                .await?
-            {
-                (Some(expires_ms), owned) if expires_ms > now_ms => (
+                .lease(Some(ticket.number), &shopper.id, now_ms, settings.lease)
+                .await?;
+            match lease.admitted {
+                Some(admitted) => (
                     Place::Admitted {
                         number: ticket.number,
-                        expires_ms,
+                        until_ms: admitted.until_ms,
+                        cap_ms: admitted.cap_ms,
                     },
-                    owned,
+                    lease.owned,
                 ),
-                (_, owned) => (Place::Outside, owned),
+                None => (Place::Outside, lease.owned),
             }
         }
         _ => (
             Place::Outside,
-            app.queue.admission(None, &shopper.id).await?.1,
+            app.queue
+                .lease(None, &shopper.id, now_ms, settings.lease)
+                .await?
+                .owned,
         ),
     };
     if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket), true) = (place, ticket, mark) {
@@ -245,7 +254,7 @@ async fn status_marking(
     };
     let cx = ViewContext {
         deal: deal.state_at(now, figures.sold_out()),
-        settings: App::settings(&deal),
+        settings,
         limit: shopper.limit,
         owned,
         start: deal.timeline.start,
@@ -258,6 +267,7 @@ async fn status_marking(
         status.join_number = ticket.map(|t| t.number);
     }
     status.draw_commitment = app.draw_commitment.clone();
+    status.draw_beacon = (!app.draw_beacon.is_empty()).then(|| app.draw_beacon.clone());
     Ok(status)
 }
 
@@ -350,7 +360,8 @@ async fn join_queue(
                 ),
             ))
         }
-        DealState::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        // A shopper already in line keeps their place (below); nobody new joins.
+        DealState::SoldOut => {}
         DealState::Ended => return Err(ApiError::conflict("deal_ended", "the deal has ended")),
         DealState::Suspended => {
             return Err(ApiError::conflict(
@@ -365,14 +376,30 @@ async fn join_queue(
         let mut status = status_of(app, shopper, Some(&ticket)).await?;
         if matches!(
             status.state,
-            QueueState::PreQueue | QueueState::Waiting | QueueState::Admitted
+            QueueState::PreQueue | QueueState::Waiting | QueueState::Admitted | QueueState::Paused
         ) {
             status.queue_ticket = presented;
             return Ok((status, None));
         }
     }
+    if app.state_now(now) == DealState::SoldOut {
+        return Err(ApiError::conflict(
+            "sold_out",
+            "the deal is sold out; units that come back from cancellations go to the shoppers \
+             already in line",
+        ));
+    }
     check_challenge(app, shopper, headers)?;
-    let (number, owned, epoch) = match app.queue.join(&shopper.id, shopper.limit).await? {
+    let joined = app
+        .queue
+        .join(
+            &shopper.id,
+            shopper.limit,
+            now.timestamp_millis(),
+            App::window(&deal),
+        )
+        .await?;
+    let (number, owned, epoch) = match joined {
         Joined::AtLimit => {
             return Err(ApiError::conflict(
                 "over_limit",
@@ -416,9 +443,7 @@ pub async fn leave(
 ) -> Result<Response, ApiError> {
     let token = presented_ticket(&headers);
     if let Ok(Some(ticket)) = checked_ticket(&app, &shopper, token.as_deref()) {
-        let now_ms = app.clock.now().timestamp_millis();
-        let window = liveness::window_of(now_ms, App::window(&app.deal()));
-        app.queue.leave(ticket.number, window).await?;
+        app.queue.leave(ticket.number, ticket.epoch).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -440,6 +465,18 @@ pub async fn fairness(State(app): State<SharedApp>) -> Result<Json<Fairness>, Ap
     let commitment = app.draw_commitment.clone();
     let published = app.published.read(&app.db, &commitment).await?;
     let drawn = published.pre_queue;
+    let beacon = if app.draw_beacon.is_empty() {
+        None
+    } else {
+        let (round, randomness, unavailable, closed_at) = db::beacon_drawn(&app.db).await?;
+        Some(BeaconRecord {
+            source: app.draw_beacon.clone(),
+            round: round.map(|r| r as u64),
+            randomness,
+            after: closed_at.unwrap_or_else(|| deal.timeline.start.timestamp_millis()),
+            unavailable,
+        })
+    };
     Ok(Json(Fairness {
         deal: deal.name.clone(),
         seed: drawn.map(|_| draw::hex(&app.draw_seed)),
@@ -452,6 +489,7 @@ pub async fn fairness(State(app): State<SharedApp>) -> Result<Json<Fairness>, Ap
             complete,
         },
         commitment,
+        beacon,
     }))
 }
 

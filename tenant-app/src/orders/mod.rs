@@ -180,6 +180,11 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
                     .reservations
                     .lookup(&shopper.id, &request.idempotency_key)
                     .await?;
+                if lookup.named.is_none() {
+                    // A final answer: the admission it was sent with ends, so its place goes
+                    // to the next shopper should a unit come back.
+                    end_admission(app, shopper, &request.admission_token).await;
+                }
                 return match lookup.named {
                     Some((id, stored)) => carry_on_late(app, shopper, request, id, stored).await,
                     // Redis is being restored: its keys are not back yet.
@@ -264,14 +269,44 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
             ))
         }
         Reserved::SoldOut => return Err(ApiError::conflict("sold_out", "the deal is sold out")),
+        Reserved::Held => {
+            return Err(ApiError::conflict(
+                "units_reserved",
+                format!(
+                    "fewer units are free than you asked for, and the rest are in other shoppers' \
+                     checkouts: those not paid for come back within {}. Your turn is kept: send \
+                     the order again then, or ask for fewer",
+                    deal.spec.queue.reservation_ttl
+                ),
+            ))
+        }
         Reserved::Insufficient => {
             return Err(ApiError::conflict(
                 "insufficient_stock",
-                "fewer units are left than you asked for; try a smaller quantity",
+                "fewer units are left than you asked for; join the queue again to order fewer",
             ))
         }
     };
     pay_and_commit(app, shopper, &request, quantity, delivery, id, stored).await
+}
+
+/// Ends the admission `token` grants, if it is this shopper's for this deal: the shopper was
+/// given a final answer. A token that does not check out ends nothing.
+async fn end_admission(app: &App, shopper: &Shopper, token: &str) {
+    let now_ms = app.clock.now().timestamp_millis();
+    let Ok(admission) = app
+        .signer
+        .check_admission(token, &app.deal().name, &shopper.id, now_ms)
+    else {
+        return;
+    };
+    if admission.epoch != app.figures.borrow().epoch {
+        return;
+    }
+    if let Err(error) = app.queue.end_admission(admission.nonce).await {
+        // The lease runs out on its own.
+        tracing::debug!(%error, "cannot end an admission after a final answer");
+    }
 }
 
 /// An order sent again once the deal sold out or ended: an attempt still open from before
@@ -445,6 +480,7 @@ async fn pay_and_commit(
             }
             reverse(app, id, &key, amount).await;
             app.metrics.order("refused");
+            end_admission(app, shopper, &request.admission_token).await;
             Err(match refusal {
                 Refusal::SoldOut => ApiError::conflict(
                     "sold_out",

@@ -86,6 +86,9 @@ pub enum Reserved {
     NotAdmitted,
     OverLimit,
     SoldOut,
+    /// Nothing is available, but units are reserved by orders in progress and may come back:
+    /// the admission stays.
+    Held,
     Insufficient,
     /// The stock figures are being restored, or this epoch's ids are spent.
     Unavailable,
@@ -257,6 +260,7 @@ impl Reservations {
                 "not_admitted" => Reserved::NotAdmitted,
                 "over_limit" => Reserved::OverLimit,
                 "sold_out" => Reserved::SoldOut,
+                "held" => Reserved::Held,
                 "insufficient" => Reserved::Insufficient,
                 "stale_id" => {
                     *self.block.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -103,8 +103,24 @@ impl Figures {
 pub struct Settings {
     /// Shoppers admitted per second.
     pub admission_rate: u32,
-    /// Most shoppers admitted and not yet done at once.
+    /// Most live admissions at once.
     pub max_active: u32,
+    /// The longest an admission lasts, however often it is renewed.
+    pub session_ttl: Duration,
+    /// How long an admission lasts without a sign of its shopper.
+    pub lease: Duration,
+    /// Admitted shoppers without a reservation allowed per unit available.
+    pub claims_per_unit: u32,
+}
+
+/// The shortest lease: a page's live updates come at least this often.
+pub const SHORTEST_LEASE: Duration = Duration::from_secs(5);
+
+impl Settings {
+    /// The lease as used: at least [`SHORTEST_LEASE`], at most the session TTL.
+    pub fn lease_of(lease: Duration, session_ttl: Duration) -> Duration {
+        lease.max(SHORTEST_LEASE).min(session_ttl)
+    }
 }
 
 /// An estimated wait and the range it will likely fall in. `longest` is `None` when the line
@@ -189,7 +205,18 @@ mod tests {
     const SETTINGS: Settings = Settings {
         admission_rate: 50,
         max_active: 100,
+        session_ttl: Duration::from_secs(300),
+        lease: Duration::from_secs(45),
+        claims_per_unit: 2,
     };
+
+    #[test]
+    fn a_lease_is_at_least_five_seconds_and_at_most_the_session() {
+        let s = Duration::from_secs;
+        assert_eq!(Settings::lease_of(s(45), s(300)), s(45));
+        assert_eq!(Settings::lease_of(s(1), s(300)), s(5));
+        assert_eq!(Settings::lease_of(s(45), s(30)), s(30));
+    }
     const FIVE: Duration = Duration::from_secs(5);
 
     fn figures(active: u64, available: i64, pace: Option<Pace>) -> Figures {

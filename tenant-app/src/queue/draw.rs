@@ -22,9 +22,13 @@ use sha2::{Digest, Sha256};
 const ROUNDS: usize = 4;
 const DOMAIN_TAG: &[u8] = b"timedeal-draw";
 
-/// The seed's commitment: lowercase hex of `SHA-256(seed)`.
-pub fn commitment(seed: &[u8]) -> String {
-    hex(&Sha256::digest(seed))
+/// The commitment to the seed and the beacon named to key the draw with it: lowercase hex of
+/// `SHA-256(seed || beacon URL)`, which is `SHA-256(seed)` without a beacon (see [`super::beacon`]).
+pub fn commitment(seed: &[u8], beacon: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(seed);
+    hash.update(beacon.as_bytes());
+    hex(&hash.finalize())
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -215,11 +219,14 @@ mod tests {
     }
 
     #[test]
-    fn the_commitment_is_the_seeds_sha256() {
+    fn the_commitment_is_the_sha256_of_the_seed_and_the_beacon() {
         assert_eq!(
-            commitment(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            commitment(b"abc", ""),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "without a beacon, SHA-256 of the seed"
         );
+        assert_eq!(commitment(b"ab", "c"), commitment(b"abc", ""));
+        assert_ne!(commitment(b"abc", "https://beacon"), commitment(b"abc", ""));
         assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(unhex("0g"), None);
         assert_eq!(unhex("abc"), None);

@@ -14,7 +14,10 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::draw::{self, Draw};
+use super::{
+    beacon::{self, BeaconRecord},
+    draw::{self, Draw},
+};
 use crate::error::Error;
 
 /// The answer of `GET /api/fairness`.
@@ -22,7 +25,8 @@ use crate::error::Error;
 #[serde(rename_all = "camelCase")]
 pub struct Fairness {
     pub deal: String,
-    /// SHA-256 of the seed, hex: fixed before the pre-queue opened.
+    /// SHA-256 of the seed followed by the beacon's URL (none: the seed alone), hex: fixed
+    /// before the pre-queue opened.
     pub commitment: String,
     /// The seed, hex: revealed once the pre-queue is drawn at the start.
     pub seed: Option<String>,
@@ -31,6 +35,9 @@ pub struct Fairness {
     /// How places follow from the seed.
     pub algorithm: String,
     pub admission_log: LogSummary,
+    /// The randomness beacon keying the draw with the seed: absent when the deal has none.
+    #[serde(default)]
+    pub beacon: Option<BeaconRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -48,10 +55,13 @@ pub struct LogSummary {
 
 pub const ALGORITHM: &str = "Place of join number j (1..=n) is permute(j - 1) + 1, where permute \
 is a 4-round Feistel network over 2h bits (h the smallest whole number >= 1 with 4^h >= n), round \
-r mapping (L, R) to (R, L xor F(r, R)), F(r, x) = the first 8 bytes, big-endian, of SHA-256(seed || \
+r mapping (L, R) to (R, L xor F(r, R)), F(r, x) = the first 8 bytes, big-endian, of SHA-256(key || \
 \"timedeal-draw\" || r as one byte || x as 4 bytes big-endian) modulo 2^h, applied again while \
-the result is n or more. Numbers above n are their own places. The admission log's chain starts \
-at the commitment's bytes; each entry extends it as SHA-256(head || entry).";
+the result is n or more. The key is the seed followed by the beacon round's randomness (its \
+bytes, from hex), or the seed alone without a beacon; the round is the first the beacon emits \
+strictly after the pre-queue closed, and the commitment is SHA-256(seed || beacon URL). Numbers \
+above n are their own places. The admission log's chain starts at the commitment's bytes; each \
+entry extends it as SHA-256(head || entry).";
 
 /// The chain's head over `entries`, starting from the commitment.
 pub fn chain(commitment: &str, entries: &[String]) -> String {
@@ -90,17 +100,53 @@ pub fn verify(record: &Fairness, log: &[String]) -> Result<Verified, Error> {
         unfair("the seed is not revealed yet: the pre-queue is drawn at the start".into())
     })?;
     let seed = draw::unhex(seed).ok_or_else(|| unfair("the seed is not hex".into()))?;
-    if draw::commitment(&seed) != record.commitment.to_ascii_lowercase() {
+    // A fixed length keeps `seed || beacon` unambiguous in the commitment.
+    if seed.len() != 32 {
+        return Err(unfair(format!("the seed is {} bytes, not 32", seed.len())));
+    }
+    let source = record.beacon.as_ref().map_or("", |b| b.source.as_str());
+    let committed = draw::commitment(&seed, source);
+    if committed != record.commitment.to_ascii_lowercase() {
         return Err(unfair(format!(
-            "SHA-256 of the revealed seed is {}, not the commitment {}",
-            draw::commitment(&seed),
+            "SHA-256 of the revealed seed and the beacon {source:?} is {committed}, not the \
+             commitment {}",
             record.commitment
         )));
     }
     let n = record
         .pre_queue_size
         .ok_or_else(|| unfair("the pre-queue's size is not published".into()))?;
-    let draw = Draw::new(&seed, n);
+    let randomness = match &record.beacon {
+        Some(BeaconRecord {
+            randomness: Some(hex),
+            round: Some(_),
+            ..
+        }) => Some(
+            draw::unhex(hex).ok_or_else(|| unfair("the beacon's randomness is not hex".into()))?,
+        ),
+        Some(BeaconRecord {
+            unavailable: true,
+            source,
+            ..
+        }) if n > 0 => {
+            return Err(unfair(format!(
+                "the draw was keyed by the seed alone: the storefront recorded the beacon \
+                 {source} as unavailable, so whoever could read the seed before the start could \
+                 predict every place"
+            )))
+        }
+        Some(BeaconRecord {
+            unavailable: true, ..
+        })
+        | None => None,
+        Some(_) if n == 0 => None,
+        Some(_) => {
+            return Err(unfair(
+                "the pre-queue is drawn but the beacon's round is not published".into(),
+            ))
+        }
+    };
+    let draw = Draw::new(&beacon::draw_key(&seed, randomness.as_deref()), n);
     let places: Vec<u64> = (1..=n)
         .map(|number| draw.place_of(number).expect("numbers 1..=n have places"))
         .collect();
@@ -162,7 +208,7 @@ mod tests {
     const SEED: &[u8] = b"a seed of thirty-two bytes long!";
 
     fn record(log: &[String]) -> Fairness {
-        let commitment = draw::commitment(SEED);
+        let commitment = draw::commitment(SEED, "");
         Fairness {
             deal: "d".into(),
             seed: Some(draw::hex(SEED)),
@@ -175,7 +221,63 @@ mod tests {
                 complete: false,
             },
             commitment,
+            beacon: None,
         }
+    }
+
+    const BEACON: &str = "https://beacon.example/chain";
+    const RANDOMNESS: &str = "5be1c0ffee5be1c0ffee5be1c0ffee5be1c0ffee5be1c0ffee5be1c0ffee5be1";
+
+    /// A record whose draw is keyed by the seed and a beacon round, with an honest log.
+    fn beacon_record() -> (Fairness, Vec<String>) {
+        let key = beacon::draw_key(SEED, draw::unhex(RANDOMNESS).as_deref());
+        let draw = Draw::new(&key, 10);
+        let log = vec![format!("1000 1:{}", draw.number_at(1).unwrap())];
+        let commitment = draw::commitment(SEED, BEACON);
+        let mut record = record(&log);
+        record.admission_log.head = chain(&commitment, &log);
+        record.commitment = commitment;
+        record.beacon = Some(BeaconRecord {
+            source: BEACON.into(),
+            round: Some(42),
+            randomness: Some(RANDOMNESS.into()),
+            after: 0,
+            unavailable: false,
+        });
+        (record, log)
+    }
+
+    #[test]
+    fn a_beacon_keyed_draw_checks_out_and_the_seed_alone_does_not_predict_it() {
+        let (record, log) = beacon_record();
+        verify(&record, &log).unwrap();
+        // Who knew the seed alone placed the numbers differently: that log does not check out
+        // against the beacon's round (the draws differ for this seed at place 1).
+        let seed_only = Draw::new(SEED, 10);
+        let keyed = Draw::new(
+            &beacon::draw_key(SEED, draw::unhex(RANDOMNESS).as_deref()),
+            10,
+        );
+        let differs = (1..=10).find(|&p| seed_only.number_at(p) != keyed.number_at(p));
+        let place = differs.expect("a beacon round changes the draw");
+        let guessed = vec![format!(
+            "1000 {place}:{}",
+            seed_only.number_at(place).unwrap()
+        )];
+        assert!(verify(&record, &guessed).is_err());
+    }
+
+    #[test]
+    fn a_beacon_swapped_after_the_commitment_is_caught() {
+        let (mut record, log) = beacon_record();
+        record.beacon.as_mut().unwrap().source = "https://another.example".into();
+        let error = verify(&record, &log).unwrap_err().to_string();
+        assert!(error.contains("not the commitment"), "{error}");
+        let (mut record, log) = beacon_record();
+        record.beacon.as_mut().unwrap().round = None;
+        record.beacon.as_mut().unwrap().randomness = None;
+        let error = verify(&record, &log).unwrap_err().to_string();
+        assert!(error.contains("round is not published"), "{error}");
     }
 
     fn honest_log() -> Vec<String> {

@@ -12,6 +12,7 @@
 //! where they stand and the figures.
 
 pub mod arithmetic;
+pub mod beacon;
 pub mod challenge;
 pub mod draw;
 pub mod fairness;
@@ -40,8 +41,13 @@ pub enum Place {
     PreQueue,
     /// In line at `place`, `position` 1 being next.
     Waiting { position: u64, place: u64 },
-    /// Admitted: may order until `expires_ms` with the admission of join number `number`.
-    Admitted { number: u64, expires_ms: i64 },
+    /// Admitted with the admission of join number `number`: its lease runs until `until_ms`
+    /// unless renewed, and never past `cap_ms`.
+    Admitted {
+        number: u64,
+        until_ms: i64,
+        cap_ms: i64,
+    },
 }
 
 /// Where a ticket stands by the figures alone, before any Redis call.
@@ -82,6 +88,21 @@ pub fn standing(ticket: Option<&Ticket>, figures: &Figures, draw: Option<&Draw>)
     }
 }
 
+/// What a lease renewal found: the admission (when the shopper holds one) and the units the
+/// shopper holds or owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub admitted: Option<Admitted>,
+    pub owned: u32,
+}
+
+/// A live admission: renewed until `until_ms`, and never past `cap_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub until_ms: i64,
+    pub cap_ms: i64,
+}
+
 /// The outcome of asking to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Joined {
@@ -114,7 +135,6 @@ pub struct Step {
 /// What an admission step needs besides the clock.
 pub struct StepInput<'a> {
     pub settings: Settings,
-    pub session_ttl: Duration,
     pub window: Duration,
     pub admitting: bool,
     pub head_seen: u64,
@@ -131,14 +151,22 @@ impl Queue {
         }
     }
 
-    /// Takes a join number for the shopper.
-    pub async fn join(&self, shopper: &str, limit: u32) -> Result<Joined, Error> {
+    /// Takes a join number for the shopper, marked live in the window `now_ms` falls in.
+    pub async fn join(
+        &self,
+        shopper: &str,
+        limit: u32,
+        now_ms: i64,
+        window: Duration,
+    ) -> Result<Joined, Error> {
         let (state, number, owned, epoch): (String, u64, u32, i64) = self
             .scripts
             .join
             .key(&self.prefix)
             .arg(shopper)
             .arg(limit)
+            .arg(now_ms)
+            .arg(window.as_millis() as i64)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match state.as_str() {
@@ -187,27 +215,44 @@ impl Queue {
         })
     }
 
-    /// Whether join number `number` is admitted now (its expiry), and the units `shopper` holds
-    /// or owns: asked only once the head has reached the shopper's place, or without a ticket.
-    pub async fn admission(
+    /// Whether join number `number` is admitted now, renewing its lease (see `lease.lua`), and
+    /// the units `shopper` holds or owns: asked only once the head has reached the shopper's
+    /// place, or without a ticket.
+    pub async fn lease(
         &self,
         number: Option<u64>,
         shopper: &str,
-    ) -> Result<(Option<i64>, u32), Error> {
-        let p = &self.prefix;
-        let mut pipe = redis::pipe();
-        pipe.hget(format!("{p}deal"), format!("u:{shopper}"));
-        if let Some(number) = number {
-            pipe.zscore(format!("{p}active"), number);
-        }
-        let (owned, expiry): (Option<u32>, Option<Option<f64>>) = if number.is_some() {
-            let (owned, expiry) = pipe.query_async(&mut self.redis.clone()).await?;
-            (owned, Some(expiry))
-        } else {
-            let (owned,): (Option<u32>,) = pipe.query_async(&mut self.redis.clone()).await?;
-            (owned, None)
-        };
-        Ok((expiry.flatten().map(|e| e as i64), owned.unwrap_or(0)))
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Lease, Error> {
+        let (until_ms, cap_ms, owned): (i64, i64, u32) = self
+            .scripts
+            .lease
+            .key(&self.prefix)
+            .arg(number.map(|n| n.to_string()).unwrap_or_default())
+            .arg(shopper)
+            .arg(now_ms)
+            .arg(lease.as_millis() as i64)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(Lease {
+            admitted: (until_ms > now_ms).then_some(Admitted {
+                until_ms,
+                cap_ms: if cap_ms > 0 { cap_ms } else { until_ms },
+            }),
+            owned,
+        })
+    }
+
+    /// Ends an admission at once: its shopper got a final answer and has nothing left to try
+    /// with it. The place goes to the next shopper with the next admission step.
+    pub async fn end_admission(&self, number: u64) -> Result<(), Error> {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(format!("{}active", self.prefix))
+            .arg(number)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Fixes the pre-queue's size at the start; `None` when that already happened.
@@ -226,10 +271,12 @@ impl Queue {
         call.arg(now_ms)
             .arg(input.settings.admission_rate)
             .arg(input.settings.max_active)
-            .arg(input.session_ttl.as_millis() as i64)
+            .arg(input.settings.session_ttl.as_millis() as i64)
             .arg(if input.admitting { 1 } else { 0 })
             .arg(input.window.as_millis() as i64)
-            .arg(input.head_seen);
+            .arg(input.head_seen)
+            .arg(input.settings.lease.as_millis() as i64)
+            .arg(input.settings.claims_per_unit);
         for number in input.numbers {
             call.arg(*number);
         }
@@ -267,15 +314,17 @@ impl Queue {
         Ok(())
     }
 
-    /// Gives up a place at the shopper's request: ends the admission, and clears the liveness
-    /// marks so the head passes over the place at once.
-    pub async fn leave(&self, number: u64, window: i64) -> Result<(), Error> {
-        let p = &self.prefix;
-        redis::pipe()
-            .zrem(format!("{p}active"), number)
-            .setbit(format!("{p}live:{window}"), number as usize, false)
-            .setbit(format!("{p}live:{}", window - 1), number as usize, false)
-            .exec_async(&mut self.redis.clone())
+    /// Gives up a place at the shopper's request (see `leave.lua`): ends the admission, and
+    /// records the leave where admission reads it, for good. A ticket of another epoch leaves
+    /// nothing: its number may be someone else's now.
+    pub async fn leave(&self, number: u64, epoch: i64) -> Result<(), Error> {
+        let _: i64 = self
+            .scripts
+            .leave
+            .key(&self.prefix)
+            .arg(number)
+            .arg(epoch)
+            .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(())
     }
@@ -315,9 +364,15 @@ impl Queue {
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStatus {
-    /// `outside` (not in the queue), `pre_queue`, `waiting`, `admitted`, `done` (owns their
-    /// limit), or `closed` (the deal is not taking anyone: see `deal`).
+    /// `outside` (not in the queue), `pre_queue`, `waiting`, `admitted`, `paused` (the line
+    /// keeps the shopper's place but cannot move now: see `pausedBecause`), `done` (owns their
+    /// limit), or `closed` (the deal has ended: nothing can come back).
     pub state: QueueState,
+    /// Why the line is paused: `units_reserved` (every unit left is in someone's checkout;
+    /// those not paid for return within the reservation time), `awaiting_cancellations` (every
+    /// unit is sold; a cancelled order's units go to the line, in order) or `suspended` (the
+    /// platform paused the deal). Present while `state` is `paused`.
+    pub paused_because: Option<PauseReason>,
     /// The deal's state.
     pub deal: DealState,
     /// 1 is next; present while waiting. Shoppers ahead who left are counted until the line
@@ -353,8 +408,12 @@ pub struct QueueStatus {
     pub stock_remaining: i64,
     /// Present once admitted: send it with each order.
     pub admission_token: Option<String>,
-    /// When the admission ends.
+    /// The latest the admission can last (`sessionTtl` after it began), however often it is
+    /// renewed.
     pub admission_expires_at: Option<DateTime<Utc>>,
+    /// When the admission ends unless renewed: each poll or live update renews it (up to
+    /// `admissionExpiresAt`), so a shopper who closes the page gives the place back soon.
+    pub lease_expires_at: Option<DateTime<Utc>>,
     /// Seconds until the start (0 once started).
     pub seconds_to_start: u64,
     /// The server's clock: countdowns are computed against this, never the device's clock.
@@ -365,6 +424,9 @@ pub struct QueueStatus {
     /// SHA-256 of the seed that draws the pre-queue, published before anyone can join; the seed
     /// is revealed at `/api/fairness` after the start.
     pub draw_commitment: String,
+    /// The randomness beacon named in the commitment: the draw is keyed by the seed and the
+    /// first round it emits after the start. Absent for a deal without one.
+    pub draw_beacon: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -376,7 +438,38 @@ pub enum QueueState {
     PreQueue,
     Waiting,
     Admitted,
+    /// The line holds the shopper's place but cannot move now; see `pausedBecause`.
+    Paused,
     Closed,
+}
+
+/// Why a line that keeps its places cannot move now.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// Every unit left is reserved by an order in progress; those not paid for come back.
+    UnitsReserved,
+    /// Every unit is sold; units of a cancelled order come back to the line.
+    AwaitingCancellations,
+    /// The platform suspended the deal.
+    Suspended,
+}
+
+/// Why the line cannot move though the deal may still sell, if so: a pure function of the
+/// deal's state and the figures.
+pub fn pause_reason(deal: DealState, figures: &Figures) -> Option<PauseReason> {
+    match deal {
+        DealState::Suspended => Some(PauseReason::Suspended),
+        DealState::SoldOut => Some(PauseReason::AwaitingCancellations),
+        DealState::Live if figures.restored && figures.available <= 0 => {
+            Some(if figures.reserved > 0 {
+                PauseReason::UnitsReserved
+            } else {
+                PauseReason::AwaitingCancellations
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Everything [`view`] needs besides the place and figures.
@@ -390,8 +483,20 @@ pub struct ViewContext<'a> {
     pub now: DateTime<Utc>,
     /// The longest a waiting shopper may go between polls (half a liveness window).
     pub poll_gap: Duration,
-    /// Signs the admission token when the shopper is admitted.
+    /// Signs the admission token (join number, valid until) when the shopper is admitted.
     pub admission_token: &'a dyn Fn(u64, i64) -> String,
+}
+
+/// Places at the front of a paused line, which ask again every second: a unit that comes back
+/// goes to one of them.
+const PAUSED_FRONT: u64 = 20;
+
+/// How often an admitted shopper asks again: three times a lease, so one lost answer never
+/// costs the admission.
+fn lease_poll(lease: Duration) -> u64 {
+    (lease / 3)
+        .clamp(Duration::from_secs(1), Duration::from_secs(5))
+        .as_millis() as u64
 }
 
 /// What to tell the shopper, from where they stand and the deal-wide figures.
@@ -399,6 +504,7 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
     let until_start = (cx.start - cx.now).to_std().unwrap_or_default();
     let mut status = QueueStatus {
         state: QueueState::Outside,
+        paused_because: None,
         deal: cx.deal,
         position: None,
         ticket: None,
@@ -415,12 +521,41 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
         stock_remaining: figures.available.max(0),
         admission_token: None,
         admission_expires_at: None,
+        lease_expires_at: None,
         seconds_to_start: until_start.as_secs_f64().ceil() as u64,
         server_time: cx.now,
         queue_ticket: None,
         draw_commitment: String::new(),
+        draw_beacon: None,
     };
     let seconds = |d: Duration| d.as_secs_f64().ceil() as u64;
+    let paused = pause_reason(cx.deal, figures);
+    let holds_place = matches!(
+        place,
+        Place::PreQueue | Place::Waiting { .. } | Place::Admitted { .. }
+    );
+    if paused.is_some() && holds_place {
+        // The place is kept: the shopper is told why nothing moves, and polls as they would
+        // while waiting (a unit can come back at any moment).
+        status.state = QueueState::Paused;
+        status.paused_because = paused;
+        if let Place::Waiting { position, place } = place {
+            status.position = Some(position);
+            status.ticket = Some(place);
+            status.likely_sold_out = true;
+        }
+        status.poll_after_ms = cx.poll_gap.min(Duration::from_secs(5)).as_millis() as u64;
+        if status.position.is_some_and(|p| p <= PAUSED_FRONT) {
+            // The front of the line is next for any unit that comes back: it looks often.
+            status.poll_after_ms = status.poll_after_ms.min(1_000);
+        }
+        if let Place::Admitted { until_ms, .. } = place {
+            // The lease goes on being renewed; poll often enough to keep it.
+            status.poll_after_ms = status.poll_after_ms.min(lease_poll(cx.settings.lease));
+            status.lease_expires_at = DateTime::from_timestamp_millis(until_ms);
+        }
+        return status;
+    }
     if !matches!(cx.deal, DealState::Upcoming | DealState::Live) {
         status.state = QueueState::Closed;
         return status;
@@ -435,8 +570,12 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
         Place::PreQueue => {
             status.state = QueueState::PreQueue;
             status.likely_sold_out = figures.pre_queue as i64 > figures.available.max(0) * 4;
-            status.poll_after_ms =
-                arithmetic::poll_after_pre_queue(until_start, cx.poll_gap).as_millis() as u64;
+            status.poll_after_ms = if cx.deal == DealState::Live {
+                // Started, and the draw waits for its beacon round: a second or so.
+                1_000
+            } else {
+                arithmetic::poll_after_pre_queue(until_start, cx.poll_gap).as_millis() as u64
+            };
         }
         Place::Waiting { position, place } => {
             let wait = arithmetic::estimated_wait(position, figures, &cx.settings);
@@ -451,14 +590,20 @@ pub fn view(place: Place, figures: &Figures, cx: &ViewContext<'_>) -> QueueStatu
             status.poll_after_ms =
                 arithmetic::poll_after(wait.map(|w| w.typical), cx.poll_gap).as_millis() as u64;
         }
-        Place::Admitted { number, expires_ms } => {
+        Place::Admitted {
+            number,
+            until_ms,
+            cap_ms,
+        } => {
             status.state = QueueState::Admitted;
             status.estimate_known = true;
             status.estimated_wait_seconds = Some(0);
             status.estimated_wait_low_seconds = Some(0);
             status.estimated_wait_high_seconds = Some(0);
-            status.admission_token = Some((cx.admission_token)(number, expires_ms));
-            status.admission_expires_at = DateTime::from_timestamp_millis(expires_ms);
+            status.admission_token = Some((cx.admission_token)(number, cap_ms));
+            status.admission_expires_at = DateTime::from_timestamp_millis(cap_ms);
+            status.lease_expires_at = DateTime::from_timestamp_millis(until_ms);
+            status.poll_after_ms = lease_poll(cx.settings.lease);
         }
     }
     status
@@ -475,6 +620,9 @@ mod tests {
             settings: Settings {
                 admission_rate: 10,
                 max_active: 50,
+                session_ttl: Duration::from_secs(300),
+                lease: Duration::from_secs(45),
+                claims_per_unit: 2,
             },
             limit: 2,
             owned: 0,
@@ -590,7 +738,8 @@ mod tests {
         let status = view(
             Place::Admitted {
                 number: 9,
-                expires_ms: 1_800_000_300_000,
+                until_ms: 1_800_000_045_000,
+                cap_ms: 1_800_000_300_000,
             },
             &figures(),
             &cx(DealState::Live, 5),
@@ -598,12 +747,56 @@ mod tests {
         assert_eq!(status.state, QueueState::Admitted);
         assert_eq!(
             status.admission_token.as_deref(),
-            Some("token-9-1800000300000")
+            Some("token-9-1800000300000"),
+            "the token lasts to the cap: the lease in Redis decides before that"
         );
         assert_eq!(
             status.admission_expires_at,
             DateTime::from_timestamp(1_800_000_300, 0)
         );
+        assert_eq!(
+            status.lease_expires_at,
+            DateTime::from_timestamp(1_800_000_045, 0)
+        );
+        assert_eq!(status.poll_after_ms, 5_000, "three polls a 45 s lease");
+    }
+
+    #[test]
+    fn a_line_that_cannot_move_now_is_paused_and_keeps_its_places() {
+        let waiting = Place::Waiting {
+            position: 7,
+            place: 27,
+        };
+        let reserved = Figures {
+            available: 0,
+            reserved: 4,
+            ..figures()
+        };
+        let status = view(waiting, &reserved, &cx(DealState::Live, 5));
+        assert_eq!(status.state, QueueState::Paused);
+        assert_eq!(status.paused_because, Some(PauseReason::UnitsReserved));
+        assert_eq!((status.position, status.ticket), (Some(7), Some(27)));
+        assert_eq!(status.poll_after_ms, 1_000, "the front looks often");
+
+        let sold = Figures {
+            available: 0,
+            reserved: 0,
+            ..figures()
+        };
+        let status = view(waiting, &sold, &cx(DealState::SoldOut, 5));
+        assert_eq!(status.state, QueueState::Paused);
+        assert_eq!(
+            status.paused_because,
+            Some(PauseReason::AwaitingCancellations)
+        );
+        let status = view(waiting, &figures(), &cx(DealState::Suspended, 5));
+        assert_eq!(status.paused_because, Some(PauseReason::Suspended));
+        assert_eq!(status.position, Some(7));
+
+        // Without a place there is nothing to keep: the shopper is told where the deal is.
+        let status = view(Place::Outside, &sold, &cx(DealState::SoldOut, 5));
+        assert_eq!(status.state, QueueState::Closed);
+        assert_eq!(status.paused_because, None);
     }
 
     #[test]
@@ -625,18 +818,17 @@ mod tests {
     }
 
     #[test]
-    fn a_deal_not_taking_anyone_closes_the_queue() {
-        for deal in [DealState::SoldOut, DealState::Ended, DealState::Suspended] {
-            let status = view(
-                Place::Waiting {
-                    position: 1,
-                    place: 1,
-                },
-                &figures(),
-                &cx(deal, 5),
-            );
-            assert_eq!(status.state, QueueState::Closed);
-            assert_eq!(status.position, None);
-        }
+    fn an_ended_deal_closes_the_queue() {
+        let status = view(
+            Place::Waiting {
+                position: 1,
+                place: 1,
+            },
+            &figures(),
+            &cx(DealState::Ended, 5),
+        );
+        assert_eq!(status.state, QueueState::Closed);
+        assert_eq!(status.position, None);
+        assert_eq!(status.paused_because, None);
     }
 }

@@ -179,15 +179,17 @@ impl Cache {
     }
 }
 
-/// Records the pre-queue's size, fixed at the start, unless recorded before; returns the size
-/// recorded.
-pub async fn record_pre_queue(db: &PgPool, size: u64) -> Result<u64, Error> {
+/// Records the pre-queue's size, fixed at the start, and when it closed (`closed_at_ms`, the
+/// deal's start), unless recorded before; returns the size recorded.
+pub async fn record_pre_queue(db: &PgPool, size: u64, closed_at_ms: i64) -> Result<u64, Error> {
     let kept: Option<i64> = bounded(
         "cannot record the pre-queue's size",
         sqlx::query_scalar(
-            "UPDATE draw_seed SET pre_queue = COALESCE(pre_queue, $1) RETURNING pre_queue",
+            "UPDATE draw_seed SET pre_queue = COALESCE(pre_queue, $1), \
+                 closed_at_ms = COALESCE(closed_at_ms, $2) RETURNING pre_queue",
         )
         .bind(size as i64)
+        .bind(closed_at_ms)
         .fetch_optional(db),
     )
     .await?

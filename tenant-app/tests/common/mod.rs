@@ -13,7 +13,7 @@ use std::{
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use timedeal_testkit::{PostgresServer, RedisServer, Service};
+use timedeal_testkit::{Beacon, PostgresServer, RedisServer, Service};
 
 pub const SECRET: &str = "test-signing-secret-0123456789abcdef";
 
@@ -36,6 +36,10 @@ pub struct DealFile {
     pub session_ttl: &'static str,
     pub reservation_ttl: &'static str,
     pub idle_grace: &'static str,
+    /// `queue.admissionLease`, when not the default.
+    pub admission_lease: Option<&'static str>,
+    /// `queue.claimsPerUnit`, when not the default.
+    pub claims_per_unit: Option<i64>,
     pub pre_queue_opens: &'static str,
     pub suspend: bool,
     /// `queue.joinChallenge.difficulty`, when set.
@@ -61,6 +65,8 @@ impl DealFile {
             session_ttl: "5m",
             reservation_ttl: "1m",
             idle_grace: "30s",
+            admission_lease: None,
+            claims_per_unit: None,
             pre_queue_opens: "30m",
             suspend: false,
             join_challenge: None,
@@ -110,7 +116,7 @@ spec:
     reservationTtl: {reservation_ttl}
     idleGrace: {idle_grace}
     preQueueOpens: {pre_queue_opens}
-{challenge}  ingress:
+{lease}{challenge}  ingress:
     host: deals.example.com
 {extra}"#,
             name = self.name,
@@ -135,6 +141,15 @@ spec:
             reservation_ttl = self.reservation_ttl,
             idle_grace = self.idle_grace,
             pre_queue_opens = self.pre_queue_opens,
+            lease = self
+                .admission_lease
+                .map(|l| format!("    admissionLease: {l}\n"))
+                .into_iter()
+                .chain(
+                    self.claims_per_unit
+                        .map(|k| format!("    claimsPerUnit: {k}\n")),
+                )
+                .collect::<String>(),
             challenge = self
                 .join_challenge
                 .map(|bits| format!("    joinChallenge:\n      difficulty: {bits}\n"))
@@ -151,6 +166,12 @@ pub struct Storefront {
     pub schema: String,
     pub postgres_url: String,
     _dir: tempfile::TempDir,
+}
+
+/// The randomness beacon every test storefront keys its draw with, a round a second.
+pub fn beacon() -> &'static Beacon {
+    static BEACON: OnceLock<Beacon> = OnceLock::new();
+    BEACON.get_or_init(|| Beacon::start(1).expect("a beacon on loopback"))
 }
 
 pub fn binary() -> PathBuf {
@@ -188,6 +209,10 @@ impl Storefront {
             "--redis-url".into(),
             redis.url().into(),
         ];
+        if !extra.iter().any(|flag| flag.starts_with("--draw-beacon")) {
+            // Every test storefront keys its draw with a beacon, served on loopback.
+            args.push(format!("--draw-beacon={}", beacon().url()).into());
+        }
         args.extend(extra.iter().map(OsString::from));
         let service = Service::start(
             &binary(),
@@ -453,14 +478,20 @@ impl Shopper {
         status
     }
 
-    /// Polls as told until admitted; `None` when the queue closes first or time runs out.
+    /// Polls as told until admitted; `None` when the queue closes first, when told the deal
+    /// sold out (the shopper gives up rather than wait for a cancellation), or when time runs
+    /// out.
     pub async fn wait_for_turn(&self, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let status = self.status().await;
-            match status["state"].as_str() {
-                Some("admitted") => return status["admissionToken"].as_str().map(str::to_owned),
-                Some("closed") => return None,
+            match (status["state"].as_str(), status["pausedBecause"].as_str()) {
+                (Some("admitted"), _) => {
+                    return status["admissionToken"].as_str().map(str::to_owned)
+                }
+                (Some("closed"), _) | (Some("paused"), Some("awaiting_cancellations")) => {
+                    return None
+                }
                 _ => {}
             }
             let wait = status["pollAfterMs"].as_u64().unwrap_or(500).min(500);
