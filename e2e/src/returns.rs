@@ -44,9 +44,7 @@ async fn shopper_in_line(
             (status["state"].as_str(), status["admissionToken"].as_str())
         {
             attempt += 1;
-            let (code, order) = shopper
-                .order(1, &format!("r{i}-{attempt}"), token)
-                .await?;
+            let (code, order) = shopper.order(1, &format!("r{i}-{attempt}"), token).await?;
             match (code, order["error"]["code"].as_str()) {
                 (201, _) => {
                     let id = order["id"].as_i64().unwrap_or_default();
@@ -104,14 +102,22 @@ pub async fn return_to_sale(
     drop(sender);
     let mut buyers = Vec::new();
     while buyers.len() < stock {
-        let sold = tokio::time::timeout_at(deadline.into(), bought.recv())
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                Error::Unexpected(format!("only {} of {stock} units sold", buyers.len()))
-            })?;
-        buyers.push(sold);
+        match tokio::time::timeout_at(deadline.into(), bought.recv()).await {
+            Ok(Some(sold)) => buyers.push(sold),
+            _ => {
+                // A shopper's own failure says more than the count.
+                line.abort_all();
+                while let Some(done) = line.join_next().await {
+                    if let Ok(Err(error)) = done {
+                        return Err(error);
+                    }
+                }
+                return Err(Error::Unexpected(format!(
+                    "only {} of {stock} units sold",
+                    buyers.len()
+                )));
+            }
+        }
     }
     let mut took = Vec::new();
     for (mut buyer, id, _) in buyers.into_iter().take(cancels) {

@@ -12,24 +12,26 @@
 --     worth after a pause): the clock carries the fraction of a millisecond each admission
 --     costs, so small steps are charged in full at any rate;
 --   * live leases never exceed `max_active`;
---   * admitted shoppers without a reservation never exceed `claims` per unit available, so
---     the line moves whenever a unit is available (a shopper who reserved is counted once, by
---     the units reserved, and one who bought already, `served`, is no claim) and never while
---     none is;
+--   * claims (admissions whose shopper has not reserved yet) never exceed `claims` per unit
+--     available, so the line moves whenever a unit is available (a shopper who reserved, noted
+--     as `a:<number>` in the deal's hash by `reserve.lua`, is counted once, by the units
+--     reserved or bought, and no longer as a claim) and never while none is;
 --   * places are admitted in order, each at most once: `head` only grows, and the places after
 --     the pre-queue are their own join numbers;
---   * no admission goes to a shopper who left: a number is admitted only if its holder was seen
---     in this liveness window or the last (bitmaps `live:<window>`, indexed by join number; the
---     join marks the number it hands out) and never left (bitmap `left`, set by a leave and never
---     cleared, so a mark that arrives late cannot undo it); everyone else is passed over, so
---     leavers never stall the line;
+--   * no admission goes to a shopper who left: a number is admitted only if it never left
+--     (bitmap `left`, set by a leave and never cleared, so a mark that arrives late cannot undo
+--     it) and its holder was seen in this liveness window or the last (bitmaps `live:<window>`,
+--     indexed by join number), or it was taken in the last two seconds, before the joining
+--     replica's marks could be flushed (`taken:<second>` holds `seq` as each second began;
+--     missing, nothing is presumed); everyone else is passed over, so leavers never stall the
+--     line;
 --   * every admission is staged for the admission log, in order: one line per step,
 --     `<epoch>|<now> <place>:<number> ...`, which the replicas publish to PostgreSQL
 --     (`queue/record.rs`); the epoch tells a line made before a restore from one made after.
 -- With `epoch` missing from the deal's hash (figures being restored) or the pre-queue not yet
 -- drawn (`pre_count` missing) nobody is admitted. A replica whose view of the head is stale
 -- admits nobody and is told the head, because it chose the pre-queue's numbers for the places
--- after the head it saw. Missing `holds`, `served`, `caps`, `left` or liveness keys mean none.
+-- after the head it saw. Missing `caps`, `left` or liveness keys mean none.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  now, in milliseconds since the epoch
@@ -52,12 +54,14 @@ local FIRST = 10
 
 redis.call('ZREMRANGEBYSCORE', p .. 'active', '-inf', now)
 redis.call('ZREMRANGEBYSCORE', p .. 'caps', '-inf', now)
-redis.call('ZREMRANGEBYSCORE', p .. 'served', '-inf', now)
 local active = redis.call('ZCARD', p .. 'active')
 local stock = redis.call('HMGET', p .. 'deal', 'epoch', 'total', 'sold', 'reserved')
 local line = redis.call('MGET', p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
 local figures = {stock[1], stock[2], stock[3], stock[4], line[1], line[2], line[3], line[4]}
 local head = tonumber(figures[6] or '0')
+-- Where the numbers stood as each second began: those taken since two seconds ago are young.
+local second = math.floor(now / 1000)
+redis.call('SET', p .. 'taken:' .. second, figures[5] or '0', 'NX', 'PX', 5000)
 if not figures[1] or not figures[7] then
   return {0, head, active, 0, 0}
 end
@@ -83,37 +87,41 @@ local credit = math.floor((now - last) * rate / 1000)
 if math.min(credit, max_active - active) <= 0 then
   return {0, head, active, 0, 0}
 end
--- Admitted shoppers holding a reservation (counted by their units in `reserved`) or served
--- already (they bought and may buy more): not claims on the units left.
-local holding, counted = 0, {}
-for _, members in ipairs({redis.call('HKEYS', p .. 'holds'), redis.call('ZRANGE', p .. 'served', 0, -1)}) do
-  for i = 1, #members do
-    local number = members[i]
-    if not counted[number] and redis.call('ZSCORE', p .. 'active', number) then
-      counted[number] = true
-      holding = holding + 1
-    end
+-- Claims: live admissions whose shopper has not reserved (one HMGET of their `a:` notes).
+local open_claims = 0
+if active > 0 then
+  local fields = {}
+  for i, number in ipairs(redis.call('ZRANGE', p .. 'active', 0, -1)) do
+    fields[i] = 'a:' .. number
+  end
+  for _, noted in ipairs(redis.call('HMGET', p .. 'deal', unpack(fields))) do
+    if not noted then open_claims = open_claims + 1 end
   end
 end
-local n = math.min(credit, max_active - active, claims * available - (active - holding))
+local n = math.min(credit, max_active - active, claims * available - open_claims)
 if n <= 0 then
   return {0, head, active, 0, 0}
 end
 
 local w = math.floor(now / window)
 local current, previous, left = p .. 'live:' .. w, p .. 'live:' .. (w - 1), p .. 'left'
+local young = tonumber(redis.call('GET', p .. 'taken:' .. (second - 2)) or tostring(seq))
 local function present(number)
-  return (redis.call('GETBIT', current, number) == 1
+  return (number > young
+    or redis.call('GETBIT', current, number) == 1
     or redis.call('GETBIT', previous, number) == 1)
     and redis.call('GETBIT', left, number) == 0
 end
--- The first number from `from` up to `seq` whose holder was seen lately, or nil when none.
+-- The first number from `from` up to `seq` whose holder was seen lately or joined just now, or
+-- nil when none.
 local function next_seen(from)
+  if from > young then return from end
   local found = nil
   for _, key in ipairs({current, previous}) do
-    local at = redis.call('BITPOS', key, 1, from, seq, 'BIT')
+    local at = redis.call('BITPOS', key, 1, from, young, 'BIT')
     if at >= 0 and (not found or at < found) then found = at end
   end
+  if not found and young < seq then found = young + 1 end
   return found
 end
 

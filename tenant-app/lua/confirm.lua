@@ -7,11 +7,8 @@
 --     before) changes nothing;
 --   * a reservation of an earlier epoch changes no figure: the restore that opened this epoch
 --     already counted every order PostgreSQL holds, this one included;
---   * the admission no longer holds this reservation (`holds`, see `reserve.lua`);
 --   * a shopper whose units reached their limit with this order is done: their admission ends
---     and frees a place for the next shopper in line; one who may buy more is noted as served
---     (`served`, scored by the admission's cap), so their admission no longer counts as a claim
---     on the units left.
+--     and frees a place for the next shopper in line.
 -- While the figures are being restored (`epoch` missing) nothing changes; the sweeper confirms
 -- the orders when their reservations lapse.
 --
@@ -31,15 +28,8 @@ for i = 1, #ARGV do
     if id and string.sub(id, 1, -10) == epoch then
       units = units + tonumber(qty)
       confirmed = confirmed + 1
-      if redis.call('HINCRBY', p .. 'holds', admission, -1) <= 0 then
-        redis.call('HDEL', p .. 'holds', admission)
-      end
       if tonumber(held) >= tonumber(limit) then
         redis.call('ZREM', p .. 'active', admission)
-      else
-        -- Served, and may buy more: no longer a claim on the units left (`admit.lua`).
-        local cap = redis.call('ZSCORE', p .. 'caps', admission)
-        if cap then redis.call('ZADD', p .. 'served', cap, admission) end
       end
     end
   end

@@ -4,8 +4,6 @@
 -- Invariants:
 --   * stock returns exactly once per reservation: the reservation (a member of `res`) is
 --     removed here, and one already confirmed or released is left as it is;
---   * the admission no longer holds this reservation (`holds`, see `reserve.lua`), and
---     counts as a claim again while its lease lasts;
 --   * a reservation of an earlier epoch is cleared without touching any figure (the restore
 --     never counted it);
 --   * an attempt that ends here wrote nothing and charged nothing in the end, so it frees its
@@ -25,13 +23,9 @@ end
 if redis.call('ZREM', p .. 'res', reservation) == 0 then
   return 0
 end
-local id, qty, admission, key, shopper =
-  string.match(reservation, '^(%d+)|(%d+)|%d+|%d+|(%d+)|([^|]*)|(.*)$')
+local id, qty, key, shopper = string.match(reservation, '^(%d+)|(%d+)|%d+|%d+|%d+|([^|]*)|(.*)$')
 if not id or string.sub(id, 1, -10) ~= epoch then
   return -1
-end
-if redis.call('HINCRBY', p .. 'holds', admission, -1) <= 0 then
-  redis.call('HDEL', p .. 'holds', admission)
 end
 qty = tonumber(qty)
 redis.call('HINCRBY', deal, 'reserved', -qty)

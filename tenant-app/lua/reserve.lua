@@ -10,8 +10,9 @@
 --   * a shopper never holds or owns more than their limit;
 --   * one idempotency key gives at most one reservation: a repeat returns the first order id and
 --     its reservation (the key's field holds the reservation), so the attempt can be carried on;
---   * an admission counts once: a reservation is noted under its join number in `holds`, so
---     admission (`admit.lua`) counts the shopper by the units reserved, not as a claim too;
+--   * an admission counts once: the first reservation notes its join number in the deal's hash
+--     (`a:<number>`, in the same HSET), so admission (`admit.lua`) counts the shopper by the
+--     units reserved or bought, no longer as a claim on the units left;
 --   * a final refusal ('over_limit', 'sold_out', 'insufficient') ends the admission, so the
 --     place goes to the next shopper at once;
 --   * the order id carries the epoch (`<epoch><9 digits>`, taken from a block the caller got
@@ -20,7 +21,7 @@
 -- Everything is read with one HMGET of the deal's hash (`deal`: the figures, what each shopper
 -- holds as `u:<shopper>`, and idempotency keys as `k:<shopper>:<key>` holding the reservation),
 -- and written with one
--- HINCRBY, one HSET, one ZADD and the note in `holds`. The reservation is the member of `res`, scored by its expiry:
+-- HINCRBY, one HSET and one ZADD. The reservation is the member of `res`, scored by its expiry:
 -- `<id>|<qty>|<limit>|<units held after it>|<admission>|<key>|<shopper>`, all that confirming or
 -- releasing it needs, so it has no key of its own.
 --
@@ -60,14 +61,11 @@ local available = tonumber(f[2] or '0') - tonumber(f[3] or '0') - tonumber(f[4] 
 local refusal = nil
 if held + qty > limit then
   refusal = 'over_limit'
-elseif available <= 0 and tonumber(f[4] or '0') > 0 then
-  -- Every unit left is in someone's checkout: not final, the admission stays.
+elseif available < qty and available + tonumber(f[4] or '0') >= qty then
+  -- Enough may come back from other checkouts: not final, the admission stays.
   return {'held', '0', ''}
 elseif available <= 0 then
   refusal = 'sold_out'
-elseif available < qty and available + tonumber(f[4] or '0') >= qty then
-  -- Enough may come back from checkouts: not final either.
-  return {'held', '0', ''}
 elseif available < qty then
   refusal = 'insufficient'
 end
@@ -80,7 +78,6 @@ if string.sub(id, 1, -10) ~= epoch then
 end
 local reservation = table.concat({id, qty, limit, held + qty, admission, key, shopper}, '|')
 redis.call('HINCRBY', deal, 'reserved', qty)
-redis.call('HSET', deal, units, held + qty, idem, reservation)
+redis.call('HSET', deal, units, held + qty, idem, reservation, 'a:' .. admission, 1)
 redis.call('ZADD', p .. 'res', now + ttl, reservation)
-redis.call('HINCRBY', p .. 'holds', admission, 1)
 return {'reserved', id, reservation}

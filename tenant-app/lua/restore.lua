@@ -21,8 +21,7 @@
 --   * the hash records the server's `run_id` (`run`): a server that restarts takes a new one,
 --     so the storefront sees that these figures may be behind and restores them again;
 --   * tickets and admissions of earlier epochs are void (`reserve.lua` refuses them, and their
---     shoppers join again), so they leave `active` (with their caps and reservation notes)
---     and the head moves past every number
+--     shoppers join again), so they leave `active` (with their caps) and the head moves past every number
 --     taken so far: a Redis that restarted with its data would otherwise admit numbers whose
 --     shoppers hold no place any more, count them against the places to give until their
 --     session ran out, and the line would stand still. The head only moves forward;
@@ -47,7 +46,7 @@ local current = tonumber(redis.call('HGET', deal, 'epoch') or '-1')
 if current >= epoch then
   return 0
 end
-redis.call('DEL', deal, p .. 'active', p .. 'caps', p .. 'holds', p .. 'served')
+redis.call('DEL', deal, p .. 'active', p .. 'caps')
 local published = tonumber(ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('SET', p .. 'pre_count', ARGV[6])

@@ -239,6 +239,9 @@ fn verify_draw(args: VerifyDraw) -> ExitCode {
     }
 }
 
+/// How long after the start the pre-queue may close: a tick, or a restore in progress.
+const CLOSE_SLACK_MS: i64 = 15_000;
+
 /// `GET url`, read as JSON of type `T`.
 async fn fetch_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
@@ -268,6 +271,13 @@ async fn check_beacon(
             "the record says the pre-queue closed at {} ms, before the deal's start at {} ms: \
              an earlier round could have been known while shoppers still joined",
             beacon.after, starts_at_ms
+        ));
+    }
+    if beacon.after - starts_at_ms > CLOSE_SLACK_MS {
+        return Err(format!(
+            "the record says the pre-queue closed {:.1} s after the deal's start: the pre-queue \
+             closes within a tick of the start, and a later close could pick among rounds",
+            (beacon.after - starts_at_ms) as f64 / 1_000.0
         ));
     }
     let client = BeaconClient::default();

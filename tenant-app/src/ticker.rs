@@ -145,12 +145,14 @@ struct Publisher {
 
 impl Publisher {
     async fn step(&mut self, app: &App) -> Result<(), Error> {
-        let (drawn, redis_epoch) = {
+        let (drawn, redis_epoch, closed_at) = {
             let figures = app.figures.borrow();
-            (figures.drawn, figures.epoch)
+            (figures.drawn, figures.epoch, figures.closed_at)
         };
         if let (Some(size), false) = (drawn, self.size_recorded) {
-            let closed_at = app.deal().timeline.start.timestamp_millis();
+            // Redis restored without the moment: the start is when the pre-queue closed.
+            let closed_at =
+                closed_at.unwrap_or_else(|| app.deal().timeline.start.timestamp_millis());
             record::record_pre_queue(&app.db, size, closed_at).await?;
             self.size_recorded = true;
         }
@@ -201,59 +203,79 @@ impl Publisher {
     }
 }
 
-/// Follows the beacon until the draw's key is known: from the deal's start, the first round the
-/// beacon emits after it is fetched and recorded in PostgreSQL (the first replica's record is
-/// everyone's), or, past the beacon's patience after it was due, recorded as unavailable.
+/// Follows the beacon until the draw's key is known: once the pre-queue has closed, the first
+/// round the beacon emits after that moment is fetched and recorded in PostgreSQL (the first
+/// replica's record is everyone's), or, past the beacon's patience after it was due, recorded as
+/// unavailable. Asks nothing before the start, and backs off while the beacon fails.
 async fn beacon(app: Arc<App>) {
     let client = beacon::BeaconClient::default();
-    let mut failures: u64 = 0;
+    let mut chain = None;
+    let mut failures: u32 = 0;
     loop {
-        match settle_beacon(&app, &client).await {
+        let until_start = (app.deal().timeline.start - app.clock.now())
+            .to_std()
+            .unwrap_or_default();
+        if !until_start.is_zero() {
+            tokio::time::sleep(until_start.min(Duration::from_secs(5))).await;
+            continue;
+        }
+        match settle_beacon(&app, &client, &mut chain).await {
             Ok(true) => return,
             Ok(false) => failures = 0,
             Err(error) => {
-                if failures.is_multiple_of(20) {
+                if failures.is_multiple_of(10) {
                     tracing::warn!(%error, beacon = %app.draw_beacon, "cannot read the draw's beacon yet; retrying");
                 }
                 failures += 1;
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let backoff = Duration::from_millis(250) * 2u32.pow(failures.min(3));
+        tokio::time::sleep(backoff).await;
     }
 }
 
-/// One look at the beacon: true once the draw's key is known.
-async fn settle_beacon(app: &App, client: &beacon::BeaconClient) -> Result<bool, Error> {
+/// One look at the beacon: true once the draw's key is known. The chain's timing is read once.
+async fn settle_beacon(
+    app: &App,
+    client: &beacon::BeaconClient,
+    chain: &mut Option<beacon::Chain>,
+) -> Result<bool, Error> {
     let now_ms = app.clock.now().timestamp_millis();
     let mut recorded = db::beacon_drawn(&app.db).await?;
     // The round follows the pre-queue's close as recorded with its size, never the schedule
     // as it may read later.
-    let Some(start_ms) = recorded.3.filter(|closed| *closed < now_ms) else {
+    let Some(closed_ms) = recorded.3.filter(|closed| *closed < now_ms) else {
         return Ok(false);
     };
     if recorded.1.is_none() && !recorded.2 {
-        let due = now_ms - app.beacon_patience.as_millis() as i64;
+        let patience = app.beacon_patience.as_millis() as i64;
         let fetched = async {
-            let chain = client.chain(&app.draw_beacon).await?;
-            let round = chain.round_after(start_ms);
-            if now_ms < chain.emitted_ms(round) {
-                return Ok((None, chain.emitted_ms(round)));
+            let known = match chain {
+                Some(known) => *known,
+                None => *chain.insert(client.chain(&app.draw_beacon).await?),
+            };
+            let round = known.round_after(closed_ms);
+            if now_ms < known.emitted_ms(round) {
+                return Ok(None);
             }
-            Ok::<_, Error>((
+            Ok::<_, Error>(
                 client
                     .round(&app.draw_beacon, round)
                     .await?
                     .map(|r| (round, r)),
-                chain.emitted_ms(round),
-            ))
+            )
         }
         .await;
+        // Patience counts from when the round was due (from the close while the chain's
+        // timing is unknown).
+        let due = chain.map_or(closed_ms, |c| c.emitted_ms(c.round_after(closed_ms)));
+        let waited_out = now_ms - due > patience;
         recorded = match fetched {
-            Ok((Some((round, randomness)), _)) => {
+            Ok(Some((round, randomness))) => {
                 db::record_beacon(&app.db, Some((round, &randomness))).await?
             }
-            Ok((None, emitted)) if emitted >= due => return Ok(false),
-            Err(error) if start_ms >= due => return Err(error),
+            Ok(None) if !waited_out => return Ok(false),
+            Err(error) if !waited_out => return Err(error),
             _ => {
                 tracing::warn!(
                     beacon = %app.draw_beacon,
@@ -438,7 +460,7 @@ async fn tick(
     flush_marks(app, App::window(&deal)).await;
     let mut figures = app.queue.snapshot(now_ms).await?;
     if now >= deal.timeline.start && figures.drawn.is_none() && figures.restored {
-        if let Some(drawn) = app.queue.open().await? {
+        if let Some(drawn) = app.queue.open(now_ms).await? {
             tracing::info!(
                 pre_queue = drawn,
                 "the deal started: the pre-queue's size is fixed and its draw revealed"

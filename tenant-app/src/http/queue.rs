@@ -183,22 +183,12 @@ pub fn checked_ticket(
 /// What the shopper holding `ticket` is told about the queue right now. A waiting shopper's
 /// answer costs no Redis call: their place comes from the ticket and the figures this replica
 /// reads a few times a second. Only once the line reaches their place (or without a ticket) is
-/// Redis asked whether they are admitted and what they own.
+/// Redis asked whether they are admitted and what they own. A shopper who holds a place is
+/// marked as still there (see [`liveness`]).
 pub async fn status_of(
     app: &App,
     shopper: &Shopper,
     ticket: Option<&Ticket>,
-) -> Result<QueueStatus, ApiError> {
-    status_marking(app, shopper, ticket, true).await
-}
-
-/// [`status_of`], marking the shopper as still there when `mark` (a number just taken needs no
-/// mark: admission presumes it present for a whole window).
-async fn status_marking(
-    app: &App,
-    shopper: &Shopper,
-    ticket: Option<&Ticket>,
-    mark: bool,
 ) -> Result<QueueStatus, ApiError> {
     let now = app.clock.now();
     let now_ms = now.timestamp_millis();
@@ -238,7 +228,7 @@ async fn status_marking(
                 .owned,
         ),
     };
-    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket), true) = (place, ticket, mark) {
+    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket)) = (place, ticket) {
         let window = liveness::window_of(now_ms, App::window(&deal));
         app.marks.mark(window, ticket.number);
     }
@@ -390,16 +380,7 @@ async fn join_queue(
         ));
     }
     check_challenge(app, shopper, headers)?;
-    let joined = app
-        .queue
-        .join(
-            &shopper.id,
-            shopper.limit,
-            now.timestamp_millis(),
-            App::window(&deal),
-        )
-        .await?;
-    let (number, owned, epoch) = match joined {
+    let (number, owned, epoch) = match app.queue.join(&shopper.id, shopper.limit).await? {
         Joined::AtLimit => {
             return Err(ApiError::conflict(
                 "over_limit",
@@ -429,7 +410,9 @@ async fn join_queue(
         issued_ms: now.timestamp_millis(),
     };
     let token = ticket.sign(&app.signer);
-    let mut status = status_marking(app, shopper, Some(&ticket), false).await?;
+    // Seen now: the number is marked with this replica's next flush (admission presumes a
+    // number this young present until then).
+    let mut status = status_of(app, shopper, Some(&ticket)).await?;
     status.queue_ticket = Some(token.clone());
     Ok((status, Some(token)))
 }

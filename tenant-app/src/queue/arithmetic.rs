@@ -29,6 +29,8 @@ pub struct Figures {
     pub head: u64,
     /// The pre-queue's size once it is drawn (at the start).
     pub drawn: Option<u64>,
+    /// When the pre-queue closed (Unix ms, the deal's clock), once it has.
+    pub closed_at: Option<i64>,
     /// How fast the head has been moving lately.
     pub pace: Option<Pace>,
 }

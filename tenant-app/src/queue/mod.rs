@@ -151,22 +151,14 @@ impl Queue {
         }
     }
 
-    /// Takes a join number for the shopper, marked live in the window `now_ms` falls in.
-    pub async fn join(
-        &self,
-        shopper: &str,
-        limit: u32,
-        now_ms: i64,
-        window: Duration,
-    ) -> Result<Joined, Error> {
+    /// Takes a join number for the shopper.
+    pub async fn join(&self, shopper: &str, limit: u32) -> Result<Joined, Error> {
         let (state, number, owned, epoch): (String, u64, u32, i64) = self
             .scripts
             .join
             .key(&self.prefix)
             .arg(shopper)
             .arg(limit)
-            .arg(now_ms)
-            .arg(window.as_millis() as i64)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match state.as_str() {
@@ -189,9 +181,9 @@ impl Queue {
             .arg(now_ms)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        let [epoch, total, sold, reserved, active, taken, head, drawn] = n[..] else {
+        let [epoch, total, sold, reserved, active, taken, head, drawn, closed_at] = n[..] else {
             return Err(Error::Redis(format!(
-                "snapshot.lua answered {} numbers, expected 8",
+                "snapshot.lua answered {} numbers, expected 9",
                 n.len()
             )));
         };
@@ -211,6 +203,7 @@ impl Queue {
             epoch,
             head,
             drawn: (drawn >= 0).then_some(drawn as u64),
+            closed_at: (closed_at >= 0).then_some(closed_at),
             pace: None,
         })
     }
@@ -255,12 +248,14 @@ impl Queue {
         Ok(())
     }
 
-    /// Fixes the pre-queue's size at the start; `None` when that already happened.
-    pub async fn open(&self) -> Result<Option<u64>, Error> {
+    /// Fixes the pre-queue's size at the start, closing it at `now_ms`; `None` when that
+    /// already happened.
+    pub async fn open(&self, now_ms: i64) -> Result<Option<u64>, Error> {
         let drawn: i64 = self
             .scripts
             .open
             .key(&self.prefix)
+            .arg(now_ms)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok((drawn >= 0).then_some(drawn as u64))
