@@ -164,7 +164,7 @@ async fn fetch_text(front: &Storefront, path: &str) -> Result<String, Error> {
         .map_err(Error::http(what))
 }
 
-/// The fairness record once the seed is revealed.
+/// The fairness record once the seed is revealed and the draw keyed (its beacon round recorded).
 async fn revealed(front: &Storefront, limit: Duration) -> Result<Fairness, Error> {
     let deadline = Instant::now() + limit;
     loop {
@@ -172,7 +172,11 @@ async fn revealed(front: &Storefront, limit: Duration) -> Result<Fairness, Error
         let record: Fairness = serde_json::from_str(&text).map_err(|e| {
             Error::Unexpected(format!("/api/fairness is not a record ({e}): {text}"))
         })?;
-        if record.seed.is_some() {
+        let keyed = record
+            .beacon
+            .as_ref()
+            .is_none_or(|b| b.randomness.is_some() || b.unavailable);
+        if record.seed.is_some() && keyed {
             return Ok(record);
         }
         if Instant::now() > deadline {

@@ -21,10 +21,10 @@
 --   * no admission goes to a shopper who left: a number is admitted only if it never left
 --     (bitmap `left`, set by a leave and never cleared, so a mark that arrives late cannot undo
 --     it) and its holder was seen in this liveness window or the last (bitmaps `live:<window>`,
---     indexed by join number), or it was taken in the last two seconds, before the joining
---     replica's marks could be flushed (`taken:<second>` holds `seq` as each second began;
---     missing, nothing is presumed); everyone else is passed over, so leavers never stall the
---     line;
+--     indexed by join number), or it was taken within the last poll gap (half a window), before
+--     its holder's first poll was due (`taken:<second>` holds `seq` as each second began; the
+--     oldest within the gap counts, and with none nothing is presumed); everyone else is
+--     passed over, so leavers never stall the line;
 --   * every admission is staged for the admission log, in order: one line per step,
 --     `<epoch>|<now> <place>:<number> ...`, which the replicas publish to PostgreSQL
 --     (`queue/record.rs`); the epoch tells a line made before a restore from one made after.
@@ -59,9 +59,10 @@ local stock = redis.call('HMGET', p .. 'deal', 'epoch', 'total', 'sold', 'reserv
 local line = redis.call('MGET', p .. 'seq', p .. 'head', p .. 'pre_count', p .. 'clock')
 local figures = {stock[1], stock[2], stock[3], stock[4], line[1], line[2], line[3], line[4]}
 local head = tonumber(figures[6] or '0')
--- Where the numbers stood as each second began: those taken since two seconds ago are young.
-local second = math.floor(now / 1000)
-redis.call('SET', p .. 'taken:' .. second, figures[5] or '0', 'NX', 'PX', 5000)
+-- Where the numbers stood as each second began: those taken within the last poll gap (half a
+-- window, when the join's answer tells the shopper to poll at the latest) are young.
+local second, gap = math.floor(now / 1000), math.ceil(window / 2000)
+redis.call('SET', p .. 'taken:' .. second, figures[5] or '0', 'NX', 'PX', (gap + 3) * 1000)
 if not figures[1] or not figures[7] then
   return {0, head, active, 0, 0}
 end
@@ -105,7 +106,16 @@ end
 
 local w = math.floor(now / window)
 local current, previous, left = p .. 'live:' .. w, p .. 'live:' .. (w - 1), p .. 'left'
-local young = tonumber(redis.call('GET', p .. 'taken:' .. (second - 2)) or tostring(seq))
+-- The oldest record within the gap (after a start or a restore, the first one there is).
+local since = {}
+for s = second - gap, second do since[#since + 1] = p .. 'taken:' .. s end
+local young = seq
+for _, taken in ipairs(redis.call('MGET', unpack(since))) do
+  if taken then
+    young = tonumber(taken)
+    break
+  end
+end
 local function present(number)
   return (number > young
     or redis.call('GETBIT', current, number) == 1

@@ -3,10 +3,10 @@
 -- Invariant: every number is taken once (one INCR), so no two tickets share a place, and
 -- numbers grow in arrival order, which is the order of the line after the start. Numbers taken
 -- before the start belong to the pre-queue (`open.lua` fixes how many); their places are drawn.
--- Nothing is stored per shopper: the number goes back to the shopper inside a signed ticket, and
--- the joining replica marks it live with its next flush (`admit.lua` presumes a number taken
--- in the last two seconds present until then). While the stock figures are being restored (the
--- deal's hash has no `epoch`) no number is taken.
+-- Nothing is stored per shopper: the number goes back to the shopper inside a signed ticket
+-- (`admit.lua` presumes a number present until its holder's first poll is due, which marks it).
+-- While the stock figures are being restored (the deal's hash has no `epoch`) no number is
+-- taken.
 --
 -- KEYS[1]  key prefix of the deal
 -- ARGV[1]  shopper id

@@ -216,7 +216,8 @@ async fn beacon(app: Arc<App>) {
             .to_std()
             .unwrap_or_default();
         if !until_start.is_zero() {
-            tokio::time::sleep(until_start.min(Duration::from_secs(5))).await;
+            // A second at a time: the start may be moved.
+            tokio::time::sleep(until_start.min(Duration::from_secs(1))).await;
             continue;
         }
         match settle_beacon(&app, &client, &mut chain).await {

@@ -190,6 +190,17 @@ pub async fn status_of(
     shopper: &Shopper,
     ticket: Option<&Ticket>,
 ) -> Result<QueueStatus, ApiError> {
+    status_marking(app, shopper, ticket, true).await
+}
+
+/// [`status_of`], marking the shopper as still there when `mark` (a number just taken needs no
+/// mark: admission presumes it present until its first poll is due).
+async fn status_marking(
+    app: &App,
+    shopper: &Shopper,
+    ticket: Option<&Ticket>,
+    mark: bool,
+) -> Result<QueueStatus, ApiError> {
     let now = app.clock.now();
     let now_ms = now.timestamp_millis();
     let deal = app.deal();
@@ -228,7 +239,7 @@ pub async fn status_of(
                 .owned,
         ),
     };
-    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket)) = (place, ticket) {
+    if let (Place::PreQueue | Place::Waiting { .. }, Some(ticket), true) = (place, ticket, mark) {
         let window = liveness::window_of(now_ms, App::window(&deal));
         app.marks.mark(window, ticket.number);
     }
@@ -410,9 +421,7 @@ async fn join_queue(
         issued_ms: now.timestamp_millis(),
     };
     let token = ticket.sign(&app.signer);
-    // Seen now: the number is marked with this replica's next flush (admission presumes a
-    // number this young present until then).
-    let mut status = status_of(app, shopper, Some(&ticket)).await?;
+    let mut status = status_marking(app, shopper, Some(&ticket), false).await?;
     status.queue_ticket = Some(token.clone());
     Ok((status, Some(token)))
 }
