@@ -3,7 +3,7 @@
 //! the final figures of every deleted deal, kept where they outlive the hour an Event lasts.
 //!
 //! The operator connects with the platform URL (from its Secret), which must be allowed to create
-//! roles and schemas. Role and schema names come from `resources::schema_name` (lowercase letters,
+//! roles and schemas. Role and schema names come from `timedeal_api::storage` (lowercase letters,
 //! digits and underscores) and passwords from `generate` (letters and digits), so quoting them
 //! into statements is safe.
 
@@ -25,7 +25,34 @@ pub enum DatabaseError {
     Statement { what: String, error: String },
     #[error("the platform PostgreSQL did not answer within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the PostgreSQL role and schema {schema} belong to the deal {owner} (uid {uid}); they are \
+         not handed to another deal"
+    )]
+    Taken {
+        schema: String,
+        owner: String,
+        uid: String,
+    },
+    #[error("{0}")]
+    Enter(#[from] timedeal_api::storage::EnterError),
 }
+
+/// The deal a role and schema are set up for.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// Which deal each role and schema was made for: a name is handed out once.
+const REGISTRY_DDL: [&str; 2] = [
+    "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
+    "CREATE TABLE IF NOT EXISTS timedeal_platform.deal_schemas (\
+     schema text PRIMARY KEY, uid text NOT NULL, namespace text NOT NULL, name text NOT NULL, \
+     claimed_at timestamptz NOT NULL DEFAULT now())",
+];
 
 /// The one call deadline of every statement.
 const CALL: Duration = Duration::from_secs(5);
@@ -70,13 +97,15 @@ impl Database {
     }
 
     /// Makes `role` a login role with `password` that owns the schema of the same name and
-    /// everything in it, and nothing else. Idempotent: run again, it sets the password again and
-    /// takes over what an older release created in the schema as the platform user.
+    /// everything in it, and nothing else, for `owner` alone: a name registered to another deal
+    /// is refused. Idempotent: run again, it sets the password again and takes over what an
+    /// older release created in the schema as the platform user.
     pub async fn ensure_tenant(
         &self,
         url: &str,
         role: &str,
         password: &str,
+        owner: Owner<'_>,
     ) -> Result<(), DatabaseError> {
         let pool = self.pool(url).await?;
         // Roles are the server's, not the database's: a setup racing another database's on the
@@ -84,7 +113,8 @@ impl Database {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.setup_tenant(&pool, role, password).await {
+            match self.setup_tenant(&pool, role, password, owner).await {
+                Err(error @ DatabaseError::Taken { .. }) => return Err(error),
                 Err(error) if attempt < 3 => {
                     tracing::debug!(%error, "setting up a deal's role again");
                 }
@@ -98,7 +128,11 @@ impl Database {
         pool: &PgPool,
         role: &str,
         password: &str,
+        owner: Owner<'_>,
     ) -> Result<(), DatabaseError> {
+        if !timedeal_api::storage::is_plain_schema(role) {
+            return Err(timedeal_api::storage::EnterError::NotPlain(role.to_owned()).into());
+        }
         let work = async {
             let mut tx = pool.begin().await.map_err(statement("begin"))?;
             // One deal's setup at a time, across operator replicas and restarts.
@@ -107,6 +141,37 @@ impl Database {
                 .execute(&mut *tx)
                 .await
                 .map_err(statement("lock"))?;
+            for sql in REGISTRY_DDL {
+                sqlx::query(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(statement("create the schema registry"))?;
+            }
+            sqlx::query(
+                "INSERT INTO timedeal_platform.deal_schemas (schema, uid, namespace, name) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (schema) DO NOTHING",
+            )
+            .bind(role)
+            .bind(owner.uid)
+            .bind(owner.namespace)
+            .bind(owner.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(statement("register the deal's schema"))?;
+            let (uid, namespace, name): (String, String, String) = sqlx::query_as(
+                "SELECT uid, namespace, name FROM timedeal_platform.deal_schemas WHERE schema = $1",
+            )
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(statement("read the schema's registration"))?;
+            if uid != owner.uid {
+                return Err(DatabaseError::Taken {
+                    schema: role.to_owned(),
+                    owner: format!("{namespace}/{name}"),
+                    uid,
+                });
+            }
             // Roles belong to the whole server, so another database's operator may create the
             // same one meanwhile: whoever comes second sets the password instead.
             let attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
@@ -161,16 +226,19 @@ impl Database {
     }
 
     /// Deletes the deal's personal data from its schema (see `timedeal_api::personal_data`):
-    /// retention is over, and the storefront that would have done it is scaled to zero.
+    /// retention is over, and the storefront that would have done it is scaled to zero. Runs as
+    /// the deal's own role, and not at all when the schema holds code the deal could have made.
     pub async fn erase_personal_data(&self, url: &str, schema: &str) -> Result<(), DatabaseError> {
+        use timedeal_api::storage::{enter, Hold};
         let pool = self.pool(url).await?;
         bounded(async {
             let mut tx = pool.begin().await.map_err(statement("begin"))?;
-            // `schema` is a plain name (see the module's note); SET LOCAL ends with the transaction.
-            sqlx::query(&format!("SET LOCAL search_path TO \"{schema}\""))
-                .execute(&mut *tx)
-                .await
-                .map_err(statement("enter the deal's schema"))?;
+            let held: Vec<(&str, Hold)> = timedeal_api::personal_data::TABLES
+                .iter()
+                .chain(&["personal_data_deleted"])
+                .map(|table| (*table, Hold::Write))
+                .collect();
+            enter(&mut tx, schema, &held).await?;
             sqlx::query(timedeal_api::personal_data::ERASE)
                 .execute(&mut *tx)
                 .await
@@ -181,16 +249,32 @@ impl Database {
         .await
     }
 
-    /// The deal is gone: its role may no longer log in. Its schema (the orders) stays.
-    pub async fn retire_tenant(&self, url: &str, role: &str) -> Result<(), DatabaseError> {
+    /// The deal is gone: its role may no longer log in. Its schema (the orders) stays. A role
+    /// registered to another deal is left as it is.
+    pub async fn retire_tenant(
+        &self,
+        url: &str,
+        role: &str,
+        uid: &str,
+    ) -> Result<(), DatabaseError> {
         let pool = self.pool(url).await?;
         bounded(async {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                    .bind(role)
-                    .fetch_one(&pool)
+            for sql in REGISTRY_DDL {
+                sqlx::query(sql)
+                    .execute(&pool)
                     .await
-                    .map_err(statement("look for the role"))?;
+                    .map_err(statement("create the schema registry"))?;
+            }
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM timedeal_platform.deal_schemas \
+                   WHERE schema = $1 AND uid <> $2)",
+            )
+            .bind(role)
+            .bind(uid)
+            .fetch_one(&pool)
+            .await
+            .map_err(statement("look for the role"))?;
             if exists {
                 sqlx::query(&format!("ALTER ROLE \"{role}\" NOLOGIN"))
                     .execute(&pool)

@@ -518,8 +518,10 @@ async fn each_deals_credentials_reach_its_own_orders_and_nothing_else() {
     assert!(!ours.contains("postgres@") && !theirs.contains("postgres@"));
 
     // Each storefront migrates and works in its own schema with nothing but its own role.
-    let own_schema = "td_acme_audio_winter_headphones";
-    let rival_schema = "td_rival_shop_rival_sale";
+    let schema_of = |td: TimeDeal| td.status.unwrap().schema.unwrap();
+    let own_schema = &schema_of(h.deal().await);
+    let rival_schema = &schema_of(rivals.get("rival-sale").await.unwrap());
+    assert_ne!(own_schema, rival_schema);
     timedeal_tenant_app::db::connect(&ours, own_schema)
         .await
         .unwrap();
@@ -745,4 +747,88 @@ async fn taking_approval_back_from_a_deal_built_before_pinning_suspends_it_too()
     let td = h.deal().await;
     assert_eq!(phase(&td), Phase::Suspended);
     assert_eq!(condition(&td, "Ready").reason, "ApprovalRevoked");
+}
+
+#[tokio::test]
+async fn deals_whose_names_collide_never_share_a_schema_or_a_role() {
+    // `acme-audio`/`winter-headphones` and `acme`/`audio-winter-headphones` were both
+    // `td_acme_audio_winter_headphones`.
+    let legacy = timedeal_api::storage::schema_name(NS, NAME);
+    assert_eq!(
+        legacy,
+        timedeal_api::storage::schema_name("acme", "audio-winter-headphones")
+    );
+    let h = Harness::with_companies(
+        sample(),
+        vec![
+            common::company("acme-audio", NS, true),
+            common::company("acme", "acme", true),
+        ],
+    )
+    .await;
+    h.settle().await;
+    let mut rival = sample();
+    rival.metadata.name = Some("audio-winter-headphones".into());
+    rival.metadata.namespace = Some("acme".into());
+    rival.spec.ingress.host = "rival.deals.example.com".into();
+    let rivals: Api<TimeDeal> = Api::namespaced(h.client.clone(), "acme");
+    rivals.create(&Default::default(), &rival).await.unwrap();
+    let reconcile_rival = || async {
+        let td = rivals.get("audio-winter-headphones").await.unwrap();
+        reconcile::reconcile(Arc::new(DeserializeGuard(Ok(td))), h.ctx.clone()).await
+    };
+    for _ in 0..2 {
+        reconcile_rival().await.unwrap();
+    }
+    let own = h.deal().await.status.unwrap().schema.unwrap();
+    let theirs = rivals
+        .get("audio-winter-headphones")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .schema
+        .unwrap();
+    assert_ne!(own, theirs);
+    assert_ne!(
+        tenant_url(&h, NS, NAME).await,
+        tenant_url(&h, "acme", "audio-winter-headphones").await
+    );
+
+    // A deal set up by an older release keeps its name, and the registry gives it to one deal
+    // only: the other is refused, and says whose it is, rather than resetting its password.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&h.platform)
+        .await
+        .unwrap();
+    let own_uid = h.deal().await.metadata.uid.unwrap();
+    sqlx::query(
+        "INSERT INTO timedeal_platform.deal_schemas (schema, uid, namespace, name) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&legacy)
+    .bind(&own_uid)
+    .bind(NS)
+    .bind(NAME)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    rivals
+        .patch_status(
+            "audio-winter-headphones",
+            &Default::default(),
+            &Patch::Merge(json!({"status": {"schema": null, "observedGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    let refused = reconcile_rival().await.unwrap_err().to_string();
+    assert!(
+        refused.contains(&legacy) && refused.contains(&format!("{NS}/{NAME}")),
+        "{refused}"
+    );
+    let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+        .bind(&legacy)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(roles, 0, "no role was made or changed under the taken name");
 }

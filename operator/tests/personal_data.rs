@@ -9,13 +9,12 @@ use common::harness::*;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sqlx::{Connection, PgConnection};
 
-const SCHEMA: &str = "td_acme_audio_winter_headphones";
-
-/// The deal's schema as its storefront's own migrations build it, with one order, its delivery
-/// details and one reminder address.
-async fn storefront_schema_with_personal_data(platform: &str) -> PgConnection {
-    let mut db = PgConnection::connect(platform).await.unwrap();
-    sqlx::raw_sql(&format!("SET search_path TO {SCHEMA}"))
+/// The deal's schema as its storefront's own migrations build it, connected as the deal's role
+/// as the storefront is, with one order, its delivery details and one reminder address.
+async fn storefront_schema_with_personal_data(h: &Harness) -> (String, PgConnection) {
+    let schema = h.deal().await.status.unwrap().schema.unwrap();
+    let mut db = PgConnection::connect(&h.platform).await.unwrap();
+    sqlx::raw_sql(&format!("SET ROLE {schema}; SET search_path TO {schema}"))
         .execute(&mut db)
         .await
         .unwrap();
@@ -42,11 +41,11 @@ async fn storefront_schema_with_personal_data(platform: &str) -> PgConnection {
     .execute(&mut db)
     .await
     .unwrap();
-    db
+    (schema, db)
 }
 
 async fn count(db: &mut PgConnection, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {SCHEMA}.{table}"))
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
         .fetch_one(db)
         .await
         .unwrap()
@@ -57,7 +56,7 @@ async fn retention_deletes_personal_data_though_the_storefront_is_scaled_to_zero
     let h = Harness::new(sample()).await;
     h.settle().await;
     h.storefront_ready(2).await;
-    let mut db = storefront_schema_with_personal_data(&h.platform).await;
+    let (_, mut db) = storefront_schema_with_personal_data(&h).await;
 
     // Ended, retention not over yet: everything stays.
     h.clock.set(h.at(61));
@@ -97,6 +96,58 @@ async fn retention_deletes_personal_data_though_the_storefront_is_scaled_to_zero
         h.deal().await.status.unwrap().personal_data_deleted_at,
         deleted_at
     );
+}
+
+#[tokio::test]
+async fn a_trigger_the_deal_adds_never_runs_with_the_platforms_rights_at_erasure() {
+    let h = Harness::new(sample()).await;
+    h.settle().await;
+    h.storefront_ready(2).await;
+    let (schema, mut db) = storefront_schema_with_personal_data(&h).await;
+    // The deal's role owns its tables, so code it runs can add a trigger for the erasure.
+    sqlx::raw_sql(
+        "CREATE TABLE loot (who text); \
+         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           INSERT INTO loot VALUES (current_user); RETURN OLD; END $$; \
+         CREATE TRIGGER note BEFORE DELETE ON deliveries FOR EACH ROW EXECUTE FUNCTION note();",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    h.clock.set(h.at(60 + 7 * 24 * 60));
+    h.reconcile().await.unwrap();
+    assert_eq!(count(&mut db, "loot").await, 0, "the trigger never ran");
+    assert_eq!(
+        count(&mut db, "deliveries").await,
+        1,
+        "nothing was run in it"
+    );
+    assert!(h
+        .deal()
+        .await
+        .status
+        .unwrap()
+        .personal_data_deleted_at
+        .is_none());
+
+    // Once it is gone the erasure runs, as the deal's role.
+    sqlx::raw_sql("DROP TRIGGER note ON deliveries; DROP FUNCTION note();")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    h.clock.advance(chrono::Duration::minutes(1));
+    h.reconcile().await.unwrap();
+    assert_eq!(count(&mut db, "deliveries").await, 0);
+    assert_eq!(count(&mut db, "reminders").await, 0);
+    let owner: String = sqlx::query_scalar(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = 'loot'",
+    )
+    .bind(&schema)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(owner, schema);
 }
 
 #[tokio::test]

@@ -126,11 +126,11 @@ async fn an_approved_deal_gets_every_child_owned_labelled_and_wired() {
         .unwrap()
         .iter()
         .find(|e| e.name == "TIMEDEAL_POSTGRES_SCHEMA");
-    assert_eq!(
-        schema.and_then(|e| e.value.as_deref()),
-        Some("td_acme_audio_winter_headphones"),
-        "each deal gets its own schema"
-    );
+    // Each deal gets a schema no other deal can have: from its UID, recorded in its status.
+    let td = h.deal().await;
+    let own = timedeal_api::storage::schema_for_uid(td.metadata.uid.as_deref().unwrap()).unwrap();
+    assert_eq!(schema.and_then(|e| e.value.as_deref()), Some(own.as_str()));
+    assert_eq!(td.status.unwrap().schema.as_deref(), Some(own.as_str()));
     assert!(app.readiness_probe.is_some() && app.liveness_probe.is_some());
     let resources = app.resources.as_ref().unwrap();
     assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "500m");
@@ -154,10 +154,8 @@ async fn an_approved_deal_gets_every_child_owned_labelled_and_wired() {
     assert_eq!(password.len(), 32);
     assert_eq!(
         postgres_url,
-        h.platform.replace(
-            "postgres@",
-            &format!("td_acme_audio_winter_headphones:{password}@")
-        )
+        h.platform
+            .replace("postgres@", &format!("{own}:{password}@"))
     );
     let redis_url = String::from_utf8(keys["redis-url"].0.clone()).unwrap();
     assert!(redis_url.contains(std::str::from_utf8(&redis["password"].0).unwrap()));

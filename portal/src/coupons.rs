@@ -1,6 +1,6 @@
 //! Redeeming a coupon deal's codes, in the deal's schema of the platform PostgreSQL (read and
-//! written as the platform user, a member of the deal's role; which deal is the caller's is
-//! checked before this is reached).
+//! written as the deal's own role, entered from the platform connection, which is a member of it;
+//! which deal is the caller's is checked before this is reached).
 //!
 //! Redemption is one conditional UPDATE of the order's row: it takes effect only while the
 //! order is confirmed, the code unredeemed and still valid. Two redemptions racing, or a
@@ -10,7 +10,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use timedeal_api::storage::schema_name;
 
 /// A code redeemed just now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -41,8 +40,12 @@ pub enum Refusal {
         "coupon {code} belongs to order {order_id}, which was cancelled; it cannot be redeemed"
     )]
     Cancelled { code: String, order_id: i64 },
-    #[error("the deal's orders cannot be reached: {0}")]
+    #[error(
+        "the deal's orders cannot be reached just now; nothing was changed. Try again in a minute"
+    )]
     Database(String),
+    #[error("the deal's orders are held back: {0}")]
+    Refused(String),
 }
 
 /// An order's id, status, redemption time and validity.
@@ -52,17 +55,28 @@ fn at(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Redeems `typed` (as a person typed it) for the deal `namespace/name`, once.
-pub async fn redeem(
-    pool: &PgPool,
-    namespace: &str,
-    name: &str,
-    typed: &str,
-) -> Result<Redeemed, Refusal> {
+/// Redeems `typed` (as a person typed it) in the deal whose schema is `schema`, once.
+pub async fn redeem(pool: &PgPool, schema: &str, typed: &str) -> Result<Redeemed, Refusal> {
+    use timedeal_api::storage::{enter, EnterError, Hold};
     let code = timedeal_api::coupon::normalize(typed)
         .ok_or_else(|| Refusal::Malformed(typed.chars().take(40).collect()))?;
-    let schema = schema_name(namespace, name);
     let database = |e: sqlx::Error| Refusal::Database(e.to_string());
+    let mut tx = pool.begin().await.map_err(database)?;
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(database)?;
+    if !schema_exists {
+        // A deal that never took an order has no schema yet: no code is its.
+        return Err(Refusal::Unknown(code));
+    }
+    match enter(&mut tx, schema, &[("orders", Hold::Write)]).await {
+        Ok(()) => {}
+        Err(EnterError::Database(e)) => return Err(database(e)),
+        Err(refused) => return Err(Refusal::Refused(refused.to_string())),
+    }
     let redeemed: Option<(i64, i32, DateTime<Utc>)> = match sqlx::query_as(&format!(
         "UPDATE \"{schema}\".orders SET coupon_redeemed_at = now() \
          WHERE coupon_code = $1 AND status = 'confirmed' AND coupon_redeemed_at IS NULL \
@@ -70,7 +84,7 @@ pub async fn redeem(
          RETURNING id, quantity, coupon_redeemed_at"
     ))
     .bind(&code)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     {
         Ok(found) => found,
@@ -81,6 +95,7 @@ pub async fn redeem(
         Err(e) => return Err(database(e)),
     };
     if let Some((order_id, quantity, redeemed_at)) = redeemed {
+        tx.commit().await.map_err(database)?;
         return Ok(Redeemed {
             code,
             order_id,
@@ -94,7 +109,7 @@ pub async fn redeem(
              WHERE coupon_code = $1"
     ))
     .bind(&code)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(database)?;
     Err(match found {
@@ -124,6 +139,7 @@ impl Refusal {
             Refusal::Expired { .. } => "expired",
             Refusal::Cancelled { .. } => "order_cancelled",
             Refusal::Database(_) => "unavailable",
+            Refusal::Refused(_) => "held_back",
         }
     }
 
@@ -136,6 +152,7 @@ impl Refusal {
             | Refusal::Expired { .. }
             | Refusal::Cancelled { .. } => 409,
             Refusal::Database(_) => 503,
+            Refusal::Refused(_) => 409,
         }
     }
 }

@@ -7,7 +7,6 @@
 use axum::body::{Body, Bytes};
 use futures::StreamExt;
 use sqlx::{PgPool, Row};
-use timedeal_api::storage::schema_name;
 use tracing::warn;
 
 /// The header row; one line per order follows. The delivery columns are filled for shipping
@@ -189,32 +188,38 @@ pub fn csv_line(order: &ExportedOrder) -> String {
     line
 }
 
-/// The orders of the deal `namespace/name`, as a streamed body in `format`. A deal that has
-/// taken no order yet (its schema or table not made yet) gives the header (or `[]`) alone.
-pub fn orders(pool: PgPool, namespace: &str, name: &str, format: Format) -> Body {
-    let schema = schema_name(namespace, name);
+/// The orders of the deal whose schema is `schema`, as a streamed body in `format`, read as the
+/// deal's own role (see `timedeal_api::storage::enter`). A deal that has taken no order yet (its
+/// schema or table not made yet) gives the header (or `[]`) alone. Refused before the first byte
+/// when the schema holds code the deal made.
+pub async fn orders(
+    pool: PgPool,
+    schema: String,
+    format: Format,
+) -> Result<Body, timedeal_api::storage::EnterError> {
+    use timedeal_api::storage::{enter, Hold};
+    let mut db = pool.begin().await?;
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&schema)
+            .fetch_one(&mut *db)
+            .await?;
+    if schema_exists {
+        let held = [
+            ("orders", Hold::Read),
+            ("payments", Hold::Read),
+            ("deliveries", Hold::Read),
+        ];
+        enter(&mut db, &schema, &held).await?;
+    }
+    let exists = |table: &str| {
+        sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
+            .bind(format!("\"{schema}\".{table}"))
+    };
+    let orders = exists("orders").fetch_one(&mut *db).await?.is_some();
+    let deliveries = exists("deliveries").fetch_one(&mut *db).await?.is_some();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
-        let exists = |table: String| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
-                    .bind(table)
-                    .fetch_one(&pool)
-                    .await
-                    .map(|found| found.is_some())
-            }
-        };
-        let (orders, deliveries) = match (
-            exists(format!("\"{schema}\".orders")).await,
-            exists(format!("\"{schema}\".deliveries")).await,
-        ) {
-            (Ok(orders), Ok(deliveries)) => (orders, deliveries),
-            (Err(e), _) | (_, Err(e)) => {
-                let _ = tx.send(Err(std::io::Error::other(e))).await;
-                return;
-            }
-        };
         let mut buffer = String::with_capacity(CHUNK + 512);
         let mut first = true;
         buffer.push_str(match format {
@@ -247,7 +252,7 @@ pub fn orders(pool: PgPool, namespace: &str, name: &str, format: Format) -> Body
                  LEFT JOIN \"{schema}\".payments p ON p.order_id = o.id {join} \
                  ORDER BY o.id"
             );
-            let mut rows = sqlx::query(&sql).fetch(&pool);
+            let mut rows = sqlx::query(&sql).fetch(&mut *db);
             while let Some(row) = rows.next().await {
                 let order = match row.and_then(|row| exported(&row)) {
                     Ok(order) => order,
@@ -285,9 +290,10 @@ pub fn orders(pool: PgPool, namespace: &str, name: &str, format: Format) -> Body
             let _ = tx.send(Ok(Bytes::from(buffer))).await;
         }
     });
-    Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    Ok(Body::from_stream(futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
 }
 
 #[cfg(test)]

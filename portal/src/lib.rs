@@ -238,6 +238,10 @@ impl Portal {
 
     /// The Company an account belongs to, as the API server holds it.
     pub async fn company(&self, name: &str) -> Result<Option<Company>, PortalError> {
+        // No Company can have a name that is not a label; such a name reaches no call.
+        if !timedeal_api::is_dns_label(name) {
+            return Ok(None);
+        }
         Api::<Company>::all(self.client.clone())
             .get_opt(name)
             .await

@@ -37,23 +37,13 @@ async fn coupon_deal(portal: &PortalServer, company: &Browser) -> (String, Strin
         timedeal_api::Fulfilment::Coupon
     );
     assert_eq!(deal.spec.product.category, "food-drink");
-    let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
-    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
-        .await
-        .unwrap();
     let migrations = [
         include_str!("../../tenant-app/migrations/0001_orders.sql"),
         include_str!("../../tenant-app/migrations/0002_epochs_and_two_phase_cancel.sql"),
         include_str!("../../tenant-app/migrations/0003_draw_seed.sql"),
         include_str!("../../tenant-app/migrations/0004_delivery_and_coupons.sql"),
     ];
-    sqlx::raw_sql(&format!(
-        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {}",
-        migrations.join("\n")
-    ))
-    .execute(&mut db)
-    .await
-    .unwrap();
+    let (schema, _) = portal.deal_schema(&name, &migrations).await;
     (name, schema)
 }
 
@@ -214,4 +204,157 @@ async fn coupons_and_delivery_details_are_exported_and_each_coupon_redeems_once(
         .await
         .unwrap()
         .contains("already redeemed at"));
+}
+
+/// A redemption of `code` posted as `company` (with the form token of its deal `own`'s page) to
+/// the deal path `name`, as JSON.
+async fn redeem_through_the_page(
+    portal: &PortalServer,
+    company: &Browser,
+    own: &str,
+    name: &str,
+    code: &str,
+) -> (u16, serde_json::Value) {
+    let (_, page) = company.page(&portal.at(&format!("/deals/{own}"))).await;
+    let response = company
+        .http
+        .post(portal.at(&format!("/deals/{name}/coupons/redeem")))
+        .header("accept", "application/json")
+        .form(&[("csrf", csrf_of(&page)), ("code", code.to_owned())])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let (name, schema) = coupon_deal(&portal, &acme).await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    // What a storefront running a tenant's code could do as the deal's role, which owns its
+    // tables: a trigger that notes who runs it, for the platform's next redemption.
+    sqlx::raw_sql(&format!(
+        "SET ROLE \"{schema}\"; SET search_path TO \"{schema}\";
+         INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key,
+                             coupon_code, coupon_valid_until)
+         VALUES (1, 'anon-1', 1, 0, 'USD', 'confirmed', 'k1', 'AAAA-BBBB-CCCC-DDDD-EEEE', now() + interval '14 days');
+         CREATE TABLE loot (who text, superuser boolean);
+         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           INSERT INTO loot SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user;
+           RETURN NEW; END $$;
+         CREATE TRIGGER note BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION note();
+         RESET ROLE;"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    kube::Api::<timedeal_api::TimeDeal>::namespaced(portal.client.clone(), "td-acme-audio")
+        .patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Live"}})),
+        )
+        .await
+        .unwrap();
+    let code = "AAAA-BBBB-CCCC-DDDD-EEEE";
+    let (status, body) = redeem_through_the_page(&portal, &acme, &name, &name, code).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "held_back");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("trigger note") && message.contains("function note"),
+        "{message}"
+    );
+    let export = acme
+        .http
+        .get(portal.at(&format!("/deals/{name}/orders.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 409);
+    assert!(export.text().await.unwrap().contains("trigger note"));
+    let loot: Vec<(String, bool)> =
+        sqlx::query_as(&format!("SELECT who, superuser FROM \"{schema}\".loot"))
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(loot, vec![], "nothing the deal made ran");
+
+    // Without them the redemption runs, as the deal's own role and nothing more.
+    sqlx::raw_sql(&format!(
+        "DROP TRIGGER note ON \"{schema}\".orders; DROP FUNCTION \"{schema}\".note();"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let (status, body) = redeem_through_the_page(&portal, &acme, &name, &name, code).await;
+    assert_eq!(status, 200, "{body}");
+    let owner: String = sqlx::query_scalar(&format!(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'orders'"
+    ))
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(owner, schema, "the deal still owns its tables");
+}
+
+#[tokio::test]
+async fn a_deal_name_that_carries_another_after_a_hash_reaches_only_its_own() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let bolt = portal.company("Bolt", "hello@bolt.example", true).await;
+    let (victim, schema) = coupon_deal(&portal, &acme).await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO \"{schema}\".orders (id, shopper, quantity, unit_price, currency, status,
+           idempotency_key, coupon_code, coupon_valid_until)
+         VALUES (1, 'secret-shopper', 1, 0, 'USD', 'confirmed', 'k1', 'AAAA-BBBB-CCCC-DDDD-EEEE', now() + interval '14 days');
+         INSERT INTO \"{schema}\".deliveries (order_id, name, phone, line1, line2, city, postal_code, country)
+         VALUES (1, 'Ada Lovelace', '+44 20 7946 0958', '12 St James''s Square', '', 'London', 'SW1Y 4JH', 'GB');"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let (own, _) = coupon_deal(&portal, &bolt).await;
+    for path in [
+        format!("/deals/{own}%23{victim}/orders.csv"),
+        format!("/deals/{own}%23{victim}/orders.json"),
+        format!("/deals/{own}%23td-acme-audio%2F{victim}/orders.csv"),
+        format!("/deals/{own}%3F{victim}/orders.csv"),
+    ] {
+        let response = bolt.http.get(portal.at(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(
+            !text.contains("secret-shopper") && !text.contains("Ada Lovelace"),
+            "{path}: {text}"
+        );
+    }
+    let smuggled = format!("{own}%23{victim}");
+    let code = "AAAA-BBBB-CCCC-DDDD-EEEE";
+    let (status, _) = redeem_through_the_page(&portal, &bolt, &own, &smuggled, code).await;
+    assert_eq!(status, 404);
+    let redeemed: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
+        "SELECT coupon_redeemed_at FROM \"{schema}\".orders WHERE id = 1"
+    ))
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(redeemed, None, "the other company's coupon is untouched");
 }

@@ -821,17 +821,12 @@ async fn a_deals_orders_download_as_a_streamed_csv_and_only_by_its_own_company()
 
     // The storefront's tables in the deal's schema, as its migrations make them, with 100,000
     // orders (one shopper with a name a spreadsheet would run).
-    let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
-    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
-        .await
-        .unwrap();
-    sqlx::raw_sql(&format!(
-        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {}",
-        include_str!("../../tenant-app/migrations/0001_orders.sql")
-    ))
-    .execute(&mut db)
-    .await
-    .unwrap();
+    let (schema, mut db) = portal
+        .deal_schema(
+            &name,
+            &[include_str!("../../tenant-app/migrations/0001_orders.sql")],
+        )
+        .await;
     sqlx::raw_sql(&format!(
         "INSERT INTO \"{schema}\".orders (id, shopper, quantity, unit_price, currency, status, idempotency_key, created_at) \
          SELECT g, 'shopper-' || g, 1 + g % 2, 9900, 'USD', CASE WHEN g % 10 = 0 THEN 'cancelled' ELSE 'confirmed' END, 'k' || g, \

@@ -152,20 +152,21 @@ async fn a_company_signs_up_requests_a_deal_and_follows_it_in_chromium() {
         .unwrap();
         // What the operator read over the sale, and what the storefront sold: the chart and
         // the orders to ship.
-        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
-            .await
-            .unwrap();
-        let schema = timedeal_api::storage::schema_name("td-acme-audio", &name);
+        let (_, mut db) = portal
+            .deal_schema(
+                &name,
+                &[include_str!("../../tenant-app/migrations/0001_orders.sql")],
+            )
+            .await;
         sqlx::raw_sql(&format!(
-            "INSERT INTO timedeal_platform.figure_samples (uid, at, sold, remaining, waiting, confirmed) \
+            "INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
+             SELECT g, 'shopper-' || g, 1, 9900, 'USD', 'confirmed', 'k' || g FROM generate_series(1, 260) g; \
+             RESET ROLE; \
+             INSERT INTO timedeal_platform.figure_samples (uid, at, sold, remaining, waiting, confirmed) \
              SELECT '{}', '2026-12-01T03:00:00Z'::timestamptz + g * interval '15 seconds', \
              least(500, g * 4), greatest(0, 500 - g * 4), greatest(0, 9100 - g * 90), least(260, g * 2) \
-             FROM generate_series(0, 240) g; \
-             CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {} \
-             INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key) \
-             SELECT g, 'shopper-' || g, 1, 9900, 'USD', 'confirmed', 'k' || g FROM generate_series(1, 260) g;",
+             FROM generate_series(0, 240) g;",
             created[0].metadata.uid.clone().unwrap(),
-            include_str!("../../tenant-app/migrations/0001_orders.sql")
         ))
         .execute(&mut db)
         .await

@@ -184,11 +184,18 @@ async fn two_thousand_shoppers_on_a_hundred_coupons_get_a_hundred_unique_codes()
         ..storm_deal("storm-coupons")
     }
     .fulfilment("coupon");
-    // The schema the platform gives the deal `bean-there/storm-coupons`, where the portal
-    // redeems its codes.
-    let schema = timedeal_api::storage::schema_name("bean-there", "storm-coupons");
+    // The schema and role the platform gives a deal, where the portal redeems its codes; the
+    // storefront connects as the deal, as in a cluster.
+    let schema =
+        timedeal_api::storage::schema_for_uid("5e2a91c0-1d3b-4c8e-b7a2-9f0e6d4c3b21").unwrap();
+    let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres().url());
+    sqlx::raw_sql(&timedeal_testkit::PostgresServer::deal_schema_sql(&schema))
+        .execute(&mut admin.await.unwrap())
+        .await
+        .unwrap();
     let flags = ["--postgres-schema", schema.as_str()];
-    let mut first = Storefront::start(&redis, &postgres().url(), &deal, &flags);
+    let url = timedeal_testkit::as_role(&postgres().url(), &schema);
+    let mut first = Storefront::start(&redis, &url, &deal, &flags);
     first.schema = schema.clone();
     let second = first.replica(&redis, &flags);
     let tally = storm(vec![first.url(), second.url()], 1).await;
@@ -207,11 +214,11 @@ async fn two_thousand_shoppers_on_a_hundred_coupons_get_a_hundred_unique_codes()
     assert_eq!((rows, codes, payments), (STOCK, STOCK, 0));
 
     for code in &tally.codes {
-        let redeemed = timedeal_portal::coupons::redeem(&db, "bean-there", "storm-coupons", code)
+        let redeemed = timedeal_portal::coupons::redeem(&db, &schema, code)
             .await
             .unwrap_or_else(|e| panic!("{code}: {e}"));
         assert_eq!(&redeemed.code, code);
-        let again = timedeal_portal::coupons::redeem(&db, "bean-there", "storm-coupons", code)
+        let again = timedeal_portal::coupons::redeem(&db, &schema, code)
             .await
             .unwrap_err();
         assert_eq!(again.code(), "already_redeemed", "{again}");

@@ -28,7 +28,7 @@ mod service;
 mod smtp;
 
 pub use beacon::Beacon;
-pub use postgres::{Durability, PostgresServer};
+pub use postgres::{as_role, Durability, PostgresServer};
 pub use redis::{RedisCopy, RedisServer};
 pub use service::Service;
 pub use smtp::{Mail, SmtpServer};

@@ -158,6 +158,16 @@ impl PostgresServer {
         self.url_for("postgres")
     }
 
+    /// SQL that makes a deal's login role and its schema of the same name, as the operator does
+    /// (the connection running it becomes a member, as the platform user is), for a storefront
+    /// that connects as the deal with [`as_role`].
+    pub fn deal_schema_sql(schema: &str) -> String {
+        format!(
+            "CREATE ROLE \"{schema}\" LOGIN NOSUPERUSER NOINHERIT; GRANT \"{schema}\" TO CURRENT_USER; \
+             CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{schema}\";"
+        )
+    }
+
     /// The URL of another database on this server.
     pub fn url_for(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
@@ -166,7 +176,14 @@ impl PostgresServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+}
 
+/// `url` (of this server, which trusts loopback) logging in as `role` instead of `postgres`.
+pub fn as_role(url: &str, role: &str) -> String {
+    url.replacen("//postgres@", &format!("//{role}@"), 1)
+}
+
+impl PostgresServer {
     /// Creates a database (with `psql`, from the same installation) and returns its URL.
     pub fn create_database(&self, database: &str) -> Result<String, Error> {
         let output = Command::new(self.bin.join("psql"))

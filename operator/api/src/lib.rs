@@ -67,6 +67,20 @@ pub fn crd_helm_template() -> String {
     )
 }
 
+/// Whether `name` is an RFC 1123 label (lowercase letters, digits and `-`, at most 63, starting and
+/// ending with a letter or digit), as every namespace and object name the platform makes is. A
+/// name from a URL or form is checked with this before it reaches any call.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// The randomness beacon storefronts key their pre-queue draw with unless told otherwise:
 /// drand's quicknet chain (a round every 3 s). `none` turns the beacon off.
 pub const DRAND_QUICKNET: &str =

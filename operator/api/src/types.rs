@@ -639,6 +639,12 @@ pub struct TimeDealStatus {
     /// Live; empty when the pods run the operator's current choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_upgrade: Option<Pinned>,
+
+    /// The PostgreSQL schema holding the deal's orders, and the login role of the same name
+    /// that owns it. Chosen once, from the deal's UID, so no two deals ever share one; deals
+    /// set up by an older release keep the name they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 /// The images and the template version a deal's pods are built from.

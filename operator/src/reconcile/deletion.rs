@@ -70,7 +70,11 @@ pub(super) async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
         return Err(Error::Database(error));
     }
     // Its storefronts are going; their credentials stop working. The orders stay.
-    if let Err(error) = ctx.database.retire_tenant(&platform, &deal.schema()).await {
+    if let Err(error) = ctx
+        .database
+        .retire_tenant(&platform, &deal.schema(), &record.uid)
+        .await
+    {
         warn!(deal = %deal.name, %error, "cannot retire the deal's PostgreSQL role");
     }
     if let Err(error) = ctx.database.unbook(&platform, &record.uid).await {

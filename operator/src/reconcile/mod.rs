@@ -481,6 +481,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         },
     );
     next.pinned = Some(plan.pinned.clone());
+    next.schema = Some(deal.schema());
     next.personal_data_deleted_at = match old.personal_data_deleted_at.clone() {
         None if scale == Scale::Off => erase_personal_data(ctx, &deal, &platform, now).await,
         kept => kept,

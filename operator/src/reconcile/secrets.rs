@@ -101,14 +101,27 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
         stored(resources::storefront::POSTGRES_PASSWORD_KEY).unwrap_or_else(|| generate(32));
     let role = deal.schema();
     let uid = deal.td.uid().unwrap_or_default();
-    let setup = resources::fingerprint(&serde_json::json!([postgres_url, postgres_password]));
+    let setup = resources::fingerprint(&serde_json::json!([postgres_url, postgres_password, role]));
     if !ctx.ensured.contains(&uid, &setup) {
         match ctx
             .database
-            .ensure_tenant(&postgres_url, &role, &postgres_password)
+            .ensure_tenant(
+                &postgres_url,
+                &role,
+                &postgres_password,
+                database::Owner {
+                    uid: &uid,
+                    namespace: deal.namespace,
+                    name: deal.name,
+                },
+            )
             .await
         {
             Ok(()) => ctx.ensured.insert(&uid, &setup),
+            // Never another deal's role: that is the deal's problem to show, not to work around.
+            Err(error @ database::DatabaseError::Taken { .. }) => {
+                return Err(Error::Database(error))
+            }
             // A running deal keeps the credentials it has; a new one cannot start without them.
             Err(error) if stored("postgres-url").is_some() => {
                 warn!(deal = %deal.name, %error, "cannot set up the deal's PostgreSQL role; keeping its credentials");

@@ -213,9 +213,11 @@ impl<'a> Deal<'a> {
         }
     }
 
-    /// The PostgreSQL schema of this deal: unique per namespace and name, and a valid identifier.
+    /// The PostgreSQL schema (and role) of this deal: the recorded one, else one no other deal
+    /// can have (see `timedeal_api::storage`).
     pub fn schema(&self) -> String {
-        schema_name(self.namespace, self.name)
+        timedeal_api::storage::schema_of(self.td)
+            .unwrap_or_else(|| schema_name(self.namespace, self.name))
     }
 }
 

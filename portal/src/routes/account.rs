@@ -423,6 +423,9 @@ async fn reset_target(
     company: &str,
     token: &str,
 ) -> Result<Option<Company>, crate::error::PortalError> {
+    if !timedeal_api::is_dns_label(company) {
+        return Ok(None);
+    }
     let Some(found) = portal.company(company).await? else {
         return Ok(None);
     };

@@ -375,7 +375,8 @@ async fn own_deal(
     company: &Company,
     name: &str,
 ) -> Result<Option<TimeDeal>, PortalError> {
-    if !company.spec.approved {
+    // A name no object can have (`own%23other`, `../x`) is refused before any call.
+    if !company.spec.approved || !timedeal_api::is_dns_label(name) {
         return Ok(None);
     }
     match deals(portal, company).get_opt(name).await {
@@ -522,7 +523,27 @@ async fn export(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let namespace = deal.namespace().unwrap_or_default();
+    // The fetched deal decides everything from here, never the URL.
+    let name = deal.name_any();
+    let Some(schema) = timedeal_api::storage::schema_of(&deal) else {
+        return not_found(None);
+    };
+    let body = match crate::export::orders(portal.accounts.pool().clone(), schema, format).await {
+        Ok(body) => body,
+        Err(timedeal_api::storage::EnterError::Database(e)) => {
+            tracing::warn!(error = %e, "cannot export a deal's orders");
+            return unavailable(&crate::error::PortalError::Database(e));
+        }
+        Err(refused) => {
+            tracing::warn!(company = %company.name_any(), deal = %name, error = %refused, "an order export was refused");
+            return (
+                StatusCode::CONFLICT,
+                [(header::CACHE_CONTROL, "no-store")],
+                format!("The orders were not exported: {refused}\n"),
+            )
+                .into_response();
+        }
+    };
     info!(company = %company.name_any(), deal = %name, ?format, "orders exported");
     let content_type = match format {
         crate::export::Format::Csv => "text/csv; charset=utf-8",
@@ -533,7 +554,7 @@ async fn export(
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        crate::export::orders(portal.accounts.pool().clone(), &namespace, name, format),
+        body,
     )
         .into_response();
     if format == crate::export::Format::Csv {
@@ -571,9 +592,12 @@ pub async fn redeem(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"));
-    let namespace = deal.namespace().unwrap_or_default();
-    let outcome =
-        crate::coupons::redeem(portal.accounts.pool(), &namespace, &name, &sent.code).await;
+    // The fetched deal decides everything from here, never the URL.
+    let name = deal.name_any();
+    let Some(schema) = timedeal_api::storage::schema_of(&deal) else {
+        return not_found(Some(&nav(&session, &company)));
+    };
+    let outcome = crate::coupons::redeem(portal.accounts.pool(), &schema, &sent.code).await;
     let back = (format!("/deals/{name}"), "Back to the deal");
     match outcome {
         Ok(redeemed) => {

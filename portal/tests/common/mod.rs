@@ -163,6 +163,35 @@ impl PortalServer {
             .items
     }
 
+    /// The schema and login role of the deal `name`, made as the operator makes them, with the
+    /// storefront's `migrations` run as the deal (so the deal owns its tables, as in a
+    /// cluster). Answers the schema and a connection acting as the deal.
+    pub async fn deal_schema(
+        &self,
+        name: &str,
+        migrations: &[&str],
+    ) -> (String, sqlx::PgConnection) {
+        let deal = self
+            .deals()
+            .await
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        let schema = timedeal_api::storage::schema_of(&deal).unwrap();
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&self.database)
+            .await
+            .unwrap();
+        sqlx::raw_sql(&format!(
+            "{} SET ROLE \"{schema}\"; SET search_path TO \"{schema}\"; {}",
+            timedeal_testkit::PostgresServer::deal_schema_sql(&schema),
+            migrations.join("\n")
+        ))
+        .execute(&mut db)
+        .await
+        .unwrap();
+        (schema, db)
+    }
+
     pub async fn companies(&self) -> Vec<Company> {
         Api::<Company>::all(self.client.clone())
             .list(&Default::default())
