@@ -175,6 +175,61 @@ async fn a_namespace_that_is_not_the_companys_is_never_taken() {
 }
 
 #[tokio::test]
+async fn a_namespace_from_before_companies_goes_only_to_the_company_an_admin_names_by_uid() {
+    // The namespace an older release's portal made for ACME's deals, owned by nobody; then a
+    // Company signs up under the same name (sign-up verifies neither who it is nor its email)
+    // and an admin approves it.
+    let h = Harness::with_companies(sample(), vec![company("acme", NS, true)]).await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(NS.into()),
+                    labels: Some([("timedeal.dev/tenant".into(), "true".into())].into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.reconcile_company("acme").await.unwrap();
+    let (status, reason, _) = ready(&companies(&h.client).get("acme").await.unwrap());
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NamespaceInUse"));
+    let namespace = namespaces.get(NS).await.unwrap();
+    assert!(namespace.owner_references().is_empty(), "not adopted");
+    assert!(!namespace.labels().contains_key("timedeal.dev/company"));
+
+    // The deal already in it does not run for the squatter.
+    h.settle().await;
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::PendingApproval);
+    assert_eq!(condition(&td, "Ready").reason, "NamespaceInUse");
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+    assert!(names::<Secret>(&h.client).await.is_empty());
+
+    // An admin hands the namespace to this Company by its UID: then it is the company's.
+    let uid = companies(&h.client).get("acme").await.unwrap().uid().unwrap();
+    namespaces
+        .patch(
+            NS,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "timedeal.dev/adopt-by-company-uid": uid}}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile_company("acme").await.unwrap();
+    let (status, reason, message) = ready(&companies(&h.client).get("acme").await.unwrap());
+    assert_eq!(status, "True", "{reason}: {message}");
+    h.reconcile().await.unwrap();
+    assert_eq!(phase(&h.deal().await), Phase::Provisioning);
+    assert_eq!(names::<Deployment>(&h.client).await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_deal_outside_an_approved_companys_namespace_is_refused_with_a_reason() {
     // The namespace's company is not approved: the deal, approved itself, gets nothing.
     let h = Harness::with_companies(sample(), vec![company("acme", NS, false)]).await;

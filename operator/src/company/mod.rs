@@ -31,7 +31,29 @@ use crate::{
 pub fn gate(companies: &Store<Company>, td: &TimeDeal) -> Option<Problem> {
     let namespace = td.namespace().unwrap_or_default();
     let all = companies.state();
-    let Some(company) = all.iter().find(|c| c.owns(&namespace)) else {
+    // Approved and asking for the namespace is not enough: the namespace must have become the
+    // company's (not refused as another's, NamespaceInUse).
+    let refused = |c: &Company| {
+        c.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "NamespaceInUse")
+        })
+    };
+    if let Some(c) = all.iter().find(|c| c.owns(&namespace) && refused(c)) {
+        if !all.iter().any(|c| c.owns(&namespace) && !refused(c)) {
+            return Some(Problem {
+                reason: "NamespaceInUse",
+                message: format!(
+                    "the Company {} asks for the namespace {namespace}, which is not its own \
+                     (see `kubectl get company {} -o yaml`); no deal runs there until it is",
+                    c.name_any(),
+                    c.name_any()
+                ),
+            });
+        }
+    }
+    let Some(company) = all.iter().find(|c| c.owns(&namespace) && !refused(c)) else {
         let pending = all.iter().find(|c| c.spec.namespace == namespace);
         return Some(Problem {
             reason: "CompanyNotApproved",

@@ -30,6 +30,9 @@ use crate::resources::{
 pub const COMPANY_LABEL: &str = "timedeal.dev/company";
 /// The label an older release's portal put on the namespaces it created for deals.
 pub const LEGACY_TENANT_LABEL: &str = "timedeal.dev/tenant";
+/// The annotation by which an admin hands such a namespace to a Company: its UID, so neither a
+/// display name nor a later Company of the same name can claim it.
+pub const ADOPT_ANNOTATION: &str = "timedeal.dev/adopt-by-company-uid";
 /// The name of the quota, limit range and default-deny policy in a company's namespace.
 pub const NAME: &str = "timedeal-company";
 /// The RoleBinding granting the portal its rights in a company's namespace.
@@ -209,7 +212,9 @@ pub fn portal_binding(company: &Company, portal: &PortalAccount) -> RoleBinding 
 }
 
 /// Whether the operator may take `namespace` for `company`: it is new, already the company's, or
-/// a tenant namespace an older release's portal created for the company's deals.
+/// a tenant namespace an older release's portal created, which an admin handed to this very
+/// Company by its UID (`ADOPT_ANNOTATION`). A matching name alone is never enough: sign-up
+/// verifies neither who a company is nor its email.
 pub fn may_take(namespace: Option<&Namespace>, company: &Company) -> bool {
     let Some(namespace) = namespace else {
         return true;
@@ -223,7 +228,13 @@ pub fn may_take(namespace: Option<&Namespace>, company: &Company) -> bool {
         .get(LEGACY_TENANT_LABEL)
         .is_some_and(|v| v == "true")
         && namespace.owner_references().is_empty();
-    owned || legacy_tenant
+    let handed_over = company.meta().uid.as_ref().is_some_and(|uid| {
+        namespace
+            .annotations()
+            .get(ADOPT_ANNOTATION)
+            .is_some_and(|named| named == uid)
+    });
+    owned || (legacy_tenant && handed_over)
 }
 
 #[cfg(test)]
@@ -292,6 +303,13 @@ mod tests {
         assert!(!may_take(Some(&namespace(&other)), &acme));
         let mut legacy = foreign.clone();
         legacy.metadata.labels = Some([(LEGACY_TENANT_LABEL.into(), "true".into())].into());
-        assert!(may_take(Some(&legacy), &acme));
+        assert!(
+            !may_take(Some(&legacy), &acme),
+            "a squatter with the same name does not get it"
+        );
+        legacy.metadata.annotations = Some([(ADOPT_ANNOTATION.into(), "uid-other".into())].into());
+        assert!(!may_take(Some(&legacy), &acme), "handed to another Company");
+        legacy.metadata.annotations = Some([(ADOPT_ANNOTATION.into(), "uid-acme".into())].into());
+        assert!(may_take(Some(&legacy), &acme), "handed to this one by an admin");
     }
 }
