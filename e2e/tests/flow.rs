@@ -360,7 +360,7 @@ fn a_deal_runs_from_approval_to_deletion_on_a_cluster() {
         "metadata": {"name": "e2e-tea"},
         "spec": {
             "displayName": "E2E Tea", "contactEmail": "e2e@tea.example",
-            "namespace": SHOP, "approved": true
+            "namespace": SHOP, "approved": true, "hosts": ["tea.e2e.example"]
         }
     });
     must(

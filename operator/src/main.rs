@@ -223,6 +223,13 @@ struct RunArgs {
     /// (`--storefront-cpu-request`); used when `--calendar-replicas` is 0. Empty: no calendar.
     #[arg(long, env = "TIMEDEAL_CALENDAR_CPU", default_value = "", value_parser = optional_quantity)]
     calendar_cpu: String,
+    /// Every approved company's deals may take `<company>.<suffix>` and the hosts under it.
+    /// Empty: only the hosts an admin lists on each Company (`spec.hosts`).
+    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "", value_parser = host_suffix)]
+    company_host_suffix: String,
+    /// Hosts no deal may take, comma-separated: the portal's and the directory's.
+    #[arg(long, env = "TIMEDEAL_RESERVED_HOSTS", value_delimiter = ',')]
+    reserved_hosts: Vec<String>,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -236,6 +243,19 @@ fn quantity(text: &str) -> Result<String, String> {
     Quantity::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// A DNS name such as deals.example.com, or nothing.
+fn host_suffix(text: &str) -> Result<String, String> {
+    let valid =
+        text.is_empty() || (text.len() <= 200 && text.split('.').all(timedeal_api::is_dns_label));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a lower-case DNS name such as deals.example.com"
+        ))
+    }
 }
 
 fn optional_quantity(text: &str) -> Result<String, String> {
@@ -332,6 +352,15 @@ fn serve(args: RunArgs) -> ExitCode {
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
             api_timeout: Duration::from_secs(args.api_timeout),
             calendar_replicas,
+            hosts: timedeal_api::hosts::HostRules {
+                company_suffix: Some(args.company_host_suffix).filter(|s| !s.is_empty()),
+                reserved: args
+                    .reserved_hosts
+                    .into_iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+            },
             portal_account: PortalAccount {
                 namespace: args.namespace.clone(),
                 name: args.portal_service_account,

@@ -173,7 +173,12 @@ mod tests {
     fn the_template_version_follows_the_templates() {
         use crate::{phase::Scale, resources};
         const RECORDED: (&str, &str) = ("2", "73cd9f4588305855");
-        let td = testing::sample();
+        let mut td = testing::sample();
+        // A running deal keeps the schema it was set up with; only the templates count here.
+        td.status = Some(timedeal_api::TimeDealStatus {
+            schema: Some("td_acme_audio_winter_headphones".into()),
+            ..Default::default()
+        });
         let deal = resources::Deal::new(&td).unwrap();
         let (pinned, _) = resolve(&td.spec, None, &testing::settings(), false, false);
         let plan = resources::Plan {

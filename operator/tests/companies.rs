@@ -197,7 +197,10 @@ async fn a_namespace_from_before_companies_goes_only_to_the_company_an_admin_nam
         .unwrap();
     h.reconcile_company("acme").await.unwrap();
     let (status, reason, _) = ready(&companies(&h.client).get("acme").await.unwrap());
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "NamespaceInUse"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NamespaceInUse")
+    );
     let namespace = namespaces.get(NS).await.unwrap();
     assert!(namespace.owner_references().is_empty(), "not adopted");
     assert!(!namespace.labels().contains_key("timedeal.dev/company"));
@@ -211,7 +214,12 @@ async fn a_namespace_from_before_companies_goes_only_to_the_company_an_admin_nam
     assert!(names::<Secret>(&h.client).await.is_empty());
 
     // An admin hands the namespace to this Company by its UID: then it is the company's.
-    let uid = companies(&h.client).get("acme").await.unwrap().uid().unwrap();
+    let uid = companies(&h.client)
+        .get("acme")
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
     namespaces
         .patch(
             NS,
@@ -227,6 +235,47 @@ async fn a_namespace_from_before_companies_goes_only_to_the_company_an_admin_nam
     h.reconcile().await.unwrap();
     assert_eq!(phase(&h.deal().await), Phase::Provisioning);
     assert_eq!(names::<Deployment>(&h.client).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_deal_gets_only_a_host_of_its_company_that_no_one_else_holds() {
+    // Bolt's deal holds a host under *.deals.example.com, which an admin gave both companies; the
+    // platform gives each company `<company>.companies.example.com` and keeps deals.example.com
+    // (the portal) and directory.example.com.
+    let h = Harness::with_companies(
+        sample(),
+        vec![company("acme", NS, true), company("bolt", COMPANY_NS, true)],
+    )
+    .await;
+    let mut rival = sample();
+    rival.metadata.namespace = Some(COMPANY_NS.into());
+    rival.metadata.name = Some("rival-sale".into());
+    rival.spec.ingress.host = "rival.deals.example.com".into();
+    Api::<TimeDeal>::namespaced(h.client.clone(), COMPANY_NS)
+        .create(&Default::default(), &rival)
+        .await
+        .unwrap();
+    for (host, says) in [
+        ("deals.example.com", "the platform's own"),
+        ("rival.deals.example.com", "another company's"),
+        ("sale.evil.example", "not the company's"),
+    ] {
+        h.edit(json!({"spec": {"ingress": {"host": host}}})).await;
+        h.settle().await;
+        let td = h.deal().await;
+        assert_eq!(phase(&td), Phase::PendingApproval, "{host}");
+        let ready = condition(&td, "Ready");
+        assert_eq!(ready.reason, "HostNotAllowed", "{host}");
+        assert!(ready.message.contains(says), "{host}: {}", ready.message);
+        assert!(names::<Deployment>(&h.client).await.is_empty(), "{host}");
+        assert!(names::<Ingress>(&h.client).await.is_empty(), "{host}");
+    }
+    // Under the company's own suffix: built.
+    h.edit(json!({"spec": {"ingress": {"host": "winter.acme.companies.example.com"}}}))
+        .await;
+    h.settle().await;
+    assert_eq!(phase(&h.deal().await), Phase::Provisioning);
+    assert_eq!(names::<Ingress>(&h.client).await.len(), 1);
 }
 
 #[tokio::test]
@@ -318,6 +367,7 @@ async fn approving_a_deal_that_would_overcommit_the_calendar_is_refused_with_the
     rival.metadata.namespace = Some(COMPANY_NS.into());
     rival.metadata.name = Some("rival-sale".into());
     rival.metadata.uid = Some("uid-rival".into());
+    rival.spec.ingress.host = "rival.deals.example.com".into();
     rival.spec.capacity.peak_replicas = 15;
     Api::<TimeDeal>::namespaced(h.client.clone(), COMPANY_NS)
         .create(&Default::default(), &rival)

@@ -359,6 +359,7 @@ mod tests {
                 namespace: "td-acme-audio".into(),
                 approved: true,
                 quotas: Default::default(),
+                hosts: Vec::new(),
             },
         )
     }

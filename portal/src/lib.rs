@@ -88,6 +88,8 @@ pub struct Portal {
     pub secure_cookies: bool,
     /// Storefront replicas the platform can run at once; none: no calendar.
     pub calendar_replicas: Option<i32>,
+    /// Which hosts each company's deals may take (the operator checks the same at approval).
+    pub hosts: timedeal_api::hosts::HostRules,
 }
 
 /// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`: the

@@ -53,6 +53,13 @@ struct Cli {
     /// `--storefront-cpu-request`), to turn `--calendar-cpu` into replicas.
     #[arg(long, env = "TIMEDEAL_STOREFRONT_CPU_REQUEST", default_value = "250m")]
     storefront_cpu_request: String,
+    /// Every approved company's deals may take `<company>.<suffix>` and the hosts under it
+    /// (the operator's `--company-host-suffix`). Empty: only the hosts listed on the Company.
+    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "")]
+    company_host_suffix: String,
+    /// Hosts no deal may take, comma-separated: the portal's and the directory's.
+    #[arg(long, env = "TIMEDEAL_RESERVED_HOSTS", value_delimiter = ',')]
+    reserved_hosts: Vec<String>,
     /// Mark cookies Secure (serve the portal over HTTPS only).
     #[arg(long, env = "TIMEDEAL_PORTAL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     secure_cookies: bool,
@@ -109,6 +116,15 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         proxies: cli.trusted_proxies,
         secure_cookies: cli.secure_cookies,
         calendar_replicas,
+        hosts: timedeal_api::hosts::HostRules {
+            company_suffix: Some(cli.company_host_suffix).filter(|s| !s.is_empty()),
+            reserved: cli
+                .reserved_hosts
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        },
     });
     let sweeper = portal.clone();
     tokio::spawn(async move {

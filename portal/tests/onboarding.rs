@@ -42,6 +42,7 @@ fn operator(portal: &PortalServer) -> Arc<Context> {
             api_timeout: Duration::from_secs(2),
             portal_account: PortalAccount::default(),
             calendar_replicas: None,
+            hosts: Default::default(),
         },
         portal.clock.clone(),
         FiguresClient::in_cluster(Duration::from_secs(1)),

@@ -260,6 +260,64 @@ async fn requests_signed_out_or_with_a_bad_token_are_refused_and_create_nothing(
 }
 
 #[tokio::test]
+async fn a_request_may_ask_only_for_a_host_of_its_company_that_is_free() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let host_error = Regex::new(r#"id="host-error">([^<]*)<"#).unwrap();
+    for (host, says) in [
+        ("deals.example.com", "the platform's own"),
+        ("directory.example.com", "the platform's own"),
+        ("sale.bolt.companies.example.com", "is not the company's"),
+        ("shop.example.org", "use a host under"),
+    ] {
+        let response = acme
+            .request(&portal, &with(valid_request(), "host", host))
+            .await;
+        assert_eq!(response.status(), 422, "{host}");
+        let page = response.text().await.unwrap();
+        let error = host_error
+            .captures(&page)
+            .unwrap_or_else(|| panic!("{host}: no error by the host:\n{page}"))[1]
+            .to_owned();
+        assert!(error.contains(says), "{host}: {error}");
+    }
+    assert!(portal.deals().await.is_empty(), "nothing was filed");
+
+    // Its own suffix, or a host an admin listed: filed. Held by its own approved deal that has
+    // not ended: refused.
+    let own = "winter.acme-audio.companies.example.com";
+    let response = acme
+        .request(&portal, &with(valid_request(), "host", own))
+        .await;
+    assert_eq!(response.status(), 200);
+    let name = response
+        .url()
+        .path()
+        .trim_start_matches("/deals/")
+        .to_owned();
+    Api::<TimeDeal>::namespaced(portal.client.clone(), "td-acme-audio")
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"approved": true}})),
+        )
+        .await
+        .unwrap();
+    let response = acme
+        .request(&portal, &with(valid_request(), "host", own))
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("which has not ended"));
+    assert_eq!(portal.deals().await.len(), 1);
+}
+
+#[tokio::test]
 async fn an_invalid_request_creates_nothing_and_shows_each_error_by_its_field() {
     let portal = PortalServer::start(10).await;
     let acme = portal

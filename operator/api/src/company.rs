@@ -60,6 +60,16 @@ pub struct CompanySpec {
     /// The most the company may rent at once.
     #[serde(default)]
     pub quotas: CompanyQuotas,
+
+    /// Storefront hosts an admin gave the company, besides `<company>.<suffix>` when the
+    /// platform has a company host suffix: exact hosts (`shop.acme.example`) or every host under
+    /// a domain (`*.acme.example`). A deal's `ingress.host` must be one of the company's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new(
+        "self.all(h, size(h) <= 253 && h.matches('^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$'))"
+    ).message("hosts must be lower-case DNS names of two labels or more, each either exact (shop.acme.example) or a whole domain (*.acme.example)"))]
+    pub hosts: Vec<String>,
 }
 
 /// Company names become label values and appear in links: DNS labels, as namespaces are.

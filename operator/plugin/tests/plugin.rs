@@ -103,6 +103,7 @@ fn company(name: &str, namespace: &str, approved: bool) -> Company {
             namespace: namespace.into(),
             approved,
             quotas: Default::default(),
+            hosts: Vec::new(),
         },
     )
 }

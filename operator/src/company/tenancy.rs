@@ -254,6 +254,7 @@ mod tests {
                     max_peak_replicas: 10,
                     max_stock: 1000,
                 },
+                hosts: Vec::new(),
             },
         );
         company.metadata.uid = Some("uid-acme".into());
@@ -310,6 +311,9 @@ mod tests {
         legacy.metadata.annotations = Some([(ADOPT_ANNOTATION.into(), "uid-other".into())].into());
         assert!(!may_take(Some(&legacy), &acme), "handed to another Company");
         legacy.metadata.annotations = Some([(ADOPT_ANNOTATION.into(), "uid-acme".into())].into());
-        assert!(may_take(Some(&legacy), &acme), "handed to this one by an admin");
+        assert!(
+            may_take(Some(&legacy), &acme),
+            "handed to this one by an admin"
+        );
     }
 }

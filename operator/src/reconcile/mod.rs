@@ -94,6 +94,8 @@ pub struct Config {
     pub portal_account: crate::company::tenancy::PortalAccount,
     /// Storefront replicas the platform can run at once (the capacity calendar); none: no limit.
     pub calendar_replicas: Option<i32>,
+    /// Which hosts each company's deals may take.
+    pub hosts: timedeal_api::hosts::HostRules,
 }
 
 /// Everything reconcile needs, shared by all reconciles.
@@ -280,9 +282,11 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     // A deal runs only in an approved company's namespace and within its quotas; refused, it is
     // treated as unapproved (one that ran is suspended, its data kept).
     let mut refused = crate::company::gate(&ctx.cache.companies, td);
-    // Approving a deal that has not run yet re-checks the capacity calendar.
+    // Approving a deal that has not run yet re-checks its host and the capacity calendar
+    // against every other deal.
     if refused.is_none() && td.spec.approved && !ran {
-        refused = over_capacity(ctx, td).await?;
+        let all = all_deals(ctx).await?;
+        refused = host_taken(ctx, td, &all).or(over_capacity(ctx, td, &all));
     }
     let approved = td.spec.approved && refused.is_none();
     let revoked = !approved && ran;
@@ -556,34 +560,52 @@ fn image_of(ctx: &Context, deal: &Deal<'_>, suffix: &str) -> Option<String> {
         .clone()
 }
 
-/// Why approving `td` would overcommit the platform, if it would: its booking against every other
-/// approved deal's, with the nearest starts that fit.
-async fn over_capacity(ctx: &Context, td: &TimeDeal) -> Result<Option<Problem>> {
-    use timedeal_api::calendar::{self, Booking};
-    let Some(capacity) = ctx.config.calendar_replicas else {
-        return Ok(None);
-    };
-    let all = tokio::time::timeout(
+/// Every TimeDeal there is, read from the API server (not a cache): what approval is checked
+/// against.
+async fn all_deals(ctx: &Context) -> Result<Vec<TimeDeal>> {
+    Ok(tokio::time::timeout(
         ctx.config.api_timeout,
         Api::<TimeDeal>::all(ctx.client.clone()).list(&ListParams::default()),
     )
     .await
     .map_err(|_| Error::Timeout(ctx.config.api_timeout))?
     .map_err(crate::error::kube(
-        "listing TimeDeals for the capacity calendar",
-    ))?;
+        "listing TimeDeals to check a host and the capacity calendar",
+    ))?
+    .items)
+}
+
+/// Why `td` may not take its host, if it may not: not its company's, the platform's own, or
+/// another deal's (see `timedeal_api::hosts`).
+fn host_taken(ctx: &Context, td: &TimeDeal, all: &[TimeDeal]) -> Option<Problem> {
+    let namespace = td.namespace().unwrap_or_default();
+    let companies = ctx.cache.companies.state();
+    let company = companies.iter().find(|c| c.owns(&namespace))?;
+    ctx.config
+        .hosts
+        .problem(td, company, all)
+        .map(|message| Problem {
+            reason: "HostNotAllowed",
+            message,
+        })
+}
+
+/// Why approving `td` would overcommit the platform, if it would: its booking against every other
+/// approved deal's, with the nearest starts that fit.
+fn over_capacity(ctx: &Context, td: &TimeDeal, all: &[TimeDeal]) -> Option<Problem> {
+    use timedeal_api::calendar::{self, Booking};
+    let capacity = ctx.config.calendar_replicas?;
     let others: Vec<Booking> = all
-        .items
         .iter()
         .filter(|d| d.spec.approved && d.uid() != td.uid())
         .map(Booking::of)
         .collect();
     let mine = Booking::of(td);
     let Err(over) = calendar::fits(&mine, &others, capacity) else {
-        return Ok(None);
+        return None;
     };
     let free = calendar::free_starts(td, &others, capacity, ctx.clock.now());
-    Ok(Some(Problem {
+    Some(Problem {
         reason: "OverCapacity",
         message: format!(
             "approving it would book {} storefront replicas at {} when {} of the platform's {} \
@@ -594,7 +616,7 @@ async fn over_capacity(ctx: &Context, td: &TimeDeal) -> Result<Option<Problem>> 
             over.capacity,
             free
         ),
-    }))
+    })
 }
 
 /// Writes the deal's booking for the portal's calendar when it changed; a failure is logged and

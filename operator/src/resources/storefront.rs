@@ -349,7 +349,8 @@ mod tests {
         );
         assert_eq!(
             env["TIMEDEAL_POSTGRES_SCHEMA"].value.as_deref(),
-            Some("td_acme_audio_winter_headphones")
+            Some("td_0b1c2d3e000040008000000000000001"),
+            "from the deal's UID"
         );
         for (name, key) in [
             ("TIMEDEAL_SIGNING_SECRET", "signing-secret"),

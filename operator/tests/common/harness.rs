@@ -96,6 +96,10 @@ pub fn context_with(
         api_timeout: Duration::from_secs(2),
         portal_account: Default::default(),
         calendar_replicas: None,
+        hosts: timedeal_api::hosts::HostRules {
+            company_suffix: Some("companies.example.com".into()),
+            reserved: vec!["deals.example.com".into(), "directory.example.com".into()],
+        },
     };
     configure(&mut config);
     Arc::new(

@@ -22,6 +22,7 @@ pub fn company(name: &str, namespace: &str, approved: bool) -> timedeal_api::Com
             namespace: namespace.into(),
             approved,
             quotas: Default::default(),
+            hosts: vec!["*.deals.example.com".into()],
         },
     );
     company.metadata.uid = Some(format!("uid-{name}"));

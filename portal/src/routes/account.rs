@@ -159,6 +159,7 @@ pub async fn sign_up(
             namespace: form::namespace_for(&name),
             approved: false,
             quotas: Default::default(),
+            hosts: Vec::new(),
         },
     );
     let created = Api::<Company>::all(portal.client.clone())

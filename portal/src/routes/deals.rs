@@ -304,6 +304,26 @@ pub async fn submit(
             .await
         }
     };
+    // The host must be the company's and held by none of its running deals; the operator checks
+    // it again, against every company's, at approval.
+    match company_deals(&portal, &company).await {
+        Err(e) => return unavailable(&e),
+        Ok(own) => {
+            if let Some(problem) = portal.hosts.problem(&accepted.deal, &company, &own) {
+                let mut errors = FieldErrors::new();
+                errors.entry("host").or_default().push(problem);
+                return form_page(
+                    &portal,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &form,
+                    &errors,
+                    &session,
+                    &company,
+                )
+                .await;
+            }
+        }
+    }
     match overbooked(&portal, &accepted.deal).await {
         Err(e) => return unavailable(&e),
         Ok(Some(message)) => {

@@ -103,6 +103,10 @@ impl PortalServer {
             proxies: TrustedProxies::parse(trusted_proxies).unwrap(),
             secure_cookies: false,
             calendar_replicas: Some(40),
+            hosts: timedeal_api::hosts::HostRules {
+                company_suffix: Some("companies.example.com".into()),
+                reserved: vec!["deals.example.com".into(), "directory.example.com".into()],
+            },
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -125,13 +129,16 @@ impl PortalServer {
         format!("{}{path}", self.url)
     }
 
-    /// Approves a company as an admin does (`kubectl timedeal approve`).
+    /// Approves a company as an admin does (`kubectl timedeal approve`), giving it the hosts
+    /// under deals.example.com.
     pub async fn approve(&self, company: &str) {
         Api::<Company>::all(self.client.clone())
             .patch(
                 company,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"approved": true}})),
+                &Patch::Merge(
+                    json!({"spec": {"approved": true, "hosts": ["*.deals.example.com"]}}),
+                ),
             )
             .await
             .unwrap();
