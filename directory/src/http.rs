@@ -33,6 +33,10 @@ pub fn router(directory: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         // The deals were read before the listener opened.
         .route("/readyz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn_with_state(
+            false,
+            timedeal_api::web::security_headers,
+        ))
         .with_state(directory)
 }
 

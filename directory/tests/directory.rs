@@ -250,3 +250,31 @@ async fn the_reminder_is_a_calendar_entry_a_parser_reads() {
     .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers_and_hsts_only_over_https() {
+    let folder = tempfile::tempdir().unwrap();
+    write_deals(folder.path());
+    let directory = start(folder.path());
+    let http = reqwest::Client::new();
+    for path in [
+        "/",
+        "/api/deals",
+        "/deals/shops/grinder/reminder.ics",
+        "/static/directory.js",
+        "/openapi.json",
+        "/no-such-page",
+    ] {
+        for https in [false, true] {
+            let mut request = http.get(format!("{}{path}", directory.url()));
+            if https {
+                // As the ingress says when it terminated TLS.
+                request = request.header("x-forwarded-proto", "https");
+            }
+            let response = request.send().await.unwrap();
+            if let Some(problem) = timedeal_testkit::headers::problem(response.headers(), https) {
+                panic!("{path} (https: {https}): {problem}");
+            }
+        }
+    }
+}

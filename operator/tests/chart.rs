@@ -170,6 +170,37 @@ fn the_chart_lints_clean_with_defaults_and_with_every_option() {
 }
 
 #[test]
+fn a_portal_ingress_needs_trusted_proxies_and_secure_cookies_unless_told_otherwise() {
+    let refused =
+        render(&["portal.ingress.enabled=true", "portal.secureCookies=true"]).unwrap_err();
+    assert!(refused.contains("needs portal.trustedProxies"), "{refused}");
+    let refused = render(&[
+        "portal.ingress.enabled=true",
+        "portal.trustedProxies={10.0.0.0/8}",
+    ])
+    .unwrap_err();
+    assert!(
+        refused.contains("needs portal.secureCookies=true"),
+        "{refused}"
+    );
+    for sets in [
+        &[
+            "portal.ingress.enabled=true",
+            "portal.trustedProxies={10.0.0.0/8}",
+            "portal.secureCookies=true",
+        ][..],
+        &[
+            "portal.ingress.enabled=true",
+            "portal.ingress.allowNoTrustedProxies=true",
+            "portal.ingress.allowPlainHttp=true",
+        ][..],
+    ] {
+        let objects = render(sets).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        named(&objects, "Ingress", "timedeal-portal");
+    }
+}
+
+#[test]
 fn the_default_install_renders_typed_objects_with_least_privilege() {
     let objects = render(&[]).unwrap();
     check_types(&objects);

@@ -20,9 +20,13 @@ use crate::error::PortalError;
 
 /// The schema the portal's tables live in.
 pub const SCHEMA: &str = "timedeal_portal";
-/// Failed sign-ins in a row that lock an account.
+/// Failed sign-ins from one client for one email that hold that client back from it.
 pub const LOCK_AFTER: i32 = 5;
-/// How long a locked account stays locked.
+/// Failed sign-ins for one email from every client together that hold every client back: a
+/// guess spread over many addresses. Far above what one client may make, so no one client can
+/// lock a company out.
+pub const LOCK_AFTER_FROM_ANYWHERE: i32 = 50;
+/// The window those failures are counted over, and how long a hold lasts.
 pub const LOCK_FOR: chrono::Duration = chrono::Duration::minutes(15);
 /// How long a session lasts without signing in again.
 pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(12);
@@ -50,7 +54,14 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignInRefused {
     Wrong,
-    Locked { until: DateTime<Utc> },
+    /// Too many failures from this client for this email, until then.
+    Locked {
+        until: DateTime<Utc>,
+    },
+    /// Too many failures for this email from everywhere, until then.
+    LockedEverywhere {
+        until: DateTime<Utc>,
+    },
 }
 
 /// Why a sign-up could not be stored.
@@ -196,64 +207,79 @@ impl Accounts {
         Ok(())
     }
 
-    /// Checks a password. A wrong one counts towards the lock; a right one clears the count,
-    /// unless the account is locked, when even the right password waits.
+    /// Checks a password for `email`, typed at `client`. Failures are counted per client and
+    /// email (`LOCK_AFTER` in `LOCK_FOR` hold that client back) and per email from everywhere
+    /// (`LOCK_AFTER_FROM_ANYWHERE`), whether or not the account exists, so a hold says nothing
+    /// about which emails have accounts and no one client can lock a company out. While held, even
+    /// the right password waits; a right one clears the client's count.
     pub async fn sign_in(
         &self,
         email: &str,
         password: &str,
+        client: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<Account, SignInRefused>, PortalError> {
         let email = email.trim().to_lowercase();
-        let row = sqlx::query(
-            "SELECT company, password_hash, locked_until FROM accounts WHERE email = $1",
-        )
-        .bind(&email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(PortalError::Database)?;
-        let Some(row) = row else {
-            matches(password.to_owned(), DECOY.to_owned()).await;
-            return Ok(Err(SignInRefused::Wrong));
-        };
-        let locked_until: Option<DateTime<Utc>> = row.get("locked_until");
-        if let Some(until) = locked_until.filter(|until| *until > now) {
+        let mine = format!("signin-failed:{client}:{email}");
+        let anywhere = format!("signin-failed-any:{email}");
+        if let Some(until) = self.held(&mine, LOCK_AFTER, now).await? {
             return Ok(Err(SignInRefused::Locked { until }));
         }
-        if matches(password.to_owned(), row.get("password_hash")).await {
-            sqlx::query(
-                "UPDATE accounts SET failed_sign_ins = 0, locked_until = NULL WHERE email = $1",
-            )
+        if let Some(until) = self.held(&anywhere, LOCK_AFTER_FROM_ANYWHERE, now).await? {
+            return Ok(Err(SignInRefused::LockedEverywhere { until }));
+        }
+        let row = sqlx::query("SELECT company, password_hash FROM accounts WHERE email = $1")
             .bind(&email)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(PortalError::Database)?;
+        let right = match &row {
+            Some(row) => matches(password.to_owned(), row.get("password_hash")).await,
+            None => {
+                // As long as a real check, so timing tells nothing either.
+                matches(password.to_owned(), DECOY.to_owned()).await;
+                false
+            }
+        };
+        if let (true, Some(row)) = (right, row) {
+            sqlx::query("DELETE FROM counters WHERE key = $1")
+                .bind(&mine)
+                .execute(&self.pool)
+                .await
+                .map_err(PortalError::Database)?;
             return Ok(Ok(Account {
                 email,
                 company: row.get("company"),
             }));
         }
-        // One statement, so concurrent failures each count. A lock that has passed starts the
-        // count afresh: the first wrong password after it does not lock the account again.
-        let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "UPDATE accounts SET
-                failed_sign_ins = CASE WHEN locked_until <= $4 THEN 1 ELSE failed_sign_ins + 1 END,
-                locked_until = CASE
-                    WHEN (CASE WHEN locked_until <= $4 THEN 1 ELSE failed_sign_ins + 1 END) >= $2
-                    THEN $3 ELSE NULL END
-             WHERE email = $1 RETURNING locked_until",
-        )
-        .bind(&email)
-        .bind(LOCK_AFTER)
-        .bind(now + LOCK_FOR)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(PortalError::Database)?;
-        Ok(Err(match locked {
+        self.within_limit(&anywhere, u32::MAX, LOCK_FOR, now)
+            .await?;
+        self.within_limit(&mine, u32::MAX, LOCK_FOR, now).await?;
+        Ok(Err(match self.held(&mine, LOCK_AFTER, now).await? {
             Some(until) => SignInRefused::Locked { until },
             None => SignInRefused::Wrong,
         }))
+    }
+
+    /// Until when the failures counted under `key` hold sign-ins back, if they have reached
+    /// `limit` within `LOCK_FOR`.
+    async fn held(
+        &self,
+        key: &str,
+        limit: i32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, PortalError> {
+        sqlx::query_scalar(
+            "SELECT window_start + $4 FROM counters \
+             WHERE key = $1 AND count >= $2 AND window_start > $3 - $4",
+        )
+        .bind(key)
+        .bind(limit)
+        .bind(now)
+        .bind(LOCK_FOR)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(PortalError::Database)
     }
 
     /// Sets a new password, clears the lock and ends every session of the account.
@@ -274,6 +300,15 @@ impl Accounts {
             .execute(&mut *tx)
             .await
             .map_err(PortalError::Database)?;
+        // Every hold on the account's sign-ins goes with the old password.
+        sqlx::query(
+            "DELETE FROM counters WHERE key = 'signin-failed-any:' || $1 \
+             OR (key LIKE 'signin-failed:%' AND right(key, length($1) + 1) = ':' || $1)",
+        )
+        .bind(email)
+        .execute(&mut *tx)
+        .await
+        .map_err(PortalError::Database)?;
         tx.commit().await.map_err(PortalError::Database)
     }
 

@@ -58,8 +58,6 @@ pub struct RateLimits {
     pub submissions_per_minute: u32,
     /// Sign-in attempts per client per minute.
     pub sign_ins_per_minute: u32,
-    /// Sign-in attempts per account per quarter hour (the lock-out counts failures apart).
-    pub sign_ins_per_account: u32,
     /// Sign-ups per client per hour.
     pub sign_ups_per_hour: u32,
 }
@@ -69,7 +67,6 @@ impl Default for RateLimits {
         Self {
             submissions_per_minute: 10,
             sign_ins_per_minute: 20,
-            sign_ins_per_account: 10,
             sign_ups_per_hour: 5,
         }
     }
@@ -123,6 +120,10 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/static/portal.js", get(js))
         .fallback(|| async { not_found(None) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            portal.secure_cookies,
+            timedeal_api::web::security_headers,
+        ))
         .with_state(portal)
 }
 

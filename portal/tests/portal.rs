@@ -59,7 +59,8 @@ async fn sign_up_files_an_unapproved_company_which_may_request_nothing_until_app
     assert_eq!(response.status(), 403);
     assert!(portal.deals().await.is_empty());
 
-    // The same company or email cannot sign up twice.
+    // The same company or email cannot sign up twice; a taken email is answered as a sign-up
+    // that worked (so the form tells no one which emails have accounts) and changes nothing.
     let again = Browser::new()
         .sign_up(&portal, "ACME Audio", "other@acme-audio.example", PASSWORD)
         .await;
@@ -73,9 +74,21 @@ async fn sign_up_files_an_unapproved_company_which_may_request_nothing_until_app
             PASSWORD,
         )
         .await;
-    assert_eq!(again.status(), 422);
-    assert!(again.text().await.unwrap().contains("sign in instead"));
+    assert_eq!(again.url().path(), "/signin", "as any sign-up");
+    let text = again.text().await.unwrap();
+    assert!(
+        !text.contains("exists") && !text.contains("sign in instead"),
+        "{text}"
+    );
     assert_eq!(portal.companies().await.len(), 1, "nothing more was filed");
+    let owner = Browser::new()
+        .sign_in(&portal, "sales@acme-audio.example", PASSWORD)
+        .await;
+    assert_eq!(
+        owner.url().path(),
+        "/deals",
+        "the owner's password still works"
+    );
 
     // Bad sign-ups say what to fix and file nothing.
     let bad = Browser::new()
@@ -257,6 +270,47 @@ async fn requests_signed_out_or_with_a_bad_token_are_refused_and_create_nothing(
         .await;
     assert_eq!(response.status(), 403);
     assert!(portal.deals().await.is_empty());
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers_and_hsts_only_over_https() {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let name = acme
+        .request(&portal, &valid_request())
+        .await
+        .url()
+        .path()
+        .trim_start_matches("/deals/")
+        .to_owned();
+    let stranger = Browser::new();
+    for (browser, path) in [
+        (&stranger, "/".to_owned()),
+        (&stranger, "/signin".into()),
+        (&stranger, "/signup".into()),
+        (&stranger, "/static/portal.js".into()),
+        (&stranger, "/static/portal.css".into()),
+        (&stranger, "/no-such-page".into()),
+        (&acme, "/deals".into()),
+        (&acme, "/deals/new".into()),
+        (&acme, format!("/deals/{name}")),
+        (&acme, format!("/deals/{name}/orders.csv")),
+        (&acme, "/account/password".into()),
+    ] {
+        for https in [false, true] {
+            let mut request = browser.http.get(portal.at(&path));
+            if https {
+                // As the ingress says when it terminated TLS.
+                request = request.header("x-forwarded-proto", "https");
+            }
+            let response = request.send().await.unwrap();
+            if let Some(problem) = timedeal_testkit::headers::problem(response.headers(), https) {
+                panic!("{path} (https: {https}): {problem}");
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -485,6 +539,31 @@ async fn a_deals_page_follows_it_to_its_sales_report() {
 }
 
 #[tokio::test]
+async fn no_one_client_can_lock_a_company_out() {
+    let portal = PortalServer::start_behind(10, "127.0.0.1/32").await;
+    portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    // Someone who knows the company's email tries, and fails, again and again.
+    let attacker = Browser::at("203.0.113.9");
+    for _ in 0..12 {
+        let refused = attacker
+            .sign_in(&portal, "sales@acme-audio.example", "not the password")
+            .await;
+        assert_eq!(refused.status(), 401);
+    }
+    let held = attacker
+        .sign_in(&portal, "sales@acme-audio.example", PASSWORD)
+        .await;
+    assert_eq!(held.status(), 401, "the attacker's address is held back");
+    // The company, from its own address, signs in as ever.
+    let owner = Browser::at("198.51.100.7")
+        .sign_in(&portal, "sales@acme-audio.example", PASSWORD)
+        .await;
+    assert_eq!(owner.url().path(), "/deals");
+}
+
+#[tokio::test]
 async fn wrong_passwords_lock_the_account_and_an_admins_reset_link_works_once() {
     let portal = PortalServer::start(10).await;
     portal
@@ -522,11 +601,25 @@ async fn wrong_passwords_lock_the_account_and_an_admins_reset_link_works_once() 
     assert_eq!(locked.status(), 401, "even the right password waits");
     let page = locked.text().await.unwrap();
     assert!(
-        page.contains("locked after 5 failed sign-ins in a row, until 09:15 UTC"),
+        page.contains("Too many failed sign-ins from your address for this email (5 in 15 minutes); try again after 09:15 UTC"),
         "{page}"
     );
+    // An email with no account is held back the same way: the hold tells nothing.
+    for _ in 0..5 {
+        browser
+            .sign_in(&portal, "nobody@example.com", "not the password")
+            .await;
+    }
+    let held = browser
+        .sign_in(&portal, "nobody@example.com", PASSWORD)
+        .await;
+    assert!(held
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many failed sign-ins from your address for this email"));
 
-    // Once the lock has passed, one more wrong password does not lock the account again.
+    // Once the hold has passed, one more wrong password does not hold it back again.
     portal.clock.advance(chrono::Duration::minutes(16));
     let after = browser
         .sign_in(&portal, "sales@acme-audio.example", "not the password")
@@ -536,7 +629,7 @@ async fn wrong_passwords_lock_the_account_and_an_admins_reset_link_works_once() 
         page.contains("The email or the password is wrong."),
         "{page}"
     );
-    assert!(!page.contains("locked"), "{page}");
+    assert!(!page.contains("Too many"), "{page}");
     portal.clock.set(common::portal_now());
 
     // The admin's reset: a token on the Company, made now.

@@ -115,3 +115,35 @@ async fn without_a_control_key_pushes_are_off() {
         .unwrap()
         .contains("control key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_carries_the_security_headers_and_hsts_only_over_https() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile::live("headers");
+    let store = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    let base = store.url();
+    for path in [
+        "/",
+        "/reminder.ics",
+        "/reminders/unsubscribe?token=0123456789abcdef0123456789abcdef",
+        "/api/deal",
+        "/api/queue/status",
+        "/static/app.js",
+        "/static/pow.js",
+        "/static/app.css",
+        "/openapi.json",
+        "/no-such-page",
+    ] {
+        for https in [false, true] {
+            let mut request = client().get(format!("{base}{path}"));
+            if https {
+                // As the ingress says when it terminated TLS.
+                request = request.header("x-forwarded-proto", "https");
+            }
+            let response = request.send().await.unwrap();
+            if let Some(problem) = timedeal_testkit::headers::problem(response.headers(), https) {
+                panic!("{path} (https: {https}): {problem}");
+            }
+        }
+    }
+}

@@ -17,6 +17,8 @@
 mod beacon;
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "headers")]
+pub mod headers;
 #[cfg(feature = "ics")]
 pub mod ics;
 #[cfg(feature = "kube-api")]

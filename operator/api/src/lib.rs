@@ -17,6 +17,8 @@ pub mod storage;
 pub mod timeline;
 pub mod types;
 pub mod validation;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use company::{Company, CompanyQuotas, CompanySpec, CompanyStatus};
 pub use duration::Duration;

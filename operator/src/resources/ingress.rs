@@ -11,12 +11,15 @@ use k8s_openapi::api::networking::v1::{
 
 use super::{storefront, Deal};
 
-/// The paths shoppers use, and how they match.
+/// The paths shoppers use, and how they match: the page, its API and files, the calendar entry
+/// it offers, and the unsubscribe link (and one-click POST) of every reminder mail.
 const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("/", "Exact"),
     ("/api", "Prefix"),
     ("/static", "Prefix"),
     ("/openapi.json", "Exact"),
+    ("/reminder.ics", "Exact"),
+    ("/reminders/unsubscribe", "Exact"),
 ];
 
 pub fn ingress(deal: &Deal) -> Ingress {
@@ -124,6 +127,56 @@ mod tests {
             .iter()
             .any(|p| p.starts_with("/internal") || p == "/metrics"));
         assert_eq!(url(&deal), "https://headphones.deals.example.com/");
+    }
+
+    /// Whether `ingress` sends a request for `path` (query left out) to the storefront, as the
+    /// Ingress API defines matching: Exact is the whole path, Prefix whole path elements.
+    fn routes(ingress: &Ingress, path: &str) -> bool {
+        let path = path.split('?').next().unwrap();
+        ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .any(|p| {
+                let route = p.path.as_deref().unwrap();
+                match p.path_type.as_str() {
+                    "Exact" => path == route,
+                    _ => {
+                        route == "/"
+                            || path == route
+                            || path.starts_with(&format!("{}/", route.trim_end_matches('/')))
+                    }
+                }
+            })
+    }
+
+    #[test]
+    fn every_link_a_shopper_gets_is_routed_and_nothing_internal_is() {
+        let td = testing::sample();
+        let ingress = ingress(&Deal::new(&td).unwrap());
+        for path in [
+            "/",
+            "/api/queue/join",
+            "/api/events",
+            "/static/app.js",
+            "/openapi.json",
+            "/reminder.ics",
+            // Every reminder mail's unsubscribe link, and its one-click POST.
+            "/reminders/unsubscribe?token=0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(routes(&ingress, path), "{path} is not routed");
+        }
+        for path in [
+            "/internal/stats",
+            "/internal/deal",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(!routes(&ingress, path), "{path} is routed");
+        }
     }
 
     #[test]

@@ -137,13 +137,11 @@ pub async fn sign_up(
     let email = sent.email.trim().to_lowercase();
     match portal.accounts.create(&email, &name, &sent.password).await {
         Err(e) => return unavailable(&e),
+        // Answered as a sign-up that worked, so the form tells no one which emails have
+        // accounts; nothing is changed, and the owner signs in as before.
         Ok(Err(SignUpRefused::EmailTaken)) => {
-            refuse(
-                &mut errors,
-                "email",
-                "an account with this email exists; sign in instead",
-            );
-            return refused(&errors);
+            info!("a sign-up for an email that has an account was answered as any other");
+            return Redirect::to("/signin?signed_up=1").into_response();
         }
         Ok(Err(SignUpRefused::CompanyTaken)) => {
             refuse(&mut errors, "display_name", "a company of this name has signed up already; add something that sets yours apart (a city, a brand)");
@@ -211,12 +209,21 @@ pub async fn sign_in_form(
     })
 }
 
-fn locked_message(until: DateTime<Utc>) -> String {
-    format!(
-        "This account is locked after {} failed sign-ins in a row, until {}. Try again then, or ask the platform admin for a reset link.",
-        crate::accounts::LOCK_AFTER,
-        until.format("%H:%M UTC")
-    )
+/// Why a sign-in waits; the same whether or not the email has an account.
+fn held_message(refused: &SignInRefused) -> String {
+    match refused {
+        SignInRefused::Wrong => "The email or the password is wrong.".to_owned(),
+        SignInRefused::Locked { until } => format!(
+            "Too many failed sign-ins from your address for this email ({} in {} minutes); try again after {}, or ask the platform admin for a reset link.",
+            crate::accounts::LOCK_AFTER,
+            crate::accounts::LOCK_FOR.num_minutes(),
+            until.format("%H:%M UTC")
+        ),
+        SignInRefused::LockedEverywhere { until } => format!(
+            "Too many failed sign-ins for this email from many addresses; try again after {}, or ask the platform admin for a reset link.",
+            until.format("%H:%M UTC")
+        ),
+    }
 }
 
 pub async fn sign_in(
@@ -240,28 +247,16 @@ pub async fn sign_in(
         return stale_form();
     }
     let email = sent.email.trim().to_lowercase();
-    if !portal
-        .within(
-            &format!("signin-account:{email}"),
-            portal.rate.sign_ins_per_account,
-            chrono::Duration::minutes(15),
-        )
-        .await
-    {
-        return too_many(
-            "Too many sign-in attempts for this account; wait a quarter of an hour.\n",
-        );
-    }
     let now = portal.clock.now();
     let mut errors = Errors::new();
-    match portal.accounts.sign_in(&email, &sent.password, now).await {
+    match portal
+        .accounts
+        .sign_in(&email, &sent.password, &client.to_string(), now)
+        .await
+    {
         Err(e) => unavailable(&e),
         Ok(Err(refused)) => {
-            let message = match refused {
-                SignInRefused::Wrong => "The email or the password is wrong.".to_owned(),
-                SignInRefused::Locked { until } => locked_message(until),
-            };
-            refuse(&mut errors, "", message);
+            refuse(&mut errors, "", held_message(&refused));
             with_form_token(&portal, StatusCode::UNAUTHORIZED, |token| {
                 pages::account::sign_in(&sent.email, &errors, token, None)
             })
@@ -363,14 +358,15 @@ pub async fn change_password(
     let mut errors = Errors::new();
     match portal
         .accounts
-        .sign_in(email, &sent.current, portal.clock.now())
+        // Counted apart from sign-ins: a signed-in session checking its own password.
+        .sign_in(email, &sent.current, "signed-in", portal.clock.now())
         .await
     {
         Err(e) => return unavailable(&e),
         Ok(Err(SignInRefused::Wrong)) => {
             refuse(&mut errors, "current", "this is not your current password")
         }
-        Ok(Err(SignInRefused::Locked { until })) => refuse(&mut errors, "", locked_message(until)),
+        Ok(Err(held)) => refuse(&mut errors, "", held_message(&held)),
         Ok(Ok(_)) => {}
     }
     if let Some(problem) = password_problem(&sent.password, email) {

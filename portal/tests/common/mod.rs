@@ -234,6 +234,19 @@ impl Browser {
         }
     }
 
+    /// A browser at `address`, as a trusted proxy in front of the portal names it.
+    pub fn at(address: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().unwrap());
+        Self {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+        }
+    }
+
     pub async fn page(&self, url: &str) -> (u16, String) {
         let response = self.http.get(url).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())

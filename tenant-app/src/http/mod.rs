@@ -97,6 +97,10 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/internal/stats", get(ops::stats))
         .route("/internal/deal", get(control::current).put(control::push))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            false,
+            timedeal_api::web::security_headers,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
 }
