@@ -99,6 +99,15 @@ async fn sign_up_files_an_unapproved_company_which_may_request_nothing_until_app
     assert!(page.contains(r#"id="display_name-error""#), "{page}");
     assert!(page.contains(r#"id="email-error""#), "{page}");
     assert!(page.contains("12 to 128 characters"), "{page}");
+    let escapes = Browser::new()
+        .sign_up(&portal, "Evil\u{1b}[2J Co", "evil@example.com", PASSWORD)
+        .await;
+    assert_eq!(escapes.status(), 422);
+    assert!(escapes
+        .text()
+        .await
+        .unwrap()
+        .contains("without control characters"));
     assert_eq!(portal.companies().await.len(), 1);
 }
 

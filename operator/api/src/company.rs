@@ -31,8 +31,11 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CompanySpec {
-    /// The company's name as shoppers and admins see it.
+    /// The company's name as shoppers and admins see it. No control characters: it reaches
+    /// terminals and mail.
     #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("!self.matches('\\\\p{Cc}')")
+        .message("displayName must not contain control characters (such as escape sequences or line breaks)"))]
     pub display_name: String,
 
     /// Where the platform writes to the company: approvals, reports, password resets.

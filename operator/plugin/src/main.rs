@@ -65,6 +65,8 @@ fn main() -> ExitCode {
         .expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(text) => {
+            // Names and messages come from tenants: none may drive the terminal.
+            let text = kubectl_timedeal::screens::printable(&text);
             print!("{text}");
             if !text.ends_with('\n') {
                 println!();
@@ -72,7 +74,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kubectl timedeal: {e:#}");
+            let message = kubectl_timedeal::screens::printable(&format!("{e:#}"));
+            eprintln!("kubectl timedeal: {message}");
             ExitCode::FAILURE
         }
     }

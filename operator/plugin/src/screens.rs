@@ -332,6 +332,22 @@ pub fn calendar(date: chrono::NaiveDate, deals: &[TimeDeal], capacity: Option<i3
     out
 }
 
+/// `text` as a terminal may show it: control characters (an escape sequence in a display name
+/// could clear the screen, move the cursor or retitle the window) and bidirectional overrides
+/// are written out as `\u{..}`; line breaks stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\n') || bidi {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `kubectl timedeal companies`: every company, waiting ones first.
 pub fn companies(companies: &[Company]) -> String {
     if companies.is_empty() {
@@ -355,7 +371,7 @@ pub fn companies(companies: &[Company]) -> String {
             out,
             "{:<20} {:<24} {:<9} {:<22} {:<6} {:<6} {} deals, {} replicas, {} units",
             company.metadata.name.as_deref().unwrap_or(""),
-            company.spec.display_name,
+            printable(&company.spec.display_name),
             if company.spec.approved { "yes" } else { "no" },
             company.spec.namespace,
             ready,
@@ -378,6 +394,21 @@ pub fn companies(companies: &[Company]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_reach_no_terminal() {
+        assert_eq!(
+            printable("Acme\u{1b}[2J\u{1b}]0;pwned\u{7}\tCo\u{202e}\nnext"),
+            "Acme\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{9}Co\\u{202e}\nnext"
+        );
+        let mut company: Company =
+            serde_yaml::from_str(include_str!("../../../manifests/companies/acme-audio.yaml"))
+                .unwrap();
+        company.spec.display_name = "Evil\u{1b}[2J\u{1b}[1;1H".into();
+        let screen = companies(&[company]);
+        assert!(!screen.contains('\u{1b}'), "{screen:?}");
+        assert!(screen.contains("Evil\\u{1b}[2J"), "{screen}");
+    }
 
     #[test]
     fn ages_read_as_people_say_them() {

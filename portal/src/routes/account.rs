@@ -112,6 +112,12 @@ pub async fn sign_up(
             "display_name",
             "enter your company's name (at most 100 characters)",
         );
+    } else if display_name.chars().any(char::is_control) {
+        refuse(
+            &mut errors,
+            "display_name",
+            "enter your company's name without control characters (escape sequences, tabs, line breaks)",
+        );
     }
     if !looks_like_email(&sent.email) {
         refuse(
