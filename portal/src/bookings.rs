@@ -1,7 +1,8 @@
 //! The capacity calendar's bookings, read from and written to the platform PostgreSQL
 //! (`timedeal_platform.bookings`, see `timedeal_api::calendar`). The operator keeps every deal's
 //! there; the portal adds a request the moment it files it (so the next request already counts
-//! it) and frees it when the request is withdrawn.
+//! it) and frees it when the request is withdrawn. A request no admin approves stops holding its
+//! hours after `timedeal_api::calendar::PENDING_HOLD`.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -20,13 +21,20 @@ pub async fn prepare(pool: &PgPool) -> Result<(), PortalError> {
     Ok(())
 }
 
-/// Every booking that ends after `from`.
-pub async fn after(pool: &PgPool, from: DateTime<Utc>) -> Result<Vec<Booking>, PortalError> {
+/// Every booking that ends after `from` and holds its hours at `now`: approved, or requested
+/// within `PENDING_HOLD`.
+pub async fn after(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Booking>, PortalError> {
     let rows = sqlx::query(
         "SELECT uid, starts_at, ends_at, replicas, approved FROM timedeal_platform.bookings \
-         WHERE ends_at > $1",
+         WHERE ends_at > $1 AND (approved OR requested_at > $2 - $3)",
     )
     .bind(from)
+    .bind(now)
+    .bind(timedeal_api::calendar::PENDING_HOLD)
     .fetch_all(pool)
     .await
     .map_err(PortalError::Database)?;

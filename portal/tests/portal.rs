@@ -953,6 +953,20 @@ async fn the_calendar_shows_each_hour_and_refuses_an_overcommitting_request_with
     .await;
     assert_eq!(acme.request(&portal, &valid_request()).await.status(), 200);
     assert_eq!(portal.deals().await.len(), 3);
+
+    // Requests no admin approves stop holding their hours after three days.
+    assert_eq!(acme.request(&portal, &valid_request()).await.status(), 422);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE timedeal_platform.bookings SET requested_at = $1 - interval '3 days 1 minute'",
+    )
+    .bind(common::portal_now())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(acme.request(&portal, &valid_request()).await.status(), 200);
 }
 
 #[tokio::test]

@@ -49,13 +49,21 @@ pub fn capacity(
 /// The table every deal's booking is kept in, in the platform PostgreSQL: the operator writes
 /// those of the deals it reconciles, the portal those it files, and the portal's calendar reads
 /// them all (it may not list other companies' TimeDeals). Each side creates it when missing.
-pub const BOOKINGS_DDL: [&str; 2] = [
+pub const BOOKINGS_DDL: [&str; 3] = [
     "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
     "CREATE TABLE IF NOT EXISTS timedeal_platform.bookings (\
      uid text PRIMARY KEY, namespace text NOT NULL, name text NOT NULL, \
      starts_at timestamptz NOT NULL, ends_at timestamptz NOT NULL, replicas integer NOT NULL, \
      approved boolean NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+    // When the request was first booked; an upsert never moves it (see `PENDING_HOLD`).
+    "ALTER TABLE timedeal_platform.bookings \
+     ADD COLUMN IF NOT EXISTS requested_at timestamptz NOT NULL DEFAULT now()",
 ];
+
+/// How long a request no admin has approved holds its hours in the calendar the portal shows and
+/// checks: after that it no longer keeps other companies' requests out (approving it still
+/// checks the calendar).
+pub const PENDING_HOLD: chrono::Duration = chrono::Duration::days(3);
 
 /// One deal's claim on the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

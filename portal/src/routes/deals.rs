@@ -134,7 +134,7 @@ fn chosen_day(portal: &Portal, date: &str) -> NaiveDate {
 async fn day_view(portal: &Portal, date: NaiveDate) -> Option<DayView> {
     let capacity = portal.calendar_replicas?;
     let midnight = Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?);
-    match bookings::after(portal.accounts.pool(), midnight).await {
+    match bookings::after(portal.accounts.pool(), midnight, portal.clock.now()).await {
         Ok(booked) => Some(DayView {
             date,
             hours: calendar::day(date, &booked, capacity),
@@ -207,7 +207,7 @@ async fn overbooked(portal: &Portal, deal: &TimeDeal) -> Result<Option<String>, 
         return Ok(None);
     };
     let now = portal.clock.now();
-    let others = bookings::after(portal.accounts.pool(), now).await?;
+    let others = bookings::after(portal.accounts.pool(), now, now).await?;
     let mine = Booking::of(deal);
     let Err(over) = calendar::fits(&mine, &others, capacity) else {
         return Ok(None);
