@@ -174,14 +174,17 @@ impl Database {
             }
             // Roles belong to the whole server, so another database's operator may create the
             // same one meanwhile: whoever comes second sets the password instead.
+            // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in ALTER ROLE, and
+            // the platform user need not be one: an existing role is checked for them instead.
             let attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
                               NOBYPASSRLS";
+            let again = "LOGIN NOCREATEDB NOCREATEROLE NOINHERIT";
             let statements = [
                 format!(
                     "DO $$ BEGIN \
                      CREATE ROLE \"{role}\" {attributes} PASSWORD '{password}'; \
                      EXCEPTION WHEN duplicate_object OR unique_violation THEN \
-                     ALTER ROLE \"{role}\" {attributes} PASSWORD '{password}'; END $$"
+                     ALTER ROLE \"{role}\" {again} PASSWORD '{password}'; END $$"
                 ),
                 // The platform user must be able to hand the schema over.
                 format!("GRANT \"{role}\" TO CURRENT_USER"),
@@ -194,6 +197,22 @@ impl Database {
                     .execute(&mut *tx)
                     .await
                     .map_err(statement(&format!("setting up role {role}")))?;
+            }
+            let escalated: bool = sqlx::query_scalar(
+                "SELECT rolsuper OR rolreplication OR rolbypassrls FROM pg_roles \
+                 WHERE rolname = $1",
+            )
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(statement("read the role's attributes"))?;
+            if escalated {
+                return Err(DatabaseError::Statement {
+                    what: format!("setting up role {role}"),
+                    error: "it is a superuser, or may replicate or bypass row security; a deal's \
+                            role may not, and the operator will not hand it to a deal"
+                        .into(),
+                });
             }
             // Tables and sequences an older release made as the platform user.
             let owned_elsewhere = sqlx::query(

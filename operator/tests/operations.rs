@@ -832,3 +832,71 @@ async fn deals_whose_names_collide_never_share_a_schema_or_a_role() {
         .unwrap();
     assert_eq!(roles, 0, "no role was made or changed under the taken name");
 }
+
+#[tokio::test]
+async fn the_trial_platform_user_is_no_superuser_and_still_sets_up_serves_and_retires_deals() {
+    use timedeal_operator::database::{tenant_url, Database, Owner};
+    let h = Harness::new(sample()).await;
+    // The chart's trial PostgreSQL makes its platform user with this, as the superuser.
+    let (server, _) = h.platform.rsplit_once('/').unwrap();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap();
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../charts/timedeal-operator/files/platform-user.psql"),
+    )
+    .unwrap()
+    .replace(":'password'", "'trial-password'");
+    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::raw_sql(statement).execute(&mut admin).await.unwrap();
+    }
+    let platform = server.replacen("//postgres@", "//timedeal:trial-password@", 1) + "/timedeal";
+    let mut as_platform = <sqlx::PgConnection as sqlx::Connection>::connect(&platform)
+        .await
+        .unwrap();
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut as_platform)
+            .await
+            .unwrap();
+    assert!(!superuser);
+
+    // Everything the operator does with it works without one.
+    let database = Database::new();
+    let schema =
+        timedeal_api::storage::schema_for_uid("7d3c52e1-0b4e-4f0e-9a55-3c1f2a7e9d10").unwrap();
+    let owner = Owner {
+        uid: "7d3c52e1-0b4e-4f0e-9a55-3c1f2a7e9d10",
+        namespace: NS,
+        name: NAME,
+    };
+    database
+        .ensure_tenant(&platform, &schema, "deal-password", owner)
+        .await
+        .unwrap();
+    let deal_url = tenant_url(&platform, &schema, "deal-password").unwrap();
+    timedeal_tenant_app::db::connect(&deal_url, &schema)
+        .await
+        .unwrap();
+    database
+        .ensure_tenant(&platform, &schema, "rotated-password", owner)
+        .await
+        .unwrap();
+    database
+        .erase_personal_data(&platform, &schema)
+        .await
+        .unwrap();
+    let erased: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{schema}\".personal_data_deleted"
+    ))
+    .fetch_one(&mut as_platform)
+    .await
+    .unwrap();
+    assert_eq!(erased, 1);
+    database
+        .retire_tenant(&platform, &schema, owner.uid)
+        .await
+        .unwrap();
+}
