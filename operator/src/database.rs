@@ -35,7 +35,12 @@ pub enum DatabaseError {
         uid: String,
     },
     #[error("{0}")]
-    Enter(#[from] timedeal_api::storage::EnterError),
+    AsDeal(#[from] timedeal_api::storage::DealConnectionError),
+    #[error(
+        "the deal's schema {schema} still holds {left} rows of personal data after the erase \
+         (a trigger or rule of the deal's own may keep them); retrying"
+    )]
+    NotErased { schema: String, left: i64 },
 }
 
 /// The deal a role and schema are set up for.
@@ -46,13 +51,7 @@ pub struct Owner<'a> {
     pub name: &'a str,
 }
 
-/// Which deal each role and schema was made for: a name is handed out once.
-const REGISTRY_DDL: [&str; 2] = [
-    "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
-    "CREATE TABLE IF NOT EXISTS timedeal_platform.deal_schemas (\
-     schema text PRIMARY KEY, uid text NOT NULL, namespace text NOT NULL, name text NOT NULL, \
-     claimed_at timestamptz NOT NULL DEFAULT now())",
-];
+use timedeal_api::storage::REGISTRY_DDL;
 
 /// The one call deadline of every statement.
 const CALL: Duration = Duration::from_secs(5);
@@ -131,7 +130,9 @@ impl Database {
         owner: Owner<'_>,
     ) -> Result<(), DatabaseError> {
         if !timedeal_api::storage::is_plain_schema(role) {
-            return Err(timedeal_api::storage::EnterError::NotPlain(role.to_owned()).into());
+            return Err(
+                timedeal_api::storage::DealConnectionError::NotPlain(role.to_owned()).into(),
+            );
         }
         let work = async {
             let mut tx = pool.begin().await.map_err(statement("begin"))?;
@@ -172,6 +173,15 @@ impl Database {
                     uid,
                 });
             }
+            // What the platform logs in as to work in the deal's schema (`connect_as_deal`).
+            sqlx::query(
+                "UPDATE timedeal_platform.deal_schemas SET password = $2 WHERE schema = $1",
+            )
+            .bind(role)
+            .bind(password)
+            .execute(&mut *tx)
+            .await
+            .map_err(statement("register the role's password"))?;
             // Roles belong to the whole server, so another database's operator may create the
             // same one meanwhile: whoever comes second sets the password instead.
             // Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in ALTER ROLE, and
@@ -245,23 +255,55 @@ impl Database {
     }
 
     /// Deletes the deal's personal data from its schema (see `timedeal_api::personal_data`):
-    /// retention is over, and the storefront that would have done it is scaled to zero. Runs as
-    /// the deal's own role, and not at all when the schema holds code the deal could have made.
-    pub async fn erase_personal_data(&self, url: &str, schema: &str) -> Result<(), DatabaseError> {
-        use timedeal_api::storage::{enter, Hold};
+    /// retention is over, and the storefront that would have done it is scaled to zero. Runs
+    /// logged in as the deal's own role (`connect_as_deal`), so nothing the deal defined there
+    /// runs with more rights; the tables are counted afterwards, so a trigger that keeps rows
+    /// is found out rather than taken for an erase.
+    pub async fn erase_personal_data(
+        &self,
+        url: &str,
+        schema: &str,
+        uid: &str,
+    ) -> Result<(), DatabaseError> {
+        use timedeal_api::storage::{connect_as_deal, Bounds};
         let pool = self.pool(url).await?;
         bounded(async {
-            let mut tx = pool.begin().await.map_err(statement("begin"))?;
-            let held: Vec<(&str, Hold)> = timedeal_api::personal_data::TABLES
-                .iter()
-                .chain(&["personal_data_deleted"])
-                .map(|table| (*table, Hold::Write))
-                .collect();
-            enter(&mut tx, schema, &held).await?;
+            let bounds = Bounds {
+                lock_timeout: CALL,
+                statement_timeout: CALL,
+            };
+            let Some(mut db) = connect_as_deal(&pool, url, schema, uid, bounds).await? else {
+                // Never set up: the deal took no order, so it holds no personal data.
+                return Ok(());
+            };
+            let mut tx = sqlx::Connection::begin(&mut db)
+                .await
+                .map_err(statement("begin"))?;
             sqlx::query(timedeal_api::personal_data::ERASE)
                 .execute(&mut *tx)
                 .await
                 .map_err(statement(&format!("delete personal data in {schema}")))?;
+            let mut left = 0;
+            for table in timedeal_api::personal_data::TABLES {
+                let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+                    .bind(table)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(statement("look for the table"))?;
+                if exists.is_some() {
+                    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(statement(&format!("count {table}")))?;
+                    left += rows;
+                }
+            }
+            if left > 0 {
+                return Err(DatabaseError::NotErased {
+                    schema: schema.to_owned(),
+                    left,
+                });
+            }
             tx.commit().await.map_err(statement("commit"))?;
             Ok(())
         })

@@ -225,7 +225,7 @@ struct RunArgs {
     calendar_cpu: String,
     /// Every approved company's deals may take `<company>.<suffix>` and the hosts under it.
     /// Empty: only the hosts an admin lists on each Company (`spec.hosts`).
-    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "", value_parser = host_suffix)]
+    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "", value_parser = timedeal_api::hosts::parse_suffix)]
     company_host_suffix: String,
     /// Hosts no deal may take, comma-separated: the portal's and the directory's.
     #[arg(long, env = "TIMEDEAL_RESERVED_HOSTS", value_delimiter = ',')]
@@ -243,19 +243,6 @@ fn quantity(text: &str) -> Result<String, String> {
     Quantity::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
-}
-
-/// A DNS name such as deals.example.com, or nothing.
-fn host_suffix(text: &str) -> Result<String, String> {
-    let valid =
-        text.is_empty() || (text.len() <= 200 && text.split('.').all(timedeal_api::is_dns_label));
-    if valid {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
-            "{text:?} is not a lower-case DNS name such as deals.example.com"
-        ))
-    }
 }
 
 fn optional_quantity(text: &str) -> Result<String, String> {

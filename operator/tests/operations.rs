@@ -885,7 +885,7 @@ async fn the_trial_platform_user_is_no_superuser_and_still_sets_up_serves_and_re
         .await
         .unwrap();
     database
-        .erase_personal_data(&platform, &schema)
+        .erase_personal_data(&platform, &schema, owner.uid)
         .await
         .unwrap();
     let erased: i64 = sqlx::query_scalar(&format!(

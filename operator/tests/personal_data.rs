@@ -99,17 +99,20 @@ async fn retention_deletes_personal_data_though_the_storefront_is_scaled_to_zero
 }
 
 #[tokio::test]
-async fn a_trigger_the_deal_adds_never_runs_with_the_platforms_rights_at_erasure() {
+async fn a_trigger_the_deal_adds_runs_with_its_rights_alone_and_cannot_fake_an_erasure() {
     let h = Harness::new(sample()).await;
     h.settle().await;
     h.storefront_ready(2).await;
     let (schema, mut db) = storefront_schema_with_personal_data(&h).await;
-    // The deal's role owns its tables, so code it runs can add a trigger for the erasure.
+    // The deal's role owns its tables, so code it runs can add a trigger for the erasure: first
+    // one that keeps the rows.
     sqlx::raw_sql(
-        "CREATE TABLE loot (who text); \
-         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           INSERT INTO loot VALUES (current_user); RETURN OLD; END $$; \
-         CREATE TRIGGER note BEFORE DELETE ON deliveries FOR EACH ROW EXECUTE FUNCTION note();",
+        "CREATE TABLE loot (who text, superuser boolean); \
+         CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           INSERT INTO loot SELECT current_user, rolsuper FROM pg_roles \
+             WHERE rolname = current_user; \
+           RETURN NULL; END $$; \
+         CREATE TRIGGER keep BEFORE DELETE ON deliveries FOR EACH ROW EXECUTE FUNCTION keep();",
     )
     .execute(&mut db)
     .await
@@ -117,37 +120,44 @@ async fn a_trigger_the_deal_adds_never_runs_with_the_platforms_rights_at_erasure
 
     h.clock.set(h.at(60 + 7 * 24 * 60));
     h.reconcile().await.unwrap();
-    assert_eq!(count(&mut db, "loot").await, 0, "the trigger never ran");
-    assert_eq!(
-        count(&mut db, "deliveries").await,
-        1,
-        "nothing was run in it"
+    assert_eq!(count(&mut db, "deliveries").await, 1, "kept by the trigger");
+    assert!(
+        h.deal()
+            .await
+            .status
+            .unwrap()
+            .personal_data_deleted_at
+            .is_none(),
+        "an erase that left rows is not reported as done"
     );
+    // Let through, the erasure goes through; the trigger, trying to shed a SET ROLE, ran as the
+    // deal's own role and nothing more.
+    sqlx::raw_sql(
+        "CREATE OR REPLACE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           PERFORM set_config('role', 'none', true); \
+           INSERT INTO loot SELECT current_user, rolsuper FROM pg_roles \
+             WHERE rolname = current_user; \
+           RETURN OLD; END $$;",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    h.clock.advance(chrono::Duration::minutes(1));
+    h.reconcile().await.unwrap();
+    assert_eq!(count(&mut db, "deliveries").await, 0);
+    assert_eq!(count(&mut db, "reminders").await, 0);
     assert!(h
         .deal()
         .await
         .status
         .unwrap()
         .personal_data_deleted_at
-        .is_none());
-
-    // Once it is gone the erasure runs, as the deal's role.
-    sqlx::raw_sql("DROP TRIGGER note ON deliveries; DROP FUNCTION note();")
-        .execute(&mut db)
+        .is_some());
+    let who: Vec<(String, bool)> = sqlx::query_as("SELECT who, superuser FROM loot")
+        .fetch_all(&mut db)
         .await
         .unwrap();
-    h.clock.advance(chrono::Duration::minutes(1));
-    h.reconcile().await.unwrap();
-    assert_eq!(count(&mut db, "deliveries").await, 0);
-    assert_eq!(count(&mut db, "reminders").await, 0);
-    let owner: String = sqlx::query_scalar(
-        "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = 'loot'",
-    )
-    .bind(&schema)
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    assert_eq!(owner, schema);
+    assert_eq!(who, vec![(schema, false)]);
 }
 
 #[tokio::test]

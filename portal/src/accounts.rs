@@ -74,6 +74,7 @@ pub enum SignUpRefused {
 #[derive(Clone)]
 pub struct Accounts {
     pool: PgPool,
+    url: String,
 }
 
 fn random_token(len: usize) -> String {
@@ -161,7 +162,15 @@ impl Accounts {
             .map_err(|e| PortalError::Migration(e.to_string()))?;
         crate::bookings::prepare(&pool).await?;
         crate::history::prepare(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The platform PostgreSQL's URL, for connections that log in as a deal instead.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The connection pool, for the calendar's bookings beside the accounts.
@@ -220,7 +229,8 @@ impl Accounts {
         now: DateTime<Utc>,
     ) -> Result<Result<Account, SignInRefused>, PortalError> {
         let email = email.trim().to_lowercase();
-        let mine = format!("signin-failed:{client}:{email}");
+        // The client's length first: no client and email pair can spell another's key.
+        let mine = format!("signin-failed:{}:{client}:{email}", client.len());
         let anywhere = format!("signin-failed-any:{email}");
         if let Some(until) = self.held(&mine, LOCK_AFTER, now).await? {
             return Ok(Err(SignInRefused::Locked { until }));

@@ -1,6 +1,6 @@
-//! Redeeming a coupon deal's codes, in the deal's schema of the platform PostgreSQL (read and
-//! written as the deal's own role, entered from the platform connection, which is a member of it;
-//! which deal is the caller's is checked before this is reached).
+//! Redeeming a coupon deal's codes, in the deal's schema of the platform PostgreSQL, read and
+//! written on a connection logged in as the deal's own role; which deal is the caller's is
+//! checked before this is reached.
 //!
 //! Redemption is one conditional UPDATE of the order's row: it takes effect only while the
 //! order is confirmed, the code unredeemed and still valid. Two redemptions racing, or a
@@ -44,8 +44,6 @@ pub enum Refusal {
         "the deal's orders cannot be reached just now; nothing was changed. Try again in a minute"
     )]
     Database(String),
-    #[error("the deal's orders are held back: {0}")]
-    Refused(String),
 }
 
 /// An order's id, status, redemption time and validity.
@@ -55,28 +53,29 @@ fn at(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Redeems `typed` (as a person typed it) in the deal whose schema is `schema`, once.
-pub async fn redeem(pool: &PgPool, schema: &str, typed: &str) -> Result<Redeemed, Refusal> {
-    use timedeal_api::storage::{enter, EnterError, Hold};
+/// Redeems `typed` (as a person typed it) in the deal `uid` whose schema is `schema`, once, on a
+/// connection of its own logged in as the deal (`timedeal_api::storage::connect_as_deal`).
+pub async fn redeem(
+    platform: &PgPool,
+    platform_url: &str,
+    schema: &str,
+    uid: &str,
+    typed: &str,
+) -> Result<Redeemed, Refusal> {
+    use timedeal_api::storage::{connect_as_deal, Bounds};
     let code = timedeal_api::coupon::normalize(typed)
         .ok_or_else(|| Refusal::Malformed(typed.chars().take(40).collect()))?;
     let database = |e: sqlx::Error| Refusal::Database(e.to_string());
-    let mut tx = pool.begin().await.map_err(database)?;
-    let schema_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(schema)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(database)?;
-    if !schema_exists {
-        // A deal that never took an order has no schema yet: no code is its.
-        return Err(Refusal::Unknown(code));
-    }
-    match enter(&mut tx, schema, &[("orders", Hold::Write)]).await {
-        Ok(()) => {}
-        Err(EnterError::Database(e)) => return Err(database(e)),
-        Err(refused) => return Err(Refusal::Refused(refused.to_string())),
-    }
+    let bounds = Bounds {
+        lock_timeout: std::time::Duration::from_secs(5),
+        statement_timeout: std::time::Duration::from_secs(10),
+    };
+    let mut tx = match connect_as_deal(platform, platform_url, schema, uid, bounds).await {
+        Ok(Some(db)) => db,
+        // A deal never set up took no order: no code is its.
+        Ok(None) => return Err(Refusal::Unknown(code)),
+        Err(e) => return Err(Refusal::Database(e.to_string())),
+    };
     let redeemed: Option<(i64, i32, DateTime<Utc>)> = match sqlx::query_as(&format!(
         "UPDATE \"{schema}\".orders SET coupon_redeemed_at = now() \
          WHERE coupon_code = $1 AND status = 'confirmed' AND coupon_redeemed_at IS NULL \
@@ -84,7 +83,7 @@ pub async fn redeem(pool: &PgPool, schema: &str, typed: &str) -> Result<Redeemed
          RETURNING id, quantity, coupon_redeemed_at"
     ))
     .bind(&code)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await
     {
         Ok(found) => found,
@@ -95,7 +94,6 @@ pub async fn redeem(pool: &PgPool, schema: &str, typed: &str) -> Result<Redeemed
         Err(e) => return Err(database(e)),
     };
     if let Some((order_id, quantity, redeemed_at)) = redeemed {
-        tx.commit().await.map_err(database)?;
         return Ok(Redeemed {
             code,
             order_id,
@@ -109,7 +107,7 @@ pub async fn redeem(pool: &PgPool, schema: &str, typed: &str) -> Result<Redeemed
              WHERE coupon_code = $1"
     ))
     .bind(&code)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await
     .map_err(database)?;
     Err(match found {
@@ -139,7 +137,6 @@ impl Refusal {
             Refusal::Expired { .. } => "expired",
             Refusal::Cancelled { .. } => "order_cancelled",
             Refusal::Database(_) => "unavailable",
-            Refusal::Refused(_) => "held_back",
         }
     }
 
@@ -152,7 +149,6 @@ impl Refusal {
             | Refusal::Expired { .. }
             | Refusal::Cancelled { .. } => 409,
             Refusal::Database(_) => 503,
-            Refusal::Refused(_) => 409,
         }
     }
 }

@@ -188,36 +188,38 @@ pub fn csv_line(order: &ExportedOrder) -> String {
     line
 }
 
-/// The orders of the deal whose schema is `schema`, as a streamed body in `format`, read as the
-/// deal's own role (see `timedeal_api::storage::enter`). A deal that has taken no order yet (its
-/// schema or table not made yet) gives the header (or `[]`) alone. Refused before the first byte
-/// when the schema holds code the deal made.
+/// The orders of the deal `uid` whose schema is `schema`, as a streamed body in `format`, read
+/// on a connection of its own logged in as the deal (`timedeal_api::storage::connect_as_deal`),
+/// so nothing the deal defined runs with more rights and a deal stalling its own tables stalls
+/// only this. A deal that has taken no order yet (not set up, or its table not made yet) gives
+/// the header (or `[]`) alone.
 pub async fn orders(
-    pool: PgPool,
-    schema: String,
+    platform: &PgPool,
+    platform_url: &str,
+    schema: &str,
+    uid: &str,
     format: Format,
-) -> Result<Body, timedeal_api::storage::EnterError> {
-    use timedeal_api::storage::{enter, Hold};
-    let mut db = pool.begin().await?;
-    let schema_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(&schema)
-            .fetch_one(&mut *db)
-            .await?;
-    if schema_exists {
-        let held = [
-            ("orders", Hold::Read),
-            ("payments", Hold::Read),
-            ("deliveries", Hold::Read),
-        ];
-        enter(&mut db, &schema, &held).await?;
-    }
-    let exists = |table: &str| {
-        sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
-            .bind(format!("\"{schema}\".{table}"))
+) -> Result<Body, timedeal_api::storage::DealConnectionError> {
+    use timedeal_api::storage::{connect_as_deal, Bounds};
+    let bounds = Bounds {
+        lock_timeout: std::time::Duration::from_secs(5),
+        // A download read slowly may take a while; it holds only its own connection.
+        statement_timeout: std::time::Duration::from_secs(600),
     };
-    let orders = exists("orders").fetch_one(&mut *db).await?.is_some();
-    let deliveries = exists("deliveries").fetch_one(&mut *db).await?.is_some();
+    let mut db = connect_as_deal(platform, platform_url, schema, uid, bounds).await?;
+    let (orders, deliveries) = match db.as_mut() {
+        None => (false, false),
+        Some(db) => {
+            let exists = |table: &str| {
+                sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
+                    .bind(format!("\"{schema}\".{table}"))
+            };
+            let orders = exists("orders").fetch_one(&mut *db).await?.is_some();
+            let deliveries = exists("deliveries").fetch_one(&mut *db).await?.is_some();
+            (orders, deliveries)
+        }
+    };
+    let schema = schema.to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         let mut buffer = String::with_capacity(CHUNK + 512);
@@ -226,7 +228,7 @@ pub async fn orders(
             Format::Csv => HEADER,
             Format::Json => "[",
         });
-        if orders {
+        if let (true, Some(db)) = (orders, db.as_mut()) {
             // A schema from before delivery details and coupons has neither.
             let extra = if deliveries {
                 "d.name AS d_name, d.phone AS d_phone, d.line1 AS d_line1, d.line2 AS d_line2, \

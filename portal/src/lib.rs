@@ -200,7 +200,24 @@ pub fn too_many(text: &'static str) -> Response {
 
 impl Portal {
     /// `Set-Cookie` for a cookie the page's scripts never read.
+    /// A cookie's name as sent: over HTTPS with the `__Host-` prefix, which a browser takes
+    /// only from this very host (never set by a storefront under the same domain, which could
+    /// otherwise plant its own session or form token here).
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{name}")
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// The cookie `name` (see `cookie_name`) the request carries.
+    pub fn cookie(&self, headers: &HeaderMap, name: &str) -> Option<String> {
+        cookie(headers, &self.cookie_name(name))
+    }
+
     pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
+        let name = self.cookie_name(name);
         let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
         if let Some(seconds) = max_age {
             cookie.push_str(&format!("; Max-Age={seconds}"));
@@ -218,7 +235,7 @@ impl Portal {
 
     /// The signed-in session, if the cookie is genuine and the session current.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>, PortalError> {
-        let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        let Some(value) = self.cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };
         let Some((token, signature)) = value.split_once('.') else {
@@ -232,7 +249,7 @@ impl Portal {
 
     /// The session's token, from a genuine cookie.
     pub fn session_token(&self, headers: &HeaderMap) -> Option<String> {
-        let value = cookie(headers, SESSION_COOKIE)?;
+        let value = self.cookie(headers, SESSION_COOKIE)?;
         let (token, signature) = value.split_once('.')?;
         self.key
             .verify(&["session", token], signature)

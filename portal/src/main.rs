@@ -55,7 +55,7 @@ struct Cli {
     storefront_cpu_request: String,
     /// Every approved company's deals may take `<company>.<suffix>` and the hosts under it
     /// (the operator's `--company-host-suffix`). Empty: only the hosts listed on the Company.
-    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "")]
+    #[arg(long, env = "TIMEDEAL_COMPANY_HOST_SUFFIX", default_value = "", value_parser = timedeal_api::hosts::parse_suffix)]
     company_host_suffix: String,
     /// Hosts no deal may take, comma-separated: the portal's and the directory's.
     #[arg(long, env = "TIMEDEAL_RESERVED_HOSTS", value_delimiter = ',')]

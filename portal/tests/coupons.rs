@@ -243,7 +243,8 @@ async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
         .await
         .unwrap();
     // What a storefront running a tenant's code could do as the deal's role, which owns its
-    // tables: a trigger that notes who runs it, for the platform's next redemption.
+    // tables: a trigger that tries to shed a SET ROLE and notes who runs it, for the platform's
+    // next redemption.
     sqlx::raw_sql(&format!(
         "SET ROLE \"{schema}\"; SET search_path TO \"{schema}\";
          INSERT INTO orders (id, shopper, quantity, unit_price, currency, status, idempotency_key,
@@ -251,6 +252,8 @@ async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
          VALUES (1, 'anon-1', 1, 0, 'USD', 'confirmed', 'k1', 'AAAA-BBBB-CCCC-DDDD-EEEE', now() + interval '14 days');
          CREATE TABLE loot (who text, superuser boolean);
          CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           -- Undoes a SET ROLE, were the platform working as itself behind one.
+           PERFORM set_config('role', 'none', true);
            INSERT INTO loot SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user;
            RETURN NEW; END $$;
          CREATE TRIGGER note BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION note();
@@ -270,44 +273,25 @@ async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
         .unwrap();
     let code = "AAAA-BBBB-CCCC-DDDD-EEEE";
     let (status, body) = redeem_through_the_page(&portal, &acme, &name, &name, code).await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"]["code"], "held_back");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("trigger note") && message.contains("function note"),
-        "{message}"
-    );
+    assert_eq!(status, 200, "{body}");
     let export = acme
         .http
         .get(portal.at(&format!("/deals/{name}/orders.csv")))
         .send()
         .await
         .unwrap();
-    assert_eq!(export.status(), 409);
-    assert!(export.text().await.unwrap().contains("trigger note"));
+    assert_eq!(export.status(), 200);
+    assert!(export.text().await.unwrap().contains("anon-1"));
     let loot: Vec<(String, bool)> =
         sqlx::query_as(&format!("SELECT who, superuser FROM \"{schema}\".loot"))
             .fetch_all(&mut db)
             .await
             .unwrap();
-    assert_eq!(loot, vec![], "nothing the deal made ran");
-
-    // Without them the redemption runs, as the deal's own role and nothing more.
-    sqlx::raw_sql(&format!(
-        "DROP TRIGGER note ON \"{schema}\".orders; DROP FUNCTION \"{schema}\".note();"
-    ))
-    .execute(&mut db)
-    .await
-    .unwrap();
-    let (status, body) = redeem_through_the_page(&portal, &acme, &name, &name, code).await;
-    assert_eq!(status, 200, "{body}");
-    let owner: String = sqlx::query_scalar(&format!(
-        "SELECT tableowner::text FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'orders'"
-    ))
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    assert_eq!(owner, schema, "the deal still owns its tables");
+    assert_eq!(
+        loot,
+        vec![(schema.clone(), false)],
+        "the trigger ran once, as the deal's own role and nothing more"
+    );
 }
 
 #[tokio::test]

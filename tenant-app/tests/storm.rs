@@ -186,13 +186,25 @@ async fn two_thousand_shoppers_on_a_hundred_coupons_get_a_hundred_unique_codes()
     .fulfilment("coupon");
     // The schema and role the platform gives a deal, where the portal redeems its codes; the
     // storefront connects as the deal, as in a cluster.
-    let schema =
-        timedeal_api::storage::schema_for_uid("5e2a91c0-1d3b-4c8e-b7a2-9f0e6d4c3b21").unwrap();
-    let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres().url());
+    let uid = "5e2a91c0-1d3b-4c8e-b7a2-9f0e6d4c3b21";
+    let schema = timedeal_api::storage::schema_for_uid(uid).unwrap();
+    let platform = sqlx::PgPool::connect(&postgres().url()).await.unwrap();
     sqlx::raw_sql(&timedeal_testkit::PostgresServer::deal_schema_sql(&schema))
-        .execute(&mut admin.await.unwrap())
+        .execute(&platform)
         .await
         .unwrap();
+    for sql in timedeal_api::storage::REGISTRY_DDL {
+        sqlx::query(sql).execute(&platform).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO timedeal_platform.deal_schemas (schema, uid, namespace, name, password) \
+         VALUES ($1, $2, 'bean-there', 'storm-coupons', 'deal-password')",
+    )
+    .bind(&schema)
+    .bind(uid)
+    .execute(&platform)
+    .await
+    .unwrap();
     let flags = ["--postgres-schema", schema.as_str()];
     let url = timedeal_testkit::as_role(&postgres().url(), &schema);
     let mut first = Storefront::start(&redis, &url, &deal, &flags);
@@ -214,13 +226,15 @@ async fn two_thousand_shoppers_on_a_hundred_coupons_get_a_hundred_unique_codes()
     assert_eq!((rows, codes, payments), (STOCK, STOCK, 0));
 
     for code in &tally.codes {
-        let redeemed = timedeal_portal::coupons::redeem(&db, &schema, code)
-            .await
-            .unwrap_or_else(|e| panic!("{code}: {e}"));
+        let redeemed =
+            timedeal_portal::coupons::redeem(&platform, &postgres().url(), &schema, uid, code)
+                .await
+                .unwrap_or_else(|e| panic!("{code}: {e}"));
         assert_eq!(&redeemed.code, code);
-        let again = timedeal_portal::coupons::redeem(&db, &schema, code)
-            .await
-            .unwrap_err();
+        let again =
+            timedeal_portal::coupons::redeem(&platform, &postgres().url(), &schema, uid, code)
+                .await
+                .unwrap_err();
         assert_eq!(again.code(), "already_redeemed", "{again}");
     }
 }

@@ -17,6 +17,20 @@ pub struct HostRules {
     pub reserved: Vec<String>,
 }
 
+/// A company host suffix as given on a command line: a lower-case DNS name such as
+/// deals.example.com, or nothing.
+pub fn parse_suffix(text: &str) -> Result<String, String> {
+    let valid = text.is_empty()
+        || (text.len() <= 200 && text.split('.').all(crate::is_dns_label) && text.contains('.'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a lower-case DNS name such as deals.example.com"
+        ))
+    }
+}
+
 /// Whether `host` is `pattern`, or falls under it when it is `*.domain` (any host ending in
 /// `.domain`).
 pub fn matches(pattern: &str, host: &str) -> bool {

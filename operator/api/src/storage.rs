@@ -4,8 +4,9 @@
 //!
 //! A deal's schema is named from its UID (`td_<32 hex digits>`), which no other deal can have,
 //! and recorded in `status.schema`. Deals set up before that keep the name they were given by
-//! `schema_name`; the operator's registry (`timedeal_platform.deal_schemas`) refuses to hand a
-//! name to a second deal either way.
+//! `schema_name`; the registry (`timedeal_platform.deal_schemas`) refuses to hand a name to a
+//! second deal either way, and holds each role's password: the operator and the portal work in a
+//! deal's schema only through [`connect_as_deal`], never as the platform user.
 
 use crate::TimeDeal;
 
@@ -18,14 +19,14 @@ pub fn schema_for_uid(uid: &str) -> Option<String> {
 }
 
 /// The schema of `deal`, as the operator chooses it: the recorded one; else, for a deal an older
-/// release already set up (it has a status), the name that release used; else one from its UID.
+/// release already built (it pinned its images, which only a built deal has), the name that
+/// release used; else one from its UID.
 pub fn schema_of(deal: &TimeDeal) -> Option<String> {
     let status = deal.status.as_ref();
     if let Some(recorded) = status.and_then(|s| s.schema.clone()) {
         return Some(recorded);
     }
-    let set_up_before =
-        status.is_some_and(|s| s.pinned.is_some() || s.observed_generation.is_some());
+    let set_up_before = status.is_some_and(|s| s.pinned.is_some());
     if set_up_before {
         return Some(schema_name(
             deal.metadata.namespace.as_deref()?,
@@ -75,116 +76,88 @@ pub fn schema_name(namespace: &str, name: &str) -> String {
     format!("{}_{:012x}", &full[..50], hash & 0xffff_ffff_ffff)
 }
 
-/// How a table is held while the platform works in a deal's schema: reading it, or writing it
-/// (which also keeps anyone from adding a trigger, rule or constraint until the work commits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
-    Read,
-    Write,
-}
+/// Which deal each role and schema was made for, and the role's password: a name is handed out
+/// once, and the platform works in a deal's schema only by logging in as that deal (see
+/// [`connect_as_deal`]). Readable by the platform user alone, who may reset those passwords
+/// anyway.
+pub const REGISTRY_DDL: [&str; 3] = [
+    "CREATE SCHEMA IF NOT EXISTS timedeal_platform",
+    "CREATE TABLE IF NOT EXISTS timedeal_platform.deal_schemas (\
+     schema text PRIMARY KEY, uid text NOT NULL, namespace text NOT NULL, name text NOT NULL, \
+     claimed_at timestamptz NOT NULL DEFAULT now())",
+    "ALTER TABLE timedeal_platform.deal_schemas ADD COLUMN IF NOT EXISTS password text",
+];
 
-/// Anything in a deal's schema that would run code of the deal's making inside a platform
-/// connection: functions, operators, triggers, rules, policies, views and other relations that
-/// are not plain tables, domains and base types, and defaults, checks or indexes calling
-/// functions that act on the session or the server ([`SESSION_CALLS`]; built-in functions leave
-/// no dependency to follow, so their calls are read from the expressions). The migrations make
-/// none of these. `$1` is the schema, `$2` is [`SESSION_CALLS`]; the answer is what was found,
-/// or NULL.
-pub const FOREIGN_CODE: &str = "WITH s AS (SELECT oid FROM pg_namespace WHERE nspname = $1) \
-    SELECT string_agg(what, ', ' ORDER BY what) FROM ( \
-      SELECT 'function ' || p.proname AS what FROM pg_proc p, s WHERE p.pronamespace = s.oid \
-      UNION ALL SELECT 'operator ' || o.oprname FROM pg_operator o, s \
-        WHERE o.oprnamespace = s.oid \
-      UNION ALL SELECT 'trigger ' || t.tgname FROM pg_trigger t \
-        JOIN pg_class c ON c.oid = t.tgrelid, s WHERE c.relnamespace = s.oid AND NOT t.tgisinternal \
-      UNION ALL SELECT 'rule ' || r.rulename FROM pg_rewrite r \
-        JOIN pg_class c ON c.oid = r.ev_class, s WHERE c.relnamespace = s.oid \
-      UNION ALL SELECT 'policy ' || pol.polname FROM pg_policy pol \
-        JOIN pg_class c ON c.oid = pol.polrelid, s WHERE c.relnamespace = s.oid \
-      UNION ALL SELECT 'relation ' || c.relname FROM pg_class c, s \
-        WHERE c.relnamespace = s.oid AND c.relkind NOT IN ('r', 'S', 'i') \
-      UNION ALL SELECT 'type ' || t.typname FROM pg_type t, s WHERE t.typnamespace = s.oid \
-        AND (t.typtype IN ('d', 'r', 'm', 'p') OR (t.typtype = 'b' AND t.typcategory <> 'A')) \
-      UNION ALL SELECT 'default of ' || c.relname || '.' || a.attname FROM pg_attrdef d \
-        JOIN pg_class c ON c.oid = d.adrelid \
-        JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum, s \
-        WHERE c.relnamespace = s.oid AND pg_get_expr(d.adbin, d.adrelid) ~* $2 \
-      UNION ALL SELECT 'constraint ' || con.conname FROM pg_constraint con, s \
-        WHERE con.connamespace = s.oid AND pg_get_constraintdef(con.oid) ~* $2 \
-      UNION ALL SELECT 'index ' || i.relname FROM pg_index x \
-        JOIN pg_class i ON i.oid = x.indexrelid, s \
-        WHERE i.relnamespace = s.oid AND pg_get_indexdef(x.indexrelid) ~* $2 \
-    ) found";
-
-/// Calls of built-in functions that change the session (`set_config('role', …)` undoes a
-/// `SET ROLE`) or reach the server's files and connections, as a PostgreSQL regular expression.
-pub const SESSION_CALLS: &str =
-    r"\m(set_config|dblink\w*|lo_\w+|pg_\w+|query_to_\w+|current_setting)\s*\(";
-
-/// Why the platform would not act in a deal's schema.
+/// Why the platform could not act as a deal.
 #[cfg(feature = "postgres")]
 #[derive(Debug, thiserror::Error)]
-pub enum EnterError {
+pub enum DealConnectionError {
     #[error("{0:?} is not a deal's schema name")]
     NotPlain(String),
-    #[error(
-        "the deal's schema {schema} holds what the platform never made ({found}); nothing was run \
-         in it. Remove them, or ask the platform admin"
-    )]
-    ForeignCode { schema: String, found: String },
+    #[error("the platform PostgreSQL URL is not one: {0}")]
+    Url(String),
     #[error("the platform PostgreSQL refused: {0}")]
     Database(#[from] sqlx::Error),
 }
 
-/// Makes the transaction `tx` act as the deal whose schema is `schema` (its own login role,
-/// pg_catalog before the schema on the search path), holds `tables` as asked, and refuses when
-/// the schema holds code the deal could have made to run with the platform's rights. Tables that
-/// do not exist are passed over. Everything after this runs with the deal's rights alone.
+/// How long one piece of work as a deal may wait for a lock, and run: a deal holding its own
+/// tables locked stalls only its own export, never the platform's connections.
 #[cfg(feature = "postgres")]
-pub async fn enter(
-    tx: &mut sqlx::PgConnection,
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub lock_timeout: std::time::Duration,
+    pub statement_timeout: std::time::Duration,
+}
+
+/// A connection of its own that logs in as the deal whose schema is `schema` and whose UID is
+/// `uid`, with the password the registry holds for it (read through `platform`, a connection of
+/// the platform user, whose URL `platform_url` gives the server and database). `None` when the
+/// registry has no such deal: not set up yet, or the schema is another deal's.
+///
+/// Whatever the deal defined in its schema (triggers, views, functions) then runs with the
+/// deal's own rights and nothing more: there is no higher role on the connection to return to,
+/// and the connection is closed after the work, so nothing it sets outlives it. pg_catalog comes
+/// first on the search path, so the deal's functions never stand in for built-in ones.
+#[cfg(feature = "postgres")]
+pub async fn connect_as_deal(
+    platform: &sqlx::PgPool,
+    platform_url: &str,
     schema: &str,
-    tables: &[(&str, Hold)],
-) -> Result<(), EnterError> {
+    uid: &str,
+    bounds: Bounds,
+) -> Result<Option<sqlx::PgConnection>, DealConnectionError> {
+    use sqlx::ConnectOptions;
     if !is_plain_schema(schema) {
-        return Err(EnterError::NotPlain(schema.to_owned()));
+        return Err(DealConnectionError::NotPlain(schema.to_owned()));
     }
-    // `schema` is plain (checked above), so quoting it into statements is safe.
-    for sql in [
-        format!("SET LOCAL ROLE \"{schema}\""),
-        format!("SET LOCAL search_path TO pg_catalog, \"{schema}\""),
-    ] {
-        sqlx::query(&sql).execute(&mut *tx).await?;
-    }
-    for (table, hold) in tables {
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(format!("\"{schema}\".\"{table}\""))
-            .fetch_one(&mut *tx)
+    let registry: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('timedeal_platform.deal_schemas')::text")
+            .fetch_one(platform)
             .await?;
-        if exists.is_some() {
-            let mode = match hold {
-                Hold::Read => "ACCESS SHARE",
-                Hold::Write => "ROW EXCLUSIVE",
-            };
-            sqlx::query(&format!(
-                "LOCK TABLE \"{schema}\".\"{table}\" IN {mode} MODE"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
+    if registry.is_none() {
+        return Ok(None);
     }
-    let found: Option<String> = sqlx::query_scalar(FOREIGN_CODE)
-        .bind(schema)
-        .bind(SESSION_CALLS)
-        .fetch_one(&mut *tx)
-        .await?;
-    match found {
-        Some(found) => Err(EnterError::ForeignCode {
-            schema: schema.to_owned(),
-            found,
-        }),
-        None => Ok(()),
-    }
+    let password: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT password FROM timedeal_platform.deal_schemas WHERE schema = $1 AND uid = $2",
+    )
+    .bind(schema)
+    .bind(uid)
+    .fetch_optional(platform)
+    .await?;
+    let Some(Some(password)) = password else {
+        return Ok(None);
+    };
+    let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
+    let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(platform_url)
+        .map_err(|e| DealConnectionError::Url(e.to_string()))?
+        .username(schema)
+        .password(&password)
+        .options([
+            ("search_path", format!("pg_catalog,{schema}")),
+            ("lock_timeout", millis(bounds.lock_timeout)),
+            ("statement_timeout", millis(bounds.statement_timeout)),
+        ]);
+    Ok(Some(options.connect().await?))
 }
 
 #[cfg(test)]
@@ -231,10 +204,17 @@ mod tests {
     #[test]
     fn a_deal_keeps_the_schema_it_has() {
         let mut td = deal("acme", "sale", "0b7d3c52-8f4e-4f0e-9a55-3c1f2a7e9d10");
+        // A request that only waited for approval was never set up: it gets one of its own.
         td.status = Some(crate::TimeDealStatus {
             observed_generation: Some(3),
+            phase: Some(crate::Phase::PendingApproval),
             ..Default::default()
         });
+        assert_eq!(
+            schema_of(&td).unwrap(),
+            "td_0b7d3c528f4e4f0e9a553c1f2a7e9d10"
+        );
+        td.status.as_mut().unwrap().pinned = Some(Default::default());
         assert_eq!(schema_of(&td).unwrap(), "td_acme_sale");
         td.status.as_mut().unwrap().schema = Some("td_recorded".into());
         assert_eq!(schema_of(&td).unwrap(), "td_recorded");

@@ -532,7 +532,8 @@ async fn erase_personal_data(
 ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
     // Boxed: a rare step, kept off the stack of every reconcile's future.
     let schema = deal.schema();
-    let erase = Box::pin(ctx.database.erase_personal_data(platform, &schema));
+    let uid = deal.td.uid().unwrap_or_default();
+    let erase = Box::pin(ctx.database.erase_personal_data(platform, &schema, &uid));
     match erase.await {
         Ok(()) => {
             info!(deal = %deal.name, "retention is over: personal data deleted");

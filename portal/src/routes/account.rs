@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::{
     accounts::{password_problem, SignInRefused, SignUpRefused},
-    cookie, form, new_token, not_found, pages, stale_form, too_many, unavailable, Csrf, Portal,
+    form, new_token, not_found, pages, stale_form, too_many, unavailable, Csrf, Portal,
     CSRF_COOKIE, SESSION_COOKIE,
 };
 
@@ -53,8 +53,8 @@ fn with_form_token(
         .into_response()
 }
 
-fn form_token_matches(headers: &HeaderMap, sent: &str) -> bool {
-    !sent.is_empty() && cookie(headers, CSRF_COOKIE).as_deref() == Some(sent)
+fn form_token_matches(portal: &Portal, headers: &HeaderMap, sent: &str) -> bool {
+    !sent.is_empty() && portal.cookie(headers, CSRF_COOKIE).as_deref() == Some(sent)
 }
 
 #[derive(Deserialize, Default)]
@@ -101,7 +101,7 @@ pub async fn sign_up(
     {
         return too_many("Too many sign-ups from your address; try again in an hour.\n");
     }
-    if !form_token_matches(&headers, &sent.csrf) {
+    if !form_token_matches(&portal, &headers, &sent.csrf) {
         return stale_form();
     }
     let mut errors = Errors::new();
@@ -141,6 +141,16 @@ pub async fn sign_up(
     }
     let name = form::company_name(display_name);
     let email = sent.email.trim().to_lowercase();
+    // A taken company name is said before any email is looked at, so that answer never depends
+    // on whether the email has an account.
+    match portal.company(&name).await {
+        Err(e) => return unavailable(&e),
+        Ok(Some(_)) => {
+            refuse(&mut errors, "display_name", "a company of this name has signed up already; add something that sets yours apart (a city, a brand)");
+            return refused(&errors);
+        }
+        Ok(None) => {}
+    }
     match portal.accounts.create(&email, &name, &sent.password).await {
         Err(e) => return unavailable(&e),
         // Answered as a sign-up that worked, so the form tells no one which emails have
@@ -215,6 +225,21 @@ pub async fn sign_in_form(
     })
 }
 
+/// Who a failed sign-in is counted against: the client's address, or for IPv6 its /64 (one
+/// subscriber's whole network, which it can otherwise walk to make new addresses).
+fn holder(client: std::net::IpAddr) -> String {
+    match client {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        v4 => v4.to_string(),
+    }
+}
+
 /// Why a sign-in waits; the same whether or not the email has an account.
 fn held_message(refused: &SignInRefused) -> String {
     match refused {
@@ -249,7 +274,7 @@ pub async fn sign_in(
     {
         return too_many("Too many sign-in attempts from your address; wait a minute.\n");
     }
-    if !form_token_matches(&headers, &sent.csrf) {
+    if !form_token_matches(&portal, &headers, &sent.csrf) {
         return stale_form();
     }
     let email = sent.email.trim().to_lowercase();
@@ -257,7 +282,7 @@ pub async fn sign_in(
     let mut errors = Errors::new();
     match portal
         .accounts
-        .sign_in(&email, &sent.password, &client.to_string(), now)
+        .sign_in(&email, &sent.password, &holder(client), now)
         .await
     {
         Err(e) => unavailable(&e),
@@ -502,7 +527,7 @@ pub async fn reset(
     headers: HeaderMap,
     Form(sent): Form<Reset>,
 ) -> Response {
-    if !form_token_matches(&headers, &sent.csrf) {
+    if !form_token_matches(&portal, &headers, &sent.csrf) {
         return stale_form();
     }
     let found = match reset_target(&portal, &company, &token).await {
@@ -551,6 +576,18 @@ pub async fn reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_held_against_an_address_or_a_whole_ipv6_network() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(holder(ip("203.0.113.9")), "203.0.113.9");
+        assert_eq!(holder(ip("::ffff:203.0.113.9")), "203.0.113.9");
+        assert_eq!(
+            holder(ip("2001:db8:1:2:aaaa::1")),
+            holder(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(holder(ip("2001:db8:1:2::1")), holder(ip("2001:db8:1:3::1")));
+    }
 
     #[test]
     fn emails_are_checked_for_their_shape() {

@@ -548,18 +548,21 @@ async fn export(
     let Some(schema) = timedeal_api::storage::schema_of(&deal) else {
         return not_found(None);
     };
-    let body = match crate::export::orders(portal.accounts.pool().clone(), schema, format).await {
+    let uid = deal.uid().unwrap_or_default();
+    let accounts = &portal.accounts;
+    let body = match crate::export::orders(accounts.pool(), accounts.url(), &schema, &uid, format)
+        .await
+    {
         Ok(body) => body,
-        Err(timedeal_api::storage::EnterError::Database(e)) => {
-            tracing::warn!(error = %e, "cannot export a deal's orders");
-            return unavailable(&crate::error::PortalError::Database(e));
-        }
-        Err(refused) => {
-            tracing::warn!(company = %company.name_any(), deal = %name, error = %refused, "an order export was refused");
+        Err(e) => {
+            tracing::warn!(company = %company.name_any(), deal = %name, error = %e, "cannot export a deal's orders");
             return (
-                StatusCode::CONFLICT,
-                [(header::CACHE_CONTROL, "no-store")],
-                format!("The orders were not exported: {refused}\n"),
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::RETRY_AFTER, "30"),
+                ],
+                "The deal's orders cannot be read just now; try again in a minute.\n",
             )
                 .into_response();
         }
@@ -617,7 +620,10 @@ pub async fn redeem(
     let Some(schema) = timedeal_api::storage::schema_of(&deal) else {
         return not_found(Some(&nav(&session, &company)));
     };
-    let outcome = crate::coupons::redeem(portal.accounts.pool(), &schema, &sent.code).await;
+    let uid = deal.uid().unwrap_or_default();
+    let accounts = &portal.accounts;
+    let outcome =
+        crate::coupons::redeem(accounts.pool(), accounts.url(), &schema, &uid, &sent.code).await;
     let back = (format!("/deals/{name}"), "Back to the deal");
     match outcome {
         Ok(redeemed) => {

@@ -170,7 +170,8 @@ impl PortalServer {
             .items
     }
 
-    /// The schema and login role of the deal `name`, made as the operator makes them, with the
+    /// The schema and login role of the deal `name`, made and registered as the operator makes
+    /// them, with the
     /// storefront's `migrations` run as the deal (so the deal owns its tables, as in a
     /// cluster). Answers the schema and a connection acting as the deal.
     pub async fn deal_schema(
@@ -188,6 +189,20 @@ impl PortalServer {
         let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&self.database)
             .await
             .unwrap();
+        for sql in timedeal_api::storage::REGISTRY_DDL {
+            sqlx::query(sql).execute(&mut db).await.unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO timedeal_platform.deal_schemas (schema, uid, namespace, name, password) \
+             VALUES ($1, $2, $3, $4, 'deal-password')",
+        )
+        .bind(&schema)
+        .bind(deal.metadata.uid.as_deref().unwrap())
+        .bind(deal.metadata.namespace.as_deref().unwrap())
+        .bind(name)
+        .execute(&mut db)
+        .await
+        .unwrap();
         sqlx::raw_sql(&format!(
             "{} SET ROLE \"{schema}\"; SET search_path TO \"{schema}\"; {}",
             timedeal_testkit::PostgresServer::deal_schema_sql(&schema),
