@@ -1,5 +1,7 @@
-//! The exact permissions the operator's code uses, as a ClusterRole (deals and their children, in
-//! every namespace) and a Role (its leader Lease and the platform PostgreSQL Secret, in its own
+//! The exact permissions the operator's code uses, as a ClusterRole (reading what it caches,
+//! keeping TimeDeals and Companies, onboarding a company), a ClusterRole bound only in each
+//! approved company's namespace (`tenant`: the deals' children, Secrets and the namespace's
+//! policies), and a Role (its leader Lease and the platform PostgreSQL Secret, in its own
 //! namespace). `timedeal-operator rbac` prints them; `manifests/base/rbac.yaml` is that output, and a
 //! test fails when it is stale.
 //!
@@ -7,24 +9,27 @@
 //! - timedeals: the controller lists and watches them; the finalizer is added and removed with
 //!   a patch; `timedeals/status` is patched with the phase, conditions and figures.
 //! - deployments, statefulsets, services, horizontalpodautoscalers, ingresses,
-//!   poddisruptionbudgets, networkpolicies: read before apply (get), watched as owned children
-//!   (list, watch), applied server-side (create, patch). The HPA is deleted after retention, the
-//!   PodDisruptionBudgets when they no longer apply, and the Redis Deployment of older releases
-//!   once the StatefulSet replaces it.
+//!   poddisruptionbudgets, networkpolicies: read before apply (get) and watched as owned children
+//!   (list, watch) everywhere; applied server-side (create, patch) in company namespaces only. The
+//!   HPA is deleted after retention, the PodDisruptionBudgets when they no longer apply, and the
+//!   Redis Deployment of older releases once the StatefulSet replaces it.
 //! - pods: listed (by the deal's label) when a deal's replicas are not all ready, to say why.
-//! - configmaps: watched as owned children (list, watch), applied (create, patch).
-//! - secrets: read before apply (get) and applied (create, patch). Never listed or watched: the
-//!   operator has no business reading other Secrets.
+//! - configmaps: watched as owned children (list, watch), applied (create, patch) in company
+//!   namespaces.
+//! - secrets: read before apply (get) and applied (create, patch), in company namespaces only.
+//!   Never listed or watched, and never read elsewhere: the operator has no business with other
+//!   Secrets.
 //! - events: published (create) and aggregated into series (patch).
 //! - leases (own namespace): leader election reads, creates and renews (a compare-and-swap
 //!   update) one Lease.
 //! - the platform PostgreSQL Secret (own namespace): read by name. The SMTP Secret of email
-//!   reminders, when configured, is read the same way (the cluster-wide `get` on Secrets covers
-//!   it, as it covers the deals' own).
+//!   reminders, when configured, is read the same way.
 //! - companies: watched (the deal gate and the company controller); `companies/status` patched.
-//! - namespaces, resourcequotas, limitranges, rolebindings: an approved company's namespace and
-//!   what it holds, read and applied server-side; `bind` on the ClusterRole
-//!   `timedeal-portal-deals` lets the operator grant it to the portal in that namespace.
+//! - namespaces, rolebindings: an approved company's namespace and its two RoleBindings, read and
+//!   applied server-side; `bind` on the ClusterRoles `timedeal-portal-deals` and
+//!   `timedeal-operator-tenant` lets the operator grant them, in that namespace, to the portal
+//!   and to itself. The namespace's quota and limits are read everywhere and written through the
+//!   tenant role.
 //! - the Secret `timedeal-portal` (own namespace): the portal's session key, read by name and
 //!   made on first start (create cannot be narrowed to one name).
 //! - the directory's ClusterRole (`directory`): it lists TimeDeals in every namespace and shows
@@ -43,8 +48,13 @@ pub const NAME: &str = "timedeal-operator";
 /// The portal's ClusterRole (bound cluster-wide) and the one bound in each company's namespace.
 pub const PORTAL: &str = "timedeal-portal";
 pub const PORTAL_DEALS: &str = crate::company::tenancy::PORTAL_DEALS_ROLE;
+/// The Secret holding the SMTP URL of email reminders (the chart's `mail.smtpSecretName`), read
+/// by name in the operator's namespace.
+pub const SMTP_SECRET: &str = "timedeal-smtp";
 /// The deal directory's ClusterRole.
 pub const DIRECTORY: &str = "timedeal-directory";
+/// The operator's rights in each approved company's namespace (bound there, never cluster-wide).
+pub const TENANT: &str = crate::company::tenancy::OPERATOR_TENANT_ROLE;
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -62,10 +72,12 @@ fn named(group: &str, resource: &str, name: &str, verbs: &[&str]) -> PolicyRule 
     }
 }
 
-/// Permissions in every namespace that holds deals.
+/// Permissions across the cluster: read and watch what the operator caches, keep TimeDeals and
+/// Companies, and onboard a company (its namespace, and the RoleBindings that give the portal
+/// and the operator itself their rights there). No write to Secrets, workloads or policies:
+/// those go through [`tenant`], bound in each approved company's namespace only.
 pub fn cluster_role() -> ClusterRole {
-    const CHILD: &[&str] = &["get", "list", "watch", "create", "patch"];
-    const REMOVABLE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+    const CACHED: &[&str] = &["get", "list", "watch"];
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(NAME.into()),
@@ -81,36 +93,56 @@ pub fn cluster_role() -> ClusterRole {
             rule("timedeal.dev", &["timedeals/status"], &["get", "patch"]),
             rule("timedeal.dev", &["companies"], &["get", "list", "watch"]),
             rule("timedeal.dev", &["companies/status"], &["get", "patch"]),
-            rule(
-                "",
-                &["resourcequotas", "limitranges"],
-                &["get", "create", "patch"],
-            ),
+            rule("", &["resourcequotas", "limitranges"], &["get"]),
             rule(
                 "rbac.authorization.k8s.io",
                 &["rolebindings"],
                 &["get", "create", "patch"],
             ),
-            named(
-                "rbac.authorization.k8s.io",
-                "clusterroles",
-                PORTAL_DEALS,
-                &["bind"],
-            ),
-            rule("apps", &["deployments"], REMOVABLE),
-            rule("apps", &["statefulsets"], CHILD),
-            rule("", &["services"], CHILD),
+            PolicyRule {
+                resource_names: Some(vec![PORTAL_DEALS.into(), TENANT.into()]),
+                ..rule("rbac.authorization.k8s.io", &["clusterroles"], &["bind"])
+            },
+            rule("apps", &["deployments", "statefulsets"], CACHED),
+            rule("", &["services", "configmaps"], CACHED),
             rule("", &["pods"], &["list"]),
+            rule("autoscaling", &["horizontalpodautoscalers"], CACHED),
+            rule(
+                "networking.k8s.io",
+                &["ingresses", "networkpolicies"],
+                CACHED,
+            ),
+            rule("policy", &["poddisruptionbudgets"], CACHED),
+            rule("events.k8s.io", &["events"], &["create", "patch"]),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// What the operator writes in one approved company's namespace, granted there by the
+/// RoleBinding it makes on approval (`company::tenancy::operator_binding`): each deal's children
+/// and Secrets, and the namespace's quota, limits and default-deny policy.
+pub fn tenant() -> ClusterRole {
+    const WRITE: &[&str] = &["create", "patch"];
+    const REMOVABLE: &[&str] = &["create", "patch", "delete"];
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(TENANT.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule("apps", &["deployments"], REMOVABLE),
+            rule("apps", &["statefulsets"], WRITE),
+            rule("", &["services", "configmaps"], WRITE),
             rule("autoscaling", &["horizontalpodautoscalers"], REMOVABLE),
             rule(
                 "networking.k8s.io",
                 &["ingresses", "networkpolicies"],
-                CHILD,
+                WRITE,
             ),
             rule("policy", &["poddisruptionbudgets"], REMOVABLE),
-            rule("", &["configmaps"], CHILD),
             rule("", &["secrets"], &["get", "create", "patch"]),
-            rule("events.k8s.io", &["events"], &["create", "patch"]),
+            rule("", &["resourcequotas", "limitranges"], WRITE),
         ]),
         ..Default::default()
     }
@@ -176,6 +208,7 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
             named("coordination.k8s.io", "leases", NAME, &["get", "update"]),
             named("", "secrets", postgres_secret, &["get"]),
             named("", "secrets", crate::portal_keys::SECRET, &["get"]),
+            named("", "secrets", SMTP_SECRET, &["get"]),
             rule("", &["secrets"], &["create"]),
         ]),
     }
@@ -185,8 +218,9 @@ pub fn role(namespace: &str, postgres_secret: &str) -> Role {
 /// `timedeal-system`, Secret `timedeal-postgres`).
 pub fn yaml(namespace: &str, postgres_secret: &str) -> String {
     format!(
-        "# Generated by `timedeal-operator rbac`. Do not edit.\n{}---\n{}---\n{}---\n{}---\n{}",
+        "# Generated by `timedeal-operator rbac`. Do not edit.\n{}---\n{}---\n{}---\n{}---\n{}---\n{}",
         serde_yaml::to_string(&cluster_role()).expect("a ClusterRole serialises"),
+        serde_yaml::to_string(&tenant()).expect("a ClusterRole serialises"),
         serde_yaml::to_string(&role(namespace, postgres_secret)).expect("a Role serialises"),
         serde_yaml::to_string(&portal()).expect("a ClusterRole serialises"),
         serde_yaml::to_string(&portal_deals()).expect("a ClusterRole serialises"),
@@ -221,7 +255,7 @@ mod tests {
         })
     }
 
-    /// Every call the operator makes, as (group, resource, name, verb).
+    /// Every call the operator makes anywhere in the cluster, as (group, resource, name, verb).
     const CALLS: &[(&str, &str, Option<&str>, &str)] = &[
         ("timedeal.dev", "timedeals", None, "list"),
         ("timedeal.dev", "timedeals", None, "watch"),
@@ -232,26 +266,49 @@ mod tests {
         ("", "namespaces", None, "patch"),
         ("timedeal.dev", "companies", None, "watch"),
         ("timedeal.dev", "companies/status", None, "patch"),
-        ("", "resourcequotas", None, "patch"),
+        ("", "resourcequotas", None, "get"),
         ("", "limitranges", None, "get"),
         ("rbac.authorization.k8s.io", "rolebindings", None, "patch"),
+        // A server-side apply that makes the object needs create as well.
+        ("rbac.authorization.k8s.io", "rolebindings", None, "create"),
         (
             "rbac.authorization.k8s.io",
             "clusterroles",
             Some(PORTAL_DEALS),
             "bind",
         ),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            Some(TENANT),
+            "bind",
+        ),
+        // The children the controller owns, watched in every namespace.
+        ("apps", "statefulsets", None, "watch"),
+        ("apps", "deployments", None, "watch"),
+        ("", "services", None, "watch"),
+        ("autoscaling", "horizontalpodautoscalers", None, "watch"),
+        ("networking.k8s.io", "ingresses", None, "watch"),
+        ("networking.k8s.io", "networkpolicies", None, "watch"),
+        ("policy", "poddisruptionbudgets", None, "watch"),
+        ("", "pods", None, "list"),
+        ("", "configmaps", None, "watch"),
+        ("events.k8s.io", "events", None, "create"),
+    ];
+
+    /// Every call it makes in a company's namespace only.
+    const TENANT_CALLS: &[(&str, &str, Option<&str>, &str)] = &[
         ("apps", "deployments", None, "patch"),
         ("apps", "deployments", None, "delete"),
-        ("apps", "statefulsets", None, "watch"),
         ("apps", "statefulsets", None, "patch"),
-        ("", "pods", None, "list"),
         ("policy", "poddisruptionbudgets", None, "delete"),
-        ("", "configmaps", None, "watch"),
         ("autoscaling", "horizontalpodautoscalers", None, "delete"),
         ("", "secrets", None, "get"),
+        ("", "secrets", None, "patch"),
         ("", "configmaps", None, "patch"),
-        ("events.k8s.io", "events", None, "create"),
+        ("", "resourcequotas", None, "patch"),
+        ("", "limitranges", None, "patch"),
+        ("networking.k8s.io", "networkpolicies", None, "patch"),
     ];
 
     #[test]
@@ -261,6 +318,13 @@ mod tests {
             assert!(
                 allows(&cluster, group, resource, *name, verb),
                 "{verb} {group}/{resource}"
+            );
+        }
+        let tenant = tenant().rules.unwrap();
+        for (group, resource, name, verb) in TENANT_CALLS {
+            assert!(
+                allows(&tenant, group, resource, *name, verb),
+                "{verb} {group}/{resource} in a company's namespace"
             );
         }
         let own = role("timedeal-system", "timedeal-postgres").rules.unwrap();
@@ -289,10 +353,70 @@ mod tests {
             "get"
         ));
         assert!(allows(&own, "", "secrets", None, "create"));
+        assert!(allows(&own, "", "secrets", Some(SMTP_SECRET), "get"));
         assert!(!allows(&own, "", "secrets", Some("someone-elses"), "get"));
         assert!(
             !allows(&cluster, "", "secrets", None, "list"),
             "Secrets are never listed"
         );
+    }
+
+    #[test]
+    fn no_write_to_secrets_workloads_or_policies_is_granted_cluster_wide() {
+        let cluster = cluster_role().rules.unwrap();
+        let kept: &[(&str, &str)] = &[
+            ("", "secrets"),
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("", "services"),
+            ("", "configmaps"),
+            ("", "pods"),
+            ("autoscaling", "horizontalpodautoscalers"),
+            ("networking.k8s.io", "ingresses"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("policy", "poddisruptionbudgets"),
+            ("", "resourcequotas"),
+            ("", "limitranges"),
+            ("rbac.authorization.k8s.io", "roles"),
+            ("rbac.authorization.k8s.io", "clusterroles"),
+            ("rbac.authorization.k8s.io", "clusterrolebindings"),
+        ];
+        for (group, resource) in kept {
+            for verb in [
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+                "escalate",
+            ] {
+                assert!(
+                    !allows(&cluster, group, resource, None, verb),
+                    "{verb} {group}/{resource} is granted cluster-wide"
+                );
+            }
+        }
+        assert!(
+            !allows(&cluster, "", "secrets", None, "get"),
+            "no Secret read everywhere"
+        );
+        // Nothing granted cluster-wide goes unused: each rule's verbs appear in CALLS.
+        for rule in &cluster {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    let group = &rule.api_groups.as_ref().unwrap()[0];
+                    let used = CALLS.iter().any(|(g, r, _, v)| g == group && r == resource && v == verb)
+                        // Reads of what is cached come together: get, list and watch.
+                        || (["get", "list", "watch"].contains(&verb.as_str())
+                            && CALLS.iter().any(|(g, r, _, _)| g == group && r == resource))
+                        || (resource == "events" && verb == "patch")
+                        || (resource == "clusterroles" && verb == "bind");
+                    assert!(
+                        used,
+                        "{verb} {group}/{resource} is granted cluster-wide but not used"
+                    );
+                }
+            }
+        }
     }
 }

@@ -211,6 +211,7 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
@@ -256,6 +257,8 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     // RBAC: exactly what the code calls.
     let cluster_role: ClusterRole = typed(named(&objects, "ClusterRole", rbac::NAME));
     assert_eq!(cluster_role.rules, rbac::cluster_role().rules);
+    let tenant: ClusterRole = typed(named(&objects, "ClusterRole", rbac::TENANT));
+    assert_eq!(tenant.rules, rbac::tenant().rules);
     let portal_deals: ClusterRole = typed(named(&objects, "ClusterRole", rbac::PORTAL_DEALS));
     assert_eq!(portal_deals.rules, rbac::portal_deals().rules);
     let portal: ClusterRole = typed(named(&objects, "ClusterRole", rbac::PORTAL));

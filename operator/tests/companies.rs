@@ -117,6 +117,17 @@ async fn approval_gives_the_company_a_restricted_namespace_with_quota_limits_pol
         ("ServiceAccount", "timedeal-portal")
     );
     assert_eq!(subject.namespace.as_deref(), Some("timedeal-system"));
+    // The operator's own writes here come through a binding in this namespace only.
+    let own = Api::<RoleBinding>::namespaced(h.client.clone(), COMPANY_NS)
+        .get("timedeal-operator")
+        .await
+        .unwrap();
+    assert_eq!(own.role_ref.name, "timedeal-operator-tenant");
+    let subject = &own.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("timedeal-operator", Some("timedeal-system"))
+    );
 
     let bolt = companies(&h.client).get("bolt").await.unwrap();
     let (status, reason, _) = ready(&bolt);

@@ -185,6 +185,12 @@ async fn reconcile_company(company: &Company, ctx: &Context) -> Result<Action> {
     )
     .await?
     .map_err(kube(format!("applying the namespace {namespace}")))?;
+    // First the operator's own rights here: everything after is written through them.
+    let operator = tenancy::PortalAccount {
+        namespace: ctx.config.operator_namespace.clone(),
+        name: crate::rbac::NAME.into(),
+    };
+    keep(ctx, tenancy::operator_binding(company, &operator)).await?;
     keep(ctx, tenancy::resource_quota(company, settings)).await?;
     keep(ctx, tenancy::limit_range(company, settings)).await?;
     keep(ctx, tenancy::default_deny(company)).await?;

@@ -39,6 +39,10 @@ pub const NAME: &str = "timedeal-company";
 pub const PORTAL_BINDING: &str = "timedeal-portal";
 /// The ClusterRole that binding refers to (shipped by the chart; see `rbac::portal_deals`).
 pub const PORTAL_DEALS_ROLE: &str = "timedeal-portal-deals";
+/// The RoleBinding granting the operator its writes in a company's namespace.
+pub const OPERATOR_BINDING: &str = "timedeal-operator";
+/// The ClusterRole that binding refers to (shipped by the chart; see `rbac::tenant`).
+pub const OPERATOR_TENANT_ROLE: &str = "timedeal-operator-tenant";
 
 /// Where the portal runs: the subject of every company's RoleBinding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +210,26 @@ pub fn portal_binding(company: &Company, portal: &PortalAccount) -> RoleBinding 
             kind: "ServiceAccount".into(),
             name: portal.name.clone(),
             namespace: Some(portal.namespace.clone()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The operator's own rights in the company's namespace: its ServiceAccount (`operator`), bound
+/// to the tenant ClusterRole here only, so its writes to Secrets, workloads and policies reach
+/// company namespaces and nowhere else.
+pub fn operator_binding(company: &Company, operator: &PortalAccount) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(company, OPERATOR_BINDING),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: OPERATOR_TENANT_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: operator.name.clone(),
+            namespace: Some(operator.namespace.clone()),
             ..Default::default()
         }]),
     }
