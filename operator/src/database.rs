@@ -267,12 +267,16 @@ impl Database {
     ) -> Result<(), DatabaseError> {
         use timedeal_api::storage::{connect_as_deal, Bounds};
         let pool = self.pool(url).await?;
-        bounded(async {
+        let (url, schema, uid) = (url.to_owned(), schema.to_owned(), uid.to_owned());
+        // A task of its own: a fresh connection's handshake runs deep, and the reconcile that
+        // asks is deep already.
+        let work = tokio::spawn(bounded(async move {
+            let schema = schema.as_str();
             let bounds = Bounds {
                 lock_timeout: CALL,
                 statement_timeout: CALL,
             };
-            let Some(mut db) = connect_as_deal(&pool, url, schema, uid, bounds).await? else {
+            let Some(mut db) = connect_as_deal(&pool, &url, schema, &uid, bounds).await? else {
                 // Never set up: the deal took no order, so it holds no personal data.
                 return Ok(());
             };
@@ -283,19 +287,40 @@ impl Database {
                 .execute(&mut *tx)
                 .await
                 .map_err(statement(&format!("delete personal data in {schema}")))?;
+            // Counted as the deal sees them: only plain tables without row security may be
+            // counted on (a view, or a table hiding rows from its owner, could show none).
             let mut left = 0;
             for table in timedeal_api::personal_data::TABLES {
-                let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-                    .bind(table)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(statement("look for the table"))?;
-                if exists.is_some() {
-                    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                let kind: Option<(String, bool)> = sqlx::query_as(
+                    "SELECT c.relkind::text, c.relrowsecurity FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND c.relname = $2",
+                )
+                .bind(schema)
+                .bind(table)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(statement("look for the table"))?;
+                match kind {
+                    None => {}
+                    Some((kind, false)) if kind == "r" => {
+                        let rows: i64 = sqlx::query_scalar(&format!(
+                            "SELECT count(*) FROM \"{schema}\".\"{table}\""
+                        ))
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(statement(&format!("count {table}")))?;
-                    left += rows;
+                        left += rows;
+                    }
+                    Some(_) => {
+                        return Err(DatabaseError::Statement {
+                            what: format!("check the erase in {schema}"),
+                            error: format!(
+                                "{table} is not a plain table without row security; the erase \
+                                 cannot be checked"
+                            ),
+                        })
+                    }
                 }
             }
             if left > 0 {
@@ -306,8 +331,13 @@ impl Database {
             }
             tx.commit().await.map_err(statement("commit"))?;
             Ok(())
+        }));
+        work.await.unwrap_or_else(|e| {
+            Err(DatabaseError::Statement {
+                what: "delete personal data".into(),
+                error: e.to_string(),
+            })
         })
-        .await
     }
 
     /// The deal is gone: its role may no longer log in. Its schema (the orders) stays. A role

@@ -199,6 +199,8 @@ pub async fn orders(
     schema: &str,
     uid: &str,
     format: Format,
+    // Held until the last byte is sent, so the connection counts while it is open.
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Body, timedeal_api::storage::DealConnectionError> {
     use timedeal_api::storage::{connect_as_deal, Bounds};
     let bounds = Bounds {
@@ -222,6 +224,7 @@ pub async fn orders(
     let schema = schema.to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
+        let _permit = permit;
         let mut buffer = String::with_capacity(CHUNK + 512);
         let mut first = true;
         buffer.push_str(match format {

@@ -87,7 +87,13 @@ pub struct Portal {
     pub calendar_replicas: Option<i32>,
     /// Which hosts each company's deals may take (the operator checks the same at approval).
     pub hosts: timedeal_api::hosts::HostRules,
+    /// Connections logged in as a deal (exports, redemptions) open at once, across companies:
+    /// slow downloads never take the platform PostgreSQL's last connections.
+    pub deal_connections: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many connections as a deal one portal replica opens at once.
+pub const DEAL_CONNECTIONS: usize = 8;
 
 /// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// per-client limits key on the peer address, or behind a trusted proxy on the client it names.

@@ -125,6 +125,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                 .filter(|h| !h.is_empty())
                 .collect(),
         },
+        deal_connections: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            timedeal_portal::DEAL_CONNECTIONS,
+        )),
     });
     let sweeper = portal.clone();
     tokio::spawn(async move {

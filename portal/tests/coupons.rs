@@ -107,7 +107,9 @@ async fn coupons_and_delivery_details_are_exported_and_each_coupon_redeems_once(
         .patch_status(
             &name,
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Live"}})),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"status": {"phase": "Live", "schema": schema}}),
+            ),
         )
         .await
         .unwrap();
@@ -267,7 +269,9 @@ async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
         .patch_status(
             &name,
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Live"}})),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"status": {"phase": "Live", "schema": schema}}),
+            ),
         )
         .await
         .unwrap();

@@ -19,14 +19,16 @@ pub fn schema_for_uid(uid: &str) -> Option<String> {
 }
 
 /// The schema of `deal`, as the operator chooses it: the recorded one; else, for a deal an older
-/// release already built (it pinned its images, which only a built deal has), the name that
-/// release used; else one from its UID.
+/// release already built (it pinned its images, or got past approval), the name that release
+/// used; else one from its UID.
 pub fn schema_of(deal: &TimeDeal) -> Option<String> {
     let status = deal.status.as_ref();
     if let Some(recorded) = status.and_then(|s| s.schema.clone()) {
         return Some(recorded);
     }
-    let set_up_before = status.is_some_and(|s| s.pinned.is_some());
+    let set_up_before = status.is_some_and(|s| {
+        s.pinned.is_some() || s.phase.is_some_and(|p| p != crate::Phase::PendingApproval)
+    });
     if set_up_before {
         return Some(schema_name(
             deal.metadata.namespace.as_deref()?,
@@ -96,6 +98,11 @@ pub enum DealConnectionError {
     NotPlain(String),
     #[error("the platform PostgreSQL URL is not one: {0}")]
     Url(String),
+    #[error(
+        "the deal's schema {0} exists but its role's login is not registered yet (the operator \
+         registers it when it next sets the deal up); try again shortly"
+    )]
+    NotReady(String),
     #[error("the platform PostgreSQL refused: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -134,18 +141,30 @@ pub async fn connect_as_deal(
         sqlx::query_scalar("SELECT to_regclass('timedeal_platform.deal_schemas')::text")
             .fetch_one(platform)
             .await?;
-    if registry.is_none() {
-        return Ok(None);
-    }
-    let password: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT password FROM timedeal_platform.deal_schemas WHERE schema = $1 AND uid = $2",
-    )
-    .bind(schema)
-    .bind(uid)
-    .fetch_optional(platform)
-    .await?;
+    let password: Option<Option<String>> = match registry {
+        None => None,
+        Some(_) => {
+            sqlx::query_scalar(
+                "SELECT password FROM timedeal_platform.deal_schemas \
+                 WHERE schema = $1 AND uid = $2",
+            )
+            .bind(schema)
+            .bind(uid)
+            .fetch_optional(platform)
+            .await?
+        }
+    };
     let Some(Some(password)) = password else {
-        return Ok(None);
+        // No login for it: a deal never set up has no schema either. One that has a schema
+        // (set up by an older release, or mid-setup) is not ready, which is not "no orders".
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regnamespace($1)::text")
+            .bind(schema)
+            .fetch_one(platform)
+            .await?;
+        return match exists {
+            Some(_) => Err(DealConnectionError::NotReady(schema.to_owned())),
+            None => Ok(None),
+        };
     };
     let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
     let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(platform_url)

@@ -232,7 +232,8 @@ async fn reconcile_deal(td: Arc<TimeDeal>, ctx: &Context) -> Result<Action> {
 /// Apply, and when the deal itself is at fault, say so in its status before retrying.
 async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
     let now = ctx.clock.now();
-    match provision(td, ctx, now).await {
+    // Boxed: the whole walk through the steps lives on the heap, not on the caller's stack.
+    match Box::pin(provision(td, ctx, now)).await {
         Err(
             error @ (Error::Build(_)
             | Error::InvalidSpec(_)
@@ -285,7 +286,8 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     // Approving a deal that has not run yet re-checks its host and the capacity calendar
     // against every other deal.
     if refused.is_none() && td.spec.approved && !ran {
-        let all = all_deals(ctx).await?;
+        // Boxed: only before approval, kept off every reconcile's stack.
+        let all = Box::pin(all_deals(ctx)).await?;
         refused = host_taken(ctx, td, &all).or(over_capacity(ctx, td, &all));
     }
     let approved = td.spec.approved && refused.is_none();
@@ -327,7 +329,8 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let selling = phase::selling(spec, now);
 
     // 2. build the desired bundle
-    let (secrets, live_secrets) = secrets(ctx, &deal).await?;
+    // Boxed: reading and setting up the credentials is deep, kept off the reconcile's stack.
+    let (secrets, live_secrets) = Box::pin(secrets(ctx, &deal)).await?;
     let platform = live_secrets.platform.clone();
     book(ctx, &deal, &platform).await;
     let upgrade_now = td
@@ -429,7 +432,14 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let delivery = if scale == Scale::Off || config_failed {
         Delivery::Done
     } else {
-        deliver(ctx, &deal, &document, plan.revision, &secrets.control_key).await?
+        Box::pin(deliver(
+            ctx,
+            &deal,
+            &document,
+            plan.revision,
+            &secrets.control_key,
+        ))
+        .await?
     };
     let sold_out = match &figures {
         Some(figures) => figures.sold_out(),

@@ -97,26 +97,26 @@ pub(super) async fn secrets(ctx: &Context, deal: &Deal<'_>) -> Result<(Secrets, 
     let stored = |key| live.storefront.as_ref().and_then(|s| secret_value(s, key));
     let signing_secret = stored(resources::storefront::SIGNING_KEY).unwrap_or_else(|| generate(48));
     let control_key = stored(resources::storefront::CONTROL_KEY).unwrap_or_else(|| generate(48));
-    let postgres_password =
-        stored(resources::storefront::POSTGRES_PASSWORD_KEY).unwrap_or_else(|| generate(32));
+    // Quoted into SQL as the role's password: only one this operator could have made is kept.
+    let postgres_password = stored(resources::storefront::POSTGRES_PASSWORD_KEY)
+        .filter(|p| p.len() >= 32 && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| generate(32));
     let role = deal.schema();
     let uid = deal.td.uid().unwrap_or_default();
     let setup = resources::fingerprint(&serde_json::json!([postgres_url, postgres_password, role]));
     if !ctx.ensured.contains(&uid, &setup) {
-        match ctx
-            .database
-            .ensure_tenant(
-                &postgres_url,
-                &role,
-                &postgres_password,
-                database::Owner {
-                    uid: &uid,
-                    namespace: deal.namespace,
-                    name: deal.name,
-                },
-            )
-            .await
-        {
+        // Boxed: a rare step (once per deal and restart), kept off every reconcile's stack.
+        let ensure = Box::pin(ctx.database.ensure_tenant(
+            &postgres_url,
+            &role,
+            &postgres_password,
+            database::Owner {
+                uid: &uid,
+                namespace: deal.namespace,
+                name: deal.name,
+            },
+        ));
+        match ensure.await {
             Ok(()) => ctx.ensured.insert(&uid, &setup),
             // Never another deal's role: that is the deal's problem to show, not to work around.
             Err(error @ database::DatabaseError::Taken { .. }) => {

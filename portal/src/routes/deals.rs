@@ -550,8 +550,18 @@ async fn export(
     };
     let uid = deal.uid().unwrap_or_default();
     let accounts = &portal.accounts;
-    let body = match crate::export::orders(accounts.pool(), accounts.url(), &schema, &uid, format)
-        .await
+    let Some(permit) = deal_connection(portal).await else {
+        return busy();
+    };
+    let body = match crate::export::orders(
+        accounts.pool(),
+        accounts.url(),
+        &schema,
+        &uid,
+        format,
+        permit,
+    )
+    .await
     {
         Ok(body) => body,
         Err(e) => {
@@ -590,6 +600,30 @@ async fn export(
     response
 }
 
+/// A turn to open a connection as a deal, waited for a little: every turn taken means every
+/// such connection is busy.
+async fn deal_connection(portal: &Portal) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        portal.deal_connections.clone().acquire_owned(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::RETRY_AFTER, "10"),
+        ],
+        "Every connection to the orders is busy with other downloads; try again in a few seconds.\n",
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 pub struct RedeemForm {
     csrf: String,
@@ -622,8 +656,12 @@ pub async fn redeem(
     };
     let uid = deal.uid().unwrap_or_default();
     let accounts = &portal.accounts;
+    let Some(permit) = deal_connection(&portal).await else {
+        return busy();
+    };
     let outcome =
         crate::coupons::redeem(accounts.pool(), accounts.url(), &schema, &uid, &sent.code).await;
+    drop(permit);
     let back = (format!("/deals/{name}"), "Back to the deal");
     match outcome {
         Ok(redeemed) => {

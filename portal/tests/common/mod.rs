@@ -107,6 +107,9 @@ impl PortalServer {
                 company_suffix: Some("companies.example.com".into()),
                 reserved: vec!["deals.example.com".into(), "directory.example.com".into()],
             },
+            deal_connections: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                timedeal_portal::DEAL_CONNECTIONS,
+            )),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
