@@ -339,15 +339,10 @@ fn serve(args: RunArgs) -> ExitCode {
             final_figures_timeout: Duration::from_secs(args.final_figures_timeout),
             api_timeout: Duration::from_secs(args.api_timeout),
             calendar_replicas,
-            hosts: timedeal_api::hosts::HostRules {
-                company_suffix: Some(args.company_host_suffix).filter(|s| !s.is_empty()),
-                reserved: args
-                    .reserved_hosts
-                    .into_iter()
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect(),
-            },
+            hosts: timedeal_api::hosts::HostRules::from_flags(
+                args.company_host_suffix,
+                args.reserved_hosts,
+            ),
             portal_account: PortalAccount {
                 namespace: args.namespace.clone(),
                 name: args.portal_service_account,

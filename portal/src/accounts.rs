@@ -297,8 +297,7 @@ impl Accounts {
         let hashed = hash(password.to_owned()).await?;
         let mut tx = self.pool.begin().await.map_err(PortalError::Database)?;
         sqlx::query(
-            "UPDATE accounts SET password_hash = $2, failed_sign_ins = 0, locked_until = NULL,
-                password_changed_at = now() WHERE email = $1",
+            "UPDATE accounts SET password_hash = $2, password_changed_at = now() WHERE email = $1",
         )
         .bind(email)
         .bind(hashed)

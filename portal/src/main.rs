@@ -116,15 +116,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         proxies: cli.trusted_proxies,
         secure_cookies: cli.secure_cookies,
         calendar_replicas,
-        hosts: timedeal_api::hosts::HostRules {
-            company_suffix: Some(cli.company_host_suffix).filter(|s| !s.is_empty()),
-            reserved: cli
-                .reserved_hosts
-                .into_iter()
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect(),
-        },
+        hosts: timedeal_api::hosts::HostRules::from_flags(
+            cli.company_host_suffix,
+            cli.reserved_hosts,
+        ),
         deal_connections: std::sync::Arc::new(tokio::sync::Semaphore::new(
             timedeal_portal::DEAL_CONNECTIONS,
         )),

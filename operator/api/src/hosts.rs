@@ -43,6 +43,19 @@ pub fn matches(pattern: &str, host: &str) -> bool {
 }
 
 impl HostRules {
+    /// The rules from command-line flags: an empty suffix is none, reserved hosts are
+    /// lowercased and empty ones dropped.
+    pub fn from_flags(company_suffix: String, reserved: Vec<String>) -> Self {
+        Self {
+            company_suffix: Some(company_suffix).filter(|s| !s.is_empty()),
+            reserved: reserved
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
+    }
+
     /// The hosts `company`'s deals may take, as patterns.
     pub fn allowed(&self, company: &Company) -> Vec<String> {
         let mut allowed = Vec::new();

@@ -251,6 +251,25 @@ pub async fn new_request(
     .await
 }
 
+/// The form again with `errors` by their fields, and nothing filed.
+async fn refused_form(
+    portal: &Portal,
+    form: &RequestForm,
+    errors: &FieldErrors,
+    session: &Session,
+    company: &Company,
+) -> Response {
+    form_page(
+        portal,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        errors,
+        session,
+        company,
+    )
+    .await
+}
+
 /// Files an unapproved TimeDeal in the company's namespace.
 pub async fn submit(
     State(portal): State<Arc<Portal>>,
@@ -292,17 +311,7 @@ pub async fn submit(
     }
     let accepted = match form.accept(&company, portal.limits, portal.clock.now()) {
         Ok(accepted) => accepted,
-        Err(errors) => {
-            return form_page(
-                &portal,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                &session,
-                &company,
-            )
-            .await
-        }
+        Err(errors) => return refused_form(&portal, &form, &errors, &session, &company).await,
     };
     // The host must be the company's and held by none of its running deals; the operator checks
     // it again, against every company's, at approval.
@@ -310,34 +319,16 @@ pub async fn submit(
         Err(e) => return unavailable(&e),
         Ok(own) => {
             if let Some(problem) = portal.hosts.problem(&accepted.deal, &company, &own) {
-                let mut errors = FieldErrors::new();
-                errors.entry("host").or_default().push(problem);
-                return form_page(
-                    &portal,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &form,
-                    &errors,
-                    &session,
-                    &company,
-                )
-                .await;
+                let errors = FieldErrors::from([("host", vec![problem])]);
+                return refused_form(&portal, &form, &errors, &session, &company).await;
             }
         }
     }
     match overbooked(&portal, &accepted.deal).await {
         Err(e) => return unavailable(&e),
         Ok(Some(message)) => {
-            let mut errors = FieldErrors::new();
-            errors.entry("date").or_default().push(message);
-            return form_page(
-                &portal,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                &session,
-                &company,
-            )
-            .await;
+            let errors = FieldErrors::from([("date", vec![message])]);
+            return refused_form(&portal, &form, &errors, &session, &company).await;
         }
         Ok(None) => {}
     }
@@ -369,15 +360,7 @@ pub async fn submit(
                 "Your company has {} deals already, the most it may have at once; withdraw a pending one or wait for one to be deleted after it ends.",
                 company.spec.quotas.max_deals
             ));
-            form_page(
-                &portal,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                &session,
-                &company,
-            )
-            .await
+            refused_form(&portal, &form, &errors, &session, &company).await
         }
         Err(e) => unavailable(&kube(format!("creating a deal for {}", company.name_any()))(e)),
     }
