@@ -70,6 +70,8 @@ pub struct App {
     pub mailer: Option<Arc<crate::reminders::Mailer>>,
     /// The storefront's address as shoppers reach it (no trailing slash), for links in mails.
     pub public_url: String,
+    /// The most reminder addresses this deal keeps.
+    pub reminder_limit: u32,
 }
 
 pub type SharedApp = Arc<App>;
@@ -77,6 +79,11 @@ pub type SharedApp = Arc<App>;
 impl App {
     pub fn deal(&self) -> Arc<Deal> {
         self.deal.borrow().clone()
+    }
+
+    /// The link in a confirmation mail that makes its address receive reminders.
+    pub fn confirm_url(&self, token: &str) -> String {
+        format!("{}/reminders/confirm?token={token}", self.public_url)
     }
 
     /// The link in a reminder mail that removes its address.

@@ -112,6 +112,12 @@ pub struct Cli {
     #[arg(long, env = "TIMEDEAL_MAIL_FROM", value_name = "MAILBOX")]
     pub mail_from: Option<String>,
 
+    /// The most reminder addresses this deal keeps, confirmed or waiting for confirmation; a
+    /// sign-up beyond it is refused.
+    #[arg(long, env = "TIMEDEAL_REMINDER_LIMIT", default_value_t = crate::reminders::DEFAULT_LIMIT,
+        value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub reminder_limit: u32,
+
     /// The address shoppers reach this storefront at, for the links in mails. Defaults to
     /// https:// and the deal's `ingress.host`.
     #[arg(long, env = "TIMEDEAL_PUBLIC_URL", value_name = "URL")]
@@ -166,6 +172,8 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Where reminder mails go out, and who they come from; none: no email reminders.
     pub mail: Option<MailConfig>,
+    /// The most reminder addresses this deal keeps.
+    pub reminder_limit: u32,
     /// The storefront's address as shoppers reach it, without a trailing slash.
     pub public_url: String,
     /// The beacon keying the draw, or `""` for none.
@@ -361,6 +369,7 @@ impl Cli {
         Ok(Config {
             mail,
             public_url,
+            reminder_limit: self.reminder_limit,
             draw_beacon,
             draw_beacon_patience: self.draw_beacon_patience,
             listen: self.listen,

@@ -137,6 +137,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
             None => None,
         },
         public_url: config.public_url.clone(),
+        reminder_limit: config.reminder_limit,
     });
     app.clock.sync(&app.redis).await?;
     restore::restore_if_lost(&app).await?;

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub requests: Family<RouteLabels, Histogram>,
     pub commit_batch_size: Histogram,
     pub reminders_sent: Family<LeadLabel, Counter>,
+    pub reminder_confirmations_sent: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,12 @@ impl Metrics {
             "reminders_sent",
             "Reminder mails this replica handed to the SMTP server, by lead (12h, 1h)",
             reminders_sent.clone(),
+        );
+        let reminder_confirmations_sent = Counter::default();
+        registry.register(
+            "reminder_confirmations_sent",
+            "Confirmation mails (double opt-in) this replica handed to the SMTP server",
+            reminder_confirmations_sent.clone(),
         );
         let admissions = Counter::default();
         registry.register(
@@ -137,6 +144,7 @@ impl Metrics {
             requests,
             commit_batch_size,
             reminders_sent,
+            reminder_confirmations_sent,
         }
     }
 

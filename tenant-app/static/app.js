@@ -283,7 +283,8 @@ $("order-form").onsubmit = async (event) => {
   $("buy-button").disabled = false;
 };
 
-// Email reminders, where the storefront sends mail: the answer says when they will come.
+// Email reminders, where the storefront sends mail: the answer says when they will come, once
+// the shopper confirms the address from the mail sent to it.
 if ($("reminder-form")) {
   $("reminder-form").onsubmit = async (event) => {
     event.preventDefault();
@@ -294,7 +295,8 @@ if ($("reminder-form")) {
       const answer = await api("POST", "/api/reminders", { email: $("reminder-email").value });
       showFieldErrors({}, form);
       const times = answer.remindersAt.map((at) => new Date(at).toLocaleString());
-      result.textContent = "We will email you on " + times.join(" and ") + ". Each mail has a link to stop them.";
+      result.textContent = "Check your inbox: confirm with the link we sent, and we will email you on " +
+        times.join(" and ") + ". Each mail has a link to stop them.";
       result.className = "";
     } catch (error) {
       showFieldErrors(error.fields || {}, form);

@@ -274,8 +274,8 @@ async fn a_coupon_deal_shows_the_code_on_the_order_in_chromium() {
 }
 
 /// An upcoming deal on a storefront that mails: the shopper leaves an address (a wrong one is
-/// marked first), the 12 h reminder arrives at a real SMTP server, and its link's page removes
-/// the address with one button.
+/// marked first), confirms it from the mail sent to it, the 12 h reminder arrives at a real SMTP
+/// server, and its link's page removes the address with one button.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopper_is_reminded_by_mail_and_unsubscribes_in_chromium() {
     let smtp = timedeal_testkit::SmtpServer::start().unwrap();
@@ -308,18 +308,53 @@ async fn a_shopper_is_reminded_by_mail_and_unsubscribes_in_chromium() {
         fill(&client, "email", "ana@example.com").await;
         click(&client, Locator::Id("reminder-button")).await;
         wait_text(&client, "reminder-result", Duration::from_secs(5), |t| {
-            t.starts_with("We will email you on")
+            t.starts_with("Check your inbox: confirm with the link we sent")
         })
         .await;
         assert_eq!(text(&client, "reminder-email-error").await, "");
         shot(&client, "reminder-1-signed-up.png").await;
+
+        // The confirmation mail's link opens a page whose button confirms the address.
+        let mut asked = None;
+        for _ in 0..60 {
+            asked = smtp.mails().unwrap().into_iter().next();
+            if asked.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let asked = asked.expect("the confirmation mail arrives");
+        assert!(asked
+            .header("subject")
+            .unwrap()
+            .starts_with("Confirm your reminders"));
+        let text_of = asked.text();
+        let confirm = text_of
+            .split_whitespace()
+            .find(|w| w.starts_with("https://deals.example.com/reminders/confirm?token="))
+            .expect("a confirmation link")
+            .trim_start_matches("https://deals.example.com")
+            .to_owned();
+        client
+            .goto(&format!("{}{confirm}", shop.url()))
+            .await
+            .unwrap();
+        click(&client, Locator::Id("confirm")).await;
+        wait_text(&client, "confirmed", Duration::from_secs(5), |t| {
+            t.starts_with("Confirmed")
+        })
+        .await;
+        shot(&client, "reminder-confirmed.png").await;
 
         // Twelve hours and a few seconds before the start, the first mail goes.
         deal.starts_in = 12 * 3600 + 3;
         shop.rewrite(&deal);
         let mut mail = None;
         for _ in 0..60 {
-            mail = smtp.mails().unwrap().into_iter().next();
+            mail = smtp.mails().unwrap().into_iter().find(|m| {
+                m.header("subject")
+                    .is_some_and(|s| s.starts_with("Starts in 12 hours"))
+            });
             if mail.is_some() {
                 break;
             }

@@ -1,6 +1,8 @@
 //! Email reminders against a real SMTP server on loopback, real Redis and PostgreSQL, with two
-//! replicas of the storefront sending: each mail goes once, the link in it removes the address,
-//! and the deal's retention deletes every address.
+//! replicas of the storefront sending: a left address gets one confirmation mail and reminders
+//! only once confirmed, each mail goes once, the link in it removes the address, an address
+//! nobody confirms is deleted after a day, a deal keeps at most its limit, and the deal's
+//! retention deletes every address.
 //!
 //! The deal's start is moved by rewriting the deal file (as the operator delivers a new
 //! schedule), so the 12 h and 1 h moments come within seconds.
@@ -65,6 +67,56 @@ fn mails_with(smtp: &SmtpServer, subject_start: &str) -> Vec<Mail> {
         .collect()
 }
 
+/// The path of the link in `mail` that starts with `prefix` (on the storefront's public host).
+fn link_in(mail: &Mail, prefix: &str) -> String {
+    let text = mail.text();
+    let start = text
+        .find(&format!("https://deals.example.com{prefix}"))
+        .unwrap_or_else(|| panic!("no {prefix} link in {}", mail.raw));
+    text[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("https://deals.example.com")
+        .to_owned()
+}
+
+/// Follows a confirmation mail's link as its owner does: the page, then its button.
+async fn confirm(base: &str, mail: &Mail) {
+    let path = link_in(mail, "/reminders/confirm?token=");
+    let page = client().get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Yes, remind me"));
+    let done = client().post(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().await.unwrap().contains("Confirmed"));
+}
+
+/// Waits for `count` confirmation mails, then checks no more come.
+async fn confirmations(smtp: &SmtpServer, count: usize) -> Vec<Mail> {
+    eventually(
+        "the confirmation mails",
+        Duration::from_secs(30),
+        || async { mails_with(smtp, "Confirm your reminders").len() >= count },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = mails_with(smtp, "Confirm your reminders");
+    assert_eq!(mails.len(), count, "each address gets one confirmation");
+    mails
+}
+
+async fn confirmed(shop: &Storefront) -> i64 {
+    let db = shop.db().await;
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}.reminders WHERE confirmed_at IS NOT NULL",
+        shop.schema
+    ))
+    .fetch_one(&db)
+    .await
+    .unwrap()
+}
+
 async fn addresses(shop: &Storefront) -> i64 {
     let db = shop.db().await;
     sqlx::query_scalar(&format!("SELECT count(*) FROM {}.reminders", shop.schema))
@@ -108,26 +160,68 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
             2,
             "{answer}"
         );
+        assert_eq!(answer["confirmationNeeded"], true, "{answer}");
     }
     let (code, _) = sign_up(&replica.url(), "Shopper0@EXAMPLE.com").await;
     assert_eq!(code, StatusCode::ACCEPTED);
     assert_eq!(addresses(&shop).await, 30);
-    assert!(smtp.mails().unwrap().is_empty());
+
+    // Each address gets one confirmation mail, the one left twice too. Opening its link
+    // confirms nothing; the page's button does. The last shopper never confirms.
+    let asked = confirmations(&smtp, 30).await;
+    each_once(
+        &smtp,
+        &emails,
+        "Confirm your reminders: ACME NC-700 headphones",
+    );
+    let unconfirmed = asked.iter().find(|m| m.to() == "shopper29@example.com");
+    let page = client()
+        .get(format!(
+            "{}{}",
+            shop.url(),
+            link_in(unconfirmed.unwrap(), "/reminders/confirm?token=")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        confirmed(&shop).await,
+        0,
+        "opening the link confirms nothing"
+    );
+    for (i, mail) in asked.iter().enumerate() {
+        if mail.to() != "shopper29@example.com" {
+            let base = if i % 2 == 0 {
+                shop.url()
+            } else {
+                replica.url()
+            };
+            confirm(&base, mail).await;
+        }
+    }
+    assert_eq!(confirmed(&shop).await, 29);
+    let confirmed_emails = &emails[..29];
 
     // The start moves to 12 h 4 s away: the 12 h mails fall due 4 s from now.
     deal.starts_in = 12 * 3600 + 4;
     shop.rewrite(&deal);
     replica.rewrite(&deal);
     eventually(
-        "a 12 h reminder to every address",
+        "a 12 h reminder to every confirmed address",
         Duration::from_secs(40),
-        || async { mails_with(&smtp, "Starts in 12 hours").len() >= 30 },
+        || async { mails_with(&smtp, "Starts in 12 hours").len() >= 29 },
     )
     .await;
-    // Both replicas keep looking for a while; nothing goes twice.
+    // Both replicas keep looking for a while; nothing goes twice, nothing to the unconfirmed.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    each_once(&smtp, &emails, "Starts in 12 hours: ACME NC-700 headphones");
-    assert_eq!(smtp.mails().unwrap().len(), 30);
+    each_once(
+        &smtp,
+        confirmed_emails,
+        "Starts in 12 hours: ACME NC-700 headphones",
+    );
+    assert_eq!(mails_with(&smtp, "Starts in 12 hours").len(), 29);
+    assert_eq!(smtp.mails().unwrap().len(), 30 + 29);
     let sent_by = |metrics: String| -> u64 {
         metrics
             .lines()
@@ -137,7 +231,7 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
     };
     let metrics = |base: String| async move { get_text(&format!("{base}/metrics")).await };
     let (first, second) = (metrics(shop.url()).await, metrics(replica.url()).await);
-    assert_eq!(sent_by(first.clone()) + sent_by(second.clone()), 30);
+    assert_eq!(sent_by(first.clone()) + sent_by(second.clone()), 29);
 
     // The mail: what, when, where to go, and how to stop, one click for mail programs.
     let mail = mails_with(&smtp, "Starts in 12 hours")
@@ -179,6 +273,18 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
     assert_eq!(removed.status(), StatusCode::OK);
     assert!(removed.text().await.unwrap().contains("No more reminders"));
     assert_eq!(addresses(&shop).await, 29);
+    // The removed address's confirmation link now says so.
+    let shopper0 = asked.iter().find(|m| m.to() == "shopper0@example.com");
+    let stale = client()
+        .post(format!(
+            "{}{}",
+            shop.url(),
+            link_in(shopper0.unwrap(), "/reminders/confirm?token=")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(stale.text().await.unwrap().contains("no longer works"));
     // A forged or cut link is refused plainly.
     let forged = client()
         .post(format!("{}/reminders/unsubscribe?token=abc", shop.url()))
@@ -192,15 +298,15 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
     shop.rewrite(&deal);
     replica.rewrite(&deal);
     eventually(
-        "a 1 h reminder to every remaining address",
+        "a 1 h reminder to every remaining confirmed address",
         Duration::from_secs(40),
-        || async { mails_with(&smtp, "Starts in 1 hour").len() >= 29 },
+        || async { mails_with(&smtp, "Starts in 1 hour").len() >= 28 },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     each_once(
         &smtp,
-        &emails[1..],
+        &confirmed_emails[1..],
         "Starts in 1 hour: ACME NC-700 headphones",
     );
     let seen = received(&smtp);
@@ -211,7 +317,33 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
         )),
         "{seen:?}"
     );
-    assert_eq!(smtp.mails().unwrap().len(), 59);
+    assert_eq!(smtp.mails().unwrap().len(), 30 + 29 + 28);
+
+    // The unconfirmed address is deleted once it has waited a day (here, its time of leaving
+    // is moved back a day), and no mail ever went to it but the confirmation.
+    let db = shop.db().await;
+    sqlx::query(&format!(
+        "UPDATE {}.reminders SET created_at = created_at - interval '25 hours' \
+         WHERE confirmed_at IS NULL",
+        shop.schema
+    ))
+    .execute(&db)
+    .await
+    .unwrap();
+    eventually(
+        "the unconfirmed address deleted",
+        Duration::from_secs(20),
+        || async { addresses(&shop).await == 28 },
+    )
+    .await;
+    assert_eq!(confirmed(&shop).await, 28);
+    assert_eq!(
+        received(&smtp)
+            .keys()
+            .filter(|(to, _)| to == "shopper29@example.com")
+            .count(),
+        1
+    );
 
     // Within the last hour no reminder would come in time: said plainly.
     let (code, refused) = sign_up(&shop.url(), "late@example.com").await;
@@ -278,6 +410,8 @@ async fn a_reminder_due_while_the_smtp_server_is_down_goes_once_it_is_back() {
     );
     let (code, _) = sign_up(&shop.url(), "ana@example.com").await;
     assert_eq!(code, StatusCode::ACCEPTED);
+    let asked = confirmations(&smtp, 1).await;
+    confirm(&shop.url(), &asked[0]).await;
 
     smtp.stop();
     deal.starts_in = 12 * 3600 + 2;
@@ -305,7 +439,7 @@ async fn a_reminder_due_while_the_smtp_server_is_down_goes_once_it_is_back() {
     eventually(
         "the reminder after the outage",
         Duration::from_secs(30),
-        || async { !smtp.mails().unwrap().is_empty() },
+        || async { !mails_with(&smtp, "Starts in 12 hours").is_empty() },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -314,6 +448,54 @@ async fn a_reminder_due_while_the_smtp_server_is_down_goes_once_it_is_back() {
         &["ana@example.com".to_owned()],
         "Starts in 12 hours: ACME NC-700 headphones",
     );
-    assert_eq!(smtp.mails().unwrap().len(), 1);
+    assert_eq!(smtp.mails().unwrap().len(), 2);
     assert!(shop.service.log().contains("reminders can be sent again"));
+}
+
+/// A deal keeps at most `--reminder-limit` addresses: one beyond it is refused plainly and gets
+/// no mail, while an address already kept may be left again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_keeps_at_most_its_limit_of_addresses() {
+    let smtp = SmtpServer::start().unwrap();
+    let redis = RedisServer::start().unwrap();
+    let smtp_url = smtp.url();
+    let deal = DealFile {
+        starts_in: 13 * 3600,
+        ..DealFile::live("reminders-limit")
+    };
+    let shop = Storefront::start(
+        &redis,
+        &postgres().url(),
+        &deal,
+        &[
+            "--smtp-url",
+            &smtp_url,
+            "--mail-from",
+            FROM,
+            "--reminder-limit",
+            "3",
+        ],
+    );
+    for i in 0..3 {
+        let (code, answer) = sign_up(&shop.url(), &format!("kept{i}@example.com")).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{answer}");
+    }
+    for i in 0..2 {
+        let (code, refused) = sign_up(&shop.url(), &format!("extra{i}@example.com")).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{refused}");
+        assert_eq!(refused["error"]["code"], "reminders_full");
+        assert!(refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/reminder.ics"));
+    }
+    let (code, _) = sign_up(&shop.url(), "kept1@example.com").await;
+    assert_eq!(
+        code,
+        StatusCode::ACCEPTED,
+        "an address kept already is still welcome"
+    );
+    assert_eq!(addresses(&shop).await, 3);
+    let asked = confirmations(&smtp, 3).await;
+    assert!(asked.iter().all(|m| m.to().starts_with("kept")));
 }

@@ -19,6 +19,7 @@ const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("/static", "Prefix"),
     ("/openapi.json", "Exact"),
     ("/reminder.ics", "Exact"),
+    ("/reminders/confirm", "Exact"),
     ("/reminders/unsubscribe", "Exact"),
 ];
 
@@ -163,6 +164,8 @@ mod tests {
             "/static/app.js",
             "/openapi.json",
             "/reminder.ics",
+            // The confirmation link of the first mail to a left address.
+            "/reminders/confirm?token=0123456789abcdef0123456789abcdef",
             // Every reminder mail's unsubscribe link, and its one-click POST.
             "/reminders/unsubscribe?token=0123456789abcdef0123456789abcdef",
         ] {

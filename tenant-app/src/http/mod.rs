@@ -84,6 +84,10 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
     Router::new()
         .merge(shop)
         .route(
+            "/reminders/confirm",
+            get(reminders::confirm_page).post(reminders::confirm),
+        )
+        .route(
             "/reminders/unsubscribe",
             get(reminders::unsubscribe_page).post(reminders::unsubscribe),
         )

@@ -1,4 +1,4 @@
-//! The reminder mail, and the SMTP connection it leaves by (lettre, pooled).
+//! The reminder and confirmation mails, and the SMTP connection it leaves by (lettre, pooled).
 
 use std::time::Duration;
 
@@ -136,18 +136,91 @@ pub fn text(reminder: &Reminder<'_>) -> (String, String) {
 /// The whole mail.
 pub fn compose(reminder: &Reminder<'_>) -> Result<Message, Error> {
     let (subject, body) = text(reminder);
-    let to = reminder
-        .to
+    message(
+        reminder.from,
+        reminder.to,
+        subject,
+        body,
+        reminder.unsubscribe,
+        &reminder.message_id,
+    )
+}
+
+/// The one mail a left address gets before any reminder: it goes to the address itself, so
+/// only its owner can make it receive reminders.
+pub struct Confirmation<'a> {
+    pub deal: &'a Deal,
+    pub to: &'a str,
+    pub from: &'a Mailbox,
+    /// The link whose page confirms the address.
+    pub confirm: &'a str,
+    /// The link that deletes the address now.
+    pub unsubscribe: &'a str,
+    /// When an unconfirmed address is deleted.
+    pub confirm_by: chrono::DateTime<chrono::Utc>,
+    pub message_id: String,
+}
+
+/// The subject and text of a confirmation mail.
+pub fn confirmation_text(confirmation: &Confirmation<'_>) -> (String, String) {
+    let deal = confirmation.deal;
+    let product = &deal.spec.product;
+    let subject = format!("Confirm your reminders: {}", product.name);
+    let body = format!(
+        "This address was left to be reminded of\n\
+         {name} by {company},\n\
+         which starts at {start} (UTC).\n\
+         \n\
+         To get the reminders, open this link and confirm:\n\
+         {confirm}\n\
+         \n\
+         If it was not you, do nothing: no reminder is sent\n\
+         without a confirmation, and the address is deleted\n\
+         at {by} (UTC). Or delete it now:\n\
+         {unsubscribe}\n",
+        name = product.name,
+        company = deal.spec.company.name,
+        start = deal.timeline.start.format("%a %-d %b %Y, %H:%M"),
+        confirm = confirmation.confirm,
+        by = confirmation.confirm_by.format("%a %-d %b %Y, %H:%M"),
+        unsubscribe = confirmation.unsubscribe,
+    );
+    (subject, body)
+}
+
+/// The whole confirmation mail.
+pub fn compose_confirmation(confirmation: &Confirmation<'_>) -> Result<Message, Error> {
+    let (subject, body) = confirmation_text(confirmation);
+    message(
+        confirmation.from,
+        confirmation.to,
+        subject,
+        body,
+        confirmation.unsubscribe,
+        &confirmation.message_id,
+    )
+}
+
+/// A plain-text mail with a one-click unsubscribe (RFC 8058) and a fixed Message-ID.
+fn message(
+    from: &Mailbox,
+    to: &str,
+    subject: String,
+    body: String,
+    unsubscribe: &str,
+    message_id: &str,
+) -> Result<Message, Error> {
+    let to = to
         .parse::<Mailbox>()
         .map_err(|_| Error::Mail("a kept address no longer parses".into()))?;
     Message::builder()
-        .from(reminder.from.clone())
+        .from(from.clone())
         .to(to)
         .subject(subject)
-        .message_id(Some(reminder.message_id.clone()))
+        .message_id(Some(message_id.to_owned()))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe"),
-            format!("<{}>", reminder.unsubscribe),
+            format!("<{unsubscribe}>"),
         ))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
@@ -159,7 +232,7 @@ pub fn compose(reminder: &Reminder<'_>) -> Result<Message, Error> {
         ))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
-        .map_err(|e| Error::Mail(format!("cannot write the reminder: {e}")))
+        .map_err(|e| Error::Mail(format!("cannot write the mail: {e}")))
 }
 
 #[cfg(test)]
@@ -201,6 +274,32 @@ mod tests {
         ));
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
         assert!(raw.contains("Message-ID: <reminder-7-1h@shop.example>\r\n"));
+    }
+
+    #[test]
+    fn the_confirmation_says_what_was_asked_and_how_to_refuse() {
+        let deal = deal();
+        let from: Mailbox = "Timedeal <deals@example.com>".parse().unwrap();
+        let confirmation = Confirmation {
+            deal: &deal,
+            to: "ana@example.com",
+            from: &from,
+            confirm: "https://shop.example/reminders/confirm?token=abc",
+            unsubscribe: "https://shop.example/reminders/unsubscribe?token=abc",
+            confirm_by: "2026-12-24T18:00:00Z".parse().unwrap(),
+            message_id: "<confirm-7@shop.example>".into(),
+        };
+        let (subject, body) = confirmation_text(&confirmation);
+        assert_eq!(
+            subject,
+            format!("Confirm your reminders: {}", deal.spec.product.name)
+        );
+        assert!(body.contains("confirm:\nhttps://shop.example/reminders/confirm?token=abc\n"));
+        assert!(body.contains("Thu 24 Dec 2026, 18:00 (UTC)"), "{body}");
+        assert!(body.contains("now:\nhttps://shop.example/reminders/unsubscribe?token=abc\n"));
+        let raw =
+            String::from_utf8(compose_confirmation(&confirmation).unwrap().formatted()).unwrap();
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
     }
 
     #[test]

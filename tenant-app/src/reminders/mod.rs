@@ -1,5 +1,10 @@
 //! Email reminders: a shopper leaves an address and is mailed 12 h and 1 h before the start.
 //!
+//! Double opt-in: a left address first gets one confirmation mail, and only its owner, following
+//! that mail's link, makes it receive reminders. An address nobody confirms is deleted a day
+//! after it was left, and one deal keeps at most `--reminder-limit` addresses, so a sign-up form
+//! cannot turn the platform's mail server against strangers.
+//!
 //! Each mail goes once across replicas: a replica locks one due row (`FOR UPDATE SKIP LOCKED`,
 //! so others pass over it), hands the mail to the SMTP server, and marks it sent in the same
 //! transaction. A replica that dies between the SMTP server accepting and the commit leaves the
@@ -119,29 +124,106 @@ impl std::fmt::Debug for SignUp {
     }
 }
 
-/// What a sign-up answers: when the mails will go. The address is not echoed.
+/// What a sign-up answers: when the mails will go, once the address is confirmed. The address
+/// is not echoed, and the answer is the same whether it was left before or not.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedUp {
-    /// When the reminders will be sent.
+    /// When the reminders will be sent, once the address is confirmed.
     pub reminders_at: Vec<DateTime<Utc>>,
+    /// Always true: a confirmation mail goes first, and reminders only after its link is
+    /// followed.
+    pub confirmation_needed: bool,
+    /// Until when the confirmation link works; an address not confirmed by then is deleted.
+    pub confirm_by: DateTime<Utc>,
 }
 
-/// Keeps an address; a second sign-up of the same address changes nothing.
-pub async fn sign_up(pool: &PgPool, email: &str, now: DateTime<Utc>) -> Result<(), Error> {
+/// How long an address waits for its owner to confirm it before it is deleted.
+pub const CONFIRMATION_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+/// The addresses one deal keeps when `--reminder-limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 10_000;
+
+/// Whether an address was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Kept now, or already.
+    Yes,
+    /// The deal keeps `limit` addresses already.
+    Full,
+}
+
+/// Keeps an address, unconfirmed, unless the deal already keeps `limit`; a second sign-up of
+/// the same address changes nothing (and sends no second confirmation mail).
+pub async fn sign_up(
+    pool: &PgPool,
+    email: &str,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Kept, Error> {
+    let mut tx = bounded("cannot keep the reminder", pool.begin()).await?;
+    // Sign-ups of one deal take turns, so replicas together keep at most `limit`; other deals'
+    // schemas have other keys.
     bounded(
         "cannot keep the reminder",
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.reminders'))")
+            .execute(&mut *tx),
+    )
+    .await?;
+    let inserted = bounded(
+        "cannot keep the reminder",
         sqlx::query(
-            "INSERT INTO reminders (email, token, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO reminders (email, token, created_at) SELECT $1, $2, $3 \
+             WHERE (SELECT count(*) FROM reminders) < $4 ON CONFLICT (email) DO NOTHING",
         )
         .bind(email)
         .bind(new_token())
         .bind(now)
+        .bind(i64::from(limit))
+        .execute(&mut *tx),
+    )
+    .await?
+    .rows_affected();
+    let kept = inserted > 0
+        || bounded(
+            "cannot keep the reminder",
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reminders WHERE email = $1)")
+                .bind(email)
+                .fetch_one(&mut *tx),
+        )
+        .await?;
+    bounded("cannot keep the reminder", tx.commit()).await?;
+    Ok(if kept { Kept::Yes } else { Kept::Full })
+}
+
+/// Confirms the address the token belongs to; false when there is none (never left, deleted
+/// unconfirmed after a day, unsubscribed, or deleted with the deal's retention). Confirming
+/// twice is confirming once.
+pub async fn confirm(pool: &PgPool, token: &str, now: DateTime<Utc>) -> Result<bool, Error> {
+    let found = bounded(
+        "cannot confirm the reminder",
+        sqlx::query(
+            "UPDATE reminders SET confirmed_at = coalesce(confirmed_at, $2) WHERE token = $1",
+        )
+        .bind(token)
+        .bind(now)
         .execute(pool),
     )
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(found > 0)
+}
+
+/// Deletes the addresses nobody confirmed within [`CONFIRMATION_WINDOW`] of leaving them.
+pub async fn forget_unconfirmed(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, Error> {
+    Ok(bounded(
+        "cannot delete unconfirmed reminders",
+        sqlx::query("DELETE FROM reminders WHERE confirmed_at IS NULL AND created_at < $1")
+            .bind(now - CONFIRMATION_WINDOW)
+            .execute(pool),
+    )
+    .await?
+    .rows_affected())
 }
 
 /// Removes the address the token belongs to; false when there is none (already removed, or
@@ -184,12 +266,18 @@ pub fn plausible_token(token: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Sends every reminder due now, one row per transaction; returns how many went. Run by every
-/// replica, a few times a minute.
+/// Sends every confirmation and reminder due now, one row per transaction, and deletes the
+/// addresses nobody confirmed in time; returns how many mails went. Run by every replica, a few
+/// times a minute.
 pub async fn send_due(app: &App, mailer: &Mailer) -> Result<usize, Error> {
     let deal = app.deal();
     let start = deal.timeline.start;
     let mut sent = 0;
+    forget_unconfirmed(&app.db, app.clock.now()).await?;
+    // A confirmation is worth a mail only while a reminder is still ahead.
+    while !ahead_of(start, app.clock.now()).is_empty() && send_confirmation(app, mailer).await? {
+        sent += 1;
+    }
     loop {
         let now = app.clock.now();
         let Some(lead) = due_at(start, now) else {
@@ -210,44 +298,111 @@ async fn send_one(
     start: DateTime<Utc>,
 ) -> Result<bool, Error> {
     let column = lead.sent_column();
-    let mut tx = bounded("cannot begin sending reminders", app.db.begin()).await?;
-    let row = bounded(
-        "cannot find due reminders",
-        sqlx::query(&format!(
-            "SELECT id, email, token FROM reminders WHERE {column} IS NULL AND created_at <= $1 \
-             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(start - lead.before_start())
-        .fetch_optional(&mut *tx),
+    let due = format!(
+        "SELECT id, email, token, created_at FROM reminders WHERE {column} IS NULL \
+         AND confirmed_at <= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    );
+    let sent = send_once(
+        app,
+        sqlx::query(&due).bind(start - lead.before_start()),
+        column,
+        |address| {
+            let deal = app.deal();
+            mail::compose(&mail::Reminder {
+                deal: &deal,
+                lead,
+                to: &address.email,
+                from: mailer.from(),
+                unsubscribe: &app.unsubscribe_url(&address.token),
+                storefront: &app.public_url,
+                message_id: format!(
+                    "<reminder-{}-{}.{}@timedeal>",
+                    address.id,
+                    lead.label(),
+                    deal.name
+                ),
+            })
+        },
+        mailer,
     )
     .await?;
+    if sent {
+        app.metrics.reminders_sent.get_or_create(&lead.into()).inc();
+    }
+    Ok(sent)
+}
+
+/// Locks one address whose confirmation mail has not gone, sends it, and marks it sent; false
+/// when there is none.
+async fn send_confirmation(app: &App, mailer: &Mailer) -> Result<bool, Error> {
+    let sent = send_once(
+        app,
+        sqlx::query(
+            "SELECT id, email, token, created_at FROM reminders \
+             WHERE confirmed_at IS NULL AND confirmation_sent_at IS NULL \
+             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        ),
+        "confirmation_sent_at",
+        |address| {
+            let deal = app.deal();
+            mail::compose_confirmation(&mail::Confirmation {
+                deal: &deal,
+                to: &address.email,
+                from: mailer.from(),
+                confirm: &app.confirm_url(&address.token),
+                unsubscribe: &app.unsubscribe_url(&address.token),
+                confirm_by: address.left_at + CONFIRMATION_WINDOW,
+                message_id: format!("<confirm-{}.{}@timedeal>", address.id, deal.name),
+            })
+        },
+        mailer,
+    )
+    .await?;
+    if sent {
+        app.metrics.reminder_confirmations_sent.inc();
+    }
+    Ok(sent)
+}
+
+/// One kept address, as a mail to it is written.
+struct Address {
+    id: i64,
+    email: String,
+    token: String,
+    left_at: DateTime<Utc>,
+}
+
+/// Sends one mail once across replicas: locks the row `due` finds (others pass it over), hands
+/// what `write` makes of it to the SMTP server, and sets `column` (a fixed name) in the same
+/// transaction; false when `due` finds no row.
+async fn send_once(
+    app: &App,
+    due: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    column: &str,
+    write: impl FnOnce(&Address) -> Result<lettre::Message, Error>,
+    mailer: &Mailer,
+) -> Result<bool, Error> {
+    let mut tx = bounded("cannot begin sending reminders", app.db.begin()).await?;
+    let row = bounded("cannot find due reminders", due.fetch_optional(&mut *tx)).await?;
     let Some(row) = row else {
         return Ok(false);
     };
-    let id: i64 = row.get("id");
-    let email: String = row.get("email");
-    let token: String = row.get("token");
-    let deal = app.deal();
-    let message = mail::compose(&mail::Reminder {
-        deal: &deal,
-        lead,
-        to: &email,
-        from: mailer.from(),
-        unsubscribe: &app.unsubscribe_url(&token),
-        storefront: &app.public_url,
-        message_id: format!("<reminder-{id}-{}.{}@timedeal>", lead.label(), deal.name),
-    })?;
-    mailer.send(message).await?;
+    let address = Address {
+        id: row.get("id"),
+        email: row.get("email"),
+        token: row.get("token"),
+        left_at: row.get("created_at"),
+    };
+    mailer.send(write(&address)?).await?;
     bounded(
-        "cannot mark the reminder sent",
+        "cannot mark the mail sent",
         sqlx::query(&format!("UPDATE reminders SET {column} = $2 WHERE id = $1"))
-            .bind(id)
+            .bind(address.id)
             .bind(app.clock.now())
             .execute(&mut *tx),
     )
     .await?;
-    bounded("cannot mark the reminder sent", tx.commit()).await?;
-    app.metrics.reminders_sent.get_or_create(&lead.into()).inc();
+    bounded("cannot mark the mail sent", tx.commit()).await?;
     Ok(true)
 }
 
