@@ -377,6 +377,54 @@ impl Database {
         .await
     }
 
+    /// Makes the platform's own tables (`timedeal_api::storage::platform_ddl`) and, when
+    /// `portal_role` is not empty, grants the portal's database user what it needs in them
+    /// (`timedeal_api::storage::portal_grants`). Idempotent.
+    pub async fn prepare_platform(
+        &self,
+        url: &str,
+        portal_role: &str,
+    ) -> Result<(), DatabaseError> {
+        let pool = self.pool(url).await?;
+        bounded(async {
+            let mut tx = pool.begin().await.map_err(statement("begin"))?;
+            // Operator replicas starting together take turns.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('timedeal_platform'))")
+                .execute(&mut *tx)
+                .await
+                .map_err(statement("lock"))?;
+            for sql in timedeal_api::storage::platform_ddl() {
+                sqlx::query(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(statement("create the platform's tables"))?;
+            }
+            if !portal_role.is_empty() {
+                if !timedeal_api::storage::is_plain_role(portal_role) {
+                    return Err(DatabaseError::Statement {
+                        what: "grant the portal's role".into(),
+                        error: format!("{portal_role:?} is not a plain role name"),
+                    });
+                }
+                for sql in timedeal_api::storage::portal_grants(portal_role) {
+                    sqlx::query(&sql).execute(&mut *tx).await.map_err(|error| {
+                        DatabaseError::Statement {
+                            what: format!(
+                                "grant the portal's role {portal_role} its rights (create the \
+                                 role first, as the README's \"The portal's database user\" \
+                                 shows)"
+                            ),
+                            error: error.to_string(),
+                        }
+                    })?;
+                }
+            }
+            tx.commit().await.map_err(statement("commit"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Keeps a deal's booking in `timedeal_platform.bookings`, where the portal's calendar reads it.
     pub async fn book(
         &self,

@@ -230,6 +230,11 @@ struct RunArgs {
     /// Hosts no deal may take, comma-separated: the portal's and the directory's.
     #[arg(long, env = "TIMEDEAL_RESERVED_HOSTS", value_delimiter = ',')]
     reserved_hosts: Vec<String>,
+    /// The rental portal's own PostgreSQL role (created by the database's admin, see the
+    /// README), which the operator grants what the portal needs in the platform's tables.
+    /// Empty: none.
+    #[arg(long, env = "TIMEDEAL_PORTAL_DATABASE_ROLE", default_value = "", value_parser = timedeal_api::storage::parse_portal_role)]
+    portal_database_role: String,
     /// Run without the leader Lease (one replica only, e.g. on a laptop).
     #[arg(long, env = "TIMEDEAL_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -343,6 +348,7 @@ fn serve(args: RunArgs) -> ExitCode {
                 args.company_host_suffix,
                 args.reserved_hosts,
             ),
+            portal_database_role: args.portal_database_role,
             portal_account: PortalAccount {
                 namespace: args.namespace.clone(),
                 name: args.portal_service_account,

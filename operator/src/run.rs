@@ -196,6 +196,7 @@ pub fn deal_changes(deal: &DeserializeGuard<TimeDeal>) -> Option<u64> {
 /// The controller: TimeDeals (read through `DeserializeGuard`, so one malformed object cannot
 /// stop the watch) and the children they own, each kept in the cache reconciles read.
 async fn controller(client: Client, ctx: Arc<Context>, writers: cache::Writers) {
+    tokio::spawn(crate::reconcile::prepare_platform(ctx.clone()));
     let (deals, deal_writer) = reflector::store();
     let deal_stream = reflector(
         deal_writer,

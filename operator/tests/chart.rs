@@ -293,9 +293,13 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
         .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
         .map(|r| format!("{}/{}", r.name, r.key))
         .collect();
+    // Its own database user, never the platform's.
     assert_eq!(
         secrets,
-        ["timedeal-postgres/url", "timedeal-portal/session-key"]
+        [
+            "timedeal-postgres-portal/url",
+            "timedeal-portal/session-key"
+        ]
     );
     let service: k8s_openapi::api::core::v1::Service =
         typed(named(&objects, "Service", "timedeal-portal"));
@@ -402,8 +406,30 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
     let secrets: Vec<&Value> = objects.iter().filter(|o| kind(o) == "Secret").collect();
     assert_eq!(
         secrets.len(),
-        1,
-        "the trial PostgreSQL's; the portal's key is the operator's to generate"
+        2,
+        "the trial PostgreSQL's platform and portal users'; the portal's key is the operator's \
+         to generate"
+    );
+    // The portal's user is the one the operator grants, and its password is its own.
+    let portal_url = secrets
+        .iter()
+        .find(|s| s["metadata"]["name"] == "timedeal-postgres-portal")
+        .and_then(|s| s["stringData"]["url"].as_str())
+        .unwrap();
+    assert!(
+        portal_url.starts_with("postgres://timedeal_portal:"),
+        "{portal_url}"
+    );
+    let platform = secrets
+        .iter()
+        .find(|s| s["metadata"]["name"] == "timedeal-postgres")
+        .unwrap();
+    assert_ne!(
+        platform["stringData"]["password"],
+        secrets
+            .iter()
+            .find(|s| s["metadata"]["name"] == "timedeal-postgres-portal")
+            .unwrap()["stringData"]["password"]
     );
 
     // Each alert watches a metric something exports.

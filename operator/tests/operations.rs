@@ -837,21 +837,28 @@ async fn deals_whose_names_collide_never_share_a_schema_or_a_role() {
 async fn the_trial_platform_user_is_no_superuser_and_still_sets_up_serves_and_retires_deals() {
     use timedeal_operator::database::{tenant_url, Database, Owner};
     let h = Harness::new(sample()).await;
-    // The chart's trial PostgreSQL makes its platform user with this, as the superuser.
+    // The chart's trial PostgreSQL makes its platform and portal users with this, as the
+    // superuser: run by psql itself, as the chart's init script runs it.
     let (server, _) = h.platform.rsplit_once('/').unwrap();
-    let mut admin =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
-            .await
-            .unwrap();
-    let script = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../charts/timedeal-operator/files/platform-user.psql"),
-    )
-    .unwrap()
-    .replace(":'password'", "'trial-password'");
-    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        sqlx::raw_sql(statement).execute(&mut admin).await.unwrap();
-    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/timedeal-operator/files/platform-user.psql");
+    let ran = std::process::Command::new(timedeal_testkit::PostgresServer::psql().unwrap())
+        .args(["-v", "ON_ERROR_STOP=1", "-d", &format!("{server}/postgres")])
+        .args([
+            "-v",
+            "password=trial-password",
+            "-v",
+            "portal_role=timedeal_portal",
+        ])
+        .args(["-v", "portal_password=portal-password", "-f"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     let platform = server.replacen("//postgres@", "//timedeal:trial-password@", 1) + "/timedeal";
     let mut as_platform = <sqlx::PgConnection as sqlx::Connection>::connect(&platform)
         .await
@@ -863,8 +870,27 @@ async fn the_trial_platform_user_is_no_superuser_and_still_sets_up_serves_and_re
             .unwrap();
     assert!(!superuser);
 
-    // Everything the operator does with it works without one.
+    // Everything the operator does with it works without one, and it grants the portal's user
+    // (made by the same script) its rights.
     let database = Database::new();
+    database
+        .prepare_platform(&platform, "timedeal_portal")
+        .await
+        .unwrap();
+    let portal =
+        server.replacen("//postgres@", "//timedeal_portal:portal-password@", 1) + "/timedeal";
+    let mut as_portal = <sqlx::PgConnection as sqlx::Connection>::connect(&portal)
+        .await
+        .unwrap();
+    let portal_may: (bool, bool, bool) = sqlx::query_as(
+        "SELECT has_database_privilege('timedeal', 'CREATE'), \
+         has_column_privilege('timedeal_platform.deal_schemas', 'password', 'SELECT'), \
+         has_column_privilege('timedeal_platform.deal_schemas', 'namespace', 'SELECT')",
+    )
+    .fetch_one(&mut as_portal)
+    .await
+    .unwrap();
+    assert_eq!(portal_may, (true, true, false));
     let schema =
         timedeal_api::storage::schema_for_uid("7d3c52e1-0b4e-4f0e-9a55-3c1f2a7e9d10").unwrap();
     let owner = Owner {

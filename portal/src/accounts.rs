@@ -135,20 +135,50 @@ async fn matches(password: String, stored: String) -> bool {
     .unwrap_or(false)
 }
 
+/// Says so when the portal logs in as a user that can do far more than it needs: a superuser,
+/// or one that may create roles (the platform's user). The portal works on; the README shows
+/// how to give it a user of its own.
+async fn warn_if_mighty(connection: &mut sqlx::PgConnection) {
+    let mighty: Result<(bool, bool), _> =
+        sqlx::query_as("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(connection)
+            .await;
+    if let Ok((superuser, createrole)) = mighty {
+        if superuser || createrole {
+            tracing::warn!(
+                superuser,
+                createrole,
+                "the portal's database user may do far more than the portal needs; give it a \
+                 user of its own (README: \"The portal's database user\")"
+            );
+        }
+    }
+}
+
 /// A hash no password matches, checked for unknown emails so that they take as long as known ones.
 const DECOY: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$WcA6j3ULy0BxoRsoDWx7zF0kOh2qb3rk1Pq1oEf6rU4";
 
 impl Accounts {
-    /// Connects to the platform PostgreSQL and brings the schema up to date (several replicas
-    /// starting at once take turns: the migrator holds an advisory lock).
+    /// Connects to the platform PostgreSQL as the portal's own user and brings its schema up to
+    /// date (several replicas starting at once take turns: the migrator holds an advisory lock).
+    /// The schema is made when missing, which needs the right to create one in the database;
+    /// an admin may make it beforehand, owned by the portal's user, instead.
     pub async fn connect(url: &str) -> Result<Self, PortalError> {
         let options = PgConnectOptions::from_str(url).map_err(PortalError::Database)?;
         let mut first = options.connect().await.map_err(PortalError::Database)?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-            .execute(&mut first)
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regnamespace($1)::text")
+            .bind(SCHEMA)
+            .fetch_one(&mut first)
             .await
             .map_err(PortalError::Database)?;
+        if exists.is_none() {
+            sqlx::query(&format!("CREATE SCHEMA {SCHEMA}"))
+                .execute(&mut first)
+                .await
+                .map_err(PortalError::Database)?;
+        }
+        warn_if_mighty(&mut first).await;
         first.close().await.map_err(PortalError::Database)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)

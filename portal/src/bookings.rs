@@ -10,15 +10,9 @@ use timedeal_api::calendar::{Booking, BOOKINGS_DDL, UPSERT_BOOKING};
 
 use crate::error::PortalError;
 
-/// Creates the table when the operator has not yet.
+/// Creates the table when the operator has not yet (see `crate::platform_table`).
 pub async fn prepare(pool: &PgPool) -> Result<(), PortalError> {
-    for sql in BOOKINGS_DDL {
-        sqlx::query(sql)
-            .execute(pool)
-            .await
-            .map_err(PortalError::Database)?;
-    }
-    Ok(())
+    crate::platform_table(pool, "timedeal_platform.bookings", &BOOKINGS_DDL).await
 }
 
 /// Every booking that ends after `from` and holds its hours at `now`: approved, or requested

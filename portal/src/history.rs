@@ -6,15 +6,9 @@ use timedeal_api::stats::{Sample, SAMPLES_DDL};
 
 use crate::error::PortalError;
 
-/// Creates the table when the operator has not yet.
+/// Creates the table when the operator has not yet (see `crate::platform_table`).
 pub async fn prepare(pool: &PgPool) -> Result<(), PortalError> {
-    for sql in SAMPLES_DDL {
-        sqlx::query(sql)
-            .execute(pool)
-            .await
-            .map_err(PortalError::Database)?;
-    }
-    Ok(())
+    crate::platform_table(pool, "timedeal_platform.figure_samples", &SAMPLES_DDL).await
 }
 
 /// At most this many points are drawn: a long sale is thinned evenly.

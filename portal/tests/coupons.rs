@@ -47,6 +47,17 @@ async fn coupon_deal(portal: &PortalServer, company: &Browser) -> (String, Strin
     (name, schema)
 }
 
+/// A portal with the approved company ACME Audio and its coupon deal: the portal, the company's
+/// browser, the deal's name and its schema.
+async fn acme_with_coupon_deal() -> (PortalServer, Browser, String, String) {
+    let portal = PortalServer::start(10).await;
+    let acme = portal
+        .company("ACME Audio", "sales@acme-audio.example", true)
+        .await;
+    let (name, schema) = coupon_deal(&portal, &acme).await;
+    (portal, acme, name, schema)
+}
+
 #[tokio::test]
 async fn coupons_and_delivery_details_are_exported_and_each_coupon_redeems_once() {
     let portal = PortalServer::start(10).await;
@@ -236,11 +247,7 @@ async fn redeem_through_the_page(
 
 #[tokio::test]
 async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
-    let portal = PortalServer::start(10).await;
-    let acme = portal
-        .company("ACME Audio", "sales@acme-audio.example", true)
-        .await;
-    let (name, schema) = coupon_deal(&portal, &acme).await;
+    let (portal, acme, name, schema) = acme_with_coupon_deal().await;
     let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&portal.database)
         .await
         .unwrap();
@@ -296,6 +303,55 @@ async fn code_a_deal_adds_to_its_schema_never_runs_with_the_platforms_rights() {
         vec![(schema.clone(), false)],
         "the trigger ran once, as the deal's own role and nothing more"
     );
+}
+
+/// The portal's own database user reaches a deal's orders only by logging in as the deal:
+/// it cannot read them itself, become the deal's role, read more of the registry than each
+/// deal's login, or make roles; its exports and redemptions work all the same.
+#[tokio::test]
+async fn the_portals_database_user_reaches_a_deal_only_by_logging_in_as_it() {
+    let (portal, acme, name, schema) = acme_with_coupon_deal().await;
+    let pool = portal.portal.accounts.pool();
+    let who: (String, bool, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper, rolcreaterole FROM pg_roles \
+         WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(who, (common::PORTAL_ROLE.to_owned(), false, false));
+    for refused in [
+        format!("SELECT count(*) FROM \"{schema}\".orders"),
+        format!("SET ROLE \"{schema}\""),
+        "SELECT namespace, name FROM timedeal_platform.deal_schemas".to_owned(),
+        "UPDATE timedeal_platform.deal_schemas SET password = 'x'".to_owned(),
+        "CREATE ROLE intruder LOGIN".to_owned(),
+        format!("CREATE TABLE \"{schema}\".planted (x int)"),
+    ] {
+        let error = sqlx::query(&refused).execute(pool).await.unwrap_err();
+        let code = error.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("42501"), "{refused}: {error}");
+    }
+    // What it needs: each deal's login, the calendar, the history.
+    let logins: i64 = sqlx::query_scalar(
+        "SELECT count(password) FROM timedeal_platform.deal_schemas WHERE schema = $1",
+    )
+    .bind(&schema)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(logins, 1);
+    sqlx::query("SELECT count(*) FROM timedeal_platform.figure_samples")
+        .execute(pool)
+        .await
+        .unwrap();
+    let export = acme
+        .http
+        .get(portal.at(&format!("/deals/{name}/orders.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200, "the export works as the deal");
 }
 
 #[tokio::test]

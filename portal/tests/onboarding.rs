@@ -43,6 +43,7 @@ fn operator(portal: &PortalServer) -> Arc<Context> {
             portal_account: PortalAccount::default(),
             calendar_replicas: None,
             hosts: Default::default(),
+            portal_database_role: String::new(),
         },
         portal.clock.clone(),
         FiguresClient::in_cluster(Duration::from_secs(1)),

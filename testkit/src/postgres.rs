@@ -153,6 +153,11 @@ impl PostgresServer {
         }
     }
 
+    /// psql, from the server's own installation.
+    pub fn psql() -> Result<PathBuf, Error> {
+        Ok(bin_dir()?.join("psql"))
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
         self.url_for("postgres")

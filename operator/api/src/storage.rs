@@ -90,6 +90,56 @@ pub const REGISTRY_DDL: [&str; 3] = [
     "ALTER TABLE timedeal_platform.deal_schemas ADD COLUMN IF NOT EXISTS password text",
 ];
 
+/// Every table the platform keeps beside the deals' schemas (the registry, the calendar's
+/// bookings, the figures' history), made by the operator when it starts; each statement is
+/// idempotent.
+pub fn platform_ddl() -> impl Iterator<Item = &'static str> {
+    REGISTRY_DDL
+        .into_iter()
+        .chain(crate::calendar::BOOKINGS_DDL)
+        .chain(crate::stats::SAMPLES_DDL)
+}
+
+/// Whether `role` is a name that may be quoted into SQL: lowercase letters, digits and
+/// underscores, at most 63, not starting with a digit.
+pub fn is_plain_role(role: &str) -> bool {
+    (1..=63).contains(&role.len())
+        && !role.starts_with(|c: char| c.is_ascii_digit())
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Parses a `--portal-database-role` flag: empty (no grants), or a plain role name.
+pub fn parse_portal_role(given: &str) -> Result<String, String> {
+    if given.is_empty() || is_plain_role(given) {
+        Ok(given.to_owned())
+    } else {
+        Err(format!(
+            "{given:?} is not a PostgreSQL role name the platform uses: lowercase letters, digits \
+             and underscores, at most 63, such as timedeal_portal"
+        ))
+    }
+}
+
+/// What the rental portal's own database user may do in the platform's tables, granted by the
+/// operator (who owns them) after [`platform_ddl`]: read each deal's registered login (to work
+/// in a deal's schema as that deal, see [`connect_as_deal`]) and nothing else of the registry,
+/// keep the calendar's bookings, and read the figures' history. Its accounts live in a schema
+/// of its own; it owns no deal's objects and is no member of any deal's role. `role` must be
+/// [`is_plain_role`].
+pub fn portal_grants(role: &str) -> Vec<String> {
+    debug_assert!(is_plain_role(role));
+    vec![
+        format!("GRANT USAGE ON SCHEMA timedeal_platform TO \"{role}\""),
+        format!(
+            "GRANT SELECT (schema, uid, password) ON timedeal_platform.deal_schemas TO \"{role}\""
+        ),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON timedeal_platform.bookings TO \"{role}\""),
+        format!("GRANT SELECT ON timedeal_platform.figure_samples TO \"{role}\""),
+    ]
+}
+
 /// Why the platform could not act as a deal.
 #[cfg(feature = "postgres")]
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +232,21 @@ pub async fn connect_as_deal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_role_names_are_quoted_into_grants() {
+        assert_eq!(parse_portal_role("").unwrap(), "");
+        assert_eq!(
+            parse_portal_role("timedeal_portal").unwrap(),
+            "timedeal_portal"
+        );
+        for bad in ["Portal", "portal\"; DROP", "9lives", "a-b", &"p".repeat(64)] {
+            assert!(parse_portal_role(bad).is_err(), "{bad:?}");
+        }
+        assert!(portal_grants("timedeal_portal")
+            .iter()
+            .all(|sql| sql.ends_with("TO \"timedeal_portal\"")));
+    }
 
     #[test]
     fn schema_names_are_unique_and_valid() {

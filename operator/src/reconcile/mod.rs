@@ -96,6 +96,44 @@ pub struct Config {
     pub calendar_replicas: Option<i32>,
     /// Which hosts each company's deals may take.
     pub hosts: timedeal_api::hosts::HostRules,
+    /// The rental portal's own PostgreSQL role, granted what it needs in the platform's tables;
+    /// empty: none (the portal then shares the platform's user).
+    pub portal_database_role: String,
+}
+
+/// How soon the platform's tables and the portal's grants are tried again after a failure.
+const PREPARE_RETRY: Duration = Duration::from_secs(30);
+
+/// Makes the platform's own tables and grants the portal's database user its rights, once the
+/// operator leads; tried again every 30 s until it works (PostgreSQL down, its Secret not made
+/// yet, the portal's role not created yet), saying why once.
+pub async fn prepare_platform(ctx: Arc<Context>) {
+    let mut said = false;
+    loop {
+        let prepared = async {
+            let url = platform_url(&ctx).await?;
+            ctx.database
+                .prepare_platform(&url, &ctx.config.portal_database_role)
+                .await?;
+            Ok::<_, Error>(())
+        };
+        match Box::pin(prepared).await {
+            Ok(()) => {
+                info!(
+                    portal_role = %ctx.config.portal_database_role,
+                    "the platform's tables are ready"
+                );
+                return;
+            }
+            Err(error) => {
+                if !said {
+                    warn!(%error, "cannot prepare the platform's tables yet; retrying every 30 s");
+                    said = true;
+                }
+                tokio::time::sleep(PREPARE_RETRY).await;
+            }
+        }
+    }
 }
 
 /// Everything reconcile needs, shared by all reconciles.

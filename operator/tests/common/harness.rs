@@ -100,6 +100,7 @@ pub fn context_with(
             company_suffix: Some("companies.example.com".into()),
             reserved: vec!["deals.example.com".into(), "directory.example.com".into()],
         },
+        portal_database_role: String::new(),
     };
     configure(&mut config);
     Arc::new(

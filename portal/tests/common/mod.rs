@@ -92,7 +92,9 @@ impl PortalServer {
         let clock = Arc::new(ManualClock::at(portal_now()));
         let portal = Arc::new(Portal {
             client: client.clone(),
-            accounts: Accounts::connect(&database).await.unwrap(),
+            accounts: Accounts::connect(&portal_user(&database).await)
+                .await
+                .unwrap(),
             key: SigningKey::new(SESSION_KEY.to_vec()).unwrap(),
             limits: Limits::default(),
             rate: RateLimits {
@@ -225,6 +227,35 @@ impl PortalServer {
             .items
     }
 }
+
+/// The portal's own database user, as a cluster has it: created by the database's admin as the
+/// README shows (a login that may make its own schema, nothing more), then granted its rights
+/// in the platform's tables by the operator when it starts. Answers the portal's URL for
+/// `database` (a URL of the platform's user).
+pub async fn portal_user(database: &str) -> String {
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(database)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "DO $$ BEGIN CREATE ROLE {PORTAL_ROLE} LOGIN PASSWORD 'portal-password'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+         DO $$ BEGIN EXECUTE format('GRANT CONNECT, CREATE ON DATABASE %I TO {PORTAL_ROLE}', \
+         current_database()); END $$;"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    timedeal_operator::database::Database::new()
+        .prepare_platform(database, PORTAL_ROLE)
+        .await
+        .unwrap();
+    let (scheme, rest) = database.split_once("://").unwrap();
+    let (_, host) = rest.split_once('@').unwrap();
+    format!("{scheme}://{PORTAL_ROLE}:portal-password@{host}")
+}
+
+/// The portal's database user in the tests.
+pub const PORTAL_ROLE: &str = "timedeal_portal";
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
