@@ -4,7 +4,10 @@
 //! only those it names, never list or watch them, so they are still read one by one.
 //!
 //! A store can lag a write by the watch's latency; a reconcile that sees the older object applies
-//! again, which server-side apply makes harmless.
+//! again, which server-side apply makes harmless. A store that has not had its watch's first full
+//! listing reads as empty, which is not the same: "no Company" suspends a live sale, "no
+//! ConfigMap" resets a delivery revision. Reconciles therefore wait until every store is loaded
+//! (`Cache::loading`), as after each start and each change of leader.
 
 use std::sync::Arc;
 
@@ -79,6 +82,26 @@ macro_rules! cache {
                 }
                 self.companies.apply_watcher_event(&Event::InitDone);
                 Ok(())
+            }
+        }
+
+        impl Cache {
+            /// The kinds whose stores still wait for their watch's first full listing.
+            pub fn loading(&self) -> Vec<&'static str> {
+                use futures::FutureExt;
+                let ready = |done: Option<Result<(), reflector::store::WriterDropped>>| {
+                    matches!(done, Some(Ok(())))
+                };
+                let mut loading = Vec::new();
+                $(
+                    if !ready(self.$field.wait_until_ready().now_or_never()) {
+                        loading.push(stringify!($kind));
+                    }
+                )*
+                if !ready(self.companies.wait_until_ready().now_or_never()) {
+                    loading.push("Company");
+                }
+                loading
             }
         }
 

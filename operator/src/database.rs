@@ -85,10 +85,12 @@ impl Database {
         }
         let options =
             PgConnectOptions::from_str(url).map_err(|e| DatabaseError::Url(e.to_string()))?;
+        // Every statement names its schema; nothing on the search path but the catalog, so no
+        // function a deal or the portal could create stands in for a built-in one.
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(CALL)
-            .connect_with(options)
+            .connect_with(options.options([("search_path", "pg_catalog")]))
             .await
             .map_err(|e| DatabaseError::Connect(e.to_string()))?;
         *self.pool.lock().expect("pool lock") = Some((url.to_owned(), pool.clone()));
@@ -399,12 +401,65 @@ impl Database {
                     .await
                     .map_err(statement("create the platform's tables"))?;
             }
+            // The platform's schema must be the platform user's own: one someone else made first
+            // could hold objects that run as whoever uses them.
+            let owner: String = sqlx::query_scalar(
+                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'timedeal_platform'",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(statement("read the platform schema's owner"))?;
+            let me: String = sqlx::query_scalar("SELECT current_user::text")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(statement("read the platform user"))?;
+            if owner != me {
+                return Err(DatabaseError::Statement {
+                    what: "check the platform's schema".into(),
+                    error: format!(
+                        "the schema timedeal_platform belongs to {owner}, not the platform user \
+                         {me}; as the database's admin, ALTER SCHEMA timedeal_platform OWNER TO \
+                         {me} (and its tables), after checking what is in it"
+                    ),
+                });
+            }
             if !portal_role.is_empty() {
-                if !timedeal_api::storage::is_plain_role(portal_role) {
-                    return Err(DatabaseError::Statement {
-                        what: "grant the portal's role".into(),
-                        error: format!("{portal_role:?} is not a plain role name"),
-                    });
+                let refused = |why: String| DatabaseError::Statement {
+                    what: format!("grant the portal's role {portal_role:?}"),
+                    error: why,
+                };
+                if timedeal_api::storage::parse_portal_role(portal_role).is_err() {
+                    return Err(refused("not a role name the portal may have".into()));
+                }
+                if portal_role == me {
+                    return Err(refused(
+                        "it is the platform's own user: give the portal a user of its own".into(),
+                    ));
+                }
+                let mighty: Option<bool> = sqlx::query_scalar(
+                    "SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles \
+                     WHERE rolname = $1",
+                )
+                .bind(portal_role)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(statement("read the portal's role"))?;
+                match mighty {
+                    None => {
+                        return Err(refused(
+                            "no such role: create it as the README's \"The portal's database \
+                             user\" shows"
+                                .into(),
+                        ))
+                    }
+                    Some(true) => {
+                        return Err(refused(
+                            "it is a superuser, may create roles or bypasses row security: the \
+                             portal's user needs none of that"
+                                .into(),
+                        ))
+                    }
+                    Some(false) => {}
                 }
                 for sql in timedeal_api::storage::portal_grants(portal_role) {
                     sqlx::query(&sql).execute(&mut *tx).await.map_err(|error| {

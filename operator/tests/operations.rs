@@ -882,15 +882,26 @@ async fn the_trial_platform_user_is_no_superuser_and_still_sets_up_serves_and_re
     let mut as_portal = <sqlx::PgConnection as sqlx::Connection>::connect(&portal)
         .await
         .unwrap();
-    let portal_may: (bool, bool, bool) = sqlx::query_as(
+    let portal_may: (bool, String, bool, bool) = sqlx::query_as(
         "SELECT has_database_privilege('timedeal', 'CREATE'), \
+         pg_get_userbyid(nspowner)::text, \
          has_column_privilege('timedeal_platform.deal_schemas', 'password', 'SELECT'), \
-         has_column_privilege('timedeal_platform.deal_schemas', 'namespace', 'SELECT')",
+         has_column_privilege('timedeal_platform.deal_schemas', 'namespace', 'SELECT') \
+         FROM pg_namespace WHERE nspname = 'timedeal_portal'",
     )
     .fetch_one(&mut as_portal)
     .await
     .unwrap();
-    assert_eq!(portal_may, (true, true, false));
+    assert_eq!(
+        portal_may,
+        (false, "timedeal_portal".to_owned(), true, false),
+        "it owns its schema, may make no other, and reads each deal's login alone"
+    );
+    // Never granted to the platform's own user, a superuser, PUBLIC or a deal's role.
+    for wrong in ["timedeal", "postgres", "public", "td_0123"] {
+        let refused = database.prepare_platform(&platform, wrong).await;
+        assert!(refused.is_err(), "{wrong} was granted");
+    }
     let schema =
         timedeal_api::storage::schema_for_uid("7d3c52e1-0b4e-4f0e-9a55-3c1f2a7e9d10").unwrap();
     let owner = Owner {

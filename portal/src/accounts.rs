@@ -162,8 +162,9 @@ const DECOY: &str =
 impl Accounts {
     /// Connects to the platform PostgreSQL as the portal's own user and brings its schema up to
     /// date (several replicas starting at once take turns: the migrator holds an advisory lock).
-    /// The schema is made when missing, which needs the right to create one in the database;
-    /// an admin may make it beforehand, owned by the portal's user, instead.
+    /// The portal's own user may not create schemas: the database's admin makes its schema,
+    /// owned by it. The platform's tables (calendar, history, registry) are the operator's to
+    /// make; until it has, the pages that need them say the service is unavailable.
     pub async fn connect(url: &str) -> Result<Self, PortalError> {
         let options = PgConnectOptions::from_str(url).map_err(PortalError::Database)?;
         let mut first = options.connect().await.map_err(PortalError::Database)?;
@@ -176,7 +177,13 @@ impl Accounts {
             sqlx::query(&format!("CREATE SCHEMA {SCHEMA}"))
                 .execute(&mut first)
                 .await
-                .map_err(PortalError::Database)?;
+                .map_err(|e| {
+                    PortalError::Migration(format!(
+                        "the schema {SCHEMA} does not exist and this user cannot make it ({e}); \
+                         as the database's admin: CREATE SCHEMA {SCHEMA} AUTHORIZATION <the \
+                         portal's user> (README: \"The portal's database user\")"
+                    ))
+                })?;
         }
         warn_if_mighty(&mut first).await;
         first.close().await.map_err(PortalError::Database)?;
@@ -190,8 +197,6 @@ impl Accounts {
             .run(&pool)
             .await
             .map_err(|e| PortalError::Migration(e.to_string()))?;
-        crate::bookings::prepare(&pool).await?;
-        crate::history::prepare(&pool).await?;
         Ok(Self {
             pool,
             url: url.to_owned(),

@@ -6,14 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
-use timedeal_api::calendar::{Booking, BOOKINGS_DDL, UPSERT_BOOKING};
+use timedeal_api::calendar::{Booking, UPSERT_BOOKING};
 
 use crate::error::PortalError;
-
-/// Creates the table when the operator has not yet (see `crate::platform_table`).
-pub async fn prepare(pool: &PgPool) -> Result<(), PortalError> {
-    crate::platform_table(pool, "timedeal_platform.bookings", &BOOKINGS_DDL).await
-}
 
 /// Every booking that ends after `from` and holds its hours at `now`: approved, or requested
 /// within `PENDING_HOLD`.

@@ -2,14 +2,9 @@
 //! (`timedeal_platform.figure_samples`, see `timedeal_api::stats`), for the deal page's chart.
 
 use sqlx::{PgPool, Row};
-use timedeal_api::stats::{Sample, SAMPLES_DDL};
+use timedeal_api::stats::Sample;
 
 use crate::error::PortalError;
-
-/// Creates the table when the operator has not yet (see `crate::platform_table`).
-pub async fn prepare(pool: &PgPool) -> Result<(), PortalError> {
-    crate::platform_table(pool, "timedeal_platform.figure_samples", &SAMPLES_DDL).await
-}
 
 /// At most this many points are drawn: a long sale is thinned evenly.
 pub const MOST_POINTS: usize = 400;

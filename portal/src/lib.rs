@@ -97,35 +97,6 @@ pub const DEAL_CONNECTIONS: usize = 8;
 
 /// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// per-client limits key on the peer address, or behind a trusted proxy on the client it names.
-/// Makes a platform table the portal reads when it is missing (the portal may start before the
-/// operator has ever run). With a database user of its own, which may not create it there, the
-/// portal waits for the operator instead: the pages that need the table say so meanwhile.
-pub async fn platform_table(
-    pool: &sqlx::PgPool,
-    table: &str,
-    ddl: &[&str],
-) -> Result<(), PortalError> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-        .bind(table)
-        .fetch_one(pool)
-        .await
-        .map_err(PortalError::Database)?;
-    if exists.is_some() {
-        return Ok(());
-    }
-    for sql in ddl {
-        if let Err(error) = sqlx::query(sql).execute(pool).await {
-            tracing::warn!(
-                table,
-                %error,
-                "cannot make a platform table; the operator makes it when it starts"
-            );
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
 pub fn router(portal: Arc<Portal>) -> Router {
     use routes::{account, deals};
     Router::new()

@@ -326,6 +326,8 @@ async fn the_portals_database_user_reaches_a_deal_only_by_logging_in_as_it() {
         "SELECT namespace, name FROM timedeal_platform.deal_schemas".to_owned(),
         "UPDATE timedeal_platform.deal_schemas SET password = 'x'".to_owned(),
         "CREATE ROLE intruder LOGIN".to_owned(),
+        // No schema of its making can stand on another user's search path.
+        "CREATE SCHEMA timedeal".to_owned(),
         format!("CREATE TABLE \"{schema}\".planted (x int)"),
     ] {
         let error = sqlx::query(&refused).execute(pool).await.unwrap_err();

@@ -28,8 +28,10 @@ use timedeal_operator::{
     resources::Settings,
 };
 
-fn operator(portal: &PortalServer) -> Arc<Context> {
-    let (cache, _writers) = cache::new();
+/// The operator, its caches loaded as its watches would load them.
+async fn operator(portal: &PortalServer) -> Arc<Context> {
+    let (cache, mut writers) = cache::new();
+    writers.fill(&portal.client, "td-acme-audio").await.unwrap();
     Arc::new(Context::new(
         portal.client.clone(),
         Config {
@@ -75,7 +77,7 @@ async fn a_company_signs_up_is_approved_gets_its_namespace_and_files_a_deal_ther
     // The operator's company reconcile.
     let companies: Api<Company> = Api::all(portal.client.clone());
     let acme = companies.get("acme-audio").await.unwrap();
-    company::reconcile(Arc::new(acme), operator(&portal))
+    company::reconcile(Arc::new(acme), operator(&portal).await)
         .await
         .unwrap();
     let namespace = Api::<Namespace>::all(portal.client.clone())

@@ -22,6 +22,11 @@ pub enum Error {
     #[error("SMTP: {0}")]
     Mail(String),
 
+    /// The SMTP server refused one mail for good (a 5xx reply), or the mail cannot be written
+    /// to its address: sending it again would fail again.
+    #[error("SMTP refused the mail for good: {0}")]
+    MailRefused(String),
+
     /// The randomness beacon could not be read, or answered nonsense.
     #[error("beacon: {0}")]
     Beacon(String),

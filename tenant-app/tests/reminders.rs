@@ -320,10 +320,12 @@ async fn each_reminder_goes_once_from_two_replicas_and_the_link_stops_them() {
     assert_eq!(smtp.mails().unwrap().len(), 30 + 29 + 28);
 
     // The unconfirmed address is deleted once it has waited a day (here, its time of leaving
-    // is moved back a day), and no mail ever went to it but the confirmation.
+    // and of its confirmation mail are moved back a day), and no mail ever went to it but the
+    // confirmation.
     let db = shop.db().await;
     sqlx::query(&format!(
-        "UPDATE {}.reminders SET created_at = created_at - interval '25 hours' \
+        "UPDATE {}.reminders SET created_at = created_at - interval '25 hours', \
+         confirmation_sent_at = confirmation_sent_at - interval '25 hours' \
          WHERE confirmed_at IS NULL",
         shop.schema
     ))
@@ -489,13 +491,47 @@ async fn a_deal_keeps_at_most_its_limit_of_addresses() {
             .unwrap()
             .contains("/reminder.ics"));
     }
+    // Full is full for everyone: the answer tells nobody which addresses are kept.
     let (code, _) = sign_up(&shop.url(), "kept1@example.com").await;
-    assert_eq!(
-        code,
-        StatusCode::ACCEPTED,
-        "an address kept already is still welcome"
-    );
+    assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(addresses(&shop).await, 3);
     let asked = confirmations(&smtp, 3).await;
     assert!(asked.iter().all(|m| m.to().starts_with("kept")));
+}
+
+/// A mailbox the SMTP server refuses for good (550) is deleted rather than tried every 2 s,
+/// and the addresses after it still get their mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_refused_for_good_is_deleted_and_blocks_no_one() {
+    let smtp = SmtpServer::start().unwrap();
+    let redis = RedisServer::start().unwrap();
+    let smtp_url = smtp.url();
+    let deal = DealFile {
+        starts_in: 13 * 3600,
+        ..DealFile::live("reminders-refused")
+    };
+    let shop = Storefront::start(
+        &redis,
+        &postgres().url(),
+        &deal,
+        &["--smtp-url", &smtp_url, "--mail-from", FROM],
+    );
+    for email in ["refused@example.com", "ana@example.com"] {
+        let (code, answer) = sign_up(&shop.url(), email).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{answer}");
+    }
+    let asked = confirmations(&smtp, 1).await;
+    assert_eq!(asked[0].to(), "ana@example.com");
+    eventually(
+        "the refused address deleted",
+        Duration::from_secs(20),
+        || async { addresses(&shop).await == 1 },
+    )
+    .await;
+    let log = shop.service.log();
+    assert_eq!(log.matches("refused for good").count(), 1, "{log}");
+    assert!(
+        !log.contains("refused@example.com"),
+        "an address leaked: {log}"
+    );
 }

@@ -1,5 +1,7 @@
 //! A real SMTP server (aiosmtpd, installed by `make setup` into `.tools/aiosmtpd`) on a free
-//! loopback port, keeping every mail it accepts in a Maildir the test reads.
+//! loopback port, keeping every mail it accepts in a Maildir the test reads. Like a real server
+//! for a mailbox that does not exist, it refuses for good (550) every recipient whose mailbox
+//! name starts with `refused`.
 
 use std::{
     io::Read,
@@ -163,8 +165,13 @@ fn spawn(program: &Path, port: u16, dir: &Path, start: u32) -> Result<Child, Err
     let mut command = Command::new(program);
     command
         .args(["-n", "-l", &format!("127.0.0.1:{port}")])
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(dir.join("mail"));
+        // aiosmtpd's Maildir, refusing for good the mailboxes named `refused…`.
+        .args(["-c", "timedeal_smtp.RefusingMailbox"])
+        .arg(dir.join("mail"))
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python"),
+        );
     log_to(&mut command, &log)?;
     let mut child = spawn_tied(command, libc::SIGTERM)
         .map_err(Error::io(format!("start {}", program.display())))?;

@@ -112,14 +112,23 @@ pub fn is_plain_role(role: &str) -> bool {
 
 /// Parses a `--portal-database-role` flag: empty (no grants), or a plain role name.
 pub fn parse_portal_role(given: &str) -> Result<String, String> {
-    if given.is_empty() || is_plain_role(given) {
-        Ok(given.to_owned())
-    } else {
-        Err(format!(
+    if given.is_empty() {
+        return Ok(String::new());
+    }
+    if !is_plain_role(given) {
+        return Err(format!(
             "{given:?} is not a PostgreSQL role name the platform uses: lowercase letters, digits \
              and underscores, at most 63, such as timedeal_portal"
-        ))
+        ));
     }
+    // PUBLIC is every role; pg_ names are PostgreSQL's own; td_ names are deals'.
+    if given == "public" || given.starts_with("pg_") || given.starts_with("td_") {
+        return Err(format!(
+            "{given:?} is not the portal's own role: PUBLIC is every role, pg_ roles are \
+             PostgreSQL's and td_ roles are deals'; use a name such as timedeal_portal"
+        ));
+    }
+    Ok(given.to_owned())
 }
 
 /// What the rental portal's own database user may do in the platform's tables, granted by the
@@ -240,7 +249,16 @@ mod tests {
             parse_portal_role("timedeal_portal").unwrap(),
             "timedeal_portal"
         );
-        for bad in ["Portal", "portal\"; DROP", "9lives", "a-b", &"p".repeat(64)] {
+        for bad in [
+            "Portal",
+            "portal\"; DROP",
+            "9lives",
+            "a-b",
+            &"p".repeat(64),
+            "public",
+            "pg_read_all_data",
+            "td_0123456789abcdef0123456789abcdef",
+        ] {
             assert!(parse_portal_role(bad).is_err(), "{bad:?}");
         }
         assert!(portal_grants("timedeal_portal")

@@ -106,6 +106,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 /// The company controller's reconcile.
 pub async fn reconcile(company: Arc<Company>, ctx: Arc<Context>) -> Result<Action> {
+    // An unloaded Company store would hide the Company that already owns a namespace.
+    if let Some(wait) = crate::reconcile::caches_loading(&ctx) {
+        return Ok(wait);
+    }
     let name = company.name_any();
     let result = reconcile_company(&company, &ctx).await;
     if let Err(error) = &result {

@@ -101,11 +101,12 @@ pub struct Config {
     pub portal_database_role: String,
 }
 
-/// How soon the platform's tables and the portal's grants are tried again after a failure.
-const PREPARE_RETRY: Duration = Duration::from_secs(30);
+/// How soon the platform's tables and the portal's grants are tried again after a failure (the
+/// portal's calendar waits for them).
+const PREPARE_RETRY: Duration = Duration::from_secs(10);
 
 /// Makes the platform's own tables and grants the portal's database user its rights, once the
-/// operator leads; tried again every 30 s until it works (PostgreSQL down, its Secret not made
+/// operator leads; tried again every 10 s until it works (PostgreSQL down, its Secret not made
 /// yet, the portal's role not created yet), saying why once.
 pub async fn prepare_platform(ctx: Arc<Context>) {
     let mut said = false;
@@ -127,7 +128,7 @@ pub async fn prepare_platform(ctx: Arc<Context>) {
             }
             Err(error) => {
                 if !said {
-                    warn!(%error, "cannot prepare the platform's tables yet; retrying every 30 s");
+                    warn!(%error, "cannot prepare the platform's tables yet; retrying every 10 s");
                     said = true;
                 }
                 tokio::time::sleep(PREPARE_RETRY).await;
@@ -159,6 +160,8 @@ pub struct Context {
     readings: Mutex<HashMap<String, Reading>>,
     /// Per deal (by uid): reconciles failed in a row, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Since when reconciles wait for the caches to load, and whether that was said.
+    loading_since: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Context {
@@ -186,6 +189,7 @@ impl Context {
             booked: Ensured::default(),
             readings: Mutex::default(),
             failures: Mutex::default(),
+            loading_since: Mutex::default(),
         }
     }
 }
@@ -203,6 +207,12 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<TimeDeal>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
+    // A malformed object needs no cache: only its finalizer is released.
+    if guard.0.is_ok() {
+        if let Some(wait) = caches_loading(&ctx) {
+            return Ok(wait);
+        }
+    }
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let result = match &guard.0 {
@@ -224,6 +234,30 @@ pub async fn reconcile(
         }
     }
     result
+}
+
+/// How often a reconcile looks again while the caches load.
+const CACHE_WAIT: Duration = Duration::from_secs(1);
+
+/// A requeue while any store the reconciles read still waits for its first listing: an empty
+/// store would read as "no Company" or "no child", and a decision on it would suspend live
+/// sales. Said once when the wait passes 30 s (a watch the operator may not make, say).
+pub fn caches_loading(ctx: &Context) -> Option<Action> {
+    let loading = ctx.cache.loading();
+    let mut since = ctx.loading_since.lock().expect("loading lock");
+    if loading.is_empty() {
+        *since = None;
+        return None;
+    }
+    let (started, said) = since.get_or_insert((Instant::now(), false));
+    if !*said && started.elapsed() > Duration::from_secs(30) {
+        warn!(
+            ?loading,
+            "still waiting for the first listing of these kinds; reconciles wait meanwhile"
+        );
+        *said = true;
+    }
+    Some(Action::requeue(CACHE_WAIT))
 }
 
 /// Failed reconciles are retried after 5 s, doubling up to 5 minutes.

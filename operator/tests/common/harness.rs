@@ -384,15 +384,55 @@ impl Harness {
     /// One reconcile of the deal as the API server holds it now, as the watcher would deliver it.
     pub async fn reconcile(&self) -> Result<Action, timedeal_operator::error::Error> {
         // The cache as the controller's watches would have it by now.
-        let mut writers = self.writers.lock().await;
-        writers.fill(&self.client, NS).await.unwrap();
-        drop(writers);
+        self.fill().await;
+        self.reconcile_cached().await
+    }
+
+    /// An operator taking over (a restart, a new leader): a new context whose stores stay empty
+    /// until their watches' first listings arrive (`fill`).
+    pub fn take_over(&mut self) {
+        let (cache, writers) = cache::new();
+        self.cache = cache.clone();
+        self.writers = tokio::sync::Mutex::new(writers);
+        self.ctx = context(
+            &self.client,
+            &self.clock,
+            &self.storefront_url,
+            self.ctx.config.settings.clone(),
+            cache,
+        );
+    }
+
+    /// The watches' first listings arrive: every store is filled.
+    pub async fn fill(&self) {
+        self.writers
+            .lock()
+            .await
+            .fill(&self.client, NS)
+            .await
+            .unwrap();
+    }
+
+    /// One reconcile on the stores as they are now, without listing first.
+    pub async fn reconcile_cached(&self) -> Result<Action, timedeal_operator::error::Error> {
         let td = self.deals.get(NAME).await.unwrap();
         Box::pin(reconcile::reconcile(
             Arc::new(DeserializeGuard(Ok(td))),
             self.ctx.clone(),
         ))
         .await
+    }
+
+    /// One reconcile of a Company on the stores as they are now.
+    pub async fn reconcile_company_cached(
+        &self,
+        name: &str,
+    ) -> Result<Action, timedeal_operator::error::Error> {
+        let company = Api::<timedeal_api::Company>::all(self.client.clone())
+            .get(name)
+            .await
+            .unwrap();
+        timedeal_operator::company::reconcile(Arc::new(company), self.ctx.clone()).await
     }
 
     /// The operator configured with a capacity calendar of `replicas`.
@@ -459,14 +499,8 @@ impl Harness {
         &self,
         name: &str,
     ) -> Result<Action, timedeal_operator::error::Error> {
-        let mut writers = self.writers.lock().await;
-        writers.fill(&self.client, NS).await.unwrap();
-        drop(writers);
-        let company = Api::<timedeal_api::Company>::all(self.client.clone())
-            .get(name)
-            .await
-            .unwrap();
-        timedeal_operator::company::reconcile(Arc::new(company), self.ctx.clone()).await
+        self.fill().await;
+        self.reconcile_company_cached(name).await
     }
 
     /// Reconciles until the finalizer is on and the children are applied.

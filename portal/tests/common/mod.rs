@@ -229,9 +229,9 @@ impl PortalServer {
 }
 
 /// The portal's own database user, as a cluster has it: created by the database's admin as the
-/// README shows (a login that may make its own schema, nothing more), then granted its rights
-/// in the platform's tables by the operator when it starts. Answers the portal's URL for
-/// `database` (a URL of the platform's user).
+/// README shows (a login that owns its schema, nothing more), then granted its rights in the
+/// platform's tables by the operator when it starts. Answers the portal's URL for `database`
+/// (a URL of the platform's user).
 pub async fn portal_user(database: &str) -> String {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(database)
         .await
@@ -239,8 +239,7 @@ pub async fn portal_user(database: &str) -> String {
     sqlx::raw_sql(&format!(
         "DO $$ BEGIN CREATE ROLE {PORTAL_ROLE} LOGIN PASSWORD 'portal-password'; \
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
-         DO $$ BEGIN EXECUTE format('GRANT CONNECT, CREATE ON DATABASE %I TO {PORTAL_ROLE}', \
-         current_database()); END $$;"
+         CREATE SCHEMA IF NOT EXISTS timedeal_portal AUTHORIZATION {PORTAL_ROLE};"
     ))
     .execute(&mut admin)
     .await

@@ -64,6 +64,7 @@ impl Mailer {
         match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
             // lettre's errors name the server and the SMTP reply, never the recipient.
+            Ok(Err(e)) if e.is_permanent() => Err(Error::MailRefused(e.to_string())),
             Ok(Err(e)) => Err(Error::Mail(e.to_string())),
             Err(_) => Err(Error::Mail(format!(
                 "no answer within {} s",
@@ -212,7 +213,7 @@ fn message(
 ) -> Result<Message, Error> {
     let to = to
         .parse::<Mailbox>()
-        .map_err(|_| Error::Mail("a kept address no longer parses".into()))?;
+        .map_err(|_| Error::MailRefused("a kept address no longer parses".into()))?;
     Message::builder()
         .from(from.clone())
         .to(to)

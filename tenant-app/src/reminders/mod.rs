@@ -149,7 +149,7 @@ pub const DEFAULT_LIMIT: u32 = 10_000;
 pub enum Kept {
     /// Kept now, or already.
     Yes,
-    /// The deal keeps `limit` addresses already.
+    /// The deal keeps `limit` addresses already (said to every address alike).
     Full,
 }
 
@@ -170,30 +170,29 @@ pub async fn sign_up(
             .execute(&mut *tx),
     )
     .await?;
-    let inserted = bounded(
+    // Full is full for every address, kept or not, so the answer tells nobody who is kept.
+    let kept: i64 = bounded(
+        "cannot keep the reminder",
+        sqlx::query_scalar("SELECT count(*) FROM reminders").fetch_one(&mut *tx),
+    )
+    .await?;
+    if kept >= i64::from(limit) {
+        return Ok(Kept::Full);
+    }
+    bounded(
         "cannot keep the reminder",
         sqlx::query(
-            "INSERT INTO reminders (email, token, created_at) SELECT $1, $2, $3 \
-             WHERE (SELECT count(*) FROM reminders) < $4 ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO reminders (email, token, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (email) DO NOTHING",
         )
         .bind(email)
         .bind(new_token())
         .bind(now)
-        .bind(i64::from(limit))
         .execute(&mut *tx),
     )
-    .await?
-    .rows_affected();
-    let kept = inserted > 0
-        || bounded(
-            "cannot keep the reminder",
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reminders WHERE email = $1)")
-                .bind(email)
-                .fetch_one(&mut *tx),
-        )
-        .await?;
+    .await?;
     bounded("cannot keep the reminder", tx.commit()).await?;
-    Ok(if kept { Kept::Yes } else { Kept::Full })
+    Ok(Kept::Yes)
 }
 
 /// Confirms the address the token belongs to; false when there is none (never left, deleted
@@ -214,13 +213,17 @@ pub async fn confirm(pool: &PgPool, token: &str, now: DateTime<Utc>) -> Result<b
     Ok(found > 0)
 }
 
-/// Deletes the addresses nobody confirmed within [`CONFIRMATION_WINDOW`] of leaving them.
+/// Deletes the addresses nobody confirmed within [`CONFIRMATION_WINDOW`] of their confirmation
+/// mail (or of being left, when no mail could go).
 pub async fn forget_unconfirmed(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, Error> {
     Ok(bounded(
         "cannot delete unconfirmed reminders",
-        sqlx::query("DELETE FROM reminders WHERE confirmed_at IS NULL AND created_at < $1")
-            .bind(now - CONFIRMATION_WINDOW)
-            .execute(pool),
+        sqlx::query(
+            "DELETE FROM reminders WHERE confirmed_at IS NULL \
+             AND coalesce(confirmation_sent_at, created_at) < $1",
+        )
+        .bind(now - CONFIRMATION_WINDOW)
+        .execute(pool),
     )
     .await?
     .rows_affected())
@@ -273,21 +276,19 @@ pub async fn send_due(app: &App, mailer: &Mailer) -> Result<usize, Error> {
     let deal = app.deal();
     let start = deal.timeline.start;
     let mut sent = 0;
-    forget_unconfirmed(&app.db, app.clock.now()).await?;
+    // Due reminders first: confirmations left in a burst never hold them past their moment.
+    while let Some(lead) = due_at(start, app.clock.now()) {
+        if !send_one(app, mailer, lead, start).await? {
+            break;
+        }
+        sent += 1;
+    }
     // A confirmation is worth a mail only while a reminder is still ahead.
     while !ahead_of(start, app.clock.now()).is_empty() && send_confirmation(app, mailer).await? {
         sent += 1;
     }
-    loop {
-        let now = app.clock.now();
-        let Some(lead) = due_at(start, now) else {
-            return Ok(sent);
-        };
-        if !send_one(app, mailer, lead, start).await? {
-            return Ok(sent);
-        }
-        sent += 1;
-    }
+    forget_unconfirmed(&app.db, app.clock.now()).await?;
+    Ok(sent)
 }
 
 /// Locks one address due for `lead`'s mail, sends it, and marks it sent; false when none is due.
@@ -299,7 +300,7 @@ async fn send_one(
 ) -> Result<bool, Error> {
     let column = lead.sent_column();
     let due = format!(
-        "SELECT id, email, token, created_at FROM reminders WHERE {column} IS NULL \
+        "SELECT id, email, token FROM reminders WHERE {column} IS NULL \
          AND confirmed_at <= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
     );
     let sent = send_once(
@@ -338,7 +339,7 @@ async fn send_confirmation(app: &App, mailer: &Mailer) -> Result<bool, Error> {
     let sent = send_once(
         app,
         sqlx::query(
-            "SELECT id, email, token, created_at FROM reminders \
+            "SELECT id, email, token FROM reminders \
              WHERE confirmed_at IS NULL AND confirmation_sent_at IS NULL \
              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
         ),
@@ -351,7 +352,7 @@ async fn send_confirmation(app: &App, mailer: &Mailer) -> Result<bool, Error> {
                 from: mailer.from(),
                 confirm: &app.confirm_url(&address.token),
                 unsubscribe: &app.unsubscribe_url(&address.token),
-                confirm_by: address.left_at + CONFIRMATION_WINDOW,
+                confirm_by: app.clock.now() + CONFIRMATION_WINDOW,
                 message_id: format!("<confirm-{}.{}@timedeal>", address.id, deal.name),
             })
         },
@@ -369,7 +370,6 @@ struct Address {
     id: i64,
     email: String,
     token: String,
-    left_at: DateTime<Utc>,
 }
 
 /// Sends one mail once across replicas: locks the row `due` finds (others pass it over), hands
@@ -378,7 +378,7 @@ struct Address {
 async fn send_once(
     app: &App,
     due: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    column: &str,
+    column: &'static str,
     write: impl FnOnce(&Address) -> Result<lettre::Message, Error>,
     mailer: &Mailer,
 ) -> Result<bool, Error> {
@@ -391,17 +391,23 @@ async fn send_once(
         id: row.get("id"),
         email: row.get("email"),
         token: row.get("token"),
-        left_at: row.get("created_at"),
     };
-    mailer.send(write(&address)?).await?;
-    bounded(
-        "cannot mark the mail sent",
-        sqlx::query(&format!("UPDATE reminders SET {column} = $2 WHERE id = $1"))
-            .bind(address.id)
-            .bind(app.clock.now())
-            .execute(&mut *tx),
-    )
-    .await?;
+    let sent = match write(&address) {
+        Ok(message) => mailer.send(message).await,
+        Err(error) => Err(error),
+    };
+    let update = format!("UPDATE reminders SET {column} = $2 WHERE id = $1");
+    let mark = match sent {
+        Ok(()) => sqlx::query(&update).bind(address.id).bind(app.clock.now()),
+        // Refused for good: the address goes, so it neither blocks the others nor is tried
+        // every 2 s. The reason names the server's reply, never the address.
+        Err(Error::MailRefused(why)) => {
+            tracing::warn!(reminder = address.id, %why, "a mail was refused for good; its address is deleted");
+            sqlx::query("DELETE FROM reminders WHERE id = $1").bind(address.id)
+        }
+        Err(error) => return Err(error),
+    };
+    bounded("cannot mark the mail sent", mark.execute(&mut *tx)).await?;
     bounded("cannot mark the mail sent", tx.commit()).await?;
     Ok(true)
 }
