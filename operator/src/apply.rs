@@ -99,17 +99,31 @@ where
 }
 
 /// Whether every value set in `wanted` has the same value in `live`. Lists are compared item by
-/// item and must have the same length; fields only `live` has are ignored.
+/// item and must have the same length; fields only `live` has are ignored. An empty list or map
+/// in `wanted` matches an absent field: the API server drops them (Go's `omitempty`), so
+/// `egress: []` is read back as no `egress` at all.
 pub fn covers(live: &Value, wanted: &Value) -> bool {
     match (live, wanted) {
-        (Value::Object(live), Value::Object(wanted)) => wanted.iter().all(|(key, value)| {
-            live.get(key)
-                .is_some_and(|live_value| covers(live_value, value))
-        }),
+        (Value::Object(live), Value::Object(wanted)) => {
+            wanted.iter().all(|(key, value)| match live.get(key) {
+                Some(live_value) => covers(live_value, value),
+                None => is_empty(value),
+            })
+        }
         (Value::Array(live), Value::Array(wanted)) => {
             live.len() == wanted.len() && live.iter().zip(wanted).all(|(l, w)| covers(l, w))
         }
         (live, wanted) => live == wanted,
+    }
+}
+
+/// An empty list or map, or null: what the API server stores as absent.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        Value::Null => true,
+        _ => false,
     }
 }
 
@@ -151,6 +165,23 @@ mod tests {
         assert!(!covers(
             &json!({"spec": {"minReplicas": 6, "metrics": [{"type": "Resource"}, {"type": "Pods"}]}}),
             &wanted
+        ));
+    }
+
+    #[test]
+    fn an_empty_list_or_map_matches_an_absent_field() {
+        let wanted = json!({"spec": {"policyTypes": ["Egress"], "egress": [], "podSelector": {}}});
+        assert!(covers(
+            &json!({"spec": {"policyTypes": ["Egress"], "podSelector": {}}}),
+            &wanted
+        ));
+        assert!(!covers(
+            &json!({"spec": {"policyTypes": ["Egress"], "egress": [{}], "podSelector": {}}}),
+            &wanted
+        ));
+        assert!(!covers(
+            &json!({"spec": {}}),
+            &json!({"spec": {"egress": [{}]}})
         ));
     }
 

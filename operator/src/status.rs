@@ -51,8 +51,15 @@ pub fn next(old: &TimeDealStatus, seen: Seen) -> TimeDealStatus {
     status
 }
 
-/// Copies a storefront's figures into the status.
+/// Copies a storefront's figures into the status. `figuresUpdatedAt` moves only when a figure
+/// did, so a quiet deal's status is not written on every reading.
 pub fn copy_figures(status: &mut TimeDealStatus, figures: &StorefrontStats, now: DateTime<Utc>) {
+    let before = (
+        status.stock.clone(),
+        status.queue.clone(),
+        status.orders.clone(),
+        status.revenue,
+    );
     status.stock = Some(figures.stock.clone());
     let peak = status.queue.as_ref().map_or(0, |q| q.peak_waiting);
     let mut queue = figures.queue.clone();
@@ -60,7 +67,15 @@ pub fn copy_figures(status: &mut TimeDealStatus, figures: &StorefrontStats, now:
     status.queue = Some(queue);
     status.orders = Some(figures.orders.clone());
     status.revenue = Some(figures.revenue);
-    status.figures_updated_at = Some(conditions::time(now));
+    let after = (
+        status.stock.clone(),
+        status.queue.clone(),
+        status.orders.clone(),
+        status.revenue,
+    );
+    if before != after || status.figures_updated_at.is_none() {
+        status.figures_updated_at = Some(conditions::time(now));
+    }
 }
 
 /// One line for the Event that records a deal's final figures.

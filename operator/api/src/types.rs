@@ -90,15 +90,25 @@ self.spec.product.dealPrice == oldSelf.spec.product.dealPrice && \
 self.spec.product.currency == oldSelf.spec.product.currency && \
 self.spec.product.stock == oldSelf.spec.product.stock)";
 
-/// The deal's objects are named `<deal>-<part>` (the longest part is `storefront-keys`) and
-/// Services need DNS-1035 labels: at most 63 characters, starting with a letter.
+/// The deal's objects are named `<deal>-<part>` and Services need DNS-1035 labels: at most 63
+/// characters, starting with a letter. The tightest is Redis's pods' `controller-revision-hash`
+/// label, `<deal>-redis-<up to 10 characters>`, which must fit 63 too: so 46.
 pub const NAME_RULE: &str =
-    "size(self.metadata.name) <= 47 && self.metadata.name.matches('^[a-z]')";
+    "size(self.metadata.name) <= 46 && self.metadata.name.matches('^[a-z]')";
 pub const NAME_MESSAGE: &str =
-    "metadata.name must start with a letter and be at most 47 characters: the deal's objects are named after it";
+    "metadata.name must start with a letter and be at most 46 characters: the deal's objects and labels are named after it";
 
 pub const PRICE_AND_STOCK_LOCKED_MESSAGE: &str =
     "product.listPrice, product.dealPrice, product.currency and product.stock cannot change once the deal has started";
+
+/// The transition rule that fixes Redis's volume: a StatefulSet's claims cannot change, so
+/// neither may what they are made from, including adding or removing it.
+pub const REDIS_STORAGE_FIXED_RULE: &str =
+    "has(self.redisStorage) == has(oldSelf.redisStorage) && \
+(!has(self.redisStorage) || self.redisStorage == oldSelf.redisStorage)";
+
+pub const REDIS_STORAGE_FIXED_MESSAGE: &str =
+    "capacity.redisStorage cannot change once set (a StatefulSet's volume claims are fixed): create a new deal for another size or class";
 
 /// The company renting the deal.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -431,6 +441,10 @@ pub struct SecretKeyRef {
 #[x_kube(validation = Rule::new("self.minReplicas <= self.peakReplicas && self.peakReplicas <= self.maxReplicas")
     .message("capacity must satisfy minReplicas <= peakReplicas <= maxReplicas")
     .field_path(".peakReplicas"))]
+#[x_kube(validation = Rule::new(REDIS_STORAGE_FIXED_RULE)
+    .message(REDIS_STORAGE_FIXED_MESSAGE)
+    .reason(Reason::FieldValueForbidden)
+    .field_path(".redisStorage"))]
 pub struct Capacity {
     /// Storefront replicas outside the warm-up and live windows.
     #[serde(default = "default_min_replicas")]
@@ -463,8 +477,8 @@ pub struct Capacity {
     pub redis_resources: Option<ComputeResources>,
 
     /// The volume that keeps Redis's append-only file across restarts and node drains. Omit for
-    /// the operator's defaults. Fixed once the deal runs: a StatefulSet's volume claims cannot
-    /// change.
+    /// the operator's defaults (a running deal keeps the defaults it was made with). Fixed once
+    /// the deal is created: a StatefulSet's volume claims cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_storage: Option<RedisStorage>,
 }
@@ -621,7 +635,8 @@ pub struct TimeDealStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Time>,
 
-    /// When the figures were last read from the storefront.
+    /// When the figures last changed, as read from the storefront (read every
+    /// `figuresInterval`; a reading that changes nothing leaves this as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures_updated_at: Option<Time>,
 

@@ -523,4 +523,29 @@ mod tests {
             "other fields stay editable"
         );
     }
+
+    #[test]
+    fn the_redis_volume_is_fixed_once_the_deal_exists() {
+        let mut old = deal();
+        old["spec"]["capacity"] = json!({"redisStorage": {"size": "1Gi"}});
+        for changed in [
+            json!({"redisStorage": {"size": "5Gi"}}),
+            json!({"redisStorage": {"size": "1Gi", "storageClassName": "fast"}}),
+            json!({}),
+        ] {
+            let mut new = old.clone();
+            new["spec"]["capacity"] = changed.clone();
+            let errors = validate_update(&new, &old).unwrap_err();
+            assert_eq!(errors[0].field, "spec.capacity.redisStorage", "{changed}");
+        }
+        let mut added = deal();
+        added["spec"]["capacity"] = json!({"redisStorage": {"size": "1Gi"}});
+        assert!(validate_update(&added, &deal()).is_err(), "nor added later");
+        let mut scaled = old.clone();
+        scaled["spec"]["capacity"]["maxReplicas"] = json!(30);
+        assert!(
+            validate_update(&scaled, &old).is_ok(),
+            "the rest stays editable"
+        );
+    }
 }

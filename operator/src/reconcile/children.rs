@@ -106,7 +106,12 @@ pub(super) async fn apply_bundle(
             // Releases before the StatefulSet ran Redis as a Deployment of the same name.
             absent!(Deployment, deal.child("redis"));
         }
-        apply_each!(bundle.redis);
+        let mut redis = bundle.redis;
+        let live = cached(ctx, &redis);
+        if resources::redis::keep_claims(&mut redis, live.as_deref()) {
+            tracing::debug!(deal = %deal.name, "Redis keeps the volume claims it was made with");
+        }
+        apply_with!(redis, live.as_deref());
     }
     apply_each!(bundle.redis_service);
     if !leave_workloads {

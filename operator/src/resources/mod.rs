@@ -743,4 +743,60 @@ mod bundle_tests {
         }
         assert!(checked >= 3, "the samples were found");
     }
+
+    /// Every name and label value derived from the longest name the CRD allows fits 63
+    /// characters, including the `controller-revision-hash` label the StatefulSet controller
+    /// puts on Redis's pods (`<StatefulSet>-<up to 10 characters>`).
+    #[test]
+    fn the_longest_deal_name_fits_every_derived_name_and_label() {
+        let mut td = testing::sample();
+        let longest = format!("a{}", "b".repeat(45));
+        assert!(
+            timedeal_api::validation::validate(&serde_json::json!({
+                "apiVersion": "timedeal.dev/v1alpha1", "kind": "TimeDeal",
+                "metadata": {"name": format!("{longest}c")},
+                "spec": serde_json::to_value(&td.spec).unwrap()
+            }))
+            .is_err(),
+            "one character more is refused"
+        );
+        td.metadata.name = Some(longest.clone());
+        let deal = Deal::new(&td).unwrap();
+        let all = bundle(
+            &deal,
+            &testing::settings(),
+            &testing::secrets(),
+            &plan(Scale::Autoscaled { floor: 2, max: 20 }, true),
+        );
+        let redis = all.redis.metadata.name.clone().unwrap();
+        assert!(redis.len() + 1 + 10 <= 63, "{redis}: the revision label");
+        let mut names = Vec::new();
+        for object in [
+            serde_json::to_value(&all.redis).unwrap(),
+            serde_json::to_value(&all.redis_secret).unwrap(),
+            serde_json::to_value(&all.redis_service).unwrap(),
+            serde_json::to_value(&all.storefront).unwrap(),
+            serde_json::to_value(&all.storefront_secret).unwrap(),
+            serde_json::to_value(&all.storefront_service).unwrap(),
+            serde_json::to_value(&all.storefront_policy).unwrap(),
+            serde_json::to_value(&all.redis_policy).unwrap(),
+            serde_json::to_value(&all.deal_config).unwrap(),
+            serde_json::to_value(&all.ingress).unwrap(),
+            serde_json::to_value(all.pdb.as_ref().unwrap()).unwrap(),
+            serde_json::to_value(all.hpa.as_ref().unwrap()).unwrap(),
+        ] {
+            names.push(object["metadata"]["name"].as_str().unwrap().to_owned());
+            for labels in [
+                &object["metadata"]["labels"],
+                &object["spec"]["template"]["metadata"]["labels"],
+            ] {
+                for value in labels.as_object().into_iter().flat_map(|l| l.values()) {
+                    names.push(value.as_str().unwrap().to_owned());
+                }
+            }
+        }
+        for name in names {
+            assert!(name.len() <= 63, "{name} is {} characters", name.len());
+        }
+    }
 }

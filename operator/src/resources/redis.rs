@@ -194,6 +194,27 @@ pub fn stateful_set(
     }
 }
 
+/// A StatefulSet's claim templates (and selector) cannot change once it is made, and the API
+/// server refuses every apply that would change them: the live ones are kept, whatever the
+/// deal, its labels or the chart's defaults say now. The new size or class reaches a deal only
+/// with a new StatefulSet. Answers whether the wanted ones differed.
+pub fn keep_claims(desired: &mut StatefulSet, live: Option<&StatefulSet>) -> bool {
+    let (Some(spec), Some(live_spec)) = (desired.spec.as_mut(), live.and_then(|l| l.spec.as_ref()))
+    else {
+        return false;
+    };
+    fn json(v: &impl serde::Serialize) -> serde_json::Value {
+        serde_json::to_value(v).expect("claims serialise")
+    }
+    let differs = !crate::apply::covers(
+        &json(&live_spec.volume_claim_templates),
+        &json(&spec.volume_claim_templates),
+    ) || !crate::apply::covers(&json(&live_spec.selector), &json(&spec.selector));
+    spec.volume_claim_templates = live_spec.volume_claim_templates.clone();
+    spec.selector = live_spec.selector.clone();
+    differs
+}
+
 /// While the deal warms up or sells, Redis may not be evicted: a drain waits for the end of the
 /// sale (or for the admin) rather than moving the queue and every reservation mid-sale. An
 /// unready Redis may always go, so a broken pod never blocks a drain.

@@ -472,6 +472,11 @@ impl Harness {
             secret: "timedeal-smtp".into(),
             key: "url".into(),
         });
+        self.with_settings(settings);
+    }
+
+    /// The operator restarted with other settings (chart values), the same caches.
+    pub fn with_settings(&mut self, settings: Settings) {
         self.ctx = context(
             &self.client,
             &self.clock,

@@ -44,8 +44,12 @@ pub enum Fault {
 }
 
 /// Makes the in-memory API as strict as a real API server where the operator depends on it:
-/// quantities in `resources` are stored in canonical form (`cpu: 1.5` is read back as `1500m`),
-/// and the given faults refuse or hang matching writes. Every other request goes to `inner`.
+/// quantities in `resources` are stored in canonical form (`cpu: 1.5` is read back as `1500m`);
+/// empty lists and label-like maps are dropped, as Go's `omitempty` drops them (`egress: []` is
+/// read back as absent); a change to an immutable field (a StatefulSet's claim templates or
+/// selector, a Deployment's selector, a Service's `clusterIP`) is refused with 422 as the API
+/// server refuses it; and the given faults refuse or hang matching writes. Every other request
+/// goes to `inner`.
 pub fn strict(inner: Client, faults: Arc<std::sync::Mutex<Vec<Fault>>>) -> Client {
     use http::{Method, Response, StatusCode};
     use kube::client::Body;
@@ -86,6 +90,59 @@ pub fn strict(inner: Client, faults: Arc<std::sync::Mutex<Vec<Fault>>>) -> Clien
             Value::Array(items) => items.iter_mut().for_each(canonicalise),
             _ => {}
         }
+    }
+
+    /// Drops what `omitempty` drops: empty lists anywhere but inside a list, and empty maps of
+    /// the map-typed fields (a struct-typed `{}`, such as `podSelector: {}`, stays).
+    fn drop_empties(value: &mut Value) {
+        const MAPS: [&str; 6] = [
+            "labels",
+            "annotations",
+            "matchLabels",
+            "nodeSelector",
+            "data",
+            "stringData",
+        ];
+        match value {
+            Value::Object(map) => {
+                map.retain(|key, child| match child {
+                    Value::Array(items) => !items.is_empty(),
+                    Value::Object(entries) => !(entries.is_empty() && MAPS.contains(&key.as_str())),
+                    _ => true,
+                });
+                map.values_mut().for_each(drop_empties);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_empties),
+            _ => {}
+        }
+    }
+
+    /// The immutable fields of the object at `path` that `body` would change, as the API server
+    /// names them.
+    fn immutable_changes(path: &str, body: &Value, current: &Value) -> Vec<&'static str> {
+        let fields: &[(&str, &str)] = if path.contains("/statefulsets/") {
+            &[
+                ("/spec/volumeClaimTemplates", "spec.volumeClaimTemplates"),
+                ("/spec/selector", "spec.selector"),
+                ("/spec/serviceName", "spec.serviceName"),
+            ]
+        } else if path.contains("/deployments/") {
+            &[("/spec/selector", "spec.selector")]
+        } else if path.contains("/services/") {
+            &[("/spec/clusterIP", "spec.clusterIP")]
+        } else {
+            &[]
+        };
+        fields
+            .iter()
+            .filter(
+                |(pointer, _)| match (body.pointer(pointer), current.pointer(pointer)) {
+                    (Some(wanted), Some(live)) => !timedeal_operator::apply::covers(live, wanted),
+                    _ => false,
+                },
+            )
+            .map(|(_, name)| *name)
+            .collect()
     }
 
     let service = tower::service_fn(move |request: http::Request<Body>| {
@@ -132,6 +189,29 @@ pub fn strict(inner: Client, faults: Arc<std::sync::Mutex<Vec<Fault>>>) -> Clien
             let bytes = match serde_json::from_slice::<Value>(&bytes) {
                 Ok(mut object) => {
                     canonicalise(&mut object);
+                    drop_empties(&mut object);
+                    if parts.method == Method::PATCH {
+                        let read = http::Request::get(parts.uri.clone())
+                            .body(Vec::new())
+                            .unwrap();
+                        if let Ok(current) = inner.request::<Value>(read).await {
+                            let changed = immutable_changes(&path, &object, &current);
+                            if !changed.is_empty() {
+                                let message = format!(
+                                    "{}: Forbidden: field is immutable",
+                                    changed.join(", ")
+                                );
+                                let body = json!({"apiVersion": "v1", "kind": "Status",
+                                    "status": "Failure", "message": message,
+                                    "reason": "Invalid", "code": 422});
+                                return Ok(Response::builder()
+                                    .status(StatusCode::UNPROCESSABLE_ENTITY)
+                                    .header("content-type", "application/json")
+                                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                                    .unwrap());
+                            }
+                        }
+                    }
                     serde_json::to_vec(&object).unwrap()
                 }
                 Err(_) => bytes.to_vec(),
