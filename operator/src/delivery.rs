@@ -21,6 +21,24 @@ pub struct Pusher {
     url_of: PodUrl,
 }
 
+/// How long after `failures` pushes in a row that left replicas behind the next is tried:
+/// 1 s, doubling to 30 s. A replica that keeps refusing costs a pod listing and a PUT per replica
+/// that often, not every second.
+pub fn backoff(failures: u32) -> Duration {
+    let seconds = 1u64 << failures.saturating_sub(1).min(5);
+    Duration::from_secs(seconds.min(30))
+}
+
+/// A delivery that has not reached every replica yet: its revision, the pushes that left
+/// replicas behind in a row, and when the next may go.
+#[derive(Debug, Clone)]
+pub struct Behind {
+    pub revision: i64,
+    pub failures: u32,
+    pub next: chrono::DateTime<chrono::Utc>,
+    pub last: Delivery,
+}
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -143,6 +161,14 @@ fn is_ready(pod: &Pod) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_push_left_behind_waits_longer_each_time_up_to_half_a_minute() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(0).as_secs(), 1);
+        assert_eq!(backoff(u32::MAX).as_secs(), 30);
+    }
 
     fn pod(phase: &str, ready: &str, deleting: bool) -> Pod {
         let mut pod: Pod = serde_json::from_value(json!({

@@ -315,7 +315,13 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     assert_eq!(binding.subjects.unwrap()[0].name, "timedeal-directory");
     let directory: Deployment = typed(named(&objects, "Deployment", "timedeal-directory"));
     let spec = directory.spec.unwrap();
-    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(
+        spec.replicas, None,
+        "the autoscaler keeps the count; one here would reset it on every upgrade"
+    );
+    let fixed = render(&["directory.maxReplicas=3", "directory.replicaCount=3"]).unwrap();
+    let fixed: Deployment = typed(named(&fixed, "Deployment", "timedeal-directory"));
+    assert_eq!(fixed.spec.unwrap().replicas, Some(3), "no autoscaler: a fixed count");
     let pod = spec.template.spec.unwrap();
     assert_eq!(
         pod.service_account_name.as_deref(),

@@ -594,8 +594,24 @@ async fn a_suspension_reaches_every_replica_at_once_and_is_reported_only_then() 
         "the file is written meanwhile"
     );
 
+    // Each push that leaves replicas behind waits longer for the next (1 s, 2 s, 4 s, up to
+    // 30 s), however often the deal is reconciled meanwhile.
+    let refused = || h.pushes.lock().unwrap().refused;
+    assert_eq!(refused(), 3, "one push to each replica");
+    h.reconcile().await.unwrap();
+    assert_eq!(refused(), 3, "not again within the second");
+    let mut at = timedeal_api::clock::Clock::now(&*h.clock);
+    for wait in [1, 2, 4] {
+        at += chrono::Duration::seconds(wait);
+        h.clock.set(at);
+        let action = h.reconcile().await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(wait as u64 * 2)));
+    }
+    assert_eq!(refused(), 3 * 4);
+
     // They take it: every replica is told within the reconcile, and only then is it Suspended.
     h.pushes.lock().unwrap().refuse = false;
+    h.clock.set(at + chrono::Duration::seconds(8));
     h.reconcile().await.unwrap();
     let taken = std::mem::take(&mut h.pushes.lock().unwrap().taken);
     let mut pods: Vec<&str> = taken.iter().map(|(pod, _, _)| pod.as_str()).collect();

@@ -153,6 +153,8 @@ pub struct Context {
     pub pusher: Pusher,
     /// Per deal (by uid): the revision every storefront replica was last seen serving.
     delivered: Mutex<HashMap<String, i64>>,
+    /// Per deal (by uid): a delivery still behind, and when to push again.
+    behind: Mutex<HashMap<String, crate::delivery::Behind>>,
     ensured: Ensured,
     /// Per deal (by uid): the booking last written to the calendar.
     booked: Ensured,
@@ -185,6 +187,7 @@ impl Context {
             database: Database::new(),
             pusher: Pusher::in_cluster(Duration::from_secs(2)),
             delivered: Mutex::default(),
+            behind: Mutex::default(),
             ensured: Ensured::default(),
             booked: Ensured::default(),
             readings: Mutex::default(),
@@ -588,7 +591,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
     let reading = (ready && scale != Scale::Off).then(|| figures_interval(ctx, phase));
     // While pods are not all ready, look again soon: pod changes do not trigger a reconcile.
     let settling = (!all_ready && scale != Scale::Off).then_some(UNSETTLED_RECHECK);
-    let pushing = (delivery != Delivery::Done).then_some(DELIVERY_RETRY);
+    let pushing = (delivery != Delivery::Done).then(|| push_again_in(ctx, td, now));
     // Personal data not yet deleted after retention: try again.
     let erasing =
         (scale == Scale::Off && next.personal_data_deleted_at.is_none()).then_some(ERASE_RETRY);

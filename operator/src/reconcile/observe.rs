@@ -9,10 +9,9 @@ pub(super) struct Reading {
     pub(super) problem: Option<Problem>,
 }
 
-/// How soon a push of the deal that did not reach every replica is tried again.
-pub(super) const DELIVERY_RETRY: Duration = Duration::from_secs(1);
-
-/// Pushes the deal document to the storefront replicas that do not serve its revision yet.
+/// Pushes the deal document to the storefront replicas that do not serve its revision yet. A
+/// delivery still behind is pushed again only after its backoff (`delivery::backoff`), however
+/// often the deal is reconciled meanwhile.
 pub(super) async fn deliver(
     ctx: &Context,
     deal: &Deal<'_>,
@@ -29,6 +28,17 @@ pub(super) async fn deliver(
         .is_some_and(|served| *served >= revision);
     if done {
         return Ok(Delivery::Done);
+    }
+    let now = ctx.clock.now();
+    let waiting = ctx
+        .behind
+        .lock()
+        .expect("behind lock")
+        .get(&uid)
+        .filter(|behind| behind.revision == revision && now < behind.next)
+        .map(|behind| behind.last.clone());
+    if let Some(last) = waiting {
+        return Ok(last);
     }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), deal.namespace);
     let selector = resources::storefront::COMPONENT;
@@ -48,13 +58,43 @@ pub(super) async fn deliver(
         .pusher
         .deliver(&pods.items, document, revision, key)
         .await;
+    let mut behind = ctx.behind.lock().expect("behind lock");
     if delivery == Delivery::Done {
+        behind.remove(&uid);
         ctx.delivered
             .lock()
             .expect("delivered lock")
             .insert(uid, revision);
+    } else {
+        let failures = behind
+            .get(&uid)
+            .filter(|b| b.revision == revision)
+            .map_or(1, |b| b.failures + 1);
+        let wait = crate::delivery::backoff(failures);
+        behind.insert(
+            uid,
+            crate::delivery::Behind {
+                revision,
+                failures,
+                next: now + chrono::Duration::from_std(wait).expect("a short wait"),
+                last: delivery.clone(),
+            },
+        );
     }
     Ok(delivery)
+}
+
+/// How soon a deal whose delivery is behind should be reconciled again: when its next push may
+/// go (at least 1 s from now).
+pub(super) fn push_again_in(ctx: &Context, td: &TimeDeal, now: DateTime<Utc>) -> Duration {
+    let uid = td.uid().unwrap_or_default();
+    ctx.behind
+        .lock()
+        .expect("behind lock")
+        .get(&uid)
+        .and_then(|behind| (behind.next - now).to_std().ok())
+        .unwrap_or_default()
+        .max(Duration::from_secs(1))
 }
 
 pub(super) fn replica_figures(deployment: &Deployment) -> ReplicaFigures {

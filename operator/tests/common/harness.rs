@@ -213,6 +213,8 @@ pub struct Pushes {
     pub taken: Vec<(String, i64, bool)>,
     /// Answer 503 instead, as a replica that is busy or unreachable.
     pub refuse: bool,
+    /// Pushes answered 503 so far.
+    pub refused: usize,
     /// Answer 404, as a replica started without a control key (a release before pushes).
     pub file_only: bool,
 }
@@ -239,6 +241,7 @@ pub async fn serve_storefront(
     ) -> Result<Json<timedeal_api::DealServed>, StatusCode> {
         let mut pushes = pushes.lock().unwrap();
         if pushes.refuse {
+            pushes.refused += 1;
             return Err(StatusCode::SERVICE_UNAVAILABLE);
         }
         if pushes.file_only {
