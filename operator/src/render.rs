@@ -69,7 +69,7 @@ pub fn render(
 pub fn yaml(objects: &[Value]) -> String {
     objects
         .iter()
-        .map(|object| serde_yaml::to_string(object).expect("k8s objects serialise"))
+        .map(crate::yaml::document)
         .collect::<Vec<_>>()
         .join("---\n")
 }

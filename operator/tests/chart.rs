@@ -76,14 +76,19 @@ fn run(mut command: Command) -> Result<String, String> {
     }
 }
 
-fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+/// `helm template` of the chart with `sets`, as text.
+fn template(sets: &[&str]) -> Result<String, String> {
     let mut command = helm();
     command.args(["template", "timedeal"]).arg(chart());
     command.args(["--namespace", "timedeal-system"]);
     for set in sets {
         command.args(["--set", set]);
     }
-    let text = run(command)?;
+    run(command)
+}
+
+fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let text = template(sets)?;
     Ok(serde_yaml::Deserializer::from_str(&text)
         .map(|doc| serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap())
         .filter(|v: &Value| !v.is_null())
@@ -321,7 +326,11 @@ fn the_default_install_renders_typed_objects_with_least_privilege() {
     );
     let fixed = render(&["directory.maxReplicas=3", "directory.replicaCount=3"]).unwrap();
     let fixed: Deployment = typed(named(&fixed, "Deployment", "timedeal-directory"));
-    assert_eq!(fixed.spec.unwrap().replicas, Some(3), "no autoscaler: a fixed count");
+    assert_eq!(
+        fixed.spec.unwrap().replicas,
+        Some(3),
+        "no autoscaler: a fixed count"
+    );
     let pod = spec.template.spec.unwrap();
     assert_eq!(
         pod.service_account_name.as_deref(),
@@ -547,6 +556,36 @@ fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
     assert!(!default
         .iter()
         .any(|o| o["metadata"]["name"] == "timedeal-dashboard"));
+}
+
+/// The chart's output, with the defaults and with every option on, validates strictly against
+/// the official schemas of the oldest and newest Kubernetes it supports; only the Prometheus
+/// operator's kinds, which those schemas do not hold, go unchecked.
+#[test]
+fn the_chart_renders_what_the_official_schemas_accept() {
+    let out = tempfile::tempdir().unwrap();
+    // helm's own text, as `kubectl apply` would read it.
+    for (name, sets) in [("defaults", &[][..]), ("all-on", ALL_ON)] {
+        std::fs::write(
+            out.path().join(format!("{name}.yaml")),
+            template(sets).unwrap(),
+        )
+        .unwrap();
+    }
+    for version in timedeal_testkit::schemas::KUBERNETES {
+        let report: Vec<String> = timedeal_testkit::schemas::validate(out.path(), version)
+            .into_iter()
+            .filter(|line| {
+                !(line.starts_with("WARN")
+                    && line.contains("with api version monitoring.coreos.com/v1"))
+            })
+            .collect();
+        assert!(
+            report.is_empty(),
+            "against Kubernetes {version}:\n{}",
+            report.join("\n")
+        );
+    }
 }
 
 #[test]

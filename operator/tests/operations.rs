@@ -605,7 +605,10 @@ async fn a_suspension_reaches_every_replica_at_once_and_is_reported_only_then() 
         at += chrono::Duration::seconds(wait);
         h.clock.set(at);
         let action = h.reconcile().await.unwrap();
-        assert_eq!(action, Action::requeue(Duration::from_secs(wait as u64 * 2)));
+        assert_eq!(
+            action,
+            Action::requeue(Duration::from_secs(wait as u64 * 2))
+        );
     }
     assert_eq!(refused(), 3 * 4);
 

@@ -1,6 +1,7 @@
 //! `timedeal-operator render` of every sample deal at every phase: each child reads back into its
-//! Kubernetes type without losing a field, and checkov's Kubernetes checks pass on all of them,
-//! but for the exceptions below, each with its reason.
+//! Kubernetes type without losing a field, validates strictly against the official schemas of
+//! the oldest and newest Kubernetes the chart supports, and checkov's Kubernetes checks pass on
+//! all of them, but for the exceptions below, each with its reason.
 
 use std::{path::Path, process::Command};
 
@@ -115,6 +116,18 @@ fn every_sample_renders_at_every_phase_and_passes_the_scanner() {
             std::fs::write(out.path().join(format!("{name}-{moment}.yaml")), text).unwrap();
             rendered += 1;
         }
+    }
+
+    // Strictly against the official schemas of the oldest Kubernetes the chart supports and the
+    // newest the validator knows: a mistyped or unknown field, or a string a YAML 1.1 reader
+    // takes for a boolean (`--appendonly yes`), fails here as `kubectl apply` would.
+    for version in timedeal_testkit::schemas::KUBERNETES {
+        let report = timedeal_testkit::schemas::validate(out.path(), version);
+        assert!(
+            report.is_empty(),
+            "against Kubernetes {version}:\n{}",
+            report.join("\n")
+        );
     }
 
     let checkov = repo().join(".tools/checkov/bin/checkov");

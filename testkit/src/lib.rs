@@ -26,6 +26,7 @@ pub mod kube_api;
 mod postgres;
 mod process;
 mod redis;
+pub mod schemas;
 mod service;
 mod smtp;
 
