@@ -7,8 +7,11 @@ use timedeal_operator::{
     company::tenancy::PortalAccount,
     reconcile::Config,
     resources::{
-        compute::Defaults, network::Peers, quantity::Quantity, redis::StorageDefaults, Mail,
-        Settings,
+        compute::Defaults,
+        network::{Labels, Peers, Ports},
+        quantity::Quantity,
+        redis::StorageDefaults,
+        Mail, Settings,
     },
     run,
 };
@@ -108,6 +111,24 @@ struct DealDefaults {
     /// The namespace of the Prometheus that scrapes storefronts' /metrics; empty for none.
     #[arg(long, env = "TIMEDEAL_METRICS_NAMESPACE")]
     metrics_namespace: Option<String>,
+    /// The labels of the cluster's DNS pods, such as k8s-app=kube-dns; empty: storefronts may
+    /// reach the DNS ports anywhere (NodeLocal DNSCache).
+    #[arg(
+        long,
+        env = "TIMEDEAL_DNS_SELECTOR",
+        default_value = "k8s-app=kube-dns"
+    )]
+    dns_selector: Labels,
+    /// The ports DNS answers on, as its pods see them, comma-separated (OpenShift: 53,5353).
+    #[arg(long, env = "TIMEDEAL_DNS_PORTS", default_value = "53")]
+    dns_ports: Ports,
+    /// More ports storefronts may reach PostgreSQL on, besides its URL's, comma-separated: the
+    /// pod port behind a Service (PgBouncer: 6432).
+    #[arg(long, env = "TIMEDEAL_POSTGRES_EGRESS_PORTS", default_value = "")]
+    postgres_egress_ports: Ports,
+    /// More ports storefronts may reach the SMTP server on, besides its URL's, comma-separated.
+    #[arg(long, env = "TIMEDEAL_SMTP_EGRESS_PORTS", default_value = "")]
+    smtp_egress_ports: Ports,
     /// The sender of the storefronts' reminder mails, such as "Timedeal <deals@example.com>";
     /// empty: no email reminders (calendar reminders only).
     #[arg(long, env = "TIMEDEAL_MAIL_FROM", default_value = "")]
@@ -150,6 +171,10 @@ impl DealDefaults {
                 ingress_namespace: self.ingress_namespace,
                 operator_namespace: operator_namespace.to_owned(),
                 metrics_namespace: self.metrics_namespace.filter(|n| !n.is_empty()),
+                dns_selector: self.dns_selector.0,
+                dns_ports: self.dns_ports.0,
+                postgres_ports: self.postgres_egress_ports.0,
+                smtp_ports: self.smtp_egress_ports.0,
             },
             mail: (!self.mail_from.is_empty()).then_some(Mail {
                 from: self.mail_from,

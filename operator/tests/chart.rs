@@ -57,6 +57,7 @@ const ALL_ON: &[&str] = &[
     "portal.secureCookies=true",
     "portal.trustedProxies={10.0.0.0/8,fd00::/8}",
     "metrics.serviceMonitor.enabled=true",
+    "dealDefaults.metricsNamespace=monitoring",
     "metrics.prometheusRule.enabled=true",
     "metrics.grafanaDashboard.enabled=true",
     "podAnnotations.team=deals",
@@ -172,6 +173,30 @@ fn the_chart_lints_clean_with_defaults_and_with_every_option() {
         command.args(["--set", set]);
     }
     run(command).unwrap();
+}
+
+/// Scraping every storefront with a NetworkPolicy that admits no Prometheus would leave every
+/// alert and the dashboard empty: refused at install, naming the value to set.
+#[test]
+fn storefront_scraping_needs_the_scrapers_namespace() {
+    let refused = render(&["metrics.serviceMonitor.enabled=true"]).unwrap_err();
+    assert!(
+        refused.contains("set dealDefaults.metricsNamespace"),
+        "{refused}"
+    );
+    let objects = render(&[
+        "metrics.serviceMonitor.enabled=true",
+        "dealDefaults.metricsNamespace=monitoring",
+    ])
+    .unwrap();
+    let operator: Deployment = typed(named(&objects, "Deployment", "timedeal-operator"));
+    let env = operator.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(env.iter().any(
+        |e| e.name == "TIMEDEAL_METRICS_NAMESPACE" && e.value.as_deref() == Some("monitoring")
+    ));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! - Storefront: reached by the ingress controller's namespace and the operator (its figures,
 //!   `/internal/stats`, which carry the revenue), and by the metrics scraper's namespace when one
 //!   is set; it reaches DNS, its own Redis, and PostgreSQL's port (in or outside the cluster),
-//!   plus HTTPS when the deal verifies shoppers' tokens against a JWKS URL.
+//!   plus HTTPS when the deal verifies shoppers' tokens against a JWKS URL. Which pods answer
+//!   DNS, on which ports, and the pod ports behind PostgreSQL's and SMTP's Services are the
+//!   platform's to say (`Peers`).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,8 @@ use k8s_openapi::{
 
 use super::{redis, storefront, Deal};
 
-/// Where the deal's traffic may come from, besides its own pods (operator flags, chart values).
+/// Where the deal's traffic may come from and go to, besides its own pods (operator flags, chart
+/// values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peers {
     /// The namespace of the ingress controller.
@@ -27,6 +30,16 @@ pub struct Peers {
     pub operator_namespace: String,
     /// The namespace of the Prometheus that scrapes `/metrics`, if any.
     pub metrics_namespace: Option<String>,
+    /// The labels of the cluster's DNS pods, in any namespace; empty: the DNS ports to anywhere
+    /// (NodeLocal DNSCache answers on a node address no pod selector matches).
+    pub dns_selector: BTreeMap<String, String>,
+    /// The ports DNS answers on, as the pods see them (OpenShift's listen on 5353 behind 53).
+    pub dns_ports: Vec<u16>,
+    /// More ports PostgreSQL may be reached on besides its URL's: a NetworkPolicy sees the pod's
+    /// port after a Service translates it (PgBouncer on 6432 behind a Service on 5432).
+    pub postgres_ports: Vec<u16>,
+    /// The same for the SMTP server.
+    pub smtp_ports: Vec<u16>,
 }
 
 impl Default for Peers {
@@ -35,7 +48,82 @@ impl Default for Peers {
             ingress_namespace: "ingress-nginx".into(),
             operator_namespace: "timedeal-system".into(),
             metrics_namespace: None,
+            dns_selector: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
+            dns_ports: vec![53],
+            postgres_ports: vec![],
+            smtp_ports: vec![],
         }
+    }
+}
+
+/// Parses `key=value,key=value` (a DNS selector flag); empty gives no labels.
+pub fn parse_labels(given: &str) -> Result<BTreeMap<String, String>, String> {
+    given
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(format!(
+                "{pair:?} is not key=value: give labels such as k8s-app=kube-dns, or nothing for \
+                 any destination"
+            )),
+        })
+        .collect()
+}
+
+/// A comma-separated list of ports, as a flag gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(pub Vec<u16>);
+
+impl std::str::FromStr for Ports {
+    type Err = String;
+    fn from_str(given: &str) -> Result<Self, String> {
+        parse_ports(given).map(Ports)
+    }
+}
+
+/// Labels as a flag gives them (`key=value,key=value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+impl std::str::FromStr for Labels {
+    type Err = String;
+    fn from_str(given: &str) -> Result<Self, String> {
+        parse_labels(given).map(Labels)
+    }
+}
+
+/// Parses a comma-separated list of ports (`5432,6432`); empty gives none.
+pub fn parse_ports(given: &str) -> Result<Vec<u16>, String> {
+    given
+        .split(',')
+        .map(str::trim)
+        .filter(|port| !port.is_empty())
+        .map(|port| match port.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{port:?} is not a port: give numbers from 1 to 65535, such as 5432,6432"
+            )),
+        })
+        .collect()
+}
+
+/// One egress rule to anywhere on `ports` (TCP), each port once.
+fn to_any(ports: impl IntoIterator<Item = u16>) -> NetworkPolicyEgressRule {
+    let mut ports: Vec<u16> = ports.into_iter().collect();
+    ports.sort_unstable();
+    ports.dedup();
+    NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(
+            ports
+                .into_iter()
+                .map(|p| tcp(IntOrString::Int(p.into())))
+                .collect(),
+        ),
     }
 }
 
@@ -109,24 +197,28 @@ pub fn storefront_policy(
         from.push(in_namespace(metrics, None));
     }
     let dns = NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector::default()),
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "k8s-app".to_owned(),
-                    "kube-dns".to_owned(),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        ports: Some(
-            ["UDP", "TCP"]
-                .into_iter()
-                .map(|protocol| NetworkPolicyPort {
-                    port: Some(IntOrString::Int(53)),
-                    protocol: Some(protocol.into()),
+        to: (!peers.dns_selector.is_empty()).then(|| {
+            vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(peers.dns_selector.clone()),
                     ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        }),
+        ports: Some(
+            peers
+                .dns_ports
+                .iter()
+                .flat_map(|port| {
+                    ["UDP", "TCP"]
+                        .into_iter()
+                        .map(|protocol| NetworkPolicyPort {
+                            port: Some(IntOrString::Int((*port).into())),
+                            protocol: Some(protocol.into()),
+                            ..Default::default()
+                        })
                 })
                 .collect(),
         ),
@@ -138,11 +230,8 @@ pub fn storefront_policy(
         }]),
         ports: Some(vec![tcp(IntOrString::Int(redis::PORT))]),
     };
-    // PostgreSQL may run anywhere (a managed service, another namespace): its port only.
-    let postgres = NetworkPolicyEgressRule {
-        to: None,
-        ports: Some(vec![tcp(IntOrString::Int(postgres_port.into()))]),
-    };
+    // PostgreSQL may run anywhere (a managed service, another namespace): its ports only.
+    let postgres = to_any(std::iter::once(postgres_port).chain(peers.postgres_ports.clone()));
     let mut egress = vec![dns, own_redis, postgres];
     let jwks = deal
         .td
@@ -156,16 +245,12 @@ pub fn storefront_policy(
     outside.sort_unstable();
     outside.dedup();
     for port in outside {
-        egress.push(NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(vec![tcp(IntOrString::Int(port.into()))]),
-        });
+        egress.push(to_any([port]));
     }
     if let Some(port) = smtp_port {
-        egress.push(NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(vec![tcp(IntOrString::Int(port.into()))]),
-        });
+        egress.push(to_any(
+            std::iter::once(port).chain(peers.smtp_ports.clone()),
+        ));
     }
     NetworkPolicy {
         metadata: deal.meta("storefront", storefront::COMPONENT),
@@ -339,6 +424,62 @@ mod tests {
         assert_eq!(
             redis_peer.pod_selector.as_ref().unwrap().match_labels,
             Some(deal.selector("redis"))
+        );
+    }
+
+    #[test]
+    fn dns_and_egress_ports_follow_the_platform() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let peers = Peers {
+            dns_selector: parse_labels("").unwrap(),
+            dns_ports: parse_ports("53,5353").unwrap(),
+            postgres_ports: parse_ports("6432").unwrap(),
+            smtp_ports: parse_ports("2525, 587").unwrap(),
+            ..Peers::default()
+        };
+        let egress = storefront_policy(&deal, &peers, 5432, Some(587), None)
+            .spec
+            .unwrap()
+            .egress
+            .unwrap();
+        let ports = |rule: &NetworkPolicyEgressRule| -> Vec<(String, IntOrString)> {
+            rule.ports
+                .iter()
+                .flatten()
+                .map(|p| (p.protocol.clone().unwrap(), p.port.clone().unwrap()))
+                .collect()
+        };
+        assert_eq!(egress[0].to, None, "DNS anywhere: NodeLocal DNSCache");
+        assert_eq!(
+            ports(&egress[0]),
+            [
+                ("UDP".to_owned(), IntOrString::Int(53)),
+                ("TCP".to_owned(), IntOrString::Int(53)),
+                ("UDP".to_owned(), IntOrString::Int(5353)),
+                ("TCP".to_owned(), IntOrString::Int(5353)),
+            ]
+        );
+        assert_eq!(
+            ports(&egress[2]),
+            [
+                ("TCP".to_owned(), IntOrString::Int(5432)),
+                ("TCP".to_owned(), IntOrString::Int(6432))
+            ],
+            "PgBouncer's pod port behind PostgreSQL's Service"
+        );
+        assert_eq!(
+            ports(egress.last().unwrap()),
+            [
+                ("TCP".to_owned(), IntOrString::Int(587)),
+                ("TCP".to_owned(), IntOrString::Int(2525))
+            ]
+        );
+        assert!(parse_ports("0").is_err() && parse_ports("http").is_err());
+        assert!(parse_labels("k8s-app").unwrap_err().contains("key=value"));
+        assert_eq!(
+            parse_labels("k8s-app=kube-dns").unwrap(),
+            Peers::default().dns_selector
         );
     }
 
