@@ -349,6 +349,28 @@ async fn a_deal_over_its_companys_quotas_is_refused_and_names_the_quota() {
     assert!(names::<Deployment>(&h.client).await.is_empty());
 }
 
+/// The gate and the namespace's quota come from one budget: a deal whose autoscaler could
+/// reach more pods or compute than the quota holds (at its own requests, with a pod of surge
+/// and its Redis) is refused at approval, not approved and then refused pods at its spike.
+#[tokio::test]
+async fn a_deal_the_quota_could_not_run_at_its_maximum_is_refused_at_approval() {
+    // The default quota: 40 peak replicas at 250m. The sample's peak (6) fits; its maximum of
+    // 60 replicas at 500m each does not.
+    let mut td = sample();
+    td.spec.capacity.max_replicas = 60;
+    let h = Harness::with_companies(td, vec![company("acme", NS, true)]).await;
+    h.settle().await;
+    let ready = condition(&h.deal().await, "Ready").clone();
+    assert_eq!(ready.reason, "OverQuota");
+    assert!(
+        ready.message.contains("capacity.maxReplicas (60)")
+            && ready.message.contains("quota holds"),
+        "{}",
+        ready.message
+    );
+    assert!(names::<Deployment>(&h.client).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_running_deal_whose_company_loses_approval_is_suspended_and_keeps_its_data() {
     let h = Harness::running_at(10, 2).await;

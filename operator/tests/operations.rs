@@ -60,6 +60,8 @@ async fn canonicalised_quantities_leave_a_no_op_reconcile_a_no_op() {
     let resources = td.spec.capacity.app_resources.as_mut().unwrap();
     resources.requests.as_mut().unwrap().cpu = Some("1.5".into());
     resources.limits.as_mut().unwrap().memory = Some("0.5Gi".into());
+    // Within the company's quota at these requests.
+    td.spec.capacity.max_replicas = 10;
     let h = Harness::new(td).await;
     h.settle().await;
     h.storefront_ready(2).await;

@@ -4,6 +4,7 @@
 //! Reconcile reads as steps: validate (approved, and the namespace is the company's to take),
 //! build the namespace's objects (`tenancy`), apply them, update the status.
 
+pub mod budget;
 pub mod tenancy;
 
 use std::{sync::Arc, time::Duration};
@@ -28,7 +29,11 @@ use crate::{
 
 /// Why a deal in `namespace` may not run, if it may not: no approved Company owns the namespace,
 /// or the deal asks for more than its company's quotas allow.
-pub fn gate(companies: &Store<Company>, td: &TimeDeal) -> Option<Problem> {
+pub fn gate(
+    companies: &Store<Company>,
+    td: &TimeDeal,
+    settings: &crate::resources::Settings,
+) -> Option<Problem> {
     let namespace = td.namespace().unwrap_or_default();
     let all = companies.state();
     // Approved and asking for the namespace is not enough: the namespace must have become the
@@ -95,6 +100,14 @@ pub fn gate(companies: &Store<Company>, td: &TimeDeal) -> Option<Problem> {
                 company.name_any(),
                 quotas.max_peak_replicas
             ),
+        });
+    }
+    // The quota the namespace enforces, from the same numbers: what the gate admits, the quota
+    // lets run at the spike.
+    if let Some(why) = budget::exceeds(&td.spec, company, settings) {
+        return Some(Problem {
+            reason: "OverQuota",
+            message: why,
         });
     }
     None

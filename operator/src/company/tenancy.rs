@@ -21,10 +21,7 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use timedeal_api::Company;
 
-use crate::resources::{
-    quantity::{canonical, Quantity},
-    Settings,
-};
+use crate::resources::{quantity::canonical, Settings};
 
 /// The label naming the company a namespace belongs to.
 pub const COMPANY_LABEL: &str = "timedeal.dev/company";
@@ -106,46 +103,37 @@ pub fn namespace(company: &Company) -> Namespace {
     }
 }
 
-fn millis(text: &str) -> u64 {
-    (Quantity::parse(text).map(|q| q.value()).unwrap_or(0.0) * 1000.0).ceil() as u64
-}
-
-fn mebibytes(text: &str) -> u64 {
-    (Quantity::parse(text).map(|q| q.value()).unwrap_or(0.0) / (1024.0 * 1024.0)).ceil() as u64
-}
-
 fn amount(text: String) -> Amount {
     Amount(canonical(&text))
 }
 
-/// The quota: deals, pods, volumes and compute of the company's deals together at their peak.
-/// Pods are the peak storefront replicas plus, per deal, its Redis and one pod of rollout surge;
-/// compute is those pods at the operator's default requests and limits.
+/// The quota: deals, pods, volumes and compute of the company's deals together at their peak
+/// (`budget::quota`): the peak storefront replicas plus, per deal, its Redis and one pod of
+/// rollout surge, at the operator's default requests and limits.
 pub fn resource_quota(company: &Company, settings: &Settings) -> ResourceQuota {
-    let quotas = &company.spec.quotas;
-    let deals = quotas.max_deals.max(1) as u64;
-    let storefronts = quotas.max_peak_replicas.max(1) as u64 + deals;
-    let (web, redis) = (&settings.storefront_resources, &settings.redis_resources);
-    let cpu_requests = storefronts * millis(&web.cpu_request) + deals * millis(&redis.cpu_request);
-    let memory_requests =
-        storefronts * mebibytes(&web.memory_request) + deals * mebibytes(&redis.memory_request);
-    let memory_limits =
-        storefronts * mebibytes(&web.memory_limit) + deals * mebibytes(&redis.memory_limit);
+    let deals = company.spec.quotas.max_deals.max(1) as u64;
+    let total = super::budget::quota(company, settings);
     let hard: BTreeMap<String, Amount> = [
         (
             "count/timedeals.timedeal.dev".to_owned(),
             amount(deals.to_string()),
         ),
-        ("pods".into(), amount((storefronts + deals).to_string())),
+        ("pods".into(), amount(total.pods.to_string())),
         ("persistentvolumeclaims".into(), amount(deals.to_string())),
         ("services.loadbalancers".into(), amount("0".into())),
         ("services.nodeports".into(), amount("0".into())),
-        ("requests.cpu".into(), amount(format!("{cpu_requests}m"))),
+        (
+            "requests.cpu".into(),
+            amount(format!("{}m", total.cpu_requests)),
+        ),
         (
             "requests.memory".into(),
-            amount(format!("{memory_requests}Mi")),
+            amount(format!("{}Mi", total.memory_requests)),
         ),
-        ("limits.memory".into(), amount(format!("{memory_limits}Mi"))),
+        (
+            "limits.memory".into(),
+            amount(format!("{}Mi", total.memory_limits)),
+        ),
     ]
     .into();
     ResourceQuota {
@@ -159,26 +147,20 @@ pub fn resource_quota(company: &Company, settings: &Settings) -> ResourceQuota {
 }
 
 /// Requests and limits for any container that names none, so the quota never refuses a pod for
-/// lacking them; the deal's own containers always carry theirs.
+/// lacking them; the deal's own containers always carry theirs. No CPU limit unless the operator
+/// sets one (`budget::container_defaults`).
 pub fn limit_range(company: &Company, settings: &Settings) -> LimitRange {
-    let web = &settings.storefront_resources;
-    let pair = |cpu: &str, memory: &str| -> BTreeMap<String, Amount> {
-        [
-            ("cpu".to_owned(), amount(cpu.into())),
-            ("memory".to_owned(), amount(memory.into())),
-        ]
-        .into()
+    let (requests, limits) = super::budget::container_defaults(settings);
+    let amounts = |pairs: BTreeMap<String, String>| -> BTreeMap<String, Amount> {
+        pairs.into_iter().map(|(k, v)| (k, amount(v))).collect()
     };
     LimitRange {
         metadata: meta(company, NAME),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default_request: Some(pair(&web.cpu_request, &web.memory_request)),
-                default: Some(pair(
-                    web.cpu_limit.as_deref().unwrap_or(&web.cpu_request),
-                    &web.memory_limit,
-                )),
+                default_request: Some(amounts(requests)),
+                default: (!limits.is_empty()).then(|| amounts(limits)),
                 ..Default::default()
             }],
         }),

@@ -357,7 +357,7 @@ async fn provision(td: &TimeDeal, ctx: &Context, now: DateTime<Utc>) -> Result<A
         .is_some_and(|p| !matches!(p, Phase::PendingApproval));
     // A deal runs only in an approved company's namespace and within its quotas; refused, it is
     // treated as unapproved (one that ran is suspended, its data kept).
-    let mut refused = crate::company::gate(&ctx.cache.companies, td);
+    let mut refused = crate::company::gate(&ctx.cache.companies, td, &ctx.config.settings);
     // Approving a deal that has not run yet re-checks its host and the capacity calendar
     // against every other deal.
     if refused.is_none() && td.spec.approved && !ran {

@@ -229,6 +229,15 @@ pub fn deployment(
         spec: Some(DeploymentSpec {
             replicas,
             selector: deal.pod_selector(COMPONENT),
+            // One new pod at a time, none taken away first: the company's quota holds exactly
+            // one pod of surge per deal (`company::budget`).
+            strategy: Some(k8s_openapi::api::apps::v1::DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(k8s_openapi::api::apps::v1::RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(deal.labels(COMPONENT)),

@@ -274,9 +274,12 @@ pub async fn serve_storefront(
 }
 
 impl Harness {
-    /// The deal in the namespace of the approved Company `acme`.
+    /// The deal in the namespace of the approved Company `acme`, whose quota holds 100 peak
+    /// replicas (room for the deals the tests edit).
     pub async fn new(deal: TimeDeal) -> Self {
-        Self::with_companies(deal, vec![super::company("acme", NS, true)]).await
+        let mut acme = super::company("acme", NS, true);
+        acme.spec.quotas.max_peak_replicas = 100;
+        Self::with_companies(deal, vec![acme]).await
     }
 
     pub async fn with_companies(deal: TimeDeal, companies: Vec<timedeal_api::Company>) -> Self {
