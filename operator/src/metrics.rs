@@ -48,6 +48,8 @@ pub const PHASES: [Phase; 9] = [
 ];
 
 pub struct Metrics {
+    unready_after_start: Family<DealLabels, Gauge<i64, AtomicI64>>,
+    at_max_replicas: Family<DealLabels, Gauge<i64, AtomicI64>>,
     registry: Registry,
     pub reconciles: Counter,
     pub errors: Family<KindLabel, Counter>,
@@ -58,6 +60,18 @@ pub struct Metrics {
     live_stock: Family<DealLabels, Gauge<f64, AtomicU64>>,
     /// Each deal's last phase, by uid, from which `deals` is counted.
     phases: Mutex<HashMap<String, Phase>>,
+}
+
+/// One deal's health, as the alerts read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DealHealth {
+    pub degraded: bool,
+    /// The share of stock left, while the deal sells.
+    pub live_stock_ratio: Option<f64>,
+    /// Its start has passed, its end has not, and it is not Ready.
+    pub unready_after_start: bool,
+    /// Its storefront runs `capacity.maxReplicas` replicas.
+    pub at_max_replicas: bool,
 }
 
 impl Default for Metrics {
@@ -111,8 +125,22 @@ impl Metrics {
             "Share of a live deal's stock still unsold (present only while the deal sells)",
             live_stock.clone(),
         );
+        let unready_after_start = Family::<DealLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "deal_unready_after_start",
+            "1 while a deal's start has passed, its end has not, and it is not Ready",
+            unready_after_start.clone(),
+        );
+        let at_max_replicas = Family::<DealLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "deal_at_max_replicas",
+            "1 while a deal's storefront runs as many replicas as capacity.maxReplicas allows",
+            at_max_replicas.clone(),
+        );
         Self {
             registry,
+            unready_after_start,
+            at_max_replicas,
             degraded,
             live_stock,
             reconciles,
@@ -147,7 +175,13 @@ impl Metrics {
 
     /// Records one deal's health: whether it is Degraded, and while it sells, the share of its
     /// stock left.
-    pub fn deal(&self, namespace: &str, deal: &str, degraded: bool, live_stock_ratio: Option<f64>) {
+    pub fn deal(&self, namespace: &str, deal: &str, health: DealHealth) {
+        let DealHealth {
+            degraded,
+            live_stock_ratio,
+            unready_after_start,
+            at_max_replicas,
+        } = health;
         let labels = DealLabels {
             namespace: namespace.into(),
             deal: deal.into(),
@@ -155,6 +189,12 @@ impl Metrics {
         self.degraded
             .get_or_create(&labels)
             .set(i64::from(degraded));
+        self.unready_after_start
+            .get_or_create(&labels)
+            .set(i64::from(unready_after_start));
+        self.at_max_replicas
+            .get_or_create(&labels)
+            .set(i64::from(at_max_replicas));
         match live_stock_ratio {
             Some(ratio) => {
                 self.live_stock.get_or_create(&labels).set(ratio);
@@ -173,6 +213,8 @@ impl Metrics {
         };
         self.degraded.remove(&labels);
         self.live_stock.remove(&labels);
+        self.unready_after_start.remove(&labels);
+        self.at_max_replicas.remove(&labels);
     }
 
     pub fn encode(&self) -> String {

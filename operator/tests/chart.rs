@@ -472,7 +472,7 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
             .unwrap()["stringData"]["password"]
     );
 
-    // Each alert watches a metric something exports.
+    // Each alert watches metrics something exports.
     let rule = one(&objects, "PrometheusRule");
     let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
     let names: Vec<&str> = alerts
@@ -484,36 +484,84 @@ fn every_option_renders_typed_objects_and_alerts_on_exported_metrics() {
         [
             "TimedealDealDegraded",
             "TimedealStockLow",
-            "TimedealStorefrontErrors"
+            "TimedealStorefrontErrors",
+            "TimedealQueueStalled",
+            "TimedealDealNotReadyAtStart",
+            "TimedealRedisRestored",
+            "TimedealChargesWithoutOrders",
+            "TimedealOrderCommitsFailing",
+            "TimedealAtMaxReplicas",
+            "TimedealOperatorNotLeading",
         ]
     );
-    let operator_metrics = Metrics::new();
-    operator_metrics.deal("ns", "d", true, Some(0.5));
-    let exported = operator_metrics.encode();
-    for metric in [
-        "timedeal_operator_deal_degraded",
-        "timedeal_operator_deal_live_stock_ratio",
-    ] {
-        assert!(
-            exported.contains(metric),
-            "{metric} is not exported:\n{exported}"
-        );
-        assert!(alerts
-            .iter()
-            .any(|a| a["expr"].as_str().unwrap().contains(metric)));
+    let exported = exported_metrics();
+    let metric = regex::Regex::new(r"timedeal_[a-z_]+").unwrap();
+    for alert in alerts {
+        let expr = alert["expr"].as_str().unwrap();
+        let used: Vec<&str> = metric.find_iter(expr).map(|m| m.as_str()).collect();
+        assert!(!used.is_empty(), "{expr}");
+        for name in used {
+            assert!(
+                exported.contains(&format!("\n{name}"))
+                    || exported.contains(&format!("\n{name}{{")),
+                "{} reads {name}, which nothing exports:\n{exported}",
+                alert["alert"]
+            );
+        }
     }
-    let storefront = std::fs::read_to_string(repo().join("tenant-app/src/metrics.rs")).unwrap();
-    assert!(storefront.contains("\"http_request_duration_seconds\""));
-    assert!(alerts[2]["expr"]
-        .as_str()
-        .unwrap()
-        .contains("timedeal_http_request_duration_seconds_count"));
+}
+
+/// The chart's alert rules as a Prometheus rule file pass `promtool check rules`, and each
+/// alert fires on its cue in `promtool test rules` (`alerts.test.yaml`).
+#[test]
+fn the_alert_rules_pass_promtool_and_each_fires_on_its_cue() {
+    let objects = render(ALL_ON).unwrap();
+    let rule = one(&objects, "PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        timedeal_operator::yaml::document(&rule["spec"]),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("operator/tests/alerts.test.yaml"),
+        dir.path().join("alerts.test.yaml"),
+    )
+    .unwrap();
+    let promtool = |args: &[&str]| {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run promtool ({e}): run `make setup`"));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "promtool {args:?}:\n{said}");
+        said
+    };
+    let checked = promtool(&["check", "rules", "rules.yaml"]);
+    assert!(checked.contains("SUCCESS: 10 rules found"), "{checked}");
+    let tested = promtool(&["test", "rules", "alerts.test.yaml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+}
+
+/// A deal whose every health series is present.
+fn all_series() -> timedeal_operator::metrics::DealHealth {
+    timedeal_operator::metrics::DealHealth {
+        degraded: true,
+        live_stock_ratio: Some(0.5),
+        unready_after_start: true,
+        at_max_replicas: true,
+    }
 }
 
 /// Every metric the operator and a storefront export, each with a sample.
 fn exported_metrics() -> String {
     let operator = Metrics::new();
-    operator.deal("ns", "d", true, Some(0.5));
+    operator.deal("ns", "d", all_series());
     let storefront = timedeal_tenant_app::metrics::Metrics::new();
     storefront.order("confirmed");
     storefront.rejection("sold_out");

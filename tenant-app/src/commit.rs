@@ -145,10 +145,16 @@ pub fn epoch_of(order_id: i64) -> i64 {
 pub const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Writer {
-    /// Starts the writer; `batch_sizes` records how many orders each transaction carried.
-    pub fn start(pool: PgPool, batch_sizes: Histogram, reservations: Reservations) -> Self {
+    /// Starts the writer; `batch_sizes` records how many orders each transaction carried, and
+    /// `failures` counts the batches PostgreSQL did not take.
+    pub fn start(
+        pool: PgPool,
+        batch_sizes: Histogram,
+        failures: prometheus_client::metrics::counter::Counter,
+        reservations: Reservations,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, rx, batch_sizes, reservations));
+        tokio::spawn(run(pool, rx, batch_sizes, failures, reservations));
         Self { tx }
     }
 
@@ -168,6 +174,7 @@ async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Request>,
     batch_sizes: Histogram,
+    failures: prometheus_client::metrics::counter::Counter,
     reservations: Reservations,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -208,6 +215,12 @@ async fn run(
                     vec![outcome; orders.len()]
                 }
             };
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::NotWritten(_) | Outcome::Unknown(_)))
+        {
+            failures.inc();
+        }
         let committed: Vec<String> = batch
             .iter()
             .zip(&outcomes)

@@ -106,6 +106,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         writer: commit::Writer::start(
             db.clone(),
             metrics.commit_batch_size.clone(),
+            metrics.commit_failures.clone(),
             reservations.clone(),
         ),
         reservations,

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub reminders_sent: Family<LeadLabel, Counter>,
     pub reminder_confirmations_sent: Counter,
+    pub redis_restores: Counter,
+    pub unmatched_payments: Counter,
+    pub commit_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -125,6 +128,24 @@ impl Metrics {
             "HTTP request latency, by method, route and status",
             requests.clone(),
         );
+        let redis_restores = Counter::default();
+        registry.register(
+            "redis_restores",
+            "Times this replica rebuilt the deal's Redis state from PostgreSQL (Redis lost, or back behind)",
+            redis_restores.clone(),
+        );
+        let unmatched_payments = Counter::default();
+        registry.register(
+            "unmatched_payments",
+            "Payments reconciliation found without an order, and gave back",
+            unmatched_payments.clone(),
+        );
+        let commit_failures = Counter::default();
+        registry.register(
+            "order_commit_failures",
+            "Group-commit batches PostgreSQL did not take (or did not answer for)",
+            commit_failures.clone(),
+        );
         let commit_batch_size =
             Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
         registry.register(
@@ -145,6 +166,9 @@ impl Metrics {
             commit_batch_size,
             reminders_sent,
             reminder_confirmations_sent,
+            redis_restores,
+            unmatched_payments,
+            commit_failures,
         }
     }
 

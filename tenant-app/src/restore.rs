@@ -89,6 +89,9 @@ pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
         app.reservations
             .doubt(epoch, "the restore failed; trying again");
     }
+    if matches!(restored, Ok(true)) {
+        app.metrics.redis_restores.inc();
+    }
     restored
 }
 

@@ -137,11 +137,20 @@ pub(super) fn record(ctx: &Context, td: &TimeDeal, status: &TimeDealStatus) {
         }
         _ => None,
     };
+    let now = ctx.clock.now();
+    let schedule = &td.spec.schedule;
+    let ready = condition(status, conditions::READY).is_some_and(|c| c.status == "True");
+    let running = status.replicas.as_ref().map_or(0, |r| r.desired);
     ctx.metrics.deal(
         &td.namespace().unwrap_or_default(),
         &td.name_any(),
-        degraded,
-        stock_left,
+        crate::metrics::DealHealth {
+            degraded,
+            live_stock_ratio: stock_left,
+            unready_after_start: now >= schedule.start && now < schedule.end && !ready,
+            at_max_replicas: matches!(phase, Phase::Live | Phase::SoldOut)
+                && running >= td.spec.capacity.max_replicas,
+        },
     );
 }
 

@@ -107,5 +107,6 @@ async fn void_unmatched(app: &App, charge: &Charge) -> Result<(), Error> {
         amount = charge.amount,
         "a payment without an order was found and given back"
     );
+    app.metrics.unmatched_payments.inc();
     Ok(())
 }
