@@ -8,7 +8,7 @@ use timedeal_operator::{
     reconcile::Config,
     resources::{
         compute::Defaults,
-        network::{Labels, Peers, Ports},
+        network::{DnsPorts, Labels, Peers, Ports},
         quantity::Quantity,
         redis::StorageDefaults,
         Mail, Settings,
@@ -121,7 +121,7 @@ struct DealDefaults {
     dns_selector: Labels,
     /// The ports DNS answers on, as its pods see them, comma-separated (OpenShift: 53,5353).
     #[arg(long, env = "TIMEDEAL_DNS_PORTS", default_value = "53")]
-    dns_ports: Ports,
+    dns_ports: DnsPorts,
     /// More ports storefronts may reach PostgreSQL on, besides its URL's, comma-separated: the
     /// pod port behind a Service (PgBouncer: 6432).
     #[arg(long, env = "TIMEDEAL_POSTGRES_EGRESS_PORTS", default_value = "")]

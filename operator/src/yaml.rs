@@ -39,16 +39,36 @@ fn block(text: &str) -> bool {
             .split('\n')
             .find(|line| !line.is_empty())
             .is_some_and(|line| !line.starts_with(' '))
-        && !text.chars().any(|c| c.is_control() && c != '\n')
+        && !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || yaml_unsafe(c))
         && text.split('\n').all(|line| !line.ends_with(' '))
+}
+
+/// Characters JSON leaves as they are but YAML readers do not: DEL and the C1 controls (which
+/// YAML 1.1 readers refuse, or fold NEL into a space) and the Unicode line and paragraph
+/// separators (line breaks to YAML 1.1).
+fn yaml_unsafe(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}')
 }
 
 fn scalar(text: &str) -> String {
     if plain(text) {
-        text.to_owned()
-    } else {
-        serde_json::to_string(text).expect("a string serialises")
+        return text.to_owned();
     }
+    let json = serde_json::to_string(text).expect("a string serialises");
+    if !json.chars().any(yaml_unsafe) {
+        return json;
+    }
+    json.chars()
+        .map(|c| {
+            if yaml_unsafe(c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// One document: `value` in block style, ending with a newline.
@@ -187,6 +207,7 @@ mod tests {
             "spec": {"replicas": 3, "paused": false, "selector": null,
                 "list": [[1, 2], [], [{"a": [{"b": "c"}]}], {"k": "v", "l": [true]}],
                 "text": "line one\nline two\n", "kept": "a\n\n", "bare": "one\ntwo",
+                "separators": "a\u{2028}b\u{2029}c\nd", "c1": "del\u{7f} nel\u{85}",
                 "odd": " leading\nx", "cr": "a\r\nb", "unicode": "héllo → ✓", "tab": "a\tb",
                 "ratio": 1.5, "negative": -3}
         });
@@ -194,5 +215,9 @@ mod tests {
         assert_eq!(back(&text), value, "{text}");
         assert!(text.contains("text: |\n"), "{text}");
         assert!(text.contains("bare: |-\n"), "{text}");
+        assert!(
+            !text.chars().any(yaml_unsafe),
+            "separators and C1 controls are escaped: {text}"
+        );
     }
 }

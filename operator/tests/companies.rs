@@ -371,6 +371,33 @@ async fn a_deal_the_quota_could_not_run_at_its_maximum_is_refused_at_approval() 
     assert!(names::<Deployment>(&h.client).await.is_empty());
 }
 
+/// A sale goes on under the budget it was admitted by: a quota lowered (or an operator upgraded)
+/// mid-sale never suspends it.
+#[tokio::test]
+async fn a_running_deal_is_never_suspended_for_a_budget_it_no_longer_fits() {
+    let h = Harness::running_at(10, 2).await;
+    assert_eq!(phase(&h.deal().await), Phase::Live);
+    companies(&h.client)
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"quotas": {"maxPeakReplicas": 10, "maxDeals": 1}}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile().await.unwrap();
+    let td = h.deal().await;
+    assert_eq!(phase(&td), Phase::Live);
+    assert_ne!(condition(&td, "Ready").reason, "OverQuota");
+    assert!(h
+        .pushes
+        .lock()
+        .unwrap()
+        .taken
+        .iter()
+        .all(|(_, _, suspended)| !suspended));
+}
+
 #[tokio::test]
 async fn a_running_deal_whose_company_loses_approval_is_suspended_and_keeps_its_data() {
     let h = Harness::running_at(10, 2).await;

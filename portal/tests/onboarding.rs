@@ -136,7 +136,11 @@ async fn a_company_signs_up_is_approved_gets_its_namespace_and_files_a_deal_ther
     assert_eq!(deals[0].namespace().as_deref(), Some("td-acme-audio"));
     let (cache, mut writers) = cache::new();
     writers.fill(&portal.client, "td-acme-audio").await.unwrap();
+    assert_eq!(company::gate(&cache.companies, &deals[0]), None);
     // Within its company's quota too, at the operator's default sizes.
     let settings = Settings::with_images("registry.example/tenant-app:1", "redis:7");
-    assert_eq!(company::gate(&cache.companies, &deals[0], &settings), None);
+    assert_eq!(
+        company::over_budget(&cache.companies, &deals[0], &settings),
+        None
+    );
 }

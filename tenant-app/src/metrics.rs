@@ -50,7 +50,8 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub reminders_sent: Family<LeadLabel, Counter>,
     pub reminder_confirmations_sent: Counter,
-    pub redis_restores: Counter,
+    /// When this replica last rebuilt Redis from PostgreSQL (Unix seconds; 0: never).
+    pub redis_restored_at: Gauge<i64, AtomicI64>,
     pub unmatched_payments: Counter,
     pub commit_failures: Counter,
 }
@@ -128,11 +129,12 @@ impl Metrics {
             "HTTP request latency, by method, route and status",
             requests.clone(),
         );
-        let redis_restores = Counter::default();
+        // A time, not a count: a restore at a pod's start is seen from its first scrape.
+        let redis_restored_at = Gauge::<i64, AtomicI64>::default();
         registry.register(
-            "redis_restores",
-            "Times this replica rebuilt the deal's Redis state from PostgreSQL (Redis lost, or back behind)",
-            redis_restores.clone(),
+            "redis_last_restore_timestamp_seconds",
+            "When this replica last rebuilt the deal's Redis from PostgreSQL (Redis lost, or back behind), in Unix seconds; 0: never",
+            redis_restored_at.clone(),
         );
         let unmatched_payments = Counter::default();
         registry.register(
@@ -166,7 +168,7 @@ impl Metrics {
             commit_batch_size,
             reminders_sent,
             reminder_confirmations_sent,
-            redis_restores,
+            redis_restored_at,
             unmatched_payments,
             commit_failures,
         }

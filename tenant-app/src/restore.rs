@@ -90,7 +90,9 @@ pub async fn restore_if_lost(app: &App) -> Result<bool, Error> {
             .doubt(epoch, "the restore failed; trying again");
     }
     if matches!(restored, Ok(true)) {
-        app.metrics.redis_restores.inc();
+        app.metrics
+            .redis_restored_at
+            .set(chrono::Utc::now().timestamp());
     }
     restored
 }

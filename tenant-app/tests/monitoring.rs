@@ -23,6 +23,8 @@ fn chart() -> (Value, Value) {
         .arg(repo().join("charts/timedeal-operator"))
         .args(["--set", "metrics.prometheusRule.enabled=true"])
         .args(["--set", "metrics.grafanaDashboard.enabled=true"])
+        .args(["--set", "metrics.serviceMonitor.enabled=true"])
+        .args(["--set", "dealDefaults.metricsNamespace=monitoring"])
         .output()
         .expect("helm runs: run `make setup`, which installs it into .tools/bin");
     assert!(
@@ -244,7 +246,8 @@ async fn the_dashboard_and_alerts_read_two_storefronts_through_a_storm() {
         loaded.len() == alerts.len() && loaded.iter().all(|r| r["health"] == "ok")
     })
     .await;
-    // The operator is not scraped here, so Prometheus sees no leader: that alert is pending.
+    // The operator is not scraped here, so Prometheus sees no leader at all: that alert is
+    // pending (a cluster scrapes it through the ServiceMonitor).
     let body = query(
         &prometheus,
         "ALERTS{alertname=\"TimedealOperatorNotLeading\"}",

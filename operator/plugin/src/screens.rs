@@ -175,7 +175,11 @@ pub fn status(deal: &TimeDeal, children: &[Child], events: &[Event], now: DateTi
         let _ = writeln!(out, "{line}");
     }
     if let Some(at) = &status.figures_updated_at {
-        let _ = writeln!(out, "          (figures read {} ago)", age(time(at), now));
+        let _ = writeln!(
+            out,
+            "          (figures last changed {} ago)",
+            age(time(at), now)
+        );
     }
     if let Some(pinned) = &status.pinned {
         let _ = writeln!(

@@ -120,7 +120,7 @@ async fn status_shows_the_deal_its_children_and_its_events_on_one_screen() {
         "40 waiting (peak 900), 10 admitted",
         "60 confirmed, 1 cancelled",
         "revenue   11,880.00 USD",
-        "(figures read 30s ago)",
+        "(figures last changed 30s ago)",
         "templates v2",
         "upgrade   pending until the sale is over: storefront ghcr.io/timedeal/tenant-app:0.2.0",
         "Reconciled   False  ApplyFailed",

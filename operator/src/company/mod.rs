@@ -29,11 +29,7 @@ use crate::{
 
 /// Why a deal in `namespace` may not run, if it may not: no approved Company owns the namespace,
 /// or the deal asks for more than its company's quotas allow.
-pub fn gate(
-    companies: &Store<Company>,
-    td: &TimeDeal,
-    settings: &crate::resources::Settings,
-) -> Option<Problem> {
+pub fn gate(companies: &Store<Company>, td: &TimeDeal) -> Option<Problem> {
     let namespace = td.namespace().unwrap_or_default();
     let all = companies.state();
     // Approved and asking for the namespace is not enough: the namespace must have become the
@@ -102,15 +98,23 @@ pub fn gate(
             ),
         });
     }
-    // The quota the namespace enforces, from the same numbers: what the gate admits, the quota
-    // lets run at the spike.
-    if let Some(why) = budget::exceeds(&td.spec, company, settings) {
-        return Some(Problem {
-            reason: "OverQuota",
-            message: why,
-        });
-    }
     None
+}
+
+/// Why a deal about to be approved would not fit its company's quota at its maximum, if it would
+/// not (`budget::exceeds`): checked before a deal first runs, never again, so a running sale is
+/// not suspended because its company's quota or the operator's defaults changed under it.
+pub fn over_budget(
+    companies: &Store<Company>,
+    td: &TimeDeal,
+    settings: &crate::resources::Settings,
+) -> Option<Problem> {
+    let namespace = td.namespace().unwrap_or_default();
+    let company = companies.state().into_iter().find(|c| c.owns(&namespace))?;
+    budget::exceeds(&td.spec, &company, settings).map(|why| Problem {
+        reason: "OverQuota",
+        message: why,
+    })
 }
 
 /// How often a company's namespace is checked again without a change to the Company: repairs

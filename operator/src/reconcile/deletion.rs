@@ -86,6 +86,7 @@ pub(super) async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
         .lock()
         .expect("delivered lock")
         .remove(&record.uid);
+    ctx.behind.lock().expect("behind lock").remove(&record.uid);
     ctx.readings
         .lock()
         .expect("readings lock")

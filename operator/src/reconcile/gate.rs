@@ -43,9 +43,13 @@ pub(super) async fn gate(td: &TimeDeal, ctx: &Context, old: &TimeDealStatus) -> 
         .is_some_and(|p| !matches!(p, Phase::PendingApproval));
     // A deal runs only in an approved company's namespace and within its quotas; refused, it is
     // treated as unapproved (one that ran is suspended, its data kept).
-    let mut refused = crate::company::gate(&ctx.cache.companies, td, &ctx.config.settings);
-    // Approving a deal that has not run yet re-checks its host and the capacity calendar
-    // against every other deal.
+    let mut refused = crate::company::gate(&ctx.cache.companies, td);
+    // Approving a deal that has not run yet checks it against its company's quota at its
+    // maximum, and its host and the capacity calendar against every other deal. A deal that
+    // runs is never suspended for these: a sale goes on under the rules it was admitted by.
+    if refused.is_none() && td.spec.approved && !ran {
+        refused = crate::company::over_budget(&ctx.cache.companies, td, &ctx.config.settings);
+    }
     if refused.is_none() && td.spec.approved && !ran {
         // Boxed: only before approval, kept off every reconcile's stack.
         let all = Box::pin(all_deals(ctx)).await?;

@@ -147,8 +147,15 @@ pub(super) fn record(ctx: &Context, td: &TimeDeal, status: &TimeDealStatus) {
         crate::metrics::DealHealth {
             degraded,
             live_stock_ratio: stock_left,
-            unready_after_start: now >= schedule.start && now < schedule.end && !ready,
+            // Only a deal admitted to run: one nobody approved is no page for the on-call.
+            unready_after_start: td.spec.approved
+                && !matches!(phase, Phase::PendingApproval | Phase::Failed)
+                && now >= schedule.start
+                && now < schedule.end
+                && !ready,
+            // Only where the autoscaler had room to grow and used it all.
             at_max_replicas: matches!(phase, Phase::Live | Phase::SoldOut)
+                && td.spec.capacity.max_replicas > td.spec.capacity.min_replicas
                 && running >= td.spec.capacity.max_replicas,
         },
     );

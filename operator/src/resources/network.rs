@@ -85,6 +85,26 @@ impl std::str::FromStr for Ports {
     }
 }
 
+/// The ports DNS answers on, as a flag gives them: at least one, since a rule with no ports
+/// admits every port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsPorts(pub Vec<u16>);
+
+impl std::str::FromStr for DnsPorts {
+    type Err = String;
+    fn from_str(given: &str) -> Result<Self, String> {
+        let ports = parse_ports(given)?;
+        if ports.is_empty() {
+            return Err(
+                "give at least one port DNS answers on, such as 53: a rule without \
+                 ports would let storefronts reach every port"
+                    .into(),
+            );
+        }
+        Ok(DnsPorts(ports))
+    }
+}
+
 /// Labels as a flag gives them (`key=value,key=value`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labels(pub BTreeMap<String, String>);
@@ -476,6 +496,10 @@ mod tests {
             ]
         );
         assert!(parse_ports("0").is_err() && parse_ports("http").is_err());
+        assert!(""
+            .parse::<DnsPorts>()
+            .unwrap_err()
+            .contains("at least one port"));
         assert!(parse_labels("k8s-app").unwrap_err().contains("key=value"));
         assert_eq!(
             parse_labels("k8s-app=kube-dns").unwrap(),

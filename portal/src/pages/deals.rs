@@ -264,7 +264,7 @@ pub fn status(deal: &TimeDeal, nav: &Nav, created: bool, history: &[Sample]) -> 
                             }
                         }
                         @if let Some(at) = &status.figures_updated_at {
-                            p.hint { "Figures as of " (when(Some(at))) "." }
+                            p.hint { "Figures last changed " (when(Some(at))) "." }
                         }
                         (super::chart::sale(history))
                     }
