@@ -72,6 +72,10 @@ pub struct App {
     pub public_url: String,
     /// The most reminder addresses this deal keeps.
     pub reminder_limit: u32,
+    /// The public head as last rendered (see `http::head`).
+    pub head_cache: std::sync::Mutex<Option<crate::http::head::Rendered>>,
+    /// Seconds a cache may keep the public head.
+    pub head_max_age: u32,
 }
 
 pub type SharedApp = Arc<App>;

@@ -118,6 +118,12 @@ pub struct Cli {
         value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub reminder_limit: u32,
 
+    /// Seconds an ingress, a CDN or a browser may keep the public head of the line
+    /// (`GET /api/queue/head`); it may serve it stale as long again while it asks anew.
+    #[arg(long, env = "TIMEDEAL_HEAD_MAX_AGE", default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(0..=60))]
+    pub head_max_age: u32,
+
     /// The address shoppers reach this storefront at, for the links in mails. Defaults to
     /// https:// and the deal's `ingress.host`.
     #[arg(long, env = "TIMEDEAL_PUBLIC_URL", value_name = "URL")]
@@ -174,6 +180,8 @@ pub struct Config {
     pub mail: Option<MailConfig>,
     /// The most reminder addresses this deal keeps.
     pub reminder_limit: u32,
+    /// Seconds a cache may keep the public head.
+    pub head_max_age: u32,
     /// The storefront's address as shoppers reach it, without a trailing slash.
     pub public_url: String,
     /// The beacon keying the draw, or `""` for none.
@@ -370,6 +378,7 @@ impl Cli {
             mail,
             public_url,
             reminder_limit: self.reminder_limit,
+            head_max_age: self.head_max_age,
             draw_beacon,
             draw_beacon_patience: self.draw_beacon_patience,
             listen: self.listen,

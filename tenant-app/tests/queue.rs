@@ -193,6 +193,87 @@ async fn a_refresh_or_second_tab_keeps_the_place() {
     assert!(behind["pollAfterMs"].as_u64().unwrap() >= 500);
 }
 
+/// The public head: the same bytes for every shopper (no session read or set), cacheable with
+/// an ETag, and a waiting shopper's position is their place less the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_head_is_the_same_for_everyone_cacheable_and_gives_each_position() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 1,
+        max_active: 1,
+        ..DealFile::live("public-head")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
+    let client = client();
+    let first = Shopper::new(&client, &shop.url());
+    first.join().await;
+    let waiting = Shopper::new(&client, &shop.url());
+    let (_, joined) = waiting.join().await;
+    assert_eq!(joined["state"], "waiting", "{joined}");
+
+    let url = format!("{}/api/queue/head", shop.url());
+    // Two shoppers' browsers and a bare client, within one second: the same bytes.
+    let (bodies, answers) = loop {
+        let mut bodies = Vec::new();
+        let mut answers = Vec::new();
+        for asker in [reqwest::Client::new(), client.clone(), common::client()] {
+            let answer = asker.get(&url).send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            answers.push(answer.headers().clone());
+            bodies.push(answer.bytes().await.unwrap());
+        }
+        if bodies.iter().all(|b| *b == bodies[0]) {
+            break (bodies, answers);
+        }
+        // A second turned between the asks: ask again.
+    };
+    let headers = &answers[0];
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=1, stale-while-revalidate=2"
+    );
+    assert!(headers.get("set-cookie").is_none(), "no session is set");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert!(answers.iter().all(|h| h["etag"] == etag.as_str()));
+    let head: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    for field in [
+        "head",
+        "epoch",
+        "deal",
+        "waiting",
+        "stockRemaining",
+        "serverTime",
+        "drawCommitment",
+    ] {
+        assert!(!head[field].is_null(), "{field} in {head}");
+    }
+
+    // A shopper computes their own position from their place and the head.
+    let status = waiting.status().await;
+    let place = status["ticket"].as_u64().unwrap();
+    let fresh: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        place - fresh["head"].as_u64().unwrap(),
+        status["position"].as_u64().unwrap(),
+        "position = place - head: {fresh} {status}"
+    );
+
+    // A cache revalidating with the ETag it holds gets 304 while the head is the same.
+    let revalidated = reqwest::Client::new()
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        revalidated.status() == StatusCode::NOT_MODIFIED
+            || revalidated.headers()["etag"] != etag.as_str(),
+        "{}",
+        revalidated.status()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_replayed_and_foreign_tokens_are_refused() {
     let redis = RedisServer::start().unwrap();

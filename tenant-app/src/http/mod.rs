@@ -4,6 +4,7 @@ pub mod api;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod head;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
@@ -83,6 +84,8 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .layer(middleware::from_fn_with_state(app.clone(), identify));
     Router::new()
         .merge(shop)
+        // Outside the shopper middleware: no session is read or set, so any cache may keep it.
+        .route("/api/queue/head", get(head::head))
         .route(
             "/reminders/confirm",
             get(reminders::confirm_page).post(reminders::confirm),

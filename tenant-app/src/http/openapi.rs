@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use crate::{
     app::SharedApp,
-    http::{api, events, ops, queue, reminders},
+    http::{api, events, head, ops, queue, reminders},
 };
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use crate::{
     paths(
         api::deal,
         queue::status,
+        head::head,
         queue::join,
         queue::leave,
         queue::join_challenge,

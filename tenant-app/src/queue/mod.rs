@@ -16,6 +16,7 @@ pub mod beacon;
 pub mod challenge;
 pub mod draw;
 pub mod fairness;
+pub mod head;
 pub mod liveness;
 pub mod record;
 pub mod ticket;

@@ -1,0 +1,124 @@
+//! The public head of the line: what every waiting shopper shares, the same bytes for all, so an
+//! ingress, a CDN or a browser cache can answer nearly every look at the line. A shopper's own
+//! standing follows from it and their place (`ticket` in `GET /api/queue`):
+//!
+//! - position = place − head (1 is next; at 0 or below, the line has reached them and their
+//!   admission is fetched from `GET /api/queue`);
+//! - the wait is position ÷ pace (places per 1,000 s: `typical`, with `slowest` and `fastest`
+//!   bounding it; no pace, no honest estimate);
+//! - likely sold out when position ≥ stockRemaining.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{arithmetic::Figures, pause_reason, PauseReason};
+use crate::deal::DealState;
+
+/// The line's shared state at one second.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    /// The last place the line has moved past: a shopper whose place is `p` stands at
+    /// `p - head` (1 is next).
+    pub head: u64,
+    /// Redis's epoch: a ticket of another epoch holds no place (-1 while restoring).
+    pub epoch: i64,
+    /// The deal's state.
+    pub deal: DealState,
+    /// Why the line cannot move now, while it cannot (see `GET /api/queue`).
+    pub paused_because: Option<PauseReason>,
+    /// Places not yet reached by the line (after the start).
+    pub waiting: u64,
+    /// Units neither sold nor reserved: a shopper at a position at least this is likely to
+    /// find the deal sold out.
+    pub stock_remaining: i64,
+    /// The pre-queue's size once drawn at the start: numbers up to it have drawn places.
+    pub drawn: Option<u64>,
+    /// How fast the head moved over the last minute, in places per 1,000 seconds; absent until
+    /// it has moved long enough to say.
+    pub pace: Option<HeadPace>,
+    /// Seconds until the start (0 once started).
+    pub seconds_to_start: u64,
+    /// The server's clock, to the second: countdowns are computed against it.
+    pub server_time: DateTime<Utc>,
+    /// SHA-256 of the seed that draws the pre-queue (see `/api/fairness`).
+    pub draw_commitment: String,
+    /// The randomness beacon named in the commitment, if any.
+    pub draw_beacon: Option<String>,
+}
+
+/// The head's pace: places per 1,000 seconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct HeadPace {
+    pub typical: u64,
+    pub slowest: u64,
+    pub fastest: u64,
+}
+
+/// The head at `now` (truncated to the second, so everyone asking within it gets the same bytes).
+pub fn head(
+    figures: &Figures,
+    deal: DealState,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    draw_commitment: &str,
+    draw_beacon: Option<&str>,
+) -> Head {
+    let second = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    Head {
+        head: figures.head,
+        epoch: figures.epoch,
+        deal,
+        paused_because: pause_reason(deal, figures),
+        waiting: figures.waiting,
+        stock_remaining: figures.available.max(0),
+        drawn: figures.drawn,
+        pace: figures.pace.map(|p| HeadPace {
+            typical: p.typical,
+            slowest: p.slowest,
+            fastest: p.fastest,
+        }),
+        seconds_to_start: (start - second).num_seconds().max(0) as u64,
+        server_time: second,
+        draw_commitment: draw_commitment.to_owned(),
+        draw_beacon: draw_beacon.map(str::to_owned),
+    }
+}
+
+/// A shopper's position from their place and the head: `None` once the line has reached them.
+pub fn position(place: u64, head: u64) -> Option<u64> {
+    place.checked_sub(head).filter(|p| *p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_is_the_place_less_the_head() {
+        assert_eq!(position(1_250, 1_000), Some(250));
+        assert_eq!(position(1_001, 1_000), Some(1));
+        assert_eq!(position(1_000, 1_000), None, "reached: fetch the admission");
+        assert_eq!(position(3, 1_000), None);
+    }
+
+    #[test]
+    fn the_head_is_the_same_within_a_second() {
+        let figures = Figures {
+            head: 40,
+            waiting: 300,
+            available: 12,
+            epoch: 3,
+            ..Figures::default()
+        };
+        let start: DateTime<Utc> = "2026-12-24T18:00:00Z".parse().unwrap();
+        let at = |ms: i64| start + chrono::Duration::milliseconds(ms);
+        let first = head(&figures, DealState::Live, start, at(10_100), "c", None);
+        let later = head(&figures, DealState::Live, start, at(10_900), "c", None);
+        assert_eq!(first, later);
+        assert_eq!(first.server_time, at(10_000));
+        assert_eq!(first.stock_remaining, 12);
+        let before = head(&figures, DealState::Upcoming, start, at(-1_500), "c", None);
+        assert_eq!(before.seconds_to_start, 2);
+    }
+}
