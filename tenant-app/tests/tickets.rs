@@ -311,6 +311,130 @@ async fn shoppers_who_left_are_passed_over_without_stalling_the_line() {
     assert_eq!(head, 30, "the head passed over everyone who left");
 }
 
+/// A presence ping, as a page following the public head sends it.
+async fn ping(shopper: &Shopper) -> (StatusCode, serde_json::Value) {
+    shopper
+        .send(reqwest::Method::POST, "/api/queue/ping", None)
+        .await
+}
+
+/// The head-and-ping protocol: waiting shoppers who only ping (every `pingAfterMs`) and read the
+/// public head keep their places, and ask for their status only once the head reaches them;
+/// those who go silent lose theirs, as silent pollers do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_keep_a_place_and_their_absence_loses_it() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 100,
+        max_active: 1,
+        // Windows of one second: silent for two, a shopper has left.
+        idle_grace: "2s",
+        ..DealFile::live("pings")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
+    let client = client();
+    let holder = Shopper::new(&client, &shop.url());
+    holder.join().await;
+    holder.wait_for_turn(Duration::from_secs(10)).await.unwrap();
+    // One after another, so they stand in this order.
+    let mut behind = Vec::new();
+    let mut places = Vec::new();
+    for _ in 0..4 {
+        let shopper = Shopper::new(&client, &shop.url());
+        let (_, joined) = shopper.join().await;
+        places.push(joined["ticket"].as_u64().unwrap());
+        behind.push(shopper);
+    }
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "{places:?}");
+    let (pingers, silent) = behind.split_at(2);
+    let (code, pinged) = ping(&pingers[0]).await;
+    assert_eq!(code, StatusCode::OK, "{pinged}");
+    assert_eq!(pinged["reached"], false);
+    assert_eq!(pinged["pingAfterMs"], 500, "half of a one-second window");
+    let stranger = Shopper::new(&client, &shop.url());
+    let (code, refused) = ping(&stranger).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "no_place");
+
+    // The holder stays three seconds (its polls renew its admission) while the pingers ping and
+    // the silent ones say nothing; then it leaves.
+    let head_url = format!("{}/api/queue/head", shop.url());
+    let head = || async {
+        let head: serde_json::Value = client
+            .get(&head_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        head["head"].as_u64().unwrap()
+    };
+    let hold = async {
+        for _ in 0..15 {
+            holder.status().await;
+            for shopper in pingers {
+                assert_eq!(ping(shopper).await.0, StatusCode::OK);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (code, _) = holder
+            .send(reqwest::Method::DELETE, "/api/queue", None)
+            .await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+    };
+    hold.await;
+    // Each pinger pings and follows the head; its status is asked only once the head reaches it.
+    for (shopper, place) in pingers.iter().zip(&places) {
+        let turn = async {
+            loop {
+                let (_, pinged) = ping(shopper).await;
+                if pinged["reached"] == true || head().await >= *place {
+                    break;
+                }
+                for other in pingers {
+                    ping(other).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), turn)
+            .await
+            .expect("the head reaches a pinger");
+        let status = shopper.status().await;
+        assert_eq!(status["state"], "admitted", "{status}");
+        let (code, _) = shopper
+            .send(reqwest::Method::DELETE, "/api/queue", None)
+            .await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+    }
+    let admitted: Vec<u64> = shop
+        .admissions()
+        .await
+        .into_iter()
+        .map(|(_, number)| number)
+        .collect();
+    assert!(
+        admitted.contains(&places[0]) && admitted.contains(&places[1]),
+        "{admitted:?}"
+    );
+    for (shopper, number) in silent.iter().zip(&places[2..]) {
+        assert!(
+            !admitted.contains(number),
+            "{number} went silent: {admitted:?}"
+        );
+        // The head has passed them: the ping sends them to their status, which says so.
+        let (code, pinged) = ping(shopper).await;
+        assert_eq!(
+            (code, pinged["reached"].clone()),
+            (StatusCode::OK, true.into())
+        );
+        let status = shopper.status().await;
+        assert_ne!(status["state"], "admitted", "{status}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_re_signed_and_borrowed_tickets_are_refused() {
     let redis = RedisServer::start().unwrap();

@@ -42,6 +42,7 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
             "/queue",
             get(queue::status).post(queue::join).delete(queue::leave),
         )
+        .route("/queue/ping", post(queue::ping))
         .route("/events", get(events::stream))
         .route("/queue/challenge", get(queue::join_challenge))
         .route("/fairness", get(queue::fairness))

@@ -26,6 +26,7 @@ use crate::{
         api::deal,
         queue::status,
         head::head,
+        queue::ping,
         queue::join,
         queue::leave,
         queue::join_challenge,

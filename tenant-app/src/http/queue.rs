@@ -1,5 +1,5 @@
 //! The queue's JSON API: joining with a signed ticket (and the join puzzle when the deal asks
-//! for one), the shopper's status, leaving, and the public fairness record.
+//! for one), the shopper's status, presence pings, leaving, and the public fairness record.
 
 use axum::{
     extract::State,
@@ -314,6 +314,64 @@ pub async fn status(
     match status_of(&app, &shopper, ticket.as_ref()).await {
         Ok(status) => Json(status).into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// What a presence ping answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pinged {
+    /// True once the line has reached the ticket's place: ask `GET /api/queue` for the
+    /// admission now.
+    pub reached: bool,
+    /// When to ping again, in milliseconds: often enough to be seen in every liveness window.
+    pub ping_after_ms: u64,
+}
+
+/// A waiting shopper's proof of presence: keeps their place, as a poll of `GET /api/queue`
+/// does, at a fraction of its cost (no status is built, nothing is signed, Redis is not asked).
+/// A shopper who follows the public head (`GET /api/queue/head`) pings every `pingAfterMs` and
+/// asks for their status only once the head reaches their place.
+#[utoipa::path(post, path = "/api/queue/ping", tag = "queue",
+    params(("X-Timedeal-Ticket" = Option<String>, Header, description = "the queue ticket from joining (browsers send the `td_ticket` cookie instead)")),
+    responses((status = 200, body = Pinged),
+        (status = 409, body = ErrorBody, description = "no_place: the ticket holds no place now (never joined, passed over, or another epoch): ask GET /api/queue or join again"),
+        (status = 403, body = ErrorBody, description = "ticket_forged, ticket_foreign, ticket_other_deal, ticket_malformed: join again without the ticket")))]
+pub async fn ping(State(app): State<SharedApp>, shopper: Shopper, headers: HeaderMap) -> Response {
+    let token = presented_ticket(&headers);
+    let ticket = match checked_ticket(&app, &shopper, token.as_deref()) {
+        Ok(ticket) => ticket,
+        Err(error) => return refuse_ticket(&headers, error),
+    };
+    let deal = app.deal();
+    let figures = *app.figures.borrow();
+    let draw = app.draw_for(&figures);
+    let window = App::window(&deal);
+    let ping_after_ms = liveness::max_poll_gap(window).as_millis() as u64;
+    match (
+        queue::standing(ticket.as_ref(), &figures, draw.as_deref()),
+        ticket,
+    ) {
+        (Standing::PreQueue | Standing::Waiting { .. }, Some(ticket)) => {
+            let now_ms = app.clock.now().timestamp_millis();
+            app.marks
+                .mark(liveness::window_of(now_ms, window), ticket.number);
+            Json(Pinged {
+                reached: false,
+                ping_after_ms,
+            })
+            .into_response()
+        }
+        (Standing::Reached, Some(_)) => Json(Pinged {
+            reached: true,
+            ping_after_ms,
+        })
+        .into_response(),
+        _ => ApiError::conflict(
+            "no_place",
+            "this ticket holds no place in the line now: ask GET /api/queue, or join again",
+        )
+        .into_response(),
     }
 }
 
