@@ -1,6 +1,9 @@
 // The storefront's live part: follows the queue status pushed by the server (server-sent
-// events), and places, lists and cancels orders through the JSON API. All times come from the
-// server: the page only measures how far the device clock is off.
+// events), and places, lists and cancels orders through the JSON API. While the shopper waits
+// with a known place, it follows the public head instead (one cacheable answer for everyone),
+// computes the position itself (place − head) and pings to keep the place; it asks for its own
+// status again once the head reaches the place. All times come from the server: the page only
+// measures how far the device clock is off.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -311,8 +314,50 @@ let events = null;
 function follow() {
   if (events) events.close();
   events = new EventSource("/api/events");
-  events.addEventListener("status", (event) => render(JSON.parse(event.data)));
+  events.addEventListener("status", (event) => {
+    const next = JSON.parse(event.data);
+    render(next);
+    if (next.state === "waiting" && next.ticket != null) followHead(next);
+  });
   events.addEventListener("problem", (event) => showResult(JSON.parse(event.data).message, true));
+}
+
+// Waiting with a known place: the public head every second (a cache may answer it), a ping every
+// pingAfterMs, and the position computed here. Back to the stream once the head reaches the
+// place, or the line pauses or closes.
+let following = null;
+function followHead(waiting) {
+  if (following) return;
+  if (events) { events.close(); events = null; }
+  const place = waiting.ticket;
+  let pingAt = 0;
+  const back = () => { clearInterval(following); following = null; follow(); };
+  following = setInterval(async () => {
+    try {
+      if (Date.now() >= pingAt) {
+        const pinged = await api("POST", "/api/queue/ping");
+        pingAt = Date.now() + pinged.pingAfterMs;
+        if (pinged.reached) return back();
+      }
+      const head = await (await fetch("/api/queue/head")).json();
+      const position = place - head.head;
+      if (position <= 0 || head.pausedBecause || head.deal !== "live") return back();
+      const wait = (pace) => pace > 0 ? position * 1000 / pace : null;
+      const pace = head.pace;
+      render(Object.assign({}, status, {
+        state: "waiting", deal: head.deal, position, ticket: place, waiting: head.waiting,
+        stockRemaining: head.stockRemaining, serverTime: new Date(serverNow()).toISOString(),
+        estimateKnown: !!(pace && pace.typical > 0),
+        estimatedWaitSeconds: pace ? wait(pace.typical) : null,
+        estimatedWaitLowSeconds: pace ? wait(pace.fastest) : null,
+        estimatedWaitHighSeconds: pace ? wait(pace.slowest) : null,
+        likelySoldOut: position >= head.stockRemaining,
+      }));
+    } catch (error) {
+      // No place any more (passed over, or a new epoch): the stream says what is what.
+      back();
+    }
+  }, 1000);
 }
 follow();
 tick();

@@ -119,6 +119,77 @@ async fn the_page_solves_the_join_puzzle_in_chromium() {
     assert_eq!(admitted.len(), 1, "one shopper admitted: {admitted:?}");
 }
 
+/// A shopper waiting behind another follows the line on the new protocol: the page reads the
+/// public head, computes its own position and pings to keep its place; when the one ahead
+/// leaves, the head reaches it and the page gets its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_page_follows_the_public_head_and_pings_until_its_turn() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        rate: 100,
+        max_active: 1,
+        ..DealFile::live("browser-head")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    shop.queue_open().await;
+    // Someone ahead holds the one admission.
+    let ahead = common::Shopper::new(&common::client(), &shop.url());
+    ahead.join().await;
+    ahead.wait_for_turn(Duration::from_secs(10)).await.unwrap();
+    let driver = ChromeDriver::start();
+    let client = driver.browser(430, 1000).await;
+    let run = async {
+        client.goto(&shop.url()).await.unwrap();
+        wait_text(&client, "queue-message", Duration::from_secs(5), |t| {
+            t == "Join the queue to buy."
+        })
+        .await;
+        click(&client, Locator::Id("join-button")).await;
+        wait_text(&client, "queue-message", Duration::from_secs(10), |t| {
+            t.starts_with("You are number 1 in line")
+        })
+        .await;
+        // A few seconds on the head and pings, while the one ahead keeps its turn.
+        for _ in 0..8 {
+            ahead.status().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let served = |route: &str| {
+            let route = route.to_owned();
+            let url = format!("{}/metrics", shop.url());
+            async move {
+                let text = common::get_text(&url).await;
+                text.lines()
+                    .filter(|l| l.starts_with("timedeal_http_request_duration_seconds_count"))
+                    .filter(|l| l.contains(&format!("route=\"{route}\"")))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+        };
+        assert!(
+            served("/api/queue/head").await >= 3,
+            "the page reads the head"
+        );
+        assert!(served("/api/queue/ping").await >= 1, "the page pings");
+        assert_eq!(
+            text(&client, "queue-message").await,
+            "You are number 1 in line (1 waiting).",
+            "computed from its place and the head"
+        );
+        let (code, _) = ahead
+            .send(reqwest::Method::DELETE, "/api/queue", None)
+            .await;
+        assert_eq!(code, reqwest::StatusCode::NO_CONTENT);
+        wait_text(&client, "queue-message", Duration::from_secs(15), |t| {
+            t == "It's your turn!"
+        })
+        .await;
+        shot(&client, "queue-head.png").await;
+    };
+    run.await;
+    client.close().await.unwrap();
+}
+
 /// Opens a live deal's page, joins the queue and waits for the shopper's turn.
 async fn join_and_wait_for_turn(client: &fantoccini::Client, shop: &Storefront) {
     client.goto(&shop.url()).await.unwrap();
