@@ -119,7 +119,7 @@ pub struct Cli {
     pub reminder_limit: u32,
 
     /// Seconds an ingress, a CDN or a browser may keep the public head of the line
-    /// (`GET /api/queue/head`); it may serve it stale as long again while it asks anew.
+    /// (`GET /api/queue/head`); it may serve it stale for twice as long while it asks anew.
     #[arg(long, env = "TIMEDEAL_HEAD_MAX_AGE", default_value_t = 1,
         value_parser = clap::value_parser!(u32).range(0..=60))]
     pub head_max_age: u32,

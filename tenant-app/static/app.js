@@ -323,42 +323,60 @@ function follow() {
 }
 
 // Waiting with a known place: the public head every second (a cache may answer it), a ping every
-// pingAfterMs, and the position computed here. Back to the stream once the head reaches the
-// place, or the line pauses or closes.
-let following = null;
+// pingAfterMs, and the position computed here (the README gives the rule). Back to the stream
+// once the head reaches the place, the line pauses or closes, or the ticket holds no place; other
+// failures are retried, and only after several in a row does the page go back to the stream.
+let following = false, generation = 0;
 function followHead(waiting) {
   if (following) return;
+  following = true;
+  const run = ++generation;
+  const current = () => following && generation === run;
   if (events) { events.close(); events = null; }
   const place = waiting.ticket;
-  let pingAt = 0;
-  const back = () => { clearInterval(following); following = null; follow(); };
-  following = setInterval(async () => {
+  let pingAt = 0, highest = 0, epoch = null, failures = 0;
+  const back = () => { if (current()) { following = false; follow(); } };
+  const step = async () => {
+    if (!current()) return;
     try {
       if (Date.now() >= pingAt) {
         const pinged = await api("POST", "/api/queue/ping");
         pingAt = Date.now() + pinged.pingAfterMs;
         if (pinged.reached) return back();
       }
-      const head = await (await fetch("/api/queue/head")).json();
-      const position = place - head.head;
+      // No cookie goes with it: it is the same for everyone, and caches keep it so.
+      const response = await fetch("/api/queue/head", { credentials: "omit" });
+      if (!response.ok) throw new Error("head " + response.status);
+      const head = await response.json();
+      if (epoch !== null && head.epoch !== epoch) return back();
+      epoch = head.epoch;
+      // A cache may hand back an older head than one already seen: the line never goes back.
+      highest = Math.max(highest, head.head);
+      const position = place - highest;
       if (position <= 0 || head.pausedBecause || head.deal !== "live") return back();
-      const wait = (pace) => pace > 0 ? position * 1000 / pace : null;
       const pace = head.pace;
+      const wait = (rate) => rate > 0 ? position * 1000 / rate : null;
+      if (!current()) return;
       render(Object.assign({}, status, {
         state: "waiting", deal: head.deal, position, ticket: place, waiting: head.waiting,
         stockRemaining: head.stockRemaining, serverTime: new Date(serverNow()).toISOString(),
-        estimateKnown: !!(pace && pace.typical > 0),
+        estimateKnown: !!pace,
         estimatedWaitSeconds: pace ? wait(pace.typical) : null,
-        estimatedWaitLowSeconds: pace ? wait(pace.fastest) : null,
-        estimatedWaitHighSeconds: pace ? wait(pace.slowest) : null,
-        likelySoldOut: position >= head.stockRemaining,
+        estimatedWaitLowSeconds: pace ? wait(Math.max(pace.fastest, pace.typical)) : null,
+        estimatedWaitHighSeconds: pace ? wait(Math.min(pace.slowest, pace.typical)) : null,
+        likelySoldOut: head.stockRemaining <= 0 || position - 1 + head.active >= head.stockRemaining,
       }));
+      failures = 0;
     } catch (error) {
-      // No place any more (passed over, or a new epoch): the stream says what is what.
-      back();
+      // A ticket that holds no place: the stream says what is what. Anything else (a busy
+      // origin, a cache's error page) is tried again, more slowly.
+      if (error.code === "no_place" || ++failures >= 5) return back();
     }
-  }, 1000);
+    setTimeout(step, 1000 * Math.min(8, 2 ** failures));
+  };
+  step();
 }
+
 follow();
 tick();
 setInterval(tick, 250);

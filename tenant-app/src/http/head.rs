@@ -21,21 +21,23 @@ pub type Rendered = (i64, axum::body::Bytes, String);
     params(("If-None-Match" = Option<String>, Header, description = "the ETag of a head already held")),
     responses((status = 200, body = head::Head,
         headers(("Cache-Control" = String, description = "public, max-age=<--head-max-age>, stale-while-revalidate"),
-            ("ETag" = String, description = "the same for the same bytes"))),
+            ("ETag" = String, description = "weak; the same for the same line, whatever its age"))),
         (status = 304, description = "the head held is current")))]
 pub async fn head(State(app): State<SharedApp>, headers: HeaderMap) -> Response {
     let (body, etag) = rendered(&app);
     let cache = HeaderValue::from_str(&format!(
         "public, max-age={age}, stale-while-revalidate={swr}",
         age = app.head_max_age,
-        swr = app.head_max_age.max(1) * 2
+        swr = app.head_max_age * 2
     ))
     .expect("digits make a header");
     let tag = HeaderValue::from_str(&etag).expect("an ETag is hex in quotes");
+    // Compared weakly: a proxy that compresses the body weakens the tag it passes on.
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|held| held.split(',').any(|t| t.trim() == etag));
+        .is_some_and(|held| held.trim() == "*" || held.split(',').any(|t| bare(t) == bare(&etag)));
     if matches {
         return (
             StatusCode::NOT_MODIFIED,
@@ -58,11 +60,13 @@ pub async fn head(State(app): State<SharedApp>, headers: HeaderMap) -> Response 
 }
 
 /// The head's bytes and ETag for the current second: rendered once a second at most, from this
-/// replica's memory (no Redis).
+/// replica's memory (no Redis), under the lock, so one replica never serves two heads in a
+/// second. The ETag is weak and leaves the clock out: a head that only aged is the same head.
 fn rendered(app: &SharedApp) -> (axum::body::Bytes, String) {
     let now = app.clock.now();
     let second = now.timestamp();
-    if let Some((at, body, etag)) = app.head_cache.lock().expect("head lock").as_ref() {
+    let mut cache = app.head_cache.lock().expect("head lock");
+    if let Some((at, body, etag)) = cache.as_ref() {
         if *at == second {
             return (body.clone(), etag.clone());
         }
@@ -71,8 +75,9 @@ fn rendered(app: &SharedApp) -> (axum::body::Bytes, String) {
     let figures = *app.figures.borrow();
     let state = deal.state_at(now, figures.sold_out());
     let beacon = (!app.draw_beacon.is_empty()).then_some(app.draw_beacon.as_str());
-    let line = head::head(
+    let mut line = head::head(
         &figures,
+        &crate::app::App::settings(&deal),
         state,
         deal.timeline.start,
         now,
@@ -80,7 +85,10 @@ fn rendered(app: &SharedApp) -> (axum::body::Bytes, String) {
         beacon,
     );
     let body = axum::body::Bytes::from(serde_json::to_vec(&line).expect("the head serialises"));
-    let etag = format!("\"{:016x}\"", timedeal_api::storage::fnv1a(body.as_ref()));
-    *app.head_cache.lock().expect("head lock") = Some((second, body.clone(), etag.clone()));
+    line.server_time = chrono::DateTime::UNIX_EPOCH;
+    line.seconds_to_start = 0;
+    let unclocked = serde_json::to_vec(&line).expect("the head serialises");
+    let etag = format!("W/\"{:016x}\"", timedeal_api::storage::fnv1a(&unclocked));
+    *cache = Some((second, body.clone(), etag.clone()));
     (body, etag)
 }

@@ -321,8 +321,8 @@ pub async fn status(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pinged {
-    /// True once the line has reached the ticket's place: ask `GET /api/queue` for the
-    /// admission now.
+    /// True once the line has come to the ticket's place (admitted, or passed over while
+    /// silent): ask `GET /api/queue`, which says which.
     pub reached: bool,
     /// When to ping again, in milliseconds: often enough to be seen in every liveness window.
     pub ping_after_ms: u64,
@@ -335,7 +335,7 @@ pub struct Pinged {
 #[utoipa::path(post, path = "/api/queue/ping", tag = "queue",
     params(("X-Timedeal-Ticket" = Option<String>, Header, description = "the queue ticket from joining (browsers send the `td_ticket` cookie instead)")),
     responses((status = 200, body = Pinged),
-        (status = 409, body = ErrorBody, description = "no_place: the ticket holds no place now (never joined, passed over, or another epoch): ask GET /api/queue or join again"),
+        (status = 409, body = ErrorBody, description = "no_place: the ticket holds no place now (no ticket, or one of another epoch): ask GET /api/queue or join again. A ticket the line has passed (admitted or passed over) answers 200 with reached: true"),
         (status = 403, body = ErrorBody, description = "ticket_forged, ticket_foreign, ticket_other_deal, ticket_malformed: join again without the ticket")))]
 pub async fn ping(State(app): State<SharedApp>, shopper: Shopper, headers: HeaderMap) -> Response {
     let token = presented_ticket(&headers);
