@@ -35,7 +35,7 @@ pub(super) async fn cleanup(td: &TimeDeal, ctx: &Context) -> Result<Action> {
         }
         Err(why) => {
             let note = format!(
-                "{why}; keeping the figures last read{}: {}",
+                "{why}; keeping the figures as they last changed{}: {}",
                 old.figures_updated_at
                     .as_ref()
                     .map(|t| format!(" at {}", t.0))

@@ -72,22 +72,11 @@ pub(super) async fn pending(
     admission: &Admission,
     now: DateTime<Utc>,
 ) -> Result<Action> {
-    let pending = status::next(
-        old,
-        Seen {
-            phase: Phase::PendingApproval,
-            scale: phase::scale_at(&td.spec, now),
-            health: Health {
-                refused: admission.refused.as_ref(),
-                ..Health::default()
-            },
-            generation: td.metadata.generation.unwrap_or(0),
-            url: None,
-            replicas: None,
-            figures: None,
-            now,
-        },
-    );
+    let health = Health {
+        refused: admission.refused.as_ref(),
+        ..Health::default()
+    };
+    let pending = unbuilt(td, old, Phase::PendingApproval, health, now);
     write_status(ctx, td, old, &pending).await?;
     announce(ctx, td, old, &pending).await;
     record(ctx, td, &pending);

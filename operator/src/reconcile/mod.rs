@@ -326,22 +326,11 @@ async fn apply_deal(td: &TimeDeal, ctx: &Context) -> Result<Action> {
                 message: error.to_string(),
             };
             let old = td.status.clone().unwrap_or_default();
-            let failed = status::next(
-                &old,
-                Seen {
-                    phase: Phase::Failed,
-                    scale: phase::scale_at(&td.spec, now),
-                    health: Health {
-                        problem: Some(&problem),
-                        ..Health::default()
-                    },
-                    generation: td.metadata.generation.unwrap_or(0),
-                    url: None,
-                    replicas: None,
-                    figures: None,
-                    now,
-                },
-            );
+            let health = Health {
+                problem: Some(&problem),
+                ..Health::default()
+            };
+            let failed = unbuilt(td, &old, Phase::Failed, health, now);
             write_status(ctx, td, &old, &failed).await?;
             record(ctx, td, &failed);
             Err(error)

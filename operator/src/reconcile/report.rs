@@ -125,6 +125,30 @@ pub(super) fn condition<'a>(
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The status of a deal whose children are not built (waiting for approval, or failed before):
+/// its phase and health, nothing observed.
+pub(super) fn unbuilt(
+    td: &TimeDeal,
+    old: &TimeDealStatus,
+    phase: Phase,
+    health: Health<'_>,
+    now: DateTime<Utc>,
+) -> TimeDealStatus {
+    status::next(
+        old,
+        Seen {
+            phase,
+            scale: phase::scale_at(&td.spec, now),
+            health,
+            generation: td.metadata.generation.unwrap_or(0),
+            url: None,
+            replicas: None,
+            figures: None,
+            now,
+        },
+    )
+}
+
 /// The deal's phase and health in the metrics, from the status just written.
 pub(super) fn record(ctx: &Context, td: &TimeDeal, status: &TimeDealStatus) {
     let phase = status.phase.unwrap_or(Phase::Provisioning);

@@ -108,22 +108,9 @@ pub fn head(
     }
 }
 
-/// A shopper's position from their place and the head: `None` once the line has reached them.
-pub fn position(place: u64, head: u64) -> Option<u64> {
-    place.checked_sub(head).filter(|p| *p > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_position_is_the_place_less_the_head() {
-        assert_eq!(position(1_250, 1_000), Some(250));
-        assert_eq!(position(1_001, 1_000), Some(1));
-        assert_eq!(position(1_000, 1_000), None, "reached: fetch the admission");
-        assert_eq!(position(3, 1_000), None);
-    }
 
     #[test]
     fn the_head_is_the_same_within_a_second() {
