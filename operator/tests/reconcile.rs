@@ -529,7 +529,9 @@ async fn deletion_does_not_wait_forever_for_a_silent_storefront() {
         .find(|(_, r, _)| r == "FinalFiguresUnavailable")
         .unwrap_or_else(|| panic!("{events:?}"));
     assert!(
-        warning.2.contains("keeping the figures as they last changed"),
+        warning
+            .2
+            .contains("keeping the figures as they last changed"),
         "{}",
         warning.2
     );
