@@ -15,6 +15,9 @@
 --     units reserved or bought, no longer as a claim on the units left;
 --   * a final refusal ('over_limit', 'sold_out', 'insufficient') ends the admission, so the
 --     place goes to the next shopper at once;
+--   * every new reservation raises the deal's `keys` count (in the same HSET): a replica that
+--     listed the shoppers holding idempotency keys knows its list is whole while the count
+--     stands (the sold-out answer, `orders::buyers`);
 --   * the order id carries the epoch (`<epoch><9 digits>`, taken from a block the caller got
 --     from `next_block.lua`), so it is never reused; an id of another epoch reserves nothing.
 --
@@ -44,7 +47,7 @@ local qty, limit, key = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local now, ttl, id = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local deal, units, idem = p .. 'deal', 'u:' .. shopper, 'k:' .. shopper .. ':' .. key
 
-local f = redis.call('HMGET', deal, 'epoch', 'total', 'sold', 'reserved', units, idem)
+local f = redis.call('HMGET', deal, 'epoch', 'total', 'sold', 'reserved', units, idem, 'keys')
 local epoch = f[1]
 if not epoch then
   return {'unavailable', '0', ''}
@@ -78,6 +81,7 @@ if string.sub(id, 1, -10) ~= epoch then
 end
 local reservation = table.concat({id, qty, limit, held + qty, admission, key, shopper}, '|')
 redis.call('HINCRBY', deal, 'reserved', qty)
-redis.call('HSET', deal, units, held + qty, idem, reservation, 'a:' .. admission, 1)
+redis.call('HSET', deal, units, held + qty, idem, reservation, 'a:' .. admission, 1,
+  'keys', tonumber(f[7] or '0') + 1)
 redis.call('ZADD', p .. 'res', now + ttl, reservation)
 return {'reserved', id, reservation}

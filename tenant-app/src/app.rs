@@ -74,6 +74,9 @@ pub struct App {
     pub reminder_limit: u32,
     /// The public head as last rendered (see `http::head`).
     pub head_cache: std::sync::Mutex<Option<crate::http::head::Rendered>>,
+    /// The shoppers holding idempotency keys, listed while the deal is sold out (see
+    /// `orders::buyers`): everyone else's order is answered at once.
+    pub buyers: std::sync::RwLock<Option<Arc<crate::orders::buyers::Buyers>>>,
     /// Seconds a cache may keep the public head.
     pub head_max_age: u32,
 }

@@ -9,6 +9,8 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use timedeal_api::{JwtAlgorithm, JwtAuth, ShopperAuthMode};
 use tokio::sync::RwLock;
 
+use base64::Engine;
+
 use crate::{error::Error, tokens::Signer};
 
 pub const SESSION_COOKIE: &str = "td_session";
@@ -127,6 +129,58 @@ impl Identifier {
     }
 }
 
+/// Who a request says it comes from, no signature checked (see [`Identifier::claimed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// No session, or one that names nobody: the request would be a new shopper's.
+    Nobody,
+    /// The shopper the session or sign-in names, if its signature holds.
+    Shopper(String),
+}
+
+impl Identifier {
+    /// Who a request claims to be, read without checking a signature, so that an answer that is
+    /// the same for everyone but a few known shoppers (the sold-out answer) is decided at the
+    /// cost of a lookup. `None`: the request cannot say (no sign-in where one is needed); it
+    /// takes the whole path.
+    pub fn claimed(&self, headers: &HeaderMap) -> Option<Claimed> {
+        match self {
+            // A session that does not open is replaced by a new one: a new shopper.
+            Identifier::Anonymous => Some(
+                session_token(headers)
+                    .and_then(|token| Signer::unchecked_session_id(&token))
+                    .map_or(Claimed::Nobody, Claimed::Shopper),
+            ),
+            Identifier::Jwt(verifier) => {
+                let token = bearer(headers)?;
+                let payload = token.split('.').nth(1)?;
+                let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload.trim_end_matches('='))
+                    .ok()?;
+                let claims: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(&payload).ok()?;
+                match claims.get(&verifier.settings.user_claim)? {
+                    serde_json::Value::String(s) if !s.is_empty() => {
+                        Some(Claimed::Shopper(s.clone()))
+                    }
+                    serde_json::Value::Number(n) => Some(Claimed::Shopper(n.to_string())),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// The company's sign-in token: the bearer header, else the `td_jwt` cookie.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| cookie(headers, "td_jwt"))
+}
+
 fn session_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(value.to_owned());
@@ -147,15 +201,9 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 impl JwtVerifier {
     async fn identify(&self, headers: &HeaderMap, deal_limit: u32) -> Result<Shopper, AuthError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned)
-            .or_else(|| cookie(headers, "td_jwt"))
-            .ok_or_else(|| AuthError::Missing {
-                issuer: self.settings.issuer.clone(),
-            })?;
+        let token = bearer(headers).ok_or_else(|| AuthError::Missing {
+            issuer: self.settings.issuer.clone(),
+        })?;
         let algorithm = match self.settings.algorithm {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::RS256 => Algorithm::RS256,
@@ -258,6 +306,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claimed_identity_is_the_one_a_checked_session_would_give() {
+        let signer = Signer::new(&[7; 32]);
+        let identifier = Identifier::Anonymous;
+        let shopper = identifier
+            .identify(&HeaderMap::new(), &signer, 2)
+            .await
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(identifier.claimed(&headers), Some(Claimed::Nobody));
+        let token = shopper.new_session.unwrap();
+        headers.insert(SESSION_HEADER, HeaderValue::from_str(&token).unwrap());
+        assert_eq!(
+            identifier.claimed(&headers),
+            Some(Claimed::Shopper(shopper.id.clone()))
+        );
+        // A forged signature still names its shopper: the claim only ever routes a request to
+        // the checked path, which refuses it there.
+        let forged = format!("{}.AAAA", token.split_once('.').unwrap().0);
+        headers.insert(SESSION_HEADER, HeaderValue::from_str(&forged).unwrap());
+        assert_eq!(
+            identifier.claimed(&headers),
+            Some(Claimed::Shopper(shopper.id))
+        );
+        headers.insert(SESSION_HEADER, HeaderValue::from_static("not a token"));
+        assert_eq!(identifier.claimed(&headers), Some(Claimed::Nobody));
+    }
+
+    #[tokio::test]
     async fn an_anonymous_shopper_keeps_their_session() {
         let signer = Signer::new(&[7; 32]);
         let identifier = Identifier::Anonymous;
@@ -335,6 +411,25 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         claims
+    }
+
+    #[test]
+    fn a_company_jwt_claims_its_subject_and_no_token_claims_nothing() {
+        let identifier = hs256(None);
+        let signed = bearer(
+            claims(serde_json::json!({})),
+            b"company-secret-company-secret-00",
+        );
+        assert_eq!(
+            identifier.claimed(&signed),
+            Some(Claimed::Shopper("customer-42".into()))
+        );
+        assert_eq!(identifier.claimed(&HeaderMap::new()), None);
+        let numbered = bearer(claims(serde_json::json!({"sub": 42})), b"any key");
+        assert_eq!(
+            identifier.claimed(&numbered),
+            Some(Claimed::Shopper("42".into()))
+        );
     }
 
     #[tokio::test]

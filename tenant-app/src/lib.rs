@@ -140,6 +140,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         public_url: config.public_url.clone(),
         reminder_limit: config.reminder_limit,
         head_cache: Default::default(),
+        buyers: Default::default(),
         head_max_age: config.head_max_age,
     });
     app.clock.sync(&app.redis).await?;

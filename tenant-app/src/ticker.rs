@@ -507,6 +507,26 @@ async fn tick(
         *current = figures;
         changed
     });
+    list_buyers(app, &figures).await
+}
+
+/// Lists the buyers once per sold-out stretch (and again when the list no longer holds), so
+/// the sold-out answer to everyone else costs no Redis call; forgets them once it is not.
+async fn list_buyers(app: &App, figures: &Figures) -> Result<(), Error> {
+    let listed = app.buyers.read().unwrap_or_else(|e| e.into_inner()).clone();
+    match listed {
+        Some(buyers) if buyers.is_current(figures) => return Ok(()),
+        None if !figures.sold_out() => return Ok(()),
+        _ => {}
+    }
+    let listed = if figures.sold_out() {
+        orders::buyers::list(&app.redis, &app.prefix, figures)
+            .await?
+            .map(Arc::new)
+    } else {
+        None
+    };
+    *app.buyers.write().unwrap_or_else(|e| e.into_inner()) = listed;
     Ok(())
 }
 

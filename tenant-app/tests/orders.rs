@@ -394,3 +394,70 @@ async fn a_redis_that_forgot_sales_cannot_oversell() {
     }
     assert_eq!(provider.ledger.charges(&shop.schema).len(), 3);
 }
+
+/// Once the deal is sold out, an order from anyone holding no order is answered before its
+/// session or body is looked at (a body that is not even JSON gets `sold_out`, and no session
+/// is issued); an admission it carries still ends; a buyer's same order sent again still gets
+/// that order back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_answer_is_decided_first_for_all_but_buyers() {
+    let redis = RedisServer::start().unwrap();
+    let deal = DealFile {
+        stock: 1,
+        limit: 1,
+        ..DealFile::live("sold-out-first")
+    };
+    let shop = Storefront::start(&redis, &postgres().url(), &deal, &[]);
+    // Two claims on the one unit: both admitted before it sells.
+    let (buyer, buyer_token) = admitted(&shop).await;
+    let (late, late_token) = admitted(&shop).await;
+    let (code, order) = buyer.order(1, "mine", &buyer_token).await;
+    assert_eq!(code, StatusCode::CREATED, "{order}");
+
+    let raw = client();
+    eventually(
+        "a body that is not JSON to be answered sold_out",
+        Duration::from_secs(5),
+        || async {
+            let response = raw
+                .post(format!("{}/api/orders", shop.url()))
+                .body("not json")
+                .send()
+                .await
+                .unwrap();
+            let decided = response.status() == StatusCode::CONFLICT;
+            if decided {
+                assert!(
+                    response.headers().get("set-cookie").is_none()
+                        && response.headers().get("x-timedeal-session").is_none(),
+                    "no session is issued with a sold-out answer"
+                );
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "sold_out", "{body}");
+            }
+            decided
+        },
+    )
+    .await;
+
+    let (code, answer) = late.order(1, "too-late", &late_token).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "sold_out", "{answer}");
+    let status = late.status().await;
+    assert_ne!(
+        status["state"], "admitted",
+        "the admission sent with a sold-out order ends: {status}"
+    );
+
+    let (code, again) = buyer.order(1, "mine", &buyer_token).await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "the buyer's order comes back: {again}"
+    );
+    assert_eq!(again["id"], order["id"], "{again}");
+    let (code, more) = buyer.order(1, "another", &buyer_token).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{more}");
+    assert_eq!(more["error"]["code"], "sold_out", "{more}");
+    assert_eq!(shop.count_orders("confirmed").await, 1);
+}

@@ -298,6 +298,35 @@ async fn the_public_head_is_the_same_for_everyone_cacheable_and_gives_each_posit
         }
     }
     assert!(not_modified >= 2, "a still line revalidates as 304");
+
+    // The event stream carries the same head, as `head` events.
+    let mut events = client
+        .get(format!("{}/api/events", shop.url()))
+        .header("x-timedeal-session", waiting.session().unwrap())
+        .header("x-timedeal-ticket", waiting.ticket().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let streamed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut text = String::new();
+        while let Some(chunk) = events.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if let Some(at) = text.find("event: head\ndata: ") {
+                let rest = &text[at + "event: head\ndata: ".len()..];
+                if let Some(end) = rest.find('\n') {
+                    return serde_json::from_str::<serde_json::Value>(&rest[..end]).unwrap();
+                }
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .expect("a head event within seconds");
+    let asked: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    for field in ["head", "epoch", "deal", "drawCommitment"] {
+        assert_eq!(streamed[field], asked[field], "{field}: {streamed} {asked}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,13 +42,19 @@ struct Cursor {
     deal: tokio::sync::watch::Receiver<std::sync::Arc<crate::deal::Deal>>,
     last: Option<serde_json::Value>,
     last_sent: Instant,
+    /// The ETag of the last head sent.
+    head: Option<String>,
+    /// An event to send before looking again.
+    pending: Option<Event>,
 }
 
-/// `status` events carrying the same JSON as `GET /api/queue`. The stream follows the queue
-/// ticket presented when it opens (cookie or `X-Timedeal-Ticket`): open it again after joining.
+/// `status` events carrying the same JSON as `GET /api/queue`, and `head` events carrying the
+/// same JSON as `GET /api/queue/head` whenever the head changes (not when it only ages). The
+/// stream follows the queue ticket presented when it opens (cookie or `X-Timedeal-Ticket`):
+/// open it again after joining.
 #[utoipa::path(get, path = "/api/events", tag = "queue",
     responses((status = 200, content_type = "text/event-stream",
-        description = "`status` events, each carrying a QueueStatus as JSON")))]
+        description = "`status` events, each carrying a QueueStatus as JSON, and `head` events, each carrying a Head")))]
 pub async fn stream(
     State(app): State<SharedApp>,
     shopper: Shopper,
@@ -63,9 +69,14 @@ pub async fn stream(
         shopper,
         last: None,
         last_sent: Instant::now(),
+        head: None,
+        pending: None,
     };
     let events = stream::unfold(cursor, |mut cursor| async move {
         loop {
+            if let Some(event) = cursor.pending.take() {
+                return Some((Ok(event), cursor));
+            }
             let since = cursor.last_sent.elapsed();
             if cursor.last.is_some() && since < MIN_GAP {
                 tokio::time::sleep(MIN_GAP - since).await;
@@ -97,9 +108,21 @@ pub async fn stream(
                     serde_json::json!({"code": error.code, "message": error.message}).to_string(),
                 )),
             };
-            if let Some(event) = event {
-                cursor.last_sent = Instant::now();
-                return Some((Ok(event), cursor));
+            let head = super::head::rendered(&cursor.app);
+            let head = (cursor.head.as_deref() != Some(head.etag.as_str())).then(|| {
+                cursor.head = Some(head.etag);
+                Event::default()
+                    .event("head")
+                    .data(String::from_utf8_lossy(&head.body))
+            });
+            match (event, head) {
+                (Some(event), head) => {
+                    cursor.last_sent = Instant::now();
+                    cursor.pending = head;
+                    return Some((Ok(event), cursor));
+                }
+                (None, Some(head)) => return Some((Ok(head), cursor)),
+                (None, None) => {}
             }
             tokio::select! {
                 _ = cursor.figures.changed() => {}

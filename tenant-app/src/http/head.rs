@@ -12,8 +12,15 @@ use axum::{
 
 use crate::{app::SharedApp, queue::head};
 
-/// The head as last rendered: its second, body and ETag.
-pub type Rendered = (i64, axum::body::Bytes, String);
+/// The head as last rendered: its second, body, ETag and the headers that go with it.
+#[derive(Clone)]
+pub struct Rendered {
+    second: i64,
+    pub body: axum::body::Bytes,
+    pub etag: String,
+    tag: HeaderValue,
+    cache: HeaderValue,
+}
 
 /// The line's head, pace, state and the draw's commitment: what every waiting shopper shares.
 /// Position = place − head; see the README's queue section for the rest of the rule.
@@ -24,14 +31,13 @@ pub type Rendered = (i64, axum::body::Bytes, String);
             ("ETag" = String, description = "weak; the same for the same line, whatever its age"))),
         (status = 304, description = "the head held is current")))]
 pub async fn head(State(app): State<SharedApp>, headers: HeaderMap) -> Response {
-    let (body, etag) = rendered(&app);
-    let cache = HeaderValue::from_str(&format!(
-        "public, max-age={age}, stale-while-revalidate={swr}",
-        age = app.head_max_age,
-        swr = app.head_max_age * 2
-    ))
-    .expect("digits make a header");
-    let tag = HeaderValue::from_str(&etag).expect("an ETag is hex in quotes");
+    let Rendered {
+        body,
+        etag,
+        tag,
+        cache,
+        ..
+    } = rendered(&app);
     // Compared weakly: a proxy that compresses the body weakens the tag it passes on.
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let matches = headers
@@ -62,14 +68,12 @@ pub async fn head(State(app): State<SharedApp>, headers: HeaderMap) -> Response 
 /// The head's bytes and ETag for the current second: rendered once a second at most, from this
 /// replica's memory (no Redis), under the lock, so one replica never serves two heads in a
 /// second. The ETag is weak and leaves the clock out: a head that only aged is the same head.
-fn rendered(app: &SharedApp) -> (axum::body::Bytes, String) {
+pub fn rendered(app: &SharedApp) -> Rendered {
     let now = app.clock.now();
     let second = now.timestamp();
     let mut cache = app.head_cache.lock().expect("head lock");
-    if let Some((at, body, etag)) = cache.as_ref() {
-        if *at == second {
-            return (body.clone(), etag.clone());
-        }
+    if let Some(held) = cache.as_ref().filter(|held| held.second == second) {
+        return held.clone();
     }
     let deal = app.deal();
     let figures = *app.figures.borrow();
@@ -89,6 +93,18 @@ fn rendered(app: &SharedApp) -> (axum::body::Bytes, String) {
     line.seconds_to_start = 0;
     let unclocked = serde_json::to_vec(&line).expect("the head serialises");
     let etag = format!("W/\"{:016x}\"", timedeal_api::storage::fnv1a(&unclocked));
-    *cache = Some((second, body.clone(), etag.clone()));
-    (body, etag)
+    let rendered = Rendered {
+        second,
+        body,
+        tag: HeaderValue::from_str(&etag).expect("an ETag is hex in quotes"),
+        etag,
+        cache: HeaderValue::from_str(&format!(
+            "public, max-age={age}, stale-while-revalidate={swr}",
+            age = app.head_max_age,
+            swr = app.head_max_age * 2
+        ))
+        .expect("digits make a header"),
+    };
+    *cache = Some(rendered.clone());
+    rendered
 }

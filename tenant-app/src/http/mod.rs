@@ -10,6 +10,7 @@ pub mod ops;
 pub mod pages;
 pub mod queue;
 pub mod reminders;
+pub mod sold_out;
 
 use std::{sync::Arc, time::Instant};
 
@@ -82,7 +83,12 @@ pub fn router(app: SharedApp, rate_limit_per_second: u32, burst: u32) -> Router 
         .route("/", get(pages::storefront))
         .route("/reminder.ics", get(pages::reminder))
         .nest("/api", api)
-        .layer(middleware::from_fn_with_state(app.clone(), identify));
+        .layer(middleware::from_fn_with_state(app.clone(), identify))
+        // Before the session is checked: a sold-out answer needs none.
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            sold_out::answer,
+        ));
     Router::new()
         .merge(shop)
         // Outside the shopper middleware: no session is read or set, so any cache may keep it.

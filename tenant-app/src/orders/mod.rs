@@ -4,6 +4,7 @@
 //! exactly once; a reservation whose request died half-way lapses after `reservationTtl` (see
 //! `ticker`).
 
+pub mod buyers;
 mod cancel;
 pub mod coupon;
 pub mod delivery;

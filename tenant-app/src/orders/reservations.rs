@@ -325,13 +325,15 @@ impl Reservations {
     }
 
     /// Writes the key of an order PostgreSQL has back into Redis, after an attempt of the same
-    /// purchase gave its own up: the same order sent again then finds it at once.
+    /// purchase gave its own up: the same order sent again then finds it at once. The deal's
+    /// `keys` count rises with it, so replicas list its shopper among the buyers again.
     pub async fn remember(&self, shopper: &str, key: &str, id: i64, quantity: i32) {
         let stored = Reservation::committed(id, quantity, key, shopper);
-        let written: Result<i64, _> = redis::cmd("HSET")
-            .arg(format!("{}deal", self.prefix))
-            .arg(format!("k:{shopper}:{key}"))
-            .arg(stored)
+        let deal = format!("{}deal", self.prefix);
+        let written: Result<(i64, i64), _> = redis::pipe()
+            .atomic()
+            .hset(&deal, format!("k:{shopper}:{key}"), stored)
+            .hincr(&deal, "keys", 1)
             .query_async(&mut self.redis.clone())
             .await;
         if let Err(error) = written {

@@ -31,6 +31,8 @@ pub struct Figures {
     pub drawn: Option<u64>,
     /// When the pre-queue closed (Unix ms, the deal's clock), once it has.
     pub closed_at: Option<i64>,
+    /// Idempotency keys ever given in this epoch: while it stands, no shopper gained an order.
+    pub keys: u64,
     /// How fast the head has been moving lately.
     pub pace: Option<Pace>,
 }

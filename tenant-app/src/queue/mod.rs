@@ -182,9 +182,10 @@ impl Queue {
             .arg(now_ms)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        let [epoch, total, sold, reserved, active, taken, head, drawn, closed_at] = n[..] else {
+        let [epoch, total, sold, reserved, active, taken, head, drawn, closed_at, keys] = n[..]
+        else {
             return Err(Error::Redis(format!(
-                "snapshot.lua answered {} numbers, expected 9",
+                "snapshot.lua answered {} numbers, expected 10",
                 n.len()
             )));
         };
@@ -205,6 +206,7 @@ impl Queue {
             head,
             drawn: (drawn >= 0).then_some(drawn as u64),
             closed_at: (closed_at >= 0).then_some(closed_at),
+            keys: keys.max(0) as u64,
             pace: None,
         })
     }

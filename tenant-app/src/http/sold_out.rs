@@ -1,0 +1,125 @@
+//! The answer to an order once the deal is sold out, for everyone who cannot be owed more: it
+//! is decided from the deal's state and the shopper the request names, before the session's
+//! signature is checked or the body parsed, and sent as bytes rendered once. Only shoppers
+//! holding an idempotency key (`orders::buyers`) take the whole order path, where the same
+//! order sent again gets that order back.
+//!
+//! The body is still read afterwards, for one thing: an admission it carries, checked against
+//! the shopper's own session, ends, so its place goes to the next shopper should a unit come
+//! back (as the whole path does).
+
+use std::sync::LazyLock;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{header, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::Response,
+};
+use serde::Deserialize;
+
+use super::{
+    error::{ErrorBody, ErrorDetail, RejectionCode},
+    BODY_LIMIT,
+};
+use crate::{app::SharedApp, deal::DealState, identity::Claimed};
+
+/// `409 sold_out`, the same words as the whole path's.
+static SOLD_OUT: LazyLock<Bytes> = LazyLock::new(|| {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "sold_out".into(),
+            message: "the deal is sold out".into(),
+            fields: None,
+        },
+    };
+    Bytes::from(serde_json::to_vec(&body).expect("an error body serialises"))
+});
+
+fn sold_out() -> Response {
+    let mut response = Response::new(Body::from(SOLD_OUT.clone()));
+    *response.status_mut() = StatusCode::CONFLICT;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(RejectionCode("sold_out"));
+    response
+}
+
+/// Answers `POST /api/orders` at once when the deal is sold out and the request's shopper
+/// holds no idempotency key; passes everything else on.
+pub async fn answer(State(app): State<SharedApp>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || request.uri().path() != "/api/orders" {
+        return next.run(request).await;
+    }
+    let Some(claimed) = decided(&app, request.headers()) else {
+        return next.run(request).await;
+    };
+    if let Claimed::Shopper(id) = claimed {
+        end_admission(&app, &id, request).await;
+    }
+    sold_out()
+}
+
+/// Who the request names, when its answer is "sold out" whatever its body says.
+fn decided(app: &SharedApp, headers: &axum::http::HeaderMap) -> Option<Claimed> {
+    if app.state_now(app.clock.now()) != DealState::SoldOut {
+        return None;
+    }
+    let buyers = app.buyers.read().ok()?.clone()?;
+    if !buyers.is_current(&app.figures.borrow()) {
+        return None;
+    }
+    match app.identifier.claimed(headers)? {
+        Claimed::Shopper(id) if buyers.may_hold(&id) => None,
+        claimed => Some(claimed),
+    }
+}
+
+#[derive(Deserialize)]
+struct Carried<'a> {
+    #[serde(rename = "admissionToken", borrow, default)]
+    admission_token: Option<&'a str>,
+}
+
+/// Ends the admission the body carries, if it is the shopper's own (their session checked) and
+/// of this epoch; anything else in the body is not looked at.
+async fn end_admission(app: &SharedApp, claimed: &str, request: Request) {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return;
+    };
+    let Some(token) = serde_json::from_slice::<Carried>(&bytes)
+        .ok()
+        .and_then(|c| c.admission_token)
+    else {
+        return;
+    };
+    let now_ms = app.clock.now().timestamp_millis();
+    let deal = app.deal();
+    let Ok(admission) = app
+        .signer
+        .check_admission(token, &deal.name, claimed, now_ms)
+    else {
+        return;
+    };
+    if admission.epoch != app.figures.borrow().epoch {
+        return;
+    }
+    let limit = deal.per_user_limit();
+    match app
+        .identifier
+        .identify(&parts.headers, &app.signer, limit)
+        .await
+    {
+        Ok(shopper) if shopper.id == claimed => {
+            if let Err(error) = app.queue.end_admission(admission.nonce).await {
+                // The lease runs out on its own.
+                tracing::debug!(%error, "cannot end an admission after a sold-out answer");
+            }
+        }
+        _ => {}
+    }
+}
