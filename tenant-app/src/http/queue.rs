@@ -347,7 +347,7 @@ pub async fn ping(State(app): State<SharedApp>, shopper: Shopper, headers: Heade
     let figures = *app.figures.borrow();
     let draw = app.draw_for(&figures);
     let window = App::window(&deal);
-    let ping_after_ms = liveness::max_poll_gap(window).as_millis() as u64;
+    let ping_after_ms = liveness::ping_gap(window).as_millis() as u64;
     match (
         queue::standing(ticket.as_ref(), &figures, draw.as_deref()),
         ticket,

@@ -24,6 +24,14 @@ pub fn max_poll_gap(window: Duration) -> Duration {
     window / 2
 }
 
+/// How often a waiting shopper who follows the public head pings: two thirds of a window (a
+/// third of `idleGrace`, 10 s at the default). Any gap shorter than a window leaves a mark in
+/// this window or the last whenever admission looks; the third left over is for a ping that is
+/// late or slow to be flushed.
+pub fn ping_gap(window: Duration) -> Duration {
+    window * 2 / 3
+}
+
 /// Marks not yet flushed, and which numbers this replica marked in the current window.
 #[derive(Default)]
 pub struct Marks {
@@ -93,11 +101,37 @@ mod tests {
             max_poll_gap(Duration::from_secs(15)),
             Duration::from_millis(7_500)
         );
+        assert_eq!(
+            ping_gap(window(Duration::from_secs(30))),
+            Duration::from_secs(10)
+        );
         let w = Duration::from_secs(15);
         assert_eq!(window_of(0, w), 0);
         assert_eq!(window_of(14_999, w), 0);
         assert_eq!(window_of(15_000, w), 1);
         assert_eq!(window_of(-1, w), -1);
+    }
+
+    /// Admission passes over a number marked in neither this window nor the last: a shopper
+    /// who pings every `ping_gap`, however late each ping comes within a third of a window, is
+    /// never passed over, at any moment admission might look.
+    #[test]
+    fn a_pinging_shopper_is_seen_whenever_admission_looks() {
+        let w = Duration::from_secs(15);
+        let (gap, late) = (ping_gap(w).as_millis() as i64, w.as_millis() as i64 / 3 - 1);
+        for start in (0..15_000).step_by(1_300) {
+            // Every ping as late as it may be, which is the worst case.
+            let pings: Vec<i64> = (0..40).map(|i| start + i * gap + late).collect();
+            for look in (pings[0]..pings[39]).step_by(250) {
+                let now = window_of(look, w);
+                assert!(
+                    pings
+                        .iter()
+                        .any(|&p| p <= look && (now - 1..=now).contains(&window_of(p, w))),
+                    "a look at {look} ms finds no mark"
+                );
+            }
+        }
     }
 
     #[test]
