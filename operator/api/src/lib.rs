@@ -7,6 +7,7 @@ pub mod clock;
 pub mod company;
 pub mod coupon;
 pub mod duration;
+pub mod head_cache;
 pub mod hosts;
 pub mod ics;
 pub mod money;

@@ -135,6 +135,17 @@ pub(super) async fn apply_bundle(
         }
     }
     apply_each!(bundle.ingress);
+    match bundle.head_ingress {
+        Some(head) => {
+            apply_each!(head);
+        }
+        None => {
+            absent!(
+                k8s_openapi::api::networking::v1::Ingress,
+                deal.child("head")
+            );
+        }
+    }
     outcome
 }
 

@@ -1,6 +1,11 @@
 //! The deal's public entrance: an Ingress for the deal's host, with TLS when a secret is named,
 //! and ingress-nginx's per-client rate limit. Only the storefront's public paths are routed;
 //! `/internal/stats` and `/metrics` stay inside the cluster.
+//!
+//! Where the platform names an ingress-nginx cache zone, a second Ingress routes the public head
+//! (`/api/queue/head`) alone, with buffering on and a snippet that caches it in that zone: the
+//! head is the same bytes for every shopper, so the controller answers a waiting crowd's reads
+//! and the storefronts see about one a second per controller pod.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +13,9 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use timedeal_api::head_cache::{snippet as head_cache_snippet, HEAD_PATH};
 
 use super::{storefront, Deal};
 
@@ -23,31 +31,23 @@ const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("/reminders/unsubscribe", "Exact"),
 ];
 
-pub fn ingress(deal: &Deal) -> Ingress {
-    let settings = &deal.td.spec.ingress;
-    let mut meta = deal.meta("storefront", storefront::COMPONENT);
-    let rate = settings.rate_limit_per_second;
-    meta.annotations = Some(BTreeMap::from([
+/// The per-client rate limit both Ingresses of a deal carry.
+fn rate_limit(deal: &Deal) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (
             "nginx.ingress.kubernetes.io/limit-rps".to_owned(),
-            rate.to_string(),
+            deal.td.spec.ingress.rate_limit_per_second.to_string(),
         ),
         // Bursts up to five times the rate, as a refresh storm at the start produces.
         (
             "nginx.ingress.kubernetes.io/limit-burst-multiplier".to_owned(),
             "5".to_owned(),
         ),
-        // Live updates are long-lived server-sent event streams.
-        (
-            "nginx.ingress.kubernetes.io/proxy-read-timeout".to_owned(),
-            "3600".to_owned(),
-        ),
-        (
-            "nginx.ingress.kubernetes.io/proxy-buffering".to_owned(),
-            "off".to_owned(),
-        ),
-    ]));
-    let backend = IngressBackend {
+    ])
+}
+
+fn backend(deal: &Deal) -> IngressBackend {
+    IngressBackend {
         service: Some(IngressServiceBackend {
             name: deal.child("storefront"),
             port: Some(ServiceBackendPort {
@@ -56,7 +56,13 @@ pub fn ingress(deal: &Deal) -> Ingress {
             }),
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// An Ingress for the deal's host routing `paths` to the storefront.
+fn routing(deal: &Deal, meta: ObjectMeta, paths: &[(&str, &str)]) -> Ingress {
+    let settings = &deal.td.spec.ingress;
+    let backend = backend(deal);
     Ingress {
         metadata: meta,
         spec: Some(IngressSpec {
@@ -70,7 +76,7 @@ pub fn ingress(deal: &Deal) -> Ingress {
             rules: Some(vec![IngressRule {
                 host: Some(settings.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: PUBLIC_PATHS
+                    paths: paths
                         .iter()
                         .map(|(path, kind)| HTTPIngressPath {
                             path: Some((*path).into()),
@@ -84,6 +90,44 @@ pub fn ingress(deal: &Deal) -> Ingress {
         }),
         ..Default::default()
     }
+}
+
+/// The Ingress of the public head alone, cached in the controller's `zone` (see
+/// [`timedeal_api::head_cache::snippet`]). ingress-nginx runs it only with snippet annotations allowed.
+pub fn head_ingress(deal: &Deal, zone: &str) -> Ingress {
+    let mut meta = deal.meta("head", storefront::COMPONENT);
+    let mut annotations = rate_limit(deal);
+    annotations.extend([
+        // nginx caches only what it buffers.
+        (
+            "nginx.ingress.kubernetes.io/proxy-buffering".to_owned(),
+            "on".to_owned(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/configuration-snippet".to_owned(),
+            head_cache_snippet(zone),
+        ),
+    ]);
+    meta.annotations = Some(annotations);
+    routing(deal, meta, &[(HEAD_PATH, "Exact")])
+}
+
+pub fn ingress(deal: &Deal) -> Ingress {
+    let mut meta = deal.meta("storefront", storefront::COMPONENT);
+    let mut annotations = rate_limit(deal);
+    annotations.extend([
+        // Live updates are long-lived server-sent event streams.
+        (
+            "nginx.ingress.kubernetes.io/proxy-read-timeout".to_owned(),
+            "3600".to_owned(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-buffering".to_owned(),
+            "off".to_owned(),
+        ),
+    ]);
+    meta.annotations = Some(annotations);
+    routing(deal, meta, PUBLIC_PATHS)
 }
 
 /// Where shoppers find the deal.
@@ -128,6 +172,34 @@ mod tests {
             .iter()
             .any(|p| p.starts_with("/internal") || p == "/metrics"));
         assert_eq!(url(&deal), "https://headphones.deals.example.com/");
+    }
+
+    #[test]
+    fn the_head_ingress_routes_the_head_alone_buffered_and_cached_in_the_zone() {
+        let td = testing::sample();
+        let deal = Deal::new(&td).unwrap();
+        let head = head_ingress(&deal, "timedeal_head");
+        assert_eq!(
+            head.metadata.name.as_deref(),
+            Some("winter-headphones-head")
+        );
+        let annotations = head.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-buffering"],
+            "on"
+        );
+        assert_eq!(annotations["nginx.ingress.kubernetes.io/limit-rps"], "20");
+        let snippet = &annotations["nginx.ingress.kubernetes.io/configuration-snippet"];
+        assert!(
+            snippet.starts_with("proxy_cache timedeal_head;\n"),
+            "{snippet}"
+        );
+        assert!(snippet.contains("proxy_no_cache $http_cookie"), "{snippet}");
+        assert!(routes(&head, HEAD_PATH));
+        assert!(!routes(&head, "/api/queue"));
+        assert!(!routes(&head, "/api/queue/head/x"));
+        // The storefront's own Ingress still routes the head where no zone is named.
+        assert!(routes(&ingress(&deal), HEAD_PATH));
     }
 
     /// Whether `ingress` sends a request for `path` (query left out) to the storefront, as the

@@ -34,6 +34,9 @@ pub struct Settings {
     /// The randomness beacon storefronts key their pre-queue draw with (a drand chain's URL), or
     /// `none`.
     pub draw_beacon: String,
+    /// The ingress-nginx cache zone the public head is cached in (its own Ingress); none: the
+    /// head is routed with the rest and cached by nobody on the way.
+    pub head_cache_zone: Option<String>,
 }
 
 /// The platform's SMTP server, as storefronts get it.
@@ -58,6 +61,7 @@ impl Settings {
             peers: network::Peers::default(),
             mail: None,
             draw_beacon: timedeal_api::DRAND_QUICKNET.into(),
+            head_cache_zone: None,
         }
     }
 }
@@ -366,6 +370,8 @@ pub struct Bundle {
     /// Only with a floor of two replicas or more.
     pub pdb: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub ingress: k8s_openapi::api::networking::v1::Ingress,
+    /// Only where the platform names a cache zone: the public head's own, cached, Ingress.
+    pub head_ingress: Option<k8s_openapi::api::networking::v1::Ingress>,
     /// Absent after retention: nothing runs, so nothing scales.
     pub hpa: Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
 }
@@ -392,6 +398,7 @@ impl Bundle {
         objects.extend(self.redis_pdb.as_ref().map(value));
         objects.extend(self.pdb.as_ref().map(value));
         objects.push(value(&self.ingress));
+        objects.extend(self.head_ingress.as_ref().map(value));
         objects
     }
 }
@@ -461,6 +468,10 @@ pub fn bundle(deal: &Deal, settings: &Settings, secrets: &Secrets, plan: &Plan) 
         storefront_service: storefront::service(deal),
         pdb: scaling::pdb(deal, floor),
         ingress: ingress::ingress(deal),
+        head_ingress: settings
+            .head_cache_zone
+            .as_deref()
+            .map(|zone| ingress::head_ingress(deal, zone)),
         hpa,
     }
 }
