@@ -15,7 +15,7 @@ pub struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,11 +30,45 @@ impl From<crate::reminders::Lead> for LeadLabel {
     }
 }
 
+/// A request's labels. Both names are `'static`, so counting a request allocates nothing: the
+/// method is one of HTTP's own or `other`, the route one of the router's, kept once each.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
+}
+
+impl RouteLabels {
+    pub fn method(method: &axum::http::Method) -> &'static str {
+        use axum::http::Method;
+        match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            Method::PATCH => "PATCH",
+            _ => "other",
+        }
+    }
+
+    /// The route's name, kept for the life of the process: routes are the router's own paths,
+    /// a few dozen, so the names kept are bounded.
+    pub fn route(path: &str) -> &'static str {
+        static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+        let find = |routes: &[&'static str]| routes.iter().find(|r| **r == path).copied();
+        if let Some(route) = find(&ROUTES.read().unwrap_or_else(|e| e.into_inner())) {
+            return route;
+        }
+        let mut routes = ROUTES.write().unwrap_or_else(|e| e.into_inner());
+        find(&routes).unwrap_or_else(|| {
+            let route: &'static str = Box::leak(path.to_owned().into_boxed_str());
+            routes.push(route);
+            route
+        })
+    }
 }
 
 pub struct Metrics {
@@ -182,12 +216,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn rejection(&self, reason: &str) {
-        self.rejections
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .inc();
+    pub fn rejection(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -177,12 +177,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Shopper {
 /// Records each request's latency and, for refusals, their code.
 async fn observe(State(app): State<SharedApp>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = RouteLabels::method(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .map_or("unmatched", |p| RouteLabels::route(p.as_str()));
     let response = next.run(request).await;
     let status = response.status().as_u16();
     if let Some(RejectionCode(code)) = response.extensions().get::<RejectionCode>() {

@@ -97,6 +97,10 @@ async fn end_admission(app: &SharedApp, claimed: &str, request: Request) {
     else {
         return;
     };
+    if crate::tokens::Signer::unchecked_admission_shopper(token).as_deref() != Some(claimed) {
+        // Another shopper's token: it ends nothing (the whole path refuses it as foreign).
+        return;
+    }
     let now_ms = app.clock.now().timestamp_millis();
     let deal = app.deal();
     let Ok(admission) = app
