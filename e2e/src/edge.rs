@@ -9,11 +9,15 @@
 //! silence. What reaches the storefronts is read from their own metrics; the cache's hits from
 //! nginx's log.
 //!
-//! Pings and status reads are each shopper's own, so their rate per shopper is measured on the
-//! sample. The head reads that reach the storefronts are shared by the whole crowd, however
-//! large: the proxy sends one a second whether a thousand or a million pages ask. So the origin's
-//! requests per waiting shopper per minute are the sample's own per follower plus the storefronts'
-//! head reads spread over the crowd.
+//! Pings are each shopper's own, so their rate is measured per minute of following (a follower
+//! the head reached stops counting then). The head reads that reach the storefronts are shared
+//! by the whole crowd, however large: the proxy sends one a second whether a thousand or a
+//! million pages ask. Status reads come when the head reaches a place, so they follow the
+//! admission rate, not the crowd's size. So the origin's requests per waiting shopper per minute
+//! are a follower's pings and status reads per minute followed, plus the storefronts' head reads
+//! spread over the crowd; and a crowd's cost a second is its pings, plus the head reads and
+//! status reads as measured. One cache sends the storefronts about one head read a second:
+//! ingress-nginx keeps one cache per controller pod, so multiply that part by the pods.
 
 use std::{
     sync::{
@@ -40,6 +44,8 @@ pub struct Minute {
     /// Shoppers who followed the protocol.
     pub followers: u64,
     pub seconds: f64,
+    /// Seconds the followers followed, all together (one stops when the head reaches it).
+    pub followed_seconds: f64,
     /// What the followers sent, to the proxy.
     pub head_reads: u64,
     pub pings: u64,
@@ -57,30 +63,29 @@ pub struct Minute {
 }
 
 impl Minute {
-    fn minutes(&self) -> f64 {
-        self.seconds.max(1.0) / 60.0
+    /// Minutes of following, all followers together.
+    fn followed_minutes(&self) -> f64 {
+        self.followed_seconds.max(1.0) / 60.0
     }
 
     /// Requests one waiting shopper's page sends a minute.
     pub fn page_per_shopper_per_minute(&self) -> f64 {
-        (self.head_reads + self.pings + self.statuses) as f64
-            / self.followers.max(1) as f64
-            / self.minutes()
+        (self.head_reads + self.pings + self.statuses) as f64 / self.followed_minutes()
     }
 
-    /// Requests reaching the storefronts a minute per waiting shopper: each follower's own pings
-    /// and status reads, and the head reads shared by the whole crowd.
+    /// Requests reaching the storefronts a minute per waiting shopper: a follower's own pings and
+    /// status reads per minute followed, and the head reads shared by the whole crowd.
     pub fn origin_per_shopper_per_minute(&self) -> f64 {
-        let own = (self.origin_pings + self.origin_statuses) as f64 / self.followers.max(1) as f64;
+        let own = (self.origin_pings + self.origin_statuses) as f64 / self.followed_minutes();
         let shared = self.origin_heads as f64 / self.crowd.max(1) as f64;
-        (own + shared) / self.minutes()
+        own + shared / (self.seconds.max(1.0) / 60.0)
     }
 
-    /// Requests a second the storefronts answer for a crowd of `shoppers`.
+    /// Requests a second the storefronts answer for a crowd of `shoppers` behind one cache: their
+    /// pings, and the head and status reads as measured (neither grows with the crowd).
     pub fn origin_per_second(&self, shoppers: f64) -> f64 {
-        let own = (self.origin_pings + self.origin_statuses) as f64 / self.followers.max(1) as f64
-            * shoppers;
-        (own + self.origin_heads as f64) / self.seconds.max(1.0)
+        let pings = self.origin_pings as f64 / self.followed_seconds.max(1.0) * shoppers;
+        pings + (self.origin_heads + self.origin_statuses) as f64 / self.seconds.max(1.0)
     }
 
     /// The share of head reads the cache answered, in %.
@@ -107,7 +112,7 @@ async fn follow(
     plain: reqwest::Client,
     until: Instant,
     tally: Arc<Tally>,
-) -> Result<(), Error> {
+) -> Result<Duration, Error> {
     let mut rng = StdRng::from_entropy();
     let start = Instant::now();
     let mut next_head = start + Duration::from_millis(rng.gen_range(0..1_000));
@@ -116,7 +121,7 @@ async fn follow(
     loop {
         let next = next_head.min(next_ping);
         if next >= until {
-            return Ok(());
+            return Ok(until.saturating_duration_since(start));
         }
         tokio::time::sleep_until(next.into()).await;
         let reached = if next_ping <= next_head {
@@ -157,7 +162,7 @@ async fn follow(
                     "GET /api/queue answered {code}: {status}"
                 )));
             }
-            return Ok(());
+            return Ok(start.elapsed());
         }
     }
 }
@@ -209,8 +214,9 @@ pub async fn minute(
             tally.clone(),
         ));
     }
+    let mut followed = Duration::ZERO;
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| Error::Load(e.to_string()))??;
+        followed += done.map_err(|e| Error::Load(e.to_string()))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let redis_commands = redis.commands().await?.saturating_sub(commands);
@@ -222,6 +228,7 @@ pub async fn minute(
         crowd,
         followers: count,
         seconds,
+        followed_seconds: followed.as_secs_f64(),
         head_reads: tally.heads.load(Ordering::Relaxed),
         pings: tally.pings.load(Ordering::Relaxed),
         statuses: tally.statuses.load(Ordering::Relaxed),
@@ -244,6 +251,7 @@ mod tests {
             crowd: 1_000_000,
             followers: 1_000,
             seconds: 60.0,
+            followed_seconds: 60_000.0,
             head_reads: 60_000,
             pings: 6_000,
             statuses: 10,
@@ -257,7 +265,14 @@ mod tests {
         assert!((minute.page_per_shopper_per_minute() - 66.01).abs() < 1e-9);
         // 6.01 a follower, and 60 head reads over a million.
         assert!((minute.origin_per_shopper_per_minute() - 6.01006).abs() < 1e-9);
-        assert!((minute.origin_per_second(1_000_000.0) - 100_167.666).abs() < 0.01);
+        // A million pinging every 10 s, plus the heads and statuses as they came.
+        assert!((minute.origin_per_second(1_000_000.0) - 100_001.167).abs() < 0.01);
+        // A follower the head reached half-way counts half a minute.
+        let reached = Minute {
+            followed_seconds: 30_000.0,
+            ..minute
+        };
+        assert!((reached.page_per_shopper_per_minute() - 132.02).abs() < 1e-9);
         assert!((minute.hit_percent() - 99.9).abs() < 1e-9);
     }
 }

@@ -674,7 +674,7 @@ async fn run(binary: &Path, args: RunArgs) -> anyhow::Result<()> {
         edge.origin_heads as f64 / edge.seconds,
     );
     figures.add(
-        "crowd behind the cache: storefront requests a second for 1,000,000 waiting shoppers",
+        "crowd behind the cache: storefront requests a second for 1,000,000 waiting shoppers behind one cache",
         Unit::Count,
         edge.origin_per_second(1_000_000.0),
     );

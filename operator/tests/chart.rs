@@ -569,8 +569,8 @@ fn exported_metrics() -> String {
     storefront
         .requests
         .get_or_create(&timedeal_tenant_app::metrics::RouteLabels {
-            method: "POST".into(),
-            route: "/api/buy".into(),
+            method: "POST",
+            route: "/api/buy",
             status: 200,
         })
         .observe(0.01);

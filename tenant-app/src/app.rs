@@ -77,6 +77,9 @@ pub struct App {
     /// The shoppers holding idempotency keys, listed while the deal is sold out (see
     /// `orders::buyers`): everyone else's order is answered at once.
     pub buyers: std::sync::RwLock<Option<Arc<crate::orders::buyers::Buyers>>>,
+    /// When `figures` were last read whole (ms, the deal's clock): answers that trust them
+    /// alone, such as the sold-out answer, trust only fresh ones.
+    pub figures_read_ms: std::sync::atomic::AtomicI64,
     /// Seconds a cache may keep the public head.
     pub head_max_age: u32,
 }

@@ -159,15 +159,22 @@ impl Identifier {
                     .ok()?;
                 let claims: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(&payload).ok()?;
-                match claims.get(&verifier.settings.user_claim)? {
-                    serde_json::Value::String(s) if !s.is_empty() => {
-                        Some(Claimed::Shopper(s.clone()))
-                    }
-                    serde_json::Value::Number(n) => Some(Claimed::Shopper(n.to_string())),
-                    _ => None,
-                }
+                jwt_shopper_id(&claims, &verifier.settings.user_claim).map(Claimed::Shopper)
             }
         }
+    }
+}
+
+/// The shopper id a company's sign-in names: its user claim, a non-empty string or a number,
+/// prefixed so that it never meets an anonymous id. The one rule for checked and claimed ids.
+fn jwt_shopper_id(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    user_claim: &str,
+) -> Option<String> {
+    match claims.get(user_claim)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(format!("jwt-{s}")),
+        serde_json::Value::Number(n) => Some(format!("jwt-{n}")),
+        _ => None,
     }
 }
 
@@ -218,15 +225,11 @@ impl JwtVerifier {
             &validation,
         )
         .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let id = match data.claims.get(&self.settings.user_claim) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(AuthError::Invalid(format!(
-                    "the token has no {:?} claim naming the shopper",
-                    self.settings.user_claim
-                )))
-            }
+        let Some(id) = jwt_shopper_id(&data.claims, &self.settings.user_claim) else {
+            return Err(AuthError::Invalid(format!(
+                "the token has no {:?} claim naming the shopper",
+                self.settings.user_claim
+            )));
         };
         let limit = match &self.settings.limit_claim {
             Some(claim) => match data.claims.get(claim) {
@@ -244,7 +247,7 @@ impl JwtVerifier {
             None => deal_limit,
         };
         Ok(Shopper {
-            id: format!("jwt-{id}"),
+            id,
             limit,
             new_session: None,
         })
@@ -422,13 +425,31 @@ mod tests {
         );
         assert_eq!(
             identifier.claimed(&signed),
-            Some(Claimed::Shopper("customer-42".into()))
+            Some(Claimed::Shopper("jwt-customer-42".into()))
         );
         assert_eq!(identifier.claimed(&HeaderMap::new()), None);
         let numbered = bearer(claims(serde_json::json!({"sub": 42})), b"any key");
         assert_eq!(
             identifier.claimed(&numbered),
-            Some(Claimed::Shopper("42".into()))
+            Some(Claimed::Shopper("jwt-42".into()))
+        );
+    }
+
+    /// The claimed id is the id the checked sign-in gives: the buyers' list holds checked ids.
+    #[tokio::test]
+    async fn a_company_jwt_claims_the_id_its_check_gives() {
+        let identifier = hs256(None);
+        let signed = bearer(
+            claims(serde_json::json!({})),
+            b"company-secret-company-secret-00",
+        );
+        let checked = identifier
+            .identify(&signed, &Signer::new(&[7; 32]), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            identifier.claimed(&signed),
+            Some(Claimed::Shopper(checked.id))
         );
     }
 

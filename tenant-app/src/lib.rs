@@ -141,6 +141,7 @@ pub async fn serve(deal: Deal, deal_path: std::path::PathBuf, config: Config) ->
         reminder_limit: config.reminder_limit,
         head_cache: Default::default(),
         buyers: Default::default(),
+        figures_read_ms: Default::default(),
         head_max_age: config.head_max_age,
     });
     app.clock.sync(&app.redis).await?;

@@ -507,6 +507,8 @@ async fn tick(
         *current = figures;
         changed
     });
+    app.figures_read_ms
+        .store(now_ms, std::sync::atomic::Ordering::Relaxed);
     list_buyers(app, &figures).await
 }
 

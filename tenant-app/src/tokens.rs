@@ -114,7 +114,6 @@ impl Signer {
         self.sign("admission", &body)
     }
 
-    /// Checks an admission token for this deal and shopper at `now_ms`.
     /// The shopper an admission token names, its signature not checked: enough to pass over a
     /// token that is not the request's own without computing a MAC.
     pub fn unchecked_admission_shopper(token: &str) -> Option<String> {
@@ -124,6 +123,7 @@ impl Signer {
         rest.split_once('|').map(|(_, shopper)| shopper.to_owned())
     }
 
+    /// Checks an admission token for this deal and shopper at `now_ms`.
     pub fn check_admission(
         &self,
         token: &str,

@@ -372,7 +372,9 @@ function followHead(waiting) {
       // origin, a cache's error page) is tried again, more slowly.
       if (error.code === "no_place" || ++failures >= 5) return back();
     }
-    setTimeout(step, 1000 * Math.min(8, 2 ** failures));
+    // A failing head slows the reads down, never the pings: the place depends on those.
+    const backoff = 1000 * Math.min(8, 2 ** failures);
+    setTimeout(step, Math.min(backoff, Math.max(1000, pingAt - Date.now())));
   };
   step();
 }

@@ -2,7 +2,7 @@
 //! ingress-nginx (the snippet and zone line of `timedeal_api::head_cache`, the operator's own),
 //! in front of two storefronts of one deal: a crowd reading the head every 50 ms reaches the
 //! storefronts about once a second; a request carrying a session is never answered from the
-//! cache; everything else passes through.
+//! cache; a made-up query is answered from the cache; everything else passes through.
 
 mod common;
 
@@ -109,6 +109,22 @@ async fn nginx_with_the_head_ingress_snippet_reads_the_head_about_once_a_second(
     assert!(
         hits as f64 >= 0.9 * reads as f64,
         "{hits} of {reads} reads were hits: {statuses:?}"
+    );
+
+    // A made-up query is the same key: it neither misses the cache nor fills its keys.
+    let before = origin_head_reads(&[&first, &second]).await;
+    for n in 0..20 {
+        let answer = reqwest::Client::new()
+            .get(format!("{url}?x={n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    let origin = origin_head_reads(&[&first, &second]).await - before;
+    assert!(
+        origin <= 2,
+        "20 reads with made-up queries reached the storefronts {origin} times"
     );
 
     // A read carrying a session or a cookie goes to a storefront and is never stored.

@@ -76,9 +76,8 @@ impl CachingProxy {
                 Duration::from_secs(10),
                 || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok(),
             )
-            .map_err(|e| {
+            .inspect_err(|_| {
                 let _ = child.kill();
-                e
             })?;
             Ok(Self { child, port, dir })
         })

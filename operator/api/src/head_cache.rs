@@ -10,11 +10,13 @@ pub const HEAD_PATH: &str = "/api/queue/head";
 /// `Cache-Control` says, one request to the storefront per expiry (`proxy_cache_lock`), the old
 /// copy served meanwhile and while the storefronts are away. A request carrying a cookie, a
 /// session or a sign-in is never answered from the cache nor stored in it: the head needs none,
-/// so such a request is not the page's, and whatever it gets stays its own.
+/// so such a request is not the page's, and whatever it gets stays its own. The key is the
+/// scheme, host and path, separated (no two deals' hosts can meet in it) and without the query
+/// (a made-up query neither misses the cache nor fills its keys).
 pub fn snippet(zone: &str) -> String {
     format!(
         "proxy_cache {zone};\n\
-         proxy_cache_key $scheme$host$request_uri;\n\
+         proxy_cache_key $scheme://$host$uri;\n\
          proxy_cache_lock on;\n\
          proxy_cache_lock_timeout 2s;\n\
          proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;\n\
@@ -56,5 +58,6 @@ mod tests {
         }
         assert!(snippet("timedeal_head").starts_with("proxy_cache timedeal_head;\n"));
         assert!(zone_line("z", "/tmp/c").contains("keys_zone=z:1m"));
+        assert!(snippet("z").contains("proxy_cache_key $scheme://$host$uri;"));
     }
 }

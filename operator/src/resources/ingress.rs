@@ -31,12 +31,12 @@ const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("/reminders/unsubscribe", "Exact"),
 ];
 
-/// The per-client rate limit both Ingresses of a deal carry.
-fn rate_limit(deal: &Deal) -> BTreeMap<String, String> {
+/// ingress-nginx's per-client rate limit at `rate` a second.
+fn rate_limit(rate: i32) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "nginx.ingress.kubernetes.io/limit-rps".to_owned(),
-            deal.td.spec.ingress.rate_limit_per_second.to_string(),
+            rate.to_string(),
         ),
         // Bursts up to five times the rate, as a refresh storm at the start produces.
         (
@@ -96,7 +96,11 @@ fn routing(deal: &Deal, meta: ObjectMeta, paths: &[(&str, &str)]) -> Ingress {
 /// [`timedeal_api::head_cache::snippet`]). ingress-nginx runs it only with snippet annotations allowed.
 pub fn head_ingress(deal: &Deal, zone: &str) -> Ingress {
     let mut meta = deal.meta("head", storefront::COMPONENT);
-    let mut annotations = rate_limit(deal);
+    // A page reads the head once a second: ten times the deal's limit lets many pages share
+    // one address (an office, a carrier's NAT) without their reads failing, while a client
+    // that bypasses the cache (a cookie) is still held to a rate.
+    let rate = deal.td.spec.ingress.rate_limit_per_second;
+    let mut annotations = rate_limit(rate.saturating_mul(10));
     annotations.extend([
         // nginx caches only what it buffers.
         (
@@ -114,7 +118,7 @@ pub fn head_ingress(deal: &Deal, zone: &str) -> Ingress {
 
 pub fn ingress(deal: &Deal) -> Ingress {
     let mut meta = deal.meta("storefront", storefront::COMPONENT);
-    let mut annotations = rate_limit(deal);
+    let mut annotations = rate_limit(deal.td.spec.ingress.rate_limit_per_second);
     annotations.extend([
         // Live updates are long-lived server-sent event streams.
         (
@@ -188,7 +192,7 @@ mod tests {
             annotations["nginx.ingress.kubernetes.io/proxy-buffering"],
             "on"
         );
-        assert_eq!(annotations["nginx.ingress.kubernetes.io/limit-rps"], "20");
+        assert_eq!(annotations["nginx.ingress.kubernetes.io/limit-rps"], "200");
         let snippet = &annotations["nginx.ingress.kubernetes.io/configuration-snippet"];
         assert!(
             snippet.starts_with("proxy_cache timedeal_head;\n"),

@@ -46,6 +46,8 @@ struct Cursor {
     head: Option<String>,
     /// An event to send before looking again.
     pending: Option<Event>,
+    /// What was sent is all there is for now: wait for a change before looking again.
+    settled: bool,
 }
 
 /// `status` events carrying the same JSON as `GET /api/queue`, and `head` events carrying the
@@ -68,46 +70,56 @@ pub async fn stream(
         app,
         shopper,
         last: None,
-        last_sent: Instant::now(),
+        // The first look goes at once.
+        last_sent: Instant::now()
+            .checked_sub(MIN_GAP)
+            .unwrap_or_else(Instant::now),
         head: None,
         pending: None,
+        settled: false,
     };
     let events = stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(event) = cursor.pending.take() {
                 return Some((Ok(event), cursor));
             }
+            if cursor.settled {
+                cursor.settled = false;
+                tokio::select! {
+                    _ = cursor.figures.changed() => {}
+                    _ = cursor.deal.changed() => {}
+                    // An admitted shopper's lease is renewed by these looks: three a lease at
+                    // least.
+                    _ = tokio::time::sleep(look_gap(&cursor.app)) => {}
+                }
+            }
+            // However the last look went, a problem included: never faster than this.
             let since = cursor.last_sent.elapsed();
-            if cursor.last.is_some() && since < MIN_GAP {
+            if since < MIN_GAP {
                 tokio::time::sleep(MIN_GAP - since).await;
             }
             let status = match &cursor.ticket {
                 Ok(ticket) => status_of(&cursor.app, &cursor.shopper, ticket.as_ref()).await,
                 Err(error) => Err(error.clone()),
             };
-            let event = match status {
-                Ok(status) => {
-                    let mut json = serde_json::to_value(&status).unwrap_or_default();
-                    // The server time changes every call; it alone is no reason to send.
-                    let mut compared = json.clone();
-                    compared["serverTime"] = serde_json::Value::Null;
-                    if cursor.last.as_ref() != Some(&compared)
-                        || cursor.last_sent.elapsed() >= MAX_GAP
-                    {
-                        cursor.last = Some(compared);
-                        Some(
-                            Event::default()
-                                .event("status")
-                                .data(json.take().to_string()),
-                        )
-                    } else {
-                        None
-                    }
-                }
-                Err(error) => Some(Event::default().event("problem").data(
-                    serde_json::json!({"code": error.code, "message": error.message}).to_string(),
-                )),
+            let (kind, mut json) = match status {
+                Ok(status) => ("status", serde_json::to_value(&status).unwrap_or_default()),
+                Err(error) => (
+                    "problem",
+                    serde_json::json!({"code": error.code, "message": error.message}),
+                ),
             };
+            // The server time changes every call; it alone is no reason to send. A problem
+            // that stays the same is said once (and again every MAX_GAP).
+            let mut compared = json.clone();
+            compared["serverTime"] = serde_json::Value::Null;
+            compared["event"] = kind.into();
+            let event = (cursor.last.as_ref() != Some(&compared)
+                || cursor.last_sent.elapsed() >= MAX_GAP)
+                .then(|| {
+                    cursor.last = Some(compared);
+                    Event::default().event(kind).data(json.take().to_string())
+                });
             let head = super::head::rendered(&cursor.app);
             let head = (cursor.head.as_deref() != Some(head.etag.as_str())).then(|| {
                 cursor.head = Some(head.etag);
@@ -115,6 +127,7 @@ pub async fn stream(
                     .event("head")
                     .data(String::from_utf8_lossy(&head.body))
             });
+            cursor.settled = true;
             match (event, head) {
                 (Some(event), head) => {
                     cursor.last_sent = Instant::now();
@@ -123,12 +136,6 @@ pub async fn stream(
                 }
                 (None, Some(head)) => return Some((Ok(head), cursor)),
                 (None, None) => {}
-            }
-            tokio::select! {
-                _ = cursor.figures.changed() => {}
-                _ = cursor.deal.changed() => {}
-                // An admitted shopper's lease is renewed by these looks: three a lease at least.
-                _ = tokio::time::sleep(look_gap(&cursor.app)) => {}
             }
         }
     });

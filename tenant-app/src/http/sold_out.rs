@@ -63,9 +63,18 @@ pub async fn answer(State(app): State<SharedApp>, request: Request, next: Next) 
     sold_out()
 }
 
+/// Figures older than this are not trusted to say "sold out" alone: the ticker that reads them
+/// every 100 ms is failing (Redis away, a step erring), and a unit may have come back and sold
+/// again meanwhile. The whole path then answers, from Redis.
+const FRESH_MS: i64 = 500;
+
 /// Who the request names, when its answer is "sold out" whatever its body says.
 fn decided(app: &SharedApp, headers: &axum::http::HeaderMap) -> Option<Claimed> {
-    if app.state_now(app.clock.now()) != DealState::SoldOut {
+    let now = app.clock.now();
+    let read_ms = app
+        .figures_read_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if now.timestamp_millis() - read_ms > FRESH_MS || app.state_now(now) != DealState::SoldOut {
         return None;
     }
     let buyers = app.buyers.read().ok()?.clone()?;
