@@ -73,11 +73,12 @@ impl Minute {
         (self.head_reads + self.pings + self.statuses) as f64 / self.followed_minutes()
     }
 
-    /// Requests reaching the storefronts a minute per waiting shopper: a follower's own pings and
-    /// status reads per minute followed, and the head reads shared by the whole crowd.
+    /// Requests reaching the storefronts a minute per waiting shopper: a follower's own pings per
+    /// minute followed, and the head and status reads spread over the whole crowd (neither grows
+    /// with it).
     pub fn origin_per_shopper_per_minute(&self) -> f64 {
-        let own = (self.origin_pings + self.origin_statuses) as f64 / self.followed_minutes();
-        let shared = self.origin_heads as f64 / self.crowd.max(1) as f64;
+        let own = self.origin_pings as f64 / self.followed_minutes();
+        let shared = (self.origin_heads + self.origin_statuses) as f64 / self.crowd.max(1) as f64;
         own + shared / (self.seconds.max(1.0) / 60.0)
     }
 
@@ -263,8 +264,15 @@ mod tests {
             redis_commands: 0,
         };
         assert!((minute.page_per_shopper_per_minute() - 66.01).abs() < 1e-9);
-        // 6.01 a follower, and 60 head reads over a million.
-        assert!((minute.origin_per_shopper_per_minute() - 6.01006).abs() < 1e-9);
+        // 6 pings a follower, and 60 head reads and 10 status reads over a million.
+        assert!((minute.origin_per_shopper_per_minute() - 6.00007).abs() < 1e-9);
+        // The two figures agree: a million shoppers' share a minute is the cost a second × 60.
+        assert!(
+            (minute.origin_per_shopper_per_minute() * 1e6 / 60.0
+                - minute.origin_per_second(1_000_000.0))
+            .abs()
+                < 1e-6
+        );
         // A million pinging every 10 s, plus the heads and statuses as they came.
         assert!((minute.origin_per_second(1_000_000.0) - 100_001.167).abs() < 0.01);
         // A follower the head reached half-way counts half a minute.

@@ -487,6 +487,8 @@ async fn tick(
         }
     }
 
+    // Taken before the read: the figures are at least this fresh.
+    let read_ms = app.clock.now().timestamp_millis();
     let figures = self::figures(app).await?;
     if ticks.is_multiple_of(20) {
         // The longest the line has been: kept as a sorted set's score, which `GT` only raises.
@@ -508,7 +510,7 @@ async fn tick(
         changed
     });
     app.figures_read_ms
-        .store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        .store(read_ms, std::sync::atomic::Ordering::Relaxed);
     list_buyers(app, &figures).await
 }
 

@@ -371,10 +371,12 @@ function followHead(waiting) {
       // A ticket that holds no place: the stream says what is what. Anything else (a busy
       // origin, a cache's error page) is tried again, more slowly.
       if (error.code === "no_place" || ++failures >= 5) return back();
+      // A ping that failed is tried again after the same wait as the rest.
+      if (Date.now() >= pingAt) pingAt = Date.now() + 1000 * Math.min(8, 2 ** failures);
     }
-    // A failing head slows the reads down, never the pings: the place depends on those.
+    // A failing head slows the reads down, never a ping that is due: the place depends on it.
     const backoff = 1000 * Math.min(8, 2 ** failures);
-    setTimeout(step, Math.min(backoff, Math.max(1000, pingAt - Date.now())));
+    setTimeout(step, Math.min(backoff, Math.max(100, pingAt - Date.now())));
   };
   step();
 }

@@ -42,6 +42,8 @@ struct Cursor {
     deal: tokio::sync::watch::Receiver<std::sync::Arc<crate::deal::Deal>>,
     last: Option<serde_json::Value>,
     last_sent: Instant,
+    /// When the status was last looked at.
+    last_look: Instant,
     /// The ETag of the last head sent.
     head: Option<String>,
     /// An event to send before looking again.
@@ -63,21 +65,25 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let token = presented_ticket(&headers);
-    let cursor = Cursor {
+    let mut cursor = Cursor {
         ticket: checked_ticket(&app, &shopper, token.as_deref()),
         figures: app.figures.clone(),
         deal: app.deal.clone(),
         app,
         shopper,
         last: None,
+        last_sent: Instant::now(),
         // The first look goes at once.
-        last_sent: Instant::now()
+        last_look: Instant::now()
             .checked_sub(MIN_GAP)
             .unwrap_or_else(Instant::now),
         head: None,
         pending: None,
         settled: false,
     };
+    // The first look reads them as they are now: only later changes wake the stream.
+    cursor.figures.borrow_and_update();
+    cursor.deal.borrow_and_update();
     let events = stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(event) = cursor.pending.take() {
@@ -85,19 +91,22 @@ pub async fn stream(
             }
             if cursor.settled {
                 cursor.settled = false;
+                // A watch whose sender is gone errs at once, every time: that branch is then
+                // off, and only the timer wakes the stream.
                 tokio::select! {
-                    _ = cursor.figures.changed() => {}
-                    _ = cursor.deal.changed() => {}
+                    Ok(()) = cursor.figures.changed() => {}
+                    Ok(()) = cursor.deal.changed() => {}
                     // An admitted shopper's lease is renewed by these looks: three a lease at
                     // least.
                     _ = tokio::time::sleep(look_gap(&cursor.app)) => {}
                 }
             }
             // However the last look went, a problem included: never faster than this.
-            let since = cursor.last_sent.elapsed();
+            let since = cursor.last_look.elapsed();
             if since < MIN_GAP {
                 tokio::time::sleep(MIN_GAP - since).await;
             }
+            cursor.last_look = Instant::now();
             let status = match &cursor.ticket {
                 Ok(ticket) => status_of(&cursor.app, &cursor.shopper, ticket.as_ref()).await,
                 Err(error) => Err(error.clone()),
