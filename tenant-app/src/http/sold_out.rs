@@ -110,29 +110,15 @@ async fn end_admission(app: &SharedApp, claimed: &str, request: Request) {
         // Another shopper's token: it ends nothing (the whole path refuses it as foreign).
         return;
     }
-    let now_ms = app.clock.now().timestamp_millis();
-    let deal = app.deal();
-    let Ok(admission) = app
-        .signer
-        .check_admission(token, &deal.name, claimed, now_ms)
-    else {
-        return;
-    };
-    if admission.epoch != app.figures.borrow().epoch {
-        return;
-    }
-    let limit = deal.per_user_limit();
-    match app
+    // The session checked, then the same ending as the whole path's (token, epoch, lease).
+    let limit = app.deal().per_user_limit();
+    if let Ok(shopper) = app
         .identifier
         .identify(&parts.headers, &app.signer, limit)
         .await
     {
-        Ok(shopper) if shopper.id == claimed => {
-            if let Err(error) = app.queue.end_admission(admission.nonce).await {
-                // The lease runs out on its own.
-                tracing::debug!(%error, "cannot end an admission after a sold-out answer");
-            }
+        if shopper.id == claimed {
+            crate::orders::end_admission(app, &shopper, token).await;
         }
-        _ => {}
     }
 }

@@ -293,7 +293,7 @@ pub async fn place(app: &App, shopper: &Shopper, request: PlaceOrder) -> Result<
 
 /// Ends the admission `token` grants, if it is this shopper's for this deal: the shopper was
 /// given a final answer. A token that does not check out ends nothing.
-async fn end_admission(app: &App, shopper: &Shopper, token: &str) {
+pub(crate) async fn end_admission(app: &App, shopper: &Shopper, token: &str) {
     let now_ms = app.clock.now().timestamp_millis();
     let Ok(admission) = app
         .signer
